@@ -1,0 +1,207 @@
+"""The catalog driver contract: search, availability, order, download (STYLE 2.2).
+
+Every catalog (a STAC API, CDSE OData, USGS M2M) is one ``CatalogDriver`` subclass registered by
+name in ``registry.py``. Values crossing the interface are frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from include.common.progress import ProgressFn
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Plain credentials taken from an Airflow Connection by the task layer; never logged."""
+
+    username: str | None = None
+    password: str | None = None
+    token: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"Credentials(username={self.username!r}, password=***, token=***)"
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """A canonical search: exactly one of bbox, geometry, tiles or scene_ids selects the area.
+
+    ``bbox`` is (w, s, e, n) in degrees; ``geometry`` a GeoJSON geometry dict in WGS84;
+    datetimes are timezone-aware UTC. ``scene_ids`` ignores dates and cloud.
+    """
+
+    dataset: str
+    bbox: tuple[float, float, float, float] | None = None
+    geometry: dict[str, Any] | None = None
+    tiles: tuple[str, ...] = ()
+    scene_ids: tuple[str, ...] = ()
+    start: datetime | None = None
+    end: datetime | None = None
+    cloud_pct: float = 100.0
+    limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    """One downloadable file of a scene (a band file or the whole archive)."""
+
+    key: str
+    href: str
+    size_bytes: int | None = None
+    checksum: str | None = None
+    """Multihash hex (STAC ``file:checksum``) or ``<algo>:<hex>`` such as ``md5:...``."""
+    media_type: str | None = None
+    roles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Scene:
+    """One scene found in a catalog; JSON-friendly through ``to_dict``/``from_dict``."""
+
+    scene_id: str
+    catalog: str
+    dataset: str
+    datetime: datetime
+    cloud_pct: float | None
+    tile: str | None
+    footprint: dict[str, Any] | None
+    """GeoJSON geometry in WGS84."""
+    size_bytes: int | None = None
+    link: str | None = None
+    quicklook: str | None = None
+    online: bool = True
+    platform: str | None = None
+    assets: tuple[Asset, ...] = ()
+    properties: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict (datetimes as ISO 8601 strings)."""
+        return {
+            "scene_id": self.scene_id,
+            "catalog": self.catalog,
+            "dataset": self.dataset,
+            "datetime": self.datetime.isoformat(),
+            "cloud_pct": self.cloud_pct,
+            "tile": self.tile,
+            "footprint": self.footprint,
+            "size_bytes": self.size_bytes,
+            "link": self.link,
+            "quicklook": self.quicklook,
+            "online": self.online,
+            "platform": self.platform,
+            "assets": [
+                {
+                    "key": a.key,
+                    "href": a.href,
+                    "size_bytes": a.size_bytes,
+                    "checksum": a.checksum,
+                    "media_type": a.media_type,
+                    "roles": list(a.roles),
+                }
+                for a in self.assets
+            ],
+            "properties": self.properties,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Scene:
+        """Rebuild a scene from ``to_dict`` output."""
+        return cls(
+            scene_id=data["scene_id"],
+            catalog=data["catalog"],
+            dataset=data["dataset"],
+            datetime=datetime.fromisoformat(data["datetime"]),
+            cloud_pct=data.get("cloud_pct"),
+            tile=data.get("tile"),
+            footprint=data.get("footprint"),
+            size_bytes=data.get("size_bytes"),
+            link=data.get("link"),
+            quicklook=data.get("quicklook"),
+            online=data.get("online", True),
+            platform=data.get("platform"),
+            assets=tuple(
+                Asset(
+                    key=a["key"],
+                    href=a["href"],
+                    size_bytes=a.get("size_bytes"),
+                    checksum=a.get("checksum"),
+                    media_type=a.get("media_type"),
+                    roles=tuple(a.get("roles", ())),
+                )
+                for a in data.get("assets", ())
+            ),
+            properties=dict(data.get("properties", {})),
+        )
+
+
+class Availability(StrEnum):
+    """Whether a scene can be downloaded now."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"
+    ORDERED = "ordered"
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadedFile:
+    """A verified file (or folder of files) in its final place."""
+
+    path: Path
+    size_bytes: int
+    checksum: str | None
+    """``<algo>:<hex>`` of the file, or None for a folder of assets."""
+    reused: bool = False
+    files: tuple[Path, ...] = ()
+
+
+class CatalogDriver(abc.ABC):
+    """A remote catalog: search scenes, tell availability, order, download.
+
+    Contract for every implementation:
+    - ``search`` pages through all results and returns scenes sorted by datetime; a bad query
+      raises ``InvalidInputError`` naming the field; 5xx/timeouts raise ``ProviderUnavailableError``,
+      429 raises ``RateLimitedError``; other 4xx raise ``ProviderError`` with status and body.
+    - ``availability`` never downloads; ``order`` is idempotent (ordering twice is harmless).
+    - ``download`` writes under ``dest`` (a scene folder) through a temporary name and renames
+      into place atomically; a valid file already in place is reused; a checksum mismatch raises
+      ``ChecksumMismatchError`` and leaves nothing at the final path; an offline scene raises
+      ``SceneOfflineError``. It is safe to call again after a kill (resume or restart).
+    """
+
+    name: str = ""
+
+    def __init__(
+        self,
+        *,
+        url: str | None = None,
+        credentials: Credentials | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.url = url
+        self.credentials = credentials
+        self.options = dict(options or {})
+
+    @abc.abstractmethod
+    def search(self, query: SearchQuery) -> list[Scene]:
+        """Return every scene matching ``query``, oldest first."""
+
+    def availability(self, scene: Scene) -> Availability:
+        """Return whether ``scene`` can be downloaded now (default: what search said)."""
+        return Availability.ONLINE if scene.online else Availability.OFFLINE
+
+    def order(self, scene: Scene) -> None:
+        """Ask the provider to bring ``scene`` online (default: nothing to do)."""
+        return None
+
+    @abc.abstractmethod
+    def download(
+        self, scene: Scene, dest: Path, *, progress: ProgressFn | None = None
+    ) -> DownloadedFile:
+        """Download ``scene`` into the folder ``dest`` and return the verified result."""
