@@ -1,0 +1,356 @@
+"""What each task of the radcor DAG does, free of Airflow: validate, search, run a step, report.
+
+The DAG's tasks are thin wrappers over these functions: they pass plain values (conf dicts,
+scene plans as dicts, opaque run ids) and map the errors raised here to Airflow outcomes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from include.catalog.base import CatalogBackend
+from include.collectors.base import CatalogDriver, Scene
+from include.common.config import CollectionConfig, load_catalogs, load_collections
+from include.common.errors import (
+    CollectionBuilderError,
+    FieldProblem,
+    InvalidInputError,
+    TransientError,
+)
+from include.common.progress import ProgressLogger
+from include.common.storage import archive_dir, published_dir, work_dir
+from include.processors.base import ProcessorInputs
+from include.processors.registry import make_processor, registered_names
+from include.radcor.activities import (
+    BAD_STATES,
+    DONE_STATES,
+    ActivityKey,
+    ActivityState,
+    ActivityStore,
+)
+from include.radcor.conf import Action, RadcorConf, TaskType, to_search_query, validate_conf
+from include.radcor.plan import PlanNode, ScenePlan, is_runnable, nodes_of_type, plan_scene
+
+log = logging.getLogger(__name__)
+
+DriverFactory = Callable[[str], CatalogDriver]
+"""Builds the driver for a catalog name (the task layer adds credentials from a Connection)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """Who is running: opaque orchestrator ids, recorded on every activity."""
+
+    dag_id: str
+    run_id: str
+    task_instance: str = ""
+
+
+def validate_request(raw: Mapping[str, Any]) -> RadcorConf:
+    """Validate a radcor conf against the configured collections, catalogs and processors.
+
+    Values that are None (Airflow Params defaults for fields the user left empty) count as absent.
+
+    Raises:
+        InvalidInputError: listing every problem, each with its field and fix.
+    """
+    cleaned = {key: value for key, value in raw.items() if value is not None}
+    return validate_conf(cleaned, processor_names=registered_names())
+
+
+def search_scenes(conf: RadcorConf, driver: CatalogDriver) -> list[Scene]:
+    """Search the conf's catalog and return the matching scenes, oldest first."""
+    catalog = load_catalogs()[conf.catalog]
+    query = to_search_query(conf, catalog)
+    started = time.monotonic()
+    scenes = driver.search(query)
+    log.info(
+        "search.done catalog=%s dataset=%s scenes=%d elapsed_s=%.1f",
+        conf.catalog,
+        query.dataset,
+        len(scenes),
+        time.monotonic() - started,
+    )
+    return scenes
+
+
+def plan_scenes(
+    conf: RadcorConf, scenes: list[Scene], backend: CatalogBackend
+) -> list[dict[str, Any]]:
+    """Return one JSON-ready scene plan per scene (empty for ``action: preview``)."""
+    if conf.action == Action.PREVIEW:
+        return []
+    return [plan_scene(conf, scene, is_published=backend.exists).to_dict() for scene in scenes]
+
+
+def human_size(size_bytes: int | None) -> str:
+    """Return a size such as ``812.3 MB`` (upstream's preview shows sizes this way)."""
+    if size_bytes is None:
+        return "unknown"
+    value = float(size_bytes)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+def preview(scenes: list[Scene]) -> dict[str, Any]:
+    """Return the upstream-shaped preview: an object keyed by scene id plus ``Results``."""
+    from shapely.geometry import shape
+
+    result: dict[str, Any] = {}
+    for scene in scenes:
+        entry: dict[str, Any] = {
+            "sceneid": scene.scene_id,
+            "type": scene.properties.get("product_type") or _product_type(scene.scene_id),
+            "date": scene.datetime.isoformat(),
+            "cloud": scene.cloud_pct,
+            "footprint": shape(scene.footprint).wkt if scene.footprint else None,
+            "size": human_size(scene.size_bytes),
+            "size_bytes": scene.size_bytes,
+            "link": scene.link,
+            "icon": scene.quicklook,
+            "online": scene.online,
+            "provider": scene.catalog,
+        }
+        tile_key = "pathrow" if scene.tile and scene.tile.isdigit() else "tileid"
+        entry[tile_key] = scene.tile
+        result[scene.scene_id] = entry
+    result["Results"] = len(scenes)
+    return result
+
+
+def _product_type(scene_id: str) -> str | None:
+    parts = scene_id.split("_")
+    return parts[1] if len(parts) > 1 else None
+
+
+@dataclass
+class StepOutcome:
+    """What one step did for one scene: node id -> final state, and the first error raised."""
+
+    states: dict[str, str] = field(default_factory=dict)
+    errors: list[CollectionBuilderError | Exception] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        """Whether any node of this step failed."""
+        return bool(self.errors)
+
+
+class StepRunner:
+    """Runs the plan nodes of one task type for one scene and records each as an activity."""
+
+    def __init__(
+        self,
+        plan: ScenePlan,
+        context: RunContext,
+        *,
+        store: ActivityStore,
+        backend: CatalogBackend,
+        driver_factory: DriverFactory,
+        collections: Mapping[str, CollectionConfig] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.context = context
+        self.store = store
+        self.backend = backend
+        self.driver_factory = driver_factory
+        self.collections = collections or load_collections()
+        self.log = logging.LoggerAdapter(log, {"scene": plan.scene.scene_id})
+
+    def run(self, task_type: TaskType) -> StepOutcome:
+        """Run every node of ``task_type``; a failing node never stops its siblings."""
+        outcome = StepOutcome()
+        activities = {a.key.node_id: a for a in self.store.for_run(self.context.run_id, self.plan.scene.scene_id)}
+        statuses = {node_id: str(a.status) for node_id, a in activities.items()}
+        for node in nodes_of_type(self.plan, task_type):
+            key = self._key(node)
+            previous = activities.get(node.node_id)
+            if previous is not None and previous.status in DONE_STATES:
+                self.log.info("%s.kept node=%s collection=%s state=%s", task_type, node.node_id,
+                              node.collection, previous.status)
+                outcome.states[node.node_id] = str(previous.status)
+                continue
+            if node.skip_reason:
+                self.store.record(key, ActivityState.SKIPPED, message=node.skip_reason,
+                                  task_instance=self.context.task_instance)
+                statuses[node.node_id] = outcome.states[node.node_id] = ActivityState.SKIPPED
+                self.log.info("%s.skipped node=%s collection=%s reason=%s", task_type,
+                              node.node_id, node.collection, node.skip_reason)
+                continue
+            runnable, reason = is_runnable(node, statuses)
+            if not runnable:
+                self.store.record(key, ActivityState.UPSTREAM_FAILED, message=reason,
+                                  task_instance=self.context.task_instance)
+                statuses[node.node_id] = outcome.states[node.node_id] = ActivityState.UPSTREAM_FAILED
+                self.log.info("%s.not_run node=%s reason=%s", task_type, node.node_id, reason)
+                continue
+            state = self._run_node(node, key, activities, outcome)
+            statuses[node.node_id] = outcome.states[node.node_id] = state
+            activities = {a.key.node_id: a for a in self.store.for_run(self.context.run_id, self.plan.scene.scene_id)}
+        return outcome
+
+    def _key(self, node: PlanNode) -> ActivityKey:
+        return ActivityKey(
+            dag_id=self.context.dag_id,
+            run_id=self.context.run_id,
+            scene_id=self.plan.scene.scene_id,
+            node_id=node.node_id,
+            task_type=str(node.type),
+            collection=node.collection,
+        )
+
+    def _run_node(self, node: PlanNode, key: ActivityKey, activities: Mapping[str, Any],
+                  outcome: StepOutcome) -> ActivityState:
+        scene = self.plan.scene
+        self.store.record(key, ActivityState.RUNNING, catalog=scene.catalog,
+                          task_instance=self.context.task_instance)
+        started = time.monotonic()
+        try:
+            if node.type == TaskType.DOWNLOAD:
+                facts = self._download(node)
+            else:
+                parent = activities.get(node.parent_id) if node.parent_id else None
+                parent_files = (parent.outputs.get("files", {}) if parent is not None else {})
+                facts = self._process(node, {k: Path(v) for k, v in parent_files.items()})
+        except Exception as err:  # the step boundary: record, keep siblings going, re-raise later
+            state = _failure_state(err)
+            self.store.record(key, state, error=f"{type(err).__name__}: {err}",
+                              task_instance=self.context.task_instance)
+            self.log.error("%s.failed node=%s collection=%s error=%s: %s", node.type,
+                           node.node_id, node.collection, type(err).__name__, err)
+            outcome.errors.append(err)
+            return state
+        state = ActivityState.REUSED if facts.pop("reused", False) else ActivityState.SUCCESS
+        self.store.record(key, state, task_instance=self.context.task_instance, **facts)
+        self.log.info("%s.done node=%s collection=%s state=%s elapsed_s=%.1f", node.type,
+                      node.node_id, node.collection, state, time.monotonic() - started)
+        return state
+
+    def _download(self, node: PlanNode) -> dict[str, Any]:
+        scene = self.plan.scene
+        driver = self.driver_factory(scene.catalog)
+        dest = archive_dir(node.collection, scene.tile, scene.datetime, scene.scene_id)
+        progress = ProgressLogger(self.log, f"download.progress scene={scene.scene_id}")
+        started = time.monotonic()
+        result = driver.download(scene, dest, progress=progress)
+        elapsed_s = max(time.monotonic() - started, 1e-9)
+        self.log.info(
+            "download.done scene=%s catalog=%s size_bytes=%d mb_s=%.2f elapsed_s=%.1f reused=%s",
+            scene.scene_id, scene.catalog, result.size_bytes,
+            result.size_bytes / 1e6 / elapsed_s, elapsed_s, result.reused,
+        )
+        files = {Path(p).stem: str(p) for p in result.files} or {"archive": str(result.path)}
+        return {
+            "provider": scene.catalog,
+            "size_bytes": result.size_bytes,
+            "checksum": result.checksum,
+            "outputs": {"path": str(result.path), "files": files},
+            "reused": result.reused,
+        }
+
+    def _process(self, node: PlanNode, parent_files: Mapping[str, Path]) -> dict[str, Any]:
+        scene = self.plan.scene
+        collection = self.collections[node.collection]
+        if node.type == TaskType.PUBLISH:
+            processor = make_processor("publish")
+            output_dir = published_dir(node.collection, scene.tile, scene.datetime, scene.scene_id)
+        else:
+            processor = make_processor(collection.processors[str(node.type)].name)
+            output_dir = work_dir(node.collection, scene.tile, scene.datetime, scene.scene_id)
+        if not parent_files:
+            raise InvalidInputError(FieldProblem(
+                f"node {node.node_id}", f"{node.type} of {node.collection} got no input files",
+                "give it a parent node (download or correction) that produces files"))
+        output_dir.mkdir(parents=True, exist_ok=True)
+        result = processor.run(ProcessorInputs(
+            scene=scene, collection=collection, files=parent_files, output_dir=output_dir,
+            args=node.args, source_collection=node.source_collection,
+        ))
+        facts: dict[str, Any] = {
+            "provider": processor.name,
+            "outputs": {"path": str(output_dir),
+                        "files": {k: str(v) for k, v in result.files.items()},
+                        "metadata": result.metadata},
+        }
+        if result.item is not None:
+            from include.catalog.static_stac import collection_from_config
+
+            self.backend.upsert(result.item, collection_from_config(collection))
+            facts["outputs"]["item_id"] = result.item["id"]
+            self.log.info("publish.item collection=%s item=%s", node.collection, result.item["id"])
+        return facts
+
+
+def _failure_state(err: BaseException) -> ActivityState:
+    return ActivityState.INVALID if isinstance(err, InvalidInputError) else ActivityState.FAILED
+
+
+def first_error_to_raise(outcome: StepOutcome) -> BaseException | None:
+    """Pick the error the task should raise: permanent errors win over transient ones."""
+    if not outcome.errors:
+        return None
+    permanent = [e for e in outcome.errors if not isinstance(e, TransientError)]
+    return permanent[0] if permanent else outcome.errors[0]
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """The totals of one run, logged and returned by the last task."""
+
+    found: int
+    done: int
+    skipped: int
+    failed: int
+    bytes_downloaded: int
+    duration_s: float
+    failed_scenes: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-friendly dict."""
+        return {
+            "found": self.found,
+            "done": self.done,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "bytes": self.bytes_downloaded,
+            "duration_s": round(self.duration_s, 1),
+            "failed_scenes": list(self.failed_scenes),
+        }
+
+
+def summarize(plans: list[ScenePlan], run_id: str, store: ActivityStore,
+              duration_s: float) -> RunSummary:
+    """Count scenes done, skipped and failed from the activities of the run.
+
+    A scene failed when any node failed, or when some node has no finished activity (its task
+    was killed or never ran); it is skipped when every node was skipped as already published.
+    """
+    done = skipped = 0
+    failed: list[str] = []
+    bytes_downloaded = 0
+    for plan in plans:
+        activities = {a.key.node_id: a for a in store.for_run(run_id, plan.scene.scene_id)}
+        states = [activities[n.node_id].status if n.node_id in activities else None
+                  for n in plan.nodes]
+        bytes_downloaded += sum(
+            a.size_bytes or 0 for a in activities.values()
+            if a.key.task_type == TaskType.DOWNLOAD and a.status == ActivityState.SUCCESS
+        )
+        if any(s is None or s in BAD_STATES or s == ActivityState.RUNNING for s in states):
+            failed.append(plan.scene.scene_id)
+        elif all(s == ActivityState.SKIPPED for s in states):
+            skipped += 1
+        else:
+            done += 1
+    return RunSummary(
+        found=len(plans), done=done, skipped=skipped, failed=len(failed),
+        bytes_downloaded=bytes_downloaded, duration_s=duration_s, failed_scenes=tuple(failed),
+    )

@@ -1,0 +1,1 @@
+"""Airflow glue for the collection builder: DAG building blocks (and, later, REST routes)."""

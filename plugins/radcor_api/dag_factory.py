@@ -1,0 +1,248 @@
+"""Builds radcor DAGs: validate -> search -> one mapped chain per scene -> report.
+
+Each task is a thin wrapper: it turns Airflow context into plain values, calls one function of
+``include.radcor.steps`` and maps errors to Airflow outcomes (STYLE 2.3):
+``InvalidInputError`` -> fail without retry; ``TransientError`` -> raise so Airflow retries;
+anything else unchanged. No Connection, Variable, network or DB access happens at parse time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import Connection, Param, dag, get_current_context, task, task_group
+from airflow.sdk.exceptions import (
+    AirflowFailException,
+    AirflowNotFoundException,
+    AirflowSkipException,
+)
+
+from include.catalog.registry import default_backend
+from include.collectors.base import CatalogDriver, Credentials
+from include.collectors.registry import make_driver
+from include.common.config import load_catalogs
+from include.common.errors import FieldProblem, InvalidInputError
+from include.radcor.activities import ActivityStore
+from include.radcor.conf import Action, RadcorConf, TaskType, params_schema
+from include.radcor.plan import ScenePlan, nodes_of_type
+from include.radcor.steps import (
+    RunContext,
+    StepRunner,
+    first_error_to_raise,
+    plan_scenes,
+    preview,
+    search_scenes,
+    summarize,
+    validate_request,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "collection-builder",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=30),
+}
+STEP_QUEUES = {TaskType.DOWNLOAD: "download"}
+"""Celery queue per step; every other step runs on ``processing``."""
+
+
+def radcor_params(defaults: Mapping[str, Any] | None = None) -> dict[str, Param]:
+    """Return the DAG Params (the UI form) from the conf's JSON schema, with optional defaults."""
+    params = {}
+    for name, schema in params_schema().items():
+        schema = dict(schema)
+        default = schema.pop("default", None)
+        if defaults and name in defaults:
+            default = defaults[name]
+        params[name] = Param(default, **schema)
+    return params
+
+
+def _validated(raw: Mapping[str, Any]) -> RadcorConf:
+    try:
+        return validate_request(raw)
+    except InvalidInputError as err:
+        for problem in err.problems:
+            log.error("conf.invalid field=%s message=%s fix=%s", problem.field, problem.message,
+                      problem.fix)
+        raise AirflowFailException(f"invalid radcor conf:\n{err}") from err
+
+
+def _credentials(conn_id: str | None, *, required: bool) -> Credentials | None:
+    if not conn_id:
+        return None
+    try:
+        conn = Connection.get(conn_id)
+    except AirflowNotFoundException as err:
+        if not required:
+            return None
+        raise InvalidInputError(FieldProblem(
+            "catalog_args.conn_id", f"Airflow Connection {conn_id!r} does not exist",
+            f"create it (airflow connections add {conn_id} --conn-login ... --conn-password ...)",
+        )) from err
+    return Credentials(username=conn.login, password=conn.password,
+                       extra=dict(conn.extra_dejson or {}))
+
+
+def _driver_factory(conf: RadcorConf) -> Any:
+    catalog_args = dict(conf.catalog_args or {})
+
+    def factory(catalog_name: str) -> CatalogDriver:
+        catalog = load_catalogs()[catalog_name]
+        explicit = catalog_args.get("conn_id") if catalog_name == conf.catalog else None
+        conn_id = explicit or catalog.conn_id
+        credentials = _credentials(conn_id, required=bool(explicit))
+        args = catalog_args if catalog_name == conf.catalog else {}
+        return make_driver(catalog_name, catalog_args=args, credentials=credentials)
+
+    return factory
+
+
+def _run_context() -> RunContext:
+    context = get_current_context()
+    ti = context["ti"]
+    return RunContext(
+        dag_id=ti.dag_id,
+        run_id=ti.run_id,
+        task_instance=f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{ti.map_index}/try{ti.try_number}",
+    )
+
+
+def _run_step(task_type: TaskType, conf_dict: dict[str, Any], plan_dict: dict[str, Any]) -> dict[str, str]:
+    plan = ScenePlan.from_dict(plan_dict)
+    get_current_context()["scene_id"] = plan.scene.scene_id  # type: ignore[typeddict-unknown-key]
+    if not nodes_of_type(plan, task_type):
+        raise AirflowSkipException(f"no {task_type} in this conf for {plan.scene.scene_id}")
+    conf = _validated(conf_dict)
+    runner = StepRunner(plan, _run_context(), store=ActivityStore(), backend=default_backend(),
+                        driver_factory=_driver_factory(conf))
+    outcome = runner.run(task_type)
+    error = first_error_to_raise(outcome)
+    if isinstance(error, InvalidInputError):
+        raise AirflowFailException(str(error)) from error
+    if error is not None:
+        raise error
+    return outcome.states
+
+
+def build_radcor_dag(
+    dag_id: str,
+    *,
+    doc_md: str,
+    schedule: Any = None,
+    start_date: datetime | None = None,
+    catchup: bool = False,
+    tags: list[str] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+    default_args: Mapping[str, Any] | None = None,
+    dates_from_interval: bool = False,
+) -> Any:
+    """Return a radcor DAG.
+
+    Args:
+        dag_id: the DAG id.
+        doc_md: the DAG's documentation (its module docstring).
+        schedule: an Airflow schedule, None for trigger-only DAGs.
+        start_date: first data interval start for scheduled DAGs.
+        catchup: whether the scheduler fills past intervals.
+        tags: UI tags.
+        defaults: conf defaults shown in the form (a pipeline's fixed conf).
+        default_args: overrides of retries and friends.
+        dates_from_interval: take ``start``/``end`` from the run's data interval.
+
+    Returns:
+        The DAG object.
+    """
+
+    @dag(
+        dag_id=dag_id,
+        schedule=schedule,
+        start_date=start_date,
+        catchup=catchup,
+        doc_md=doc_md,
+        tags=tags or ["radcor"],
+        params=radcor_params(defaults),
+        default_args={**DEFAULT_ARGS, **(default_args or {})},
+        max_active_runs=16,
+        render_template_as_native_obj=True,
+    )
+    def radcor_dag() -> None:
+        @task(retries=0)
+        def validate() -> dict[str, Any]:
+            context = get_current_context()
+            raw = dict(context["params"])
+            if dates_from_interval:
+                raw["start"] = context["data_interval_start"].isoformat()
+                raw["end"] = (context["data_interval_end"] - timedelta(microseconds=1)).isoformat()
+            conf = _validated(raw)
+            log.info("conf.valid catalog=%s dataset=%s action=%s", conf.catalog, conf.dataset,
+                     conf.action)
+            return conf.model_dump(mode="json")
+
+        @task
+        def search(conf_dict: dict[str, Any]) -> list[dict[str, Any]]:
+            conf = _validated(conf_dict)
+            scenes = search_scenes(conf, _driver_factory(conf)(conf.catalog))
+            get_current_context()["ti"].xcom_push(key="preview", value=preview(scenes))
+            plans = plan_scenes(conf, scenes, default_backend())
+            log.info("search.planned scenes=%d action=%s", len(plans), conf.action)
+            return plans
+
+        def step(task_type: TaskType) -> Any:
+            @task(
+                task_id=str(task_type),
+                trigger_rule="all_done" if task_type != TaskType.DOWNLOAD else "all_success",
+                queue=STEP_QUEUES.get(task_type, "processing"),
+                map_index_template="{{ scene_id }}",
+            )
+            def run(conf_dict: dict[str, Any], plan: dict[str, Any]) -> dict[str, str]:
+                return _run_step(task_type, conf_dict, plan)
+
+            return run
+
+        @task_group(group_id="scene")
+        def scene(conf_dict: dict[str, Any], plan: dict[str, Any]) -> None:
+            previous = None
+            for task_type in TaskType:
+                current = step(task_type)(conf_dict, plan)
+                if previous is not None:
+                    previous >> current
+                previous = current
+
+        @task(trigger_rule="all_done", retries=0)
+        def report(conf_dict: dict[str, Any], plans: list[dict[str, Any]] | None) -> dict[str, Any]:
+            context = get_current_context()
+            ti = context["ti"]
+            if conf_dict.get("action") == Action.PREVIEW:
+                result = ti.xcom_pull(task_ids="search", key="preview")
+                log.info("report.preview scenes=%s", result.get("Results") if result else 0)
+                return dict(result or {"Results": 0})
+            started = context["dag_run"].start_date
+            duration_s = time.time() - started.timestamp() if started else 0.0
+            summary = summarize([ScenePlan.from_dict(p) for p in plans or []], ti.run_id,
+                                ActivityStore(), duration_s)
+            log.info(
+                "report.summary found=%d done=%d skipped=%d failed=%d bytes=%d duration_s=%.1f "
+                "failed_scenes=%s", summary.found, summary.done, summary.skipped, summary.failed,
+                summary.bytes_downloaded, summary.duration_s, ",".join(summary.failed_scenes),
+            )
+            if summary.failed:
+                raise AirflowFailException(
+                    f"{summary.failed} of {summary.found} scenes failed: "
+                    + ", ".join(summary.failed_scenes)
+                )
+            return summary.to_dict()
+
+        conf = validate()
+        plans = search(conf)
+        scene.partial(conf_dict=conf).expand(plan=plans)
+        report(conf, plans)
+
+    return radcor_dag()
