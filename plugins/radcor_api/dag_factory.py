@@ -25,8 +25,8 @@ from include.catalog.registry import default_backend
 from include.collectors.base import CatalogDriver, Credentials
 from include.collectors.registry import make_driver
 from include.common.config import load_catalogs
-from include.common.errors import FieldProblem, InvalidInputError
-from include.radcor.activities import ActivityStore
+from include.common.errors import FieldProblem, InvalidInputError, ProviderError
+from include.radcor.activities import ActivityState, ActivityStore
 from include.radcor.conf import Action, RadcorConf, TaskType, params_schema
 from include.radcor.plan import ScenePlan, nodes_of_type
 from include.radcor.steps import (
@@ -125,10 +125,12 @@ def _run_step(task_type: TaskType, conf_dict: dict[str, Any], plan_dict: dict[st
                         driver_factory=_driver_factory(conf))
     outcome = runner.run(task_type)
     error = first_error_to_raise(outcome)
-    if isinstance(error, InvalidInputError):
-        raise AirflowFailException(str(error)) from error
+    if isinstance(error, (InvalidInputError, ProviderError)):
+        raise AirflowFailException(f"{type(error).__name__}: {error}") from error
     if error is not None:
         raise error
+    if outcome.states and all(s == ActivityState.UPSTREAM_FAILED for s in outcome.states.values()):
+        raise AirflowSkipException(f"not run: the parent step failed for {plan.scene.scene_id}")
     return outcome.states
 
 

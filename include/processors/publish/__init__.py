@@ -1,0 +1,5 @@
+"""Publish: band COGs, quicklook/thumbnail PNGs and a STAC Item (registered as ``publish``)."""
+
+from include.processors.publish.processor import PUBLISH_VERSION, PublishOptions, PublishProcessor
+
+__all__ = ["PUBLISH_VERSION", "PublishOptions", "PublishProcessor"]

@@ -1,0 +1,131 @@
+"""Catalog backends by name (STYLE 2.2): an explicit dict filled by the ``@register`` decorator.
+
+Lookup is case-insensitive; an alias logs a warning; an unknown name raises ``InvalidInputError``
+listing the known names. Built-in backend modules are imported by name at the bottom.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from include.catalog.base import CatalogBackend
+from include.common.errors import FieldProblem, InvalidInputError
+from include.common.storage import catalog_root
+
+log = logging.getLogger(__name__)
+
+B = TypeVar("B", bound=type[CatalogBackend])
+
+_BACKENDS: dict[str, type[CatalogBackend]] = {}
+_ALIASES: dict[str, str] = {}
+
+BUILTIN_MODULES: tuple[str, ...] = ("include.catalog.static_stac",)
+"""Modules that register the built-in backends, imported at the bottom of this module."""
+
+DEFAULT_BACKEND = "static"
+
+
+def register(name: str, *, aliases: Iterable[str] = ()) -> Callable[[B], B]:
+    """Register a ``CatalogBackend`` subclass under ``name`` (and ``aliases``), case-insensitive.
+
+    Args:
+        name: the registry key, e.g. ``static`` or ``pgstac``.
+        aliases: other names resolving to the same class (a warning is logged when used).
+
+    Returns:
+        A class decorator returning the class unchanged.
+
+    Raises:
+        ValueError: when the name or an alias is already taken by another class.
+    """
+    key = name.strip().lower()
+    alias_keys = tuple(alias.strip().lower() for alias in aliases)
+
+    def decorator(cls: B) -> B:
+        for taken in (key, *alias_keys):
+            owner = _BACKENDS.get(_ALIASES.get(taken, taken))
+            if owner is not None and (owner.__module__, owner.__qualname__) != (
+                cls.__module__,
+                cls.__qualname__,
+            ):
+                raise ValueError(
+                    f"catalog backend name {taken!r} is already registered by "
+                    f"{owner.__module__}.{owner.__qualname__}; choose another name"
+                )
+        _BACKENDS[key] = cls
+        for alias in alias_keys:
+            _ALIASES[alias] = key
+        return cls
+
+    return decorator
+
+
+def registered_names() -> list[str]:
+    """Return the registered backend names (without aliases), sorted."""
+    return sorted(_BACKENDS)
+
+
+def backend_class(name: str) -> type[CatalogBackend]:
+    """Return the backend class registered as ``name`` or one of its aliases.
+
+    Raises:
+        InvalidInputError: when no backend has that name; the message lists the known names.
+    """
+    wanted = name.strip().lower()
+    if wanted in _BACKENDS:
+        return _BACKENDS[wanted]
+    if wanted in _ALIASES:
+        canonical = _ALIASES[wanted]
+        log.warning("catalog_backend.alias name=%s canonical=%s", wanted, canonical)
+        return _BACKENDS[canonical]
+    raise InvalidInputError(
+        FieldProblem(
+            "catalog_backend",
+            f"{name!r} is not a registered catalog backend",
+            f"use one of: {', '.join(registered_names()) or '(none registered)'}",
+        )
+    )
+
+
+def make_backend(name: str = DEFAULT_BACKEND, **settings: Any) -> CatalogBackend:
+    """Return a backend instance built with ``settings`` (e.g. ``root=Path(...)`` for static).
+
+    Args:
+        name: a registry key or alias, any case.
+        **settings: the backend's constructor arguments.
+
+    Returns:
+        A ready ``CatalogBackend``.
+
+    Raises:
+        InvalidInputError: unknown name, or settings the backend does not take or lacks.
+    """
+    cls = backend_class(name)
+    try:
+        inspect.signature(cls).bind(**settings)
+    except TypeError as err:
+        raise InvalidInputError(
+            FieldProblem(
+                f"catalog_backend.{name}",
+                f"bad settings {sorted(settings)}: {err}",
+                f"give the arguments of {cls.__name__}{inspect.signature(cls)}",
+            )
+        ) from err
+    return cls(**settings)
+
+
+def default_backend() -> CatalogBackend:
+    """Return the embedded default: a static STAC catalog at ``storage.catalog_root()``.
+
+    Raises:
+        InvalidInputError: never in practice (the static backend is built in).
+    """
+    return make_backend(DEFAULT_BACKEND, root=catalog_root())
+
+
+for _module in BUILTIN_MODULES:
+    importlib.import_module(_module)

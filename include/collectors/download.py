@@ -1,0 +1,839 @@
+"""The download engine (DESIGN 1.2): streamed, resumable, verified, atomic downloads over HTTP.
+
+``download_file`` streams to ``<dest>.part``, resumes it with ``Range`` only when the server
+answers 206 with a matching ``Content-Range``, verifies size and checksum, and renames the verified
+file to ``dest``; ``<dest>.lock`` (fcntl) serialises callers asking for the same file. A valid file
+already at ``dest`` is reused without touching the network. Transient failures (5xx, timeouts,
+dropped connections, 429) are retried in the task with exponential backoff and jitter, resuming
+from the partial; permanent ones (other 4xx) raise ``ProviderError`` at once.
+
+Also the HTTP plumbing shared by catalog drivers: ``build_http_client`` (one client per driver,
+TLS verification on by default), error mapping from responses and transport failures, and
+``redact_url`` (signed URLs carry credentials in their query string: never log them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path, PurePosixPath
+from typing import IO
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from include.collectors.base import Asset, DownloadedFile
+from include.collectors.checksums import (
+    Checksum,
+    Hasher,
+    UnsupportedChecksumError,
+    hash_file,
+    new_hasher,
+    parse_checksum,
+    update_from_file,
+)
+from include.common.errors import (
+    ChecksumMismatchError,
+    CollectionBuilderError,
+    FieldProblem,
+    InvalidInputError,
+    ProviderError,
+    ProviderUnavailableError,
+    RateLimitedError,
+    TransientError,
+)
+from include.common.progress import ProgressFn
+from include.common.storage import safe_component
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RECORD_ALGORITHM = "sha256"
+"""Algorithm of ``DownloadedFile.checksum`` when the catalog gives no checksum."""
+
+_BODY_EXCERPT_CHARS = 300
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
+_UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
+_EXTENSION = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
+
+
+class DiskFullError(CollectionBuilderError):
+    """The disk filled up while writing a download; the partial is kept for a later resume."""
+
+    def __init__(self, folder: Path, free_bytes: int, needed_bytes: int | None) -> None:
+        self.folder = folder
+        self.free_bytes = free_bytes
+        self.needed_bytes = needed_bytes
+        need = f"about {needed_bytes / 1e6:.1f} MB more" if needed_bytes else "more space"
+        super().__init__(
+            f"{folder}: disk full while downloading (free {free_bytes / 1e6:.1f} MB, "
+            f"need {need}); free space there or point DATA_DIR at a larger disk, then retry"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# URLs and logging
+
+
+def redact_url(url: str | httpx.URL) -> str:
+    """Return ``scheme://host[:port]/path`` of ``url``: no user info, query or fragment.
+
+    Signed URLs (S3 presigned, Azure SAS) carry their credentials in the query string.
+    """
+    try:
+        parts = urlsplit(str(url))
+    except ValueError:
+        return "<unparseable url>"
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+class _RedactUrlFilter(logging.Filter):
+    """Rewrites URL arguments of httpx's own request log lines to ``redact_url`` form."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redact_url(arg) if isinstance(arg, httpx.URL) else arg for arg in record.args
+            )
+        return True
+
+
+def _install_httpx_log_filter() -> None:
+    logger = logging.getLogger("httpx")
+    if not any(isinstance(existing, _RedactUrlFilter) for existing in logger.filters):
+        logger.addFilter(_RedactUrlFilter())
+
+
+_install_httpx_log_filter()
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP client and error mapping
+
+
+def user_agent() -> str:
+    """Return ``collection-builder/<version>``."""
+    try:
+        return f"collection-builder/{version('collection-builder-airflow')}"
+    except PackageNotFoundError:
+        return "collection-builder/0+unknown"
+
+
+def tls_verify_setting(verify_tls: bool | str) -> bool | ssl.SSLContext:
+    """Turn the ``verify_tls`` setting (True, False or a CA bundle path) into httpx's ``verify``.
+
+    Raises:
+        InvalidInputError: when the CA bundle path cannot be loaded.
+    """
+    if isinstance(verify_tls, bool):
+        return verify_tls
+    try:
+        return ssl.create_default_context(cafile=verify_tls)
+    except (OSError, ssl.SSLError) as err:
+        raise InvalidInputError(
+            FieldProblem(
+                "verify_tls",
+                f"cannot load the CA bundle {verify_tls!r} ({err})",
+                "give the path of a readable PEM CA bundle, or true to use the system CAs",
+            )
+        ) from err
+
+
+def build_http_client(
+    *,
+    timeout_s: float = 60.0,
+    verify_tls: bool | str = True,
+    max_connections: int = 4,
+    headers: Mapping[str, str] | None = None,
+    auth: httpx.Auth | tuple[str, str] | None = None,
+) -> httpx.Client:
+    """Return the HTTP client of one driver: TLS verified by default, pooled, redirects followed.
+
+    Raises:
+        InvalidInputError: when ``verify_tls`` names a CA bundle that cannot be loaded.
+    """
+    if verify_tls is False:
+        log.warning("http.tls_verify_off: TLS certificates will not be checked for this catalog")
+    return httpx.Client(
+        timeout=httpx.Timeout(timeout_s),
+        verify=tls_verify_setting(verify_tls),
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
+        headers={"User-Agent": user_agent(), **dict(headers or {})},
+        auth=auth,
+        follow_redirects=True,
+    )
+
+
+def _excerpt(text: str) -> str:
+    """Return the error description of a body: JSON ``description``/``detail``, else its start."""
+    text = text.strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        for key in ("description", "detail", "message", "error", "title"):
+            value = data.get(key)
+            if isinstance(value, str) and value.strip():
+                text = value
+                break
+    collapsed = " ".join(text.split())
+    return collapsed[:_BODY_EXCERPT_CHARS]
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Return the seconds a ``Retry-After`` header asks to wait (delta seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def error_for_status(
+    status: int,
+    body: str,
+    *,
+    url: str | httpx.URL,
+    action: str,
+    headers: Mapping[str, str] | None = None,
+) -> CollectionBuilderError:
+    """Return the error for an HTTP error answer (keeps status code and body excerpt).
+
+    5xx -> ``ProviderUnavailableError``; 429 -> ``RateLimitedError`` (``Retry-After`` kept);
+    401/403 -> ``ProviderError`` about credentials; any other status -> ``ProviderError``.
+    """
+    where = f"{action} {redact_url(url)}"
+    excerpt = _excerpt(body)
+    detail = f": {excerpt}" if excerpt else ""
+    if status == 429:
+        retry_after = parse_retry_after((headers or {}).get("retry-after"))
+        wait_text = f", retry after {retry_after:.0f} s" if retry_after is not None else ""
+        return RateLimitedError(
+            f"{where}: rate limited (HTTP 429{wait_text}){detail}; it is retried later, "
+            "lower max_connections or the download pool size for this catalog if it persists",
+            retry_after_s=retry_after,
+        )
+    if status >= 500:
+        return ProviderUnavailableError(
+            f"{where}: provider unavailable (HTTP {status}){detail}; it is retried later",
+            status_code=status,
+        )
+    if status in (401, 403):
+        fix = "check the credentials of the catalog's Airflow Connection and the account's access"
+    elif status == 404:
+        fix = "check that the item or file still exists at this catalog, or try another provider"
+    else:
+        fix = "check the request parameters against the catalog's documentation"
+    return ProviderError(
+        f"{where}: HTTP {status}{detail}; {fix}", status_code=status, body=body[:2000]
+    )
+
+
+def _is_tls_verify_failure(err: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        if "CERTIFICATE_VERIFY_FAILED" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def error_for_transport(
+    err: httpx.TransportError, *, url: str | httpx.URL, action: str
+) -> CollectionBuilderError:
+    """Return the error for a failed exchange (no usable HTTP answer).
+
+    A TLS verification failure or an unsupported URL scheme is permanent (``ProviderError``);
+    timeouts, refused or dropped connections are transient (``ProviderUnavailableError``).
+    """
+    where = f"{action} {redact_url(url)}"
+    if isinstance(err, httpx.UnsupportedProtocol):
+        return ProviderError(
+            f"{where}: URL scheme is not HTTP(S); use a provider that serves files over HTTPS"
+        )
+    if _is_tls_verify_failure(err):
+        return ProviderError(
+            f"{where}: TLS certificate verification failed ({err}); set verify_tls to the "
+            "path of the CA bundle that signs this server's certificate"
+        )
+    kind = type(err).__name__
+    return ProviderUnavailableError(f"{where}: {kind} ({err or 'no detail'}); it is retried later")
+
+
+# --------------------------------------------------------------------------------------------
+# Locking, reuse and verification
+
+
+@contextlib.contextmanager
+def _exclusive_lock(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_path``; the file is removed when released.
+
+    Removing a lock file is safe because a waiter that wakes up on an unlinked (or replaced)
+    file notices that the path no longer names its inode and locks the new file instead.
+    """
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                on_disk = os.stat(lock_path)
+            except FileNotFoundError:
+                on_disk = None
+            held = os.fstat(fd)
+            if on_disk is not None and (on_disk.st_ino, on_disk.st_dev) == (
+                held.st_ino,
+                held.st_dev,
+            ):
+                break
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock_path)
+        os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class _Expected:
+    size_bytes: int | None
+    checksum: Checksum | None
+    """None when the catalog gave none, or when its algorithm cannot be computed here."""
+
+
+def _expected(url: str, expected_size: int | None, checksum: str | None) -> _Expected:
+    parsed: Checksum | None = None
+    if checksum:
+        try:
+            parsed = parse_checksum(checksum)
+            new_hasher(parsed.algorithm, parsed.digest_bytes)
+        except UnsupportedChecksumError as err:
+            log.warning(
+                "download.checksum_skipped url=%s reason=%s; the size is verified only",
+                redact_url(url),
+                err,
+            )
+            parsed = None
+        except ValueError as err:
+            raise ProviderError(
+                f"download {redact_url(url)}: the catalog's checksum {checksum!r} is malformed "
+                f"({err}); report it to the provider or use another provider"
+            ) from err
+    return _Expected(expected_size, parsed)
+
+
+def _record_algorithm(expected: _Expected) -> tuple[str, int | None]:
+    if expected.checksum is not None:
+        return expected.checksum.algorithm, expected.checksum.digest_bytes
+    return DEFAULT_RECORD_ALGORITHM, None
+
+
+def _reusable(dest: Path, expected: _Expected, *, chunk_bytes: int) -> Checksum | None:
+    """Return the checksum of ``dest`` when it is a valid copy, else None."""
+    try:
+        size = dest.stat().st_size
+    except FileNotFoundError:
+        return None
+    if expected.size_bytes is not None and size != expected.size_bytes:
+        log.info(
+            "download.stale dest=%s size_bytes=%d expected=%d", dest, size, expected.size_bytes
+        )
+        return None
+    if expected.size_bytes is None and size == 0:
+        return None
+    algorithm, digest_bytes = _record_algorithm(expected)
+    actual = hash_file(dest, algorithm, digest_bytes=digest_bytes, chunk_bytes=chunk_bytes)
+    if expected.checksum is not None and not expected.checksum.matches(actual):
+        log.info("download.stale dest=%s checksum=%s expected=%s", dest, actual, expected.checksum)
+        return None
+    return actual
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write(handle: IO[bytes], data: bytes) -> None:
+    """Write one chunk (a seam for tests simulating a full disk)."""
+    handle.write(data)
+
+
+# --------------------------------------------------------------------------------------------
+# One HTTP exchange
+
+
+class _RestartFromZero(Exception):
+    """The server's answer to a Range request cannot be trusted: drop the partial and retry."""
+
+
+def _parse_content_range(value: str | None) -> tuple[int, int, int | None] | None:
+    match = _CONTENT_RANGE.match(value or "")
+    if not match:
+        return None
+    total = None if match.group(3) == "*" else int(match.group(3))
+    return int(match.group(1)), int(match.group(2)), total
+
+
+def _read_excerpt(response: httpx.Response) -> str:
+    data = bytearray()
+    for chunk in response.iter_bytes():
+        data.extend(chunk)
+        if len(data) >= 4096:
+            break
+    return bytes(data[:4096]).decode("utf-8", errors="replace")
+
+
+@dataclass(slots=True)
+class _Fetched:
+    size_bytes: int
+    checksum: Checksum
+
+
+def _fetch_once(
+    client: httpx.Client,
+    url: str,
+    part: Path,
+    *,
+    expected: _Expected,
+    headers: Mapping[str, str],
+    progress: ProgressFn | None,
+    chunk_bytes: int,
+    allow_resume: bool,
+) -> _Fetched:
+    """Make one GET, resuming ``part`` when allowed and honoured; return what was written.
+
+    Raises:
+        _RestartFromZero: when a Range answer does not match the partial (partial truncated).
+        ProviderUnavailableError, RateLimitedError, ProviderError: mapped HTTP failures.
+        DiskFullError: when the disk fills up.
+    """
+    algorithm, digest_bytes = _record_algorithm(expected)
+    offset = part.stat().st_size if part.exists() else 0
+    if not allow_resume or (expected.size_bytes is not None and offset > expected.size_bytes):
+        offset = 0
+    request_headers = {"Accept-Encoding": "identity", **dict(headers)}
+    if offset:
+        request_headers["Range"] = f"bytes={offset}-"
+    hasher: Hasher = new_hasher(algorithm, digest_bytes)
+    done = 0
+    total: int | None = expected.size_bytes
+    try:
+        with client.stream("GET", url, headers=request_headers, follow_redirects=True) as response:
+            status = response.status_code
+            if offset and status == 416:
+                match = _UNSATISFIED_RANGE.match(response.headers.get("content-range", ""))
+                if match and int(match.group(1)) == offset:
+                    # The partial already holds the whole file (killed before the rename).
+                    update_from_file(hasher, part, chunk_bytes=chunk_bytes)
+                    if progress is not None:
+                        progress(offset, offset)
+                    return _Fetched(offset, Checksum(algorithm, hasher.hexdigest()))
+                part.unlink(missing_ok=True)
+                raise _RestartFromZero("416 without a matching size")
+            if status >= 400:
+                raise error_for_status(
+                    status,
+                    _read_excerpt(response),
+                    url=url,
+                    action="download",
+                    headers=response.headers,
+                )
+            if offset and status == 206:
+                content_range = _parse_content_range(response.headers.get("content-range"))
+                if content_range is None or content_range[0] != offset:
+                    log.warning(
+                        "download.range_mismatch url=%s asked=%d content_range=%r; restarting",
+                        redact_url(url),
+                        offset,
+                        response.headers.get("content-range"),
+                    )
+                    part.unlink(missing_ok=True)
+                    raise _RestartFromZero("Content-Range does not match the partial")
+                total = content_range[2] if content_range[2] is not None else total
+                done = update_from_file(hasher, part, chunk_bytes=chunk_bytes)
+                mode = "ab"
+                log.info(
+                    "download.resume url=%s from_bytes=%d total_bytes=%s",
+                    redact_url(url),
+                    offset,
+                    total,
+                )
+            elif status == 200:
+                if offset:
+                    log.info(
+                        "download.restart url=%s reason=server ignored Range (HTTP 200)",
+                        redact_url(url),
+                    )
+                mode = "wb"
+                encoded = response.headers.get("content-encoding", "identity").lower()
+                length = response.headers.get("content-length")
+                if length is not None and length.isdigit() and encoded in ("", "identity"):
+                    total = int(length)
+            else:
+                raise ProviderError(
+                    f"download {redact_url(url)}: unexpected HTTP {status}; "
+                    "the server must answer 200 or 206 to a file request",
+                    status_code=status,
+                )
+            if progress is not None:
+                progress(done, total)
+            try:
+                with part.open(mode, buffering=chunk_bytes) as handle:
+                    for chunk in response.iter_bytes():
+                        _write(handle, chunk)
+                        hasher.update(chunk)
+                        done += len(chunk)
+                        if progress is not None:
+                            progress(done, total)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            except OSError as err:
+                if err.errno != errno.ENOSPC:
+                    raise
+                free = shutil.disk_usage(part.parent).free
+                needed = total - done if total is not None else None
+                raise DiskFullError(part.parent, free, needed) from err
+    except httpx.TransportError as err:
+        raise error_for_transport(err, url=url, action="download") from err
+    if total is not None and done < total:
+        raise ProviderUnavailableError(
+            f"download {redact_url(url)}: short read ({done} of {total} bytes); "
+            "the partial is kept and resumed on retry"
+        )
+    return _Fetched(done, Checksum(algorithm, hasher.hexdigest()))
+
+
+# --------------------------------------------------------------------------------------------
+# Public engine
+
+
+def retry_delay_s(
+    err: TransientError, attempt: int, *, base_delay_s: float, max_delay_s: float
+) -> float | None:
+    """Return how long to wait before attempt ``attempt + 1``, or None to give up now.
+
+    ``Retry-After`` is honoured when it fits in ``max_delay_s``; a longer one is left to the
+    orchestrator's own retry. Otherwise exponential backoff with +-50 % jitter.
+    """
+    if isinstance(err, RateLimitedError) and err.retry_after_s is not None:
+        retry_after_s = float(err.retry_after_s)
+        return retry_after_s if retry_after_s <= max_delay_s else None
+    backoff = min(max_delay_s, base_delay_s * 2.0 ** max(0, attempt - 1))
+    return backoff * (0.5 + random.random())  # noqa: S311 - jitter, not cryptography
+
+
+def download_file(
+    client: httpx.Client,
+    url: str,
+    dest: Path,
+    *,
+    expected_size: int | None = None,
+    checksum: str | None = None,
+    progress: ProgressFn | None = None,
+    headers: Mapping[str, str] | None = None,
+    chunk_bytes: int = 1 << 20,
+    max_attempts: int = 3,
+    base_delay_s: float = 0.5,
+    max_delay_s: float = 30.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DownloadedFile:
+    """Download ``url`` to ``dest`` (streamed, resumable, verified, renamed into place atomically).
+
+    Args:
+        client: the driver's HTTP client (its TLS, timeout and auth settings apply).
+        url: the file's URL; only ``scheme://host/path`` of it is ever logged.
+        dest: the final path; ``<dest>.part`` and ``<dest>.lock`` are used beside it.
+        expected_size: the size the catalog gives, verified when known.
+        checksum: a STAC ``file:checksum`` multihash or ``<algo>:<hex>``, verified when given.
+        progress: called as ``progress(done_bytes, total_bytes)``.
+        headers: extra request headers (never logged).
+        chunk_bytes: write buffer and hashing block size.
+        max_attempts: attempts for transient failures, each resuming the partial.
+        base_delay_s: first backoff delay; doubled per attempt, with jitter.
+        max_delay_s: longest in-task wait; a longer ``Retry-After`` is not waited for here.
+        sleep: the wait function (injected by tests).
+
+    Returns:
+        The verified file; ``reused`` when a valid copy was already in place (no request made).
+
+    Raises:
+        ChecksumMismatchError: size or checksum differ; nothing is left at ``dest`` or ``.part``.
+        ProviderUnavailableError: 5xx, timeouts, dropped connections after ``max_attempts``.
+        RateLimitedError: HTTP 429 after ``max_attempts`` (or a long ``Retry-After``).
+        ProviderError: other 4xx (no retry), TLS verification failure, non-HTTP URL.
+        DiskFullError: the disk filled up (the partial is kept for a later resume).
+    """
+    dest = Path(dest)
+    expected = _expected(url, expected_size, checksum)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    with _exclusive_lock(dest.with_name(dest.name + ".lock")):
+        existing = _reusable(dest, expected, chunk_bytes=chunk_bytes)
+        if existing is not None:
+            size = dest.stat().st_size
+            if progress is not None:
+                progress(size, size)
+            log.info("download.reused dest=%s size_bytes=%d", dest, size)
+            return DownloadedFile(
+                path=dest, size_bytes=size, checksum=str(existing), reused=True, files=(dest,)
+            )
+        started = time.monotonic()
+        log.info("download.start url=%s dest=%s", redact_url(url), dest)
+        attempt = 0
+        allow_resume = True
+        while True:
+            attempt += 1
+            try:
+                fetched = _fetch_once(
+                    client,
+                    url,
+                    part,
+                    expected=expected,
+                    headers=headers or {},
+                    progress=progress,
+                    chunk_bytes=chunk_bytes,
+                    allow_resume=allow_resume,
+                )
+                break
+            except _RestartFromZero:
+                if not allow_resume:
+                    raise ProviderError(
+                        f"download {redact_url(url)}: the server's ranges are inconsistent; "
+                        "try another provider"
+                    ) from None
+                allow_resume = False
+                attempt -= 1
+            except TransientError as err:
+                delay = retry_delay_s(
+                    err, attempt, base_delay_s=base_delay_s, max_delay_s=max_delay_s
+                )
+                if attempt >= max_attempts or delay is None:
+                    log.warning(
+                        "download.failed url=%s attempts=%d error=%s", redact_url(url), attempt, err
+                    )
+                    raise
+                log.warning(
+                    "download.retry url=%s attempt=%d/%d delay_s=%.2f error=%s",
+                    redact_url(url),
+                    attempt,
+                    max_attempts,
+                    delay,
+                    err,
+                )
+                sleep(delay)
+                allow_resume = True
+        _verify(part, fetched, expected)
+        os.replace(part, dest)
+        _fsync_dir(dest.parent)
+        elapsed_s = max(time.monotonic() - started, 1e-9)
+        log.info(
+            "download.done url=%s dest=%s size_bytes=%d mb_s=%.2f elapsed_s=%.2f checksum=%s",
+            redact_url(url),
+            dest,
+            fetched.size_bytes,
+            fetched.size_bytes / 1e6 / elapsed_s,
+            elapsed_s,
+            fetched.checksum,
+        )
+        return DownloadedFile(
+            path=dest,
+            size_bytes=fetched.size_bytes,
+            checksum=str(fetched.checksum),
+            reused=False,
+            files=(dest,),
+        )
+
+
+def _verify(part: Path, fetched: _Fetched, expected: _Expected) -> None:
+    """Raise ``ChecksumMismatchError`` (after deleting ``part``) when it is not the right file."""
+    if expected.size_bytes is not None and fetched.size_bytes != expected.size_bytes:
+        part.unlink(missing_ok=True)
+        raise ChecksumMismatchError(
+            str(part), f"size_bytes:{expected.size_bytes}", f"size_bytes:{fetched.size_bytes}"
+        )
+    if expected.checksum is not None and not expected.checksum.matches(fetched.checksum):
+        part.unlink(missing_ok=True)
+        raise ChecksumMismatchError(str(part), str(expected.checksum), str(fetched.checksum))
+
+
+# --------------------------------------------------------------------------------------------
+# Several assets of a scene
+
+
+def asset_filename(asset: Asset) -> str:
+    """Return ``<asset key><extension of the href path>`` (the key alone when it has it already).
+
+    Raises:
+        InvalidInputError: when the asset key cannot be a file name.
+    """
+    key = safe_component(asset.key, f"assets.{asset.key}")
+    suffix = PurePosixPath(urlsplit(asset.href).path).suffix
+    if not _EXTENSION.match(suffix) or key.lower().endswith(suffix.lower()):
+        return key
+    return key + suffix
+
+
+class _AggregateProgress:
+    """Sums per-asset progress into one ``progress(done, total)`` (total once all are known)."""
+
+    def __init__(self, assets: Sequence[Asset], progress: ProgressFn | None) -> None:
+        self._progress = progress
+        self._lock = threading.Lock()
+        self._done = dict.fromkeys((a.key for a in assets), 0)
+        self._total: dict[str, int | None] = {a.key: a.size_bytes for a in assets}
+
+    def for_asset(self, key: str) -> ProgressFn:
+        def report(done_bytes: int, total_bytes: int | None) -> None:
+            with self._lock:
+                self._done[key] = done_bytes
+                if total_bytes is not None:
+                    self._total[key] = total_bytes
+                done = sum(self._done.values())
+                totals = list(self._total.values())
+                total = None if any(t is None for t in totals) else sum(t or 0 for t in totals)
+            if self._progress is not None:
+                self._progress(done, total)
+
+        return report
+
+
+def download_assets_detailed(
+    client: httpx.Client,
+    assets: Sequence[Asset],
+    folder: Path,
+    *,
+    max_workers: int,
+    progress: ProgressFn | None = None,
+    headers_for: Callable[[str], Mapping[str, str]] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, DownloadedFile]:
+    """Download every asset into ``folder`` in parallel; return key -> ``DownloadedFile``.
+
+    At most ``max_workers`` downloads run at once; on the first failure no new download starts,
+    the running ones finish, and the first error is raised. ``headers_for(href)`` gives each
+    request's extra headers (a driver sends its credentials only to its own host).
+
+    Raises:
+        InvalidInputError: two assets would share a file name, or a key is not a safe name.
+        ChecksumMismatchError, ProviderUnavailableError, RateLimitedError, ProviderError,
+        DiskFullError: as ``download_file``.
+    """
+    names: dict[str, str] = {}
+    for asset in assets:
+        name = asset_filename(asset)
+        if name in names.values():
+            raise InvalidInputError(
+                FieldProblem(
+                    f"assets.{asset.key}",
+                    f"file name {name!r} is used by another asset",
+                    "rename one of the assets in the catalog mapping",
+                )
+            )
+        names[asset.key] = name
+    folder.mkdir(parents=True, exist_ok=True)
+    aggregate = _AggregateProgress(assets, progress)
+    results: dict[str, DownloadedFile] = {}
+    if not assets:
+        return results
+    with ThreadPoolExecutor(
+        max_workers=max(1, min(max_workers, len(assets))), thread_name_prefix="download"
+    ) as pool:
+        futures: dict[Future[DownloadedFile], str] = {
+            pool.submit(
+                download_file,
+                client,
+                asset.href,
+                folder / names[asset.key],
+                expected_size=asset.size_bytes,
+                checksum=asset.checksum,
+                progress=aggregate.for_asset(asset.key),
+                headers=headers_for(asset.href) if headers_for is not None else None,
+                sleep=sleep,
+            ): asset.key
+            for asset in assets
+        }
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        errors = [err for future in done if (err := future.exception()) is not None]
+        if errors:
+            for future in pending:
+                future.cancel()
+            wait(pending)
+            raise errors[0]
+    for future, key in futures.items():
+        results[key] = future.result()
+    return {asset.key: results[asset.key] for asset in assets}
+
+
+def download_assets(
+    client: httpx.Client,
+    assets: Sequence[Asset],
+    folder: Path,
+    *,
+    max_workers: int,
+    progress: ProgressFn | None = None,
+) -> dict[str, Path]:
+    """Download every asset to ``folder/<key><ext>`` in parallel; return key -> path.
+
+    Raises:
+        InvalidInputError, ChecksumMismatchError, ProviderUnavailableError, RateLimitedError,
+        ProviderError, DiskFullError: as ``download_assets_detailed``.
+    """
+    detailed = download_assets_detailed(
+        client, assets, folder, max_workers=max_workers, progress=progress
+    )
+    return {key: result.path for key, result in detailed.items()}
+
+
+__all__ = [
+    "DiskFullError",
+    "asset_filename",
+    "build_http_client",
+    "download_assets",
+    "download_assets_detailed",
+    "download_file",
+    "error_for_status",
+    "error_for_transport",
+    "parse_retry_after",
+    "redact_url",
+    "retry_delay_s",
+    "tls_verify_setting",
+    "user_agent",
+]

@@ -1,0 +1,257 @@
+"""Catalog drivers by name (STYLE 2.2): an explicit dict filled by ``@register``.
+
+Built-in driver modules are imported by name at the bottom of this module, so importing the
+registry is enough to know every built-in driver. ``make_driver`` turns a conf's ``catalog`` (a
+name or alias from ``config/catalogs.yaml``) and ``catalog_args`` into a ready driver.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError
+
+from include.collectors.base import CatalogDriver, Credentials
+from include.common.config import CatalogConfig, load_catalogs, resolve_catalog_name
+from include.common.errors import ConfigError, FieldProblem, InvalidInputError
+
+log = logging.getLogger(__name__)
+
+_DRIVERS: dict[str, type[CatalogDriver]] = {}
+"""Registry key (lowercase) -> driver class."""
+
+_ALIASES: dict[str, str] = {}
+"""Alias (lowercase) -> registry key."""
+
+BUILTIN_MODULES: tuple[str, ...] = ("include.collectors.stac_api",)
+"""Modules holding built-in drivers, imported by name when this module is imported."""
+
+CATALOG_ARG_KEYS: tuple[str, ...] = (
+    "url",
+    "page_size",
+    "timeout_s",
+    "verify_tls",
+    "max_connections",
+)
+"""Settings a conf's ``catalog_args`` may override."""
+
+_TASK_LAYER_KEYS = ("conn_id",)
+"""``catalog_args`` keys consumed by the task layer (it turns the Connection into credentials)."""
+
+_CREDENTIAL_KEYS = frozenset(
+    {
+        "username",
+        "user",
+        "password",
+        "passwd",
+        "token",
+        "access_token",
+        "api_key",
+        "apikey",
+        "secret",
+        "client_secret",
+        "credentials",
+        "auth",
+    }
+)
+
+_Driver = TypeVar("_Driver", bound=type[CatalogDriver])
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def register(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[_Driver], _Driver]:
+    """Class decorator: register a driver under ``name`` (and ``aliases``), case-insensitive.
+
+    Sets the class's ``name`` attribute to the lowercase registry key.
+
+    Raises:
+        ValueError: when the name or an alias is already taken by another class.
+    """
+    key = name.strip().lower()
+    alias_keys = tuple(alias.strip().lower() for alias in aliases)
+
+    def decorate(cls: _Driver) -> _Driver:
+        for taken in (key, *alias_keys):
+            owner = _DRIVERS.get(taken) or _DRIVERS.get(_ALIASES.get(taken, ""))
+            if owner is not None and _qualified(owner) != _qualified(cls):
+                raise ValueError(f"driver name {taken!r} is already registered by {owner!r}")
+        cls.name = key
+        _DRIVERS[key] = cls
+        for alias in alias_keys:
+            _ALIASES[alias] = key
+        return cls
+
+    return decorate
+
+
+def known_drivers() -> list[str]:
+    """Return the registered driver keys, sorted."""
+    return sorted(_DRIVERS)
+
+
+def driver_class(name: str) -> type[CatalogDriver]:
+    """Return the driver class registered as ``name`` or one of its aliases (case-insensitive).
+
+    Raises:
+        InvalidInputError: naming the known drivers when ``name`` is unknown.
+    """
+    wanted = name.strip().lower()
+    if wanted in _DRIVERS:
+        return _DRIVERS[wanted]
+    if wanted in _ALIASES:
+        canonical = _ALIASES[wanted]
+        log.warning("driver.alias alias=%s driver=%s; use %r", wanted, canonical, canonical)
+        return _DRIVERS[canonical]
+    raise InvalidInputError(
+        FieldProblem(
+            "driver",
+            f"{name!r} is not a known catalog driver",
+            f"use one of: {', '.join(known_drivers()) or '(none registered)'}",
+        )
+    )
+
+
+def _catalog_args_overrides(catalog_args: Mapping[str, Any]) -> dict[str, Any]:
+    problems: list[FieldProblem] = []
+    overrides: dict[str, Any] = {}
+    for key, value in catalog_args.items():
+        if key.lower() in _CREDENTIAL_KEYS:
+            problems.append(
+                FieldProblem(
+                    f"catalog_args.{key}",
+                    "credentials are not accepted in a conf",
+                    "create an Airflow Connection holding them and give its id as "
+                    "catalog_args.conn_id",
+                )
+            )
+        elif key in CATALOG_ARG_KEYS:
+            overrides[key] = value
+        elif key not in _TASK_LAYER_KEYS:
+            problems.append(
+                FieldProblem(
+                    f"catalog_args.{key}",
+                    "unknown catalog argument",
+                    f"use one of: {', '.join((*CATALOG_ARG_KEYS, *_TASK_LAYER_KEYS))}",
+                )
+            )
+    if problems:
+        raise InvalidInputError(problems)
+    return overrides
+
+
+def _apply_overrides(config: CatalogConfig, overrides: dict[str, Any]) -> CatalogConfig:
+    try:
+        return CatalogConfig.model_validate({**config.model_dump(), **overrides})
+    except ValidationError as err:
+        raise InvalidInputError(
+            [
+                FieldProblem(
+                    "catalog_args." + ".".join(str(part) for part in error["loc"]),
+                    error["msg"],
+                    "give a value of the right type and range, as in config/catalogs.yaml",
+                )
+                for error in err.errors()
+            ]
+        ) from err
+
+
+def driver_options(name: str, config: CatalogConfig) -> dict[str, Any]:
+    """Return the options a driver gets: the catalog's settings merged over its ``options``."""
+    return {
+        **config.options,
+        "catalog": name,
+        "page_size": config.page_size,
+        "timeout_s": config.timeout_s,
+        "verify_tls": config.verify_tls,
+        "max_connections": config.max_connections,
+        "conn_id": config.conn_id,
+        "datasets": dict(config.datasets),
+    }
+
+
+def make_driver(
+    catalog: str,
+    *,
+    catalog_args: Mapping[str, Any] | None = None,
+    credentials: Credentials | None = None,
+    catalogs: Mapping[str, CatalogConfig] | None = None,
+) -> CatalogDriver:
+    """Build the driver for a configured catalog (name or alias, case-insensitive).
+
+    Args:
+        catalog: the conf's ``catalog``; an alias (``SciHub``) logs a warning.
+        catalog_args: the conf's overrides of ``url``, ``page_size``, ``timeout_s``,
+            ``verify_tls``, ``max_connections`` (``conn_id`` is accepted and left to the task
+            layer; raw credentials are refused).
+        credentials: from the catalog's Airflow Connection, if any.
+        catalogs: the configured catalogs (default: ``config/catalogs.yaml``).
+
+    Returns:
+        The driver, with ``url``, ``credentials`` and ``options`` (settings, ``datasets`` map,
+        ``catalog`` name and the catalog's own ``options``).
+
+    Raises:
+        InvalidInputError: unknown catalog (known ones listed), bad or credential-like
+            ``catalog_args``, or a ``url`` override to another host while credentials are used.
+        ConfigError: the catalog names a driver that is not available.
+    """
+    configured = dict(catalogs) if catalogs is not None else load_catalogs()
+    try:
+        name, used_alias = resolve_catalog_name(catalog, configured)
+    except KeyError as err:
+        raise InvalidInputError(
+            FieldProblem(
+                "catalog",
+                f"{catalog!r} is not a configured catalog",
+                f"use one of: {', '.join(sorted(configured))} (see config/catalogs.yaml)",
+            )
+        ) from err
+    config = configured[name]
+    if used_alias:
+        log.warning(
+            "catalog.alias alias=%s catalog=%s note=%s; write %r in new confs",
+            catalog,
+            name,
+            config.deprecated_alias_note or "-",
+            name,
+        )
+    overrides = _catalog_args_overrides(catalog_args or {})
+    merged = _apply_overrides(config, overrides)
+    if "url" in overrides and credentials is not None:
+        configured_host = urlsplit(config.url).hostname
+        if urlsplit(merged.url).hostname != configured_host:
+            raise InvalidInputError(
+                FieldProblem(
+                    "catalog_args.url",
+                    f"points to another host than catalog {name!r} ({configured_host}) while "
+                    "its credentials are used",
+                    "configure that endpoint as its own catalog in config/catalogs.yaml",
+                )
+            )
+    if merged.verify_tls is False and config.verify_tls is not False:
+        log.warning("catalog.tls_verify_off catalog=%s: set by catalog_args", name)
+    try:
+        cls = driver_class(merged.driver)
+    except InvalidInputError as err:
+        raise ConfigError(
+            "catalogs.yaml",
+            f"catalogs.{name}.driver",
+            f"{merged.driver!r} is not an available driver; use one of: "
+            f"{', '.join(known_drivers())}",
+        ) from err
+    return cls(url=merged.url, credentials=credentials, options=driver_options(name, merged))
+
+
+def _import_builtin_drivers() -> None:
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+
+
+_import_builtin_drivers()

@@ -1,0 +1,840 @@
+"""A driver for any STAC API with item search (Earth Search, Planetary Computer, stac-fastapi).
+
+Protocol (STAC API - Item Search 1.0): ``POST {url}/search`` with ``collections``, ``bbox`` or
+``intersects``, ``datetime`` (``start/end``, RFC 3339 UTC), ``limit`` and ``ids``; filters through
+the Query extension (``eo:cloud_cover``, tile properties). A server answering 405 to POST is asked
+with ``GET {url}/search`` instead. Pages follow the ``rel="next"`` link: a GET of its ``href``, or a
+POST of its ``body`` (merged into the previous body when ``merge`` is true). Every filter is applied
+again on the client, so the result is right whatever extensions the server honours.
+
+Scene ids: a search by ids sends them as STAC item ids; ids not found that way (ESA product names
+such as ``S2A_MSIL2A_..._N0509_..._T13TDE_...`` are not Earth Search item ids) are looked up one by
+one with ``query: {"s2:product_uri": {"eq": "<id>.SAFE"}}``. Tiles: MGRS tiles are asked with
+``s2:mgrs_tile`` (Planetary Computer, stac-fastapi) and, when that finds nothing, with the
+``mgrs:utm_zone``/``mgrs:latitude_band``/``mgrs:grid_square`` triple (Earth Search v1); the style
+that worked is kept for the next tiles. WRS-2 path/rows are asked with ``landsat:wrs_path`` and
+``landsat:wrs_row``.
+
+Assets: only files reachable over HTTP(S) are downloadable (``s3://`` requester-pays hrefs such as
+Earth Search's Landsat assets are listed in ``properties["non_http_assets"]`` and skipped).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from include.collectors.base import (
+    Asset,
+    CatalogDriver,
+    Credentials,
+    DownloadedFile,
+    Scene,
+    SearchQuery,
+)
+from include.collectors.download import (
+    build_http_client,
+    download_assets_detailed,
+    error_for_status,
+    error_for_transport,
+    redact_url,
+)
+from include.collectors.registry import register
+from include.common.errors import (
+    ConfigError,
+    FieldProblem,
+    InvalidInputError,
+    ProviderError,
+)
+from include.common.progress import ProgressFn
+
+log = logging.getLogger(__name__)
+
+CLOUD_COVER_PROP = "eo:cloud_cover"
+S2_PRODUCT_URI_PROP = "s2:product_uri"
+S2_MGRS_TILE_PROP = "s2:mgrs_tile"
+MGRS_UTM_ZONE_PROP = "mgrs:utm_zone"
+MGRS_LATITUDE_BAND_PROP = "mgrs:latitude_band"
+MGRS_GRID_SQUARE_PROP = "mgrs:grid_square"
+LANDSAT_WRS_PATH_PROP = "landsat:wrs_path"
+LANDSAT_WRS_ROW_PROP = "landsat:wrs_row"
+LANDSAT_SCENE_ID_PROP = "landsat:scene_id"
+FILE_SIZE_PROP = "file:size"
+FILE_CHECKSUM_PROP = "file:checksum"
+
+DEFAULT_MAX_PAGES = 1000
+DATA_ROLES = frozenset({"data", "reflectance"})
+NON_DATA_ROLES = frozenset({"thumbnail", "overview", "visual", "tiles"})
+DATA_MEDIA_TYPES = ("image/tiff", "image/jp2", "application/x-hdf", "image/vnd.stac.geotiff")
+METADATA_MEDIA_TYPES = frozenset({"application/xml", "text/xml", "text/plain"})
+QUICKLOOK_MEDIA_TYPES = frozenset({"image/png", "image/jpeg", "image/jpg", "image/webp"})
+
+_MGRS_TILE = re.compile(r"^T?(\d{1,2})([C-HJ-NP-X])([A-HJ-NP-Z]{2})$")
+_WRS2_PATHROW = re.compile(r"^(\d{3})[/_\- ]?(\d{3})$")
+_S2_PRODUCT_TILE = re.compile(r"_T(\d{2}[C-HJ-NP-X][A-HJ-NP-Z]{2})(?:_|$)")
+_LANDSAT_PRODUCT_ID = re.compile(
+    r"^L[COTEM]0\d_L[0-9A-Z]{3}_(\d{6})_\d{8}(?:_\d{8})?_\d{2}_(?:T1|T2|RT)$"
+)
+_LANDSAT_FULL_ID_IN_HREF = re.compile(
+    r"(L[COTEM]0\d_L[0-9A-Z]{3}_\d{6}_\d{8}_\d{8}_\d{2}_(?:T1|T2|RT))_MTL\.", re.IGNORECASE
+)
+_FRACTION = re.compile(r"\.(\d+)")
+_PROPERTY_SELECTION = {
+    "s2:processing_baseline": "processing_baseline",
+    "s2:product_type": "product_type",
+    "s2:datatake_id": "datatake_id",
+    "landsat:scene_id": "landsat_scene_id",
+    "landsat:correction": "landsat_correction",
+    "landsat:collection_category": "collection_category",
+    "proj:epsg": "proj_epsg",
+    "view:sun_elevation": "sun_elevation",
+    "view:sun_azimuth": "sun_azimuth",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Small pure helpers
+
+
+def canonical_tile(tile: str) -> str | None:
+    """Return an MGRS tile as ``NNLLL`` or a WRS-2 path/row as ``PPPRRR``; None otherwise."""
+    text = tile.strip().upper()
+    mgrs = _MGRS_TILE.match(text)
+    if mgrs:
+        return f"{int(mgrs.group(1)):02d}{mgrs.group(2)}{mgrs.group(3)}"
+    wrs = _WRS2_PATHROW.match(text)
+    if wrs:
+        return f"{wrs.group(1)}{wrs.group(2)}"
+    return None
+
+
+def parse_datetime(value: str) -> datetime:
+    """Parse an RFC 3339 timestamp (``Z``, any fraction digits) into an aware UTC datetime.
+
+    Raises:
+        ValueError: when ``value`` is not a timestamp.
+    """
+    text = value.strip()
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1] + "+00:00"
+    text = _FRACTION.sub(lambda m: "." + (m.group(1) + "000000")[:6], text, count=1)
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def format_datetime(value: datetime) -> str:
+    """Return ``value`` as RFC 3339 UTC with ``Z`` (a naive value is taken as UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _is_http(href: object) -> bool:
+    return isinstance(href, str) and href.lower().startswith(("http://", "https://"))
+
+
+def _http_href(asset: Mapping[str, Any]) -> str | None:
+    """Return the asset's href, or an HTTP(S) ``alternate`` href when the main one is not."""
+    href = asset.get("href")
+    if _is_http(href):
+        return str(href)
+    alternates = asset.get("alternate")
+    if isinstance(alternates, Mapping):
+        for alternate in alternates.values():
+            if isinstance(alternate, Mapping) and _is_http(alternate.get("href")):
+                return str(alternate["href"])
+    return None
+
+
+def _media_type(asset: Mapping[str, Any]) -> str:
+    return str(asset.get("type") or "").split(";")[0].strip().lower()
+
+
+def _roles(asset: Mapping[str, Any]) -> tuple[str, ...]:
+    roles = asset.get("roles")
+    return tuple(str(role) for role in roles) if isinstance(roles, list) else ()
+
+
+def _is_wanted_asset(asset: Mapping[str, Any]) -> bool:
+    roles = set(_roles(asset))
+    media = _media_type(asset)
+    if roles & DATA_ROLES:
+        return True
+    if media.startswith(DATA_MEDIA_TYPES) and not roles & NON_DATA_ROLES:
+        return True
+    return "metadata" in roles and media in METADATA_MEDIA_TYPES
+
+
+def _int_or_none(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def select_assets(assets: Mapping[str, Any]) -> tuple[tuple[Asset, ...], list[str]]:
+    """Return the downloadable data and metadata assets, and the keys skipped as non-HTTP(S)."""
+    selected: list[Asset] = []
+    skipped: list[str] = []
+    for key, raw in assets.items():
+        if not isinstance(raw, Mapping) or not _is_wanted_asset(raw):
+            continue
+        href = _http_href(raw)
+        if href is None:
+            skipped.append(str(key))
+            continue
+        checksum = raw.get(FILE_CHECKSUM_PROP)
+        selected.append(
+            Asset(
+                key=str(key),
+                href=href,
+                size_bytes=_int_or_none(raw.get(FILE_SIZE_PROP)),
+                checksum=checksum if isinstance(checksum, str) and checksum else None,
+                media_type=str(raw["type"]) if raw.get("type") else None,
+                roles=_roles(raw),
+            )
+        )
+    return tuple(selected), skipped
+
+
+def _quicklook(item: Mapping[str, Any]) -> str | None:
+    assets = item.get("assets") or {}
+    for key in ("rendered_preview", "thumbnail"):
+        asset = assets.get(key)
+        if isinstance(asset, Mapping) and _is_http(asset.get("href")):
+            return str(asset["href"])
+    for asset in assets.values():
+        if (
+            isinstance(asset, Mapping)
+            and "thumbnail" in _roles(asset)
+            and _media_type(asset) in QUICKLOOK_MEDIA_TYPES
+            and _is_http(asset.get("href"))
+        ):
+            return str(asset["href"])
+    thumbnail = _link(item, "thumbnail")
+    if thumbnail is not None and _is_http(thumbnail.get("href")):
+        return str(thumbnail["href"])
+    return None
+
+
+def _link(item: Mapping[str, Any], rel: str) -> Mapping[str, Any] | None:
+    for link in item.get("links") or ():
+        if isinstance(link, Mapping) and link.get("rel") == rel and link.get("href"):
+            return link
+    return None
+
+
+def _scene_id(item_id: str, props: Mapping[str, Any]) -> str:
+    product_uri = props.get(S2_PRODUCT_URI_PROP)
+    if isinstance(product_uri, str) and product_uri:
+        return product_uri.removesuffix(".SAFE")
+    if _LANDSAT_PRODUCT_ID.match(item_id):
+        return item_id
+    stem, _, suffix = item_id.rpartition("_")
+    if suffix in ("SR", "ST") and _LANDSAT_PRODUCT_ID.match(stem):
+        return stem  # USGS LandsatLook items: <product id>_SR / _ST
+    landsat_scene = props.get(LANDSAT_SCENE_ID_PROP)
+    if isinstance(landsat_scene, str) and landsat_scene:
+        return landsat_scene
+    return item_id
+
+
+def _tile(scene_id: str, item_id: str, props: Mapping[str, Any]) -> str | None:
+    mgrs = props.get(S2_MGRS_TILE_PROP)
+    if isinstance(mgrs, str) and canonical_tile(mgrs):
+        return canonical_tile(mgrs)
+    zone = props.get(MGRS_UTM_ZONE_PROP)
+    band = props.get(MGRS_LATITUDE_BAND_PROP)
+    square = props.get(MGRS_GRID_SQUARE_PROP)
+    if zone is not None and isinstance(band, str) and isinstance(square, str):
+        tile = canonical_tile(f"{zone}{band}{square}")
+        if tile:
+            return tile
+    path = props.get(LANDSAT_WRS_PATH_PROP)
+    row = props.get(LANDSAT_WRS_ROW_PROP)
+    if path is not None and row is not None:
+        try:
+            return f"{int(path):03d}{int(row):03d}"
+        except (TypeError, ValueError):
+            pass
+    for candidate in (scene_id, item_id):
+        match = _S2_PRODUCT_TILE.search(candidate)
+        if match:
+            return match.group(1)
+        landsat = _LANDSAT_PRODUCT_ID.match(candidate)
+        if landsat:
+            return landsat.group(1)
+    return None
+
+
+def item_to_scene(item: Mapping[str, Any], *, catalog: str, dataset: str) -> Scene:
+    """Map one STAC item (a GeoJSON Feature) to a :class:`Scene`.
+
+    Raises:
+        ValueError: when the item has no id or no parseable datetime.
+    """
+    item_id = str(item.get("id") or "")
+    if not item_id:
+        raise ValueError("item has no id")
+    props: Mapping[str, Any] = item.get("properties") or {}
+    when_text = props.get("datetime") or props.get("start_datetime")
+    if not isinstance(when_text, str):
+        raise ValueError(f"item {item_id} has no datetime")
+    scene_id = _scene_id(item_id, props)
+    raw_assets = item.get("assets") or {}
+    assets, skipped = select_assets(raw_assets)
+    sizes = [asset.size_bytes for asset in assets]
+    cloud = props.get(CLOUD_COVER_PROP)
+    properties: dict[str, Any] = {
+        "stac_id": item_id,
+        "stac_collection": item.get("collection"),
+    }
+    for prop, name in _PROPERTY_SELECTION.items():
+        if props.get(prop) is not None:
+            properties[name] = props[prop]
+    for raw in raw_assets.values():
+        href = raw.get("href") if isinstance(raw, Mapping) else None
+        match = _LANDSAT_FULL_ID_IN_HREF.search(str(href or ""))
+        if match:
+            properties["landsat_product_id"] = match.group(1)
+            break
+    if skipped:
+        properties["non_http_assets"] = sorted(skipped)
+    self_link = _link(item, "self")
+    platform = props.get("platform")
+    return Scene(
+        scene_id=scene_id,
+        catalog=catalog,
+        dataset=dataset,
+        datetime=parse_datetime(when_text),
+        cloud_pct=float(cloud) if isinstance(cloud, int | float) else None,
+        tile=_tile(scene_id, item_id, props),
+        footprint=item.get("geometry"),
+        size_bytes=sum(s for s in sizes if s is not None) if sizes and None not in sizes else None,
+        link=str(self_link["href"]) if self_link else None,
+        quicklook=_quicklook(item),
+        online=True,
+        platform=str(platform) if platform else None,
+        assets=assets,
+        properties=properties,
+    )
+
+
+def _short_landsat_id(scene_id: str) -> str | None:
+    """Return Earth Search/PC's Landsat item id (no processing date) for a full product id."""
+    parts = scene_id.split("_")
+    if len(parts) == 7 and _LANDSAT_PRODUCT_ID.match(scene_id):
+        return "_".join(parts[:4] + parts[5:])
+    return None
+
+
+def _tile_queries(tile: str) -> list[tuple[str, dict[str, Any]]]:
+    """Return ``(style, query)`` candidates that select ``tile`` (canonical) on a server."""
+    wrs = _WRS2_PATHROW.match(tile)
+    if wrs:
+        return [
+            (
+                "landsat",
+                {
+                    LANDSAT_WRS_PATH_PROP: {"eq": wrs.group(1)},
+                    LANDSAT_WRS_ROW_PROP: {"eq": wrs.group(2)},
+                },
+            )
+        ]
+    return [
+        ("s2", {S2_MGRS_TILE_PROP: {"eq": tile}}),
+        (
+            "mgrs",
+            {
+                MGRS_UTM_ZONE_PROP: {"eq": int(tile[:2])},
+                MGRS_LATITUDE_BAND_PROP: {"eq": tile[2]},
+                MGRS_GRID_SQUARE_PROP: {"eq": tile[3:]},
+            },
+        ),
+    ]
+
+
+def _get_params(body: Mapping[str, Any]) -> dict[str, str]:
+    """Return ``body`` as GET ``/search`` query parameters (STAC API item search, GET form)."""
+    params: dict[str, str] = {}
+    for key, value in body.items():
+        if key in ("collections", "ids", "bbox") and isinstance(value, list | tuple):
+            params[key] = ",".join(str(part) for part in value)
+        elif isinstance(value, dict | list):
+            params[key] = json.dumps(value, separators=(",", ":"))
+        else:
+            params[key] = str(value)
+    return params
+
+
+# --------------------------------------------------------------------------------------------
+# The driver
+
+
+@register("stac")
+class StacApiDriver(CatalogDriver):
+    """Search and download through a STAC API (item search, query extension, next links).
+
+    Options (from ``config/catalogs.yaml`` through ``make_driver``): ``catalog`` (the configured
+    name), ``datasets`` (conf dataset name -> STAC collection id), ``page_size``, ``timeout_s``,
+    ``verify_tls`` (True, False or a CA bundle path), ``max_connections`` (parallel asset
+    downloads and pooled connections), ``max_pages`` (safety cap, default 1000) and
+    ``sign_assets`` (Planetary Computer SAS signing: not implemented yet, see ``sign_assets``).
+
+    Credentials (token as Bearer, or username/password as Basic) are only sent to the catalog's
+    own host, never to asset hosts elsewhere.
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str | None = None,
+        credentials: Credentials | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(url=url, credentials=credentials, options=options)
+        if not url or not _is_http(url):
+            raise InvalidInputError(
+                FieldProblem(
+                    "catalog_args.url",
+                    f"{url!r} is not an HTTP(S) STAC API URL",
+                    "set url in config/catalogs.yaml (or catalog_args.url), e.g. "
+                    "https://earth-search.aws.element84.com/v1",
+                )
+            )
+        self.base_url = url.rstrip("/")
+        self.catalog = str(self.options.get("catalog") or self.name)
+        self.page_size = int(self.options.get("page_size", 100))
+        self.max_pages = int(self.options.get("max_pages", DEFAULT_MAX_PAGES))
+        self.max_connections = int(self.options.get("max_connections", 4))
+        self.timeout_s = float(self.options.get("timeout_s", 60.0))
+        verify = self.options.get("verify_tls", True)
+        self.verify_tls: bool | str = verify if isinstance(verify, bool | str) else True
+        datasets = self.options.get("datasets") or {}
+        self.datasets = {str(k): str(v) for k, v in dict(datasets).items()}
+        self._client: httpx.Client | None = None
+        self._client_lock = threading.Lock()
+        self._use_get = False
+        self._mgrs_style: str | None = None
+
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> httpx.Client:
+        """The driver's one HTTP client, built on first use."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = build_http_client(
+                    timeout_s=self.timeout_s,
+                    verify_tls=self.verify_tls,
+                    max_connections=self.max_connections,
+                )
+            return self._client
+
+    def close(self) -> None:
+        """Close the HTTP client (idempotent)."""
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def __enter__(self) -> StacApiDriver:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def auth_headers(self, url: str) -> dict[str, str]:
+        """Return the Authorization header for ``url`` when it is on the catalog's host."""
+        if self.credentials is None or urlsplit(url).netloc != urlsplit(self.base_url).netloc:
+            return {}
+        if self.credentials.token:
+            return {"Authorization": f"Bearer {self.credentials.token}"}
+        if self.credentials.username and self.credentials.password is not None:
+            pair = f"{self.credentials.username}:{self.credentials.password}".encode()
+            return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+        return {}
+
+    def _request_json(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+        action: str = "search",
+        allow_405: bool = False,
+    ) -> dict[str, Any] | None:
+        """Send one request and return its JSON object (None for a tolerated 405).
+
+        Raises:
+            ProviderUnavailableError, RateLimitedError, ProviderError: mapped HTTP failures.
+        """
+        headers = {"Accept": "application/geo+json, application/json", **self.auth_headers(url)}
+        try:
+            response = self.client.request(
+                method,
+                url,
+                json=dict(body) if body is not None else None,
+                params=dict(params) if params is not None else None,
+                headers=headers,
+            )
+        except httpx.TransportError as err:
+            raise error_for_transport(err, url=url, action=f"{self.catalog} {action}") from err
+        if response.status_code == 405 and allow_405:
+            return None
+        if response.status_code >= 400:
+            raise error_for_status(
+                response.status_code,
+                response.text,
+                url=url,
+                action=f"{self.catalog} {action}",
+                headers=response.headers,
+            )
+        try:
+            data = response.json()
+        except ValueError as err:
+            raise ProviderError(
+                f"{self.catalog} {action} {redact_url(url)}: the answer is not JSON; "
+                "check that url points to a STAC API root",
+                status_code=response.status_code,
+                body=response.text[:2000],
+            ) from err
+        if not isinstance(data, dict):
+            raise ProviderError(
+                f"{self.catalog} {action} {redact_url(url)}: the answer is not a JSON object; "
+                "check that url points to a STAC API root",
+                status_code=response.status_code,
+                body=response.text[:2000],
+            )
+        return data
+
+    def get_collection(self, dataset: str) -> dict[str, Any]:
+        """Return the STAC collection document for ``dataset`` (mapped through ``datasets``).
+
+        Raises:
+            ProviderError: 404 and other 4xx, with the server's description.
+            ProviderUnavailableError, RateLimitedError: transient failures.
+        """
+        collection = self.collection_id(dataset)
+        data = self._request_json(
+            "GET", f"{self.base_url}/collections/{collection}", action="collection"
+        )
+        return data or {}
+
+    # -- search -------------------------------------------------------------------------------
+
+    def collection_id(self, dataset: str) -> str:
+        """Return the STAC collection id for a conf dataset name (mapped, else as given).
+
+        Raises:
+            InvalidInputError: when ``dataset`` is empty.
+        """
+        if not dataset.strip():
+            raise InvalidInputError(
+                FieldProblem(
+                    "dataset",
+                    "is empty",
+                    f"name a dataset of catalog {self.catalog!r}, e.g. "
+                    f"{', '.join(sorted(self.datasets)) or 'sentinel-2-l2a'}",
+                )
+            )
+        return self.datasets.get(dataset, dataset)
+
+    def _pages(self, body: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+        """Yield the feature lists of every page, following ``rel="next"`` links.
+
+        Raises:
+            InvalidInputError: when ``max_pages`` pages did not exhaust the results.
+            ProviderError: when the server repeats a next link (a paging loop).
+        """
+        search_url = f"{self.base_url}/search"
+        data: dict[str, Any] | None = None
+        if not self._use_get:
+            data = self._request_json("POST", search_url, body=body, allow_405=True)
+            if data is None:
+                log.info("search.post_refused catalog=%s; using GET /search", self.catalog)
+                self._use_get = True
+        if data is None:
+            data = self._request_json("GET", search_url, params=_get_params(body)) or {}
+        previous_body: dict[str, Any] = body
+        seen: set[str] = set()
+        pages = 0
+        while True:
+            pages += 1
+            features = [f for f in data.get("features") or () if isinstance(f, dict)]
+            yield features
+            next_link = _link(data, "next")
+            if not features or next_link is None:
+                return
+            if pages >= self.max_pages:
+                raise InvalidInputError(
+                    FieldProblem(
+                        "start,end",
+                        f"catalog {self.catalog!r} has more than {pages} pages of results",
+                        "narrow the area or the period (or raise options.max_pages of this "
+                        "catalog in config/catalogs.yaml)",
+                    )
+                )
+            method = str(next_link.get("method") or "GET").upper()
+            href = str(next_link["href"])
+            if method == "POST":
+                link_body = next_link.get("body")
+                link_body = dict(link_body) if isinstance(link_body, Mapping) else {}
+                if next_link.get("merge"):
+                    link_body = {**previous_body, **link_body}
+                previous_body = link_body
+                fingerprint = f"POST {href} {json.dumps(link_body, sort_keys=True)}"
+            else:
+                fingerprint = f"GET {href}"
+            if fingerprint in seen:
+                raise ProviderError(
+                    f"{self.catalog} search {redact_url(href)}: the server repeated a next "
+                    "link; its paging is broken, try again later or use another catalog"
+                )
+            seen.add(fingerprint)
+            if method == "POST":
+                page = self._request_json("POST", href, body=previous_body)
+            else:
+                page = self._request_json("GET", href)
+            data = page or {}
+
+    def _base_body(self, query: SearchQuery, collection: str) -> dict[str, Any]:
+        body: dict[str, Any] = {"collections": [collection], "limit": self.page_size}
+        if query.scene_ids:
+            return body
+        if query.bbox is not None:
+            body["bbox"] = [float(v) for v in query.bbox]
+        elif query.geometry is not None:
+            body["intersects"] = query.geometry
+        if query.start is not None or query.end is not None:
+            start = format_datetime(query.start) if query.start is not None else ".."
+            end = format_datetime(query.end) if query.end is not None else ".."
+            body["datetime"] = f"{start}/{end}"
+        if query.cloud_pct < 100:
+            body["query"] = {CLOUD_COVER_PROP: {"lte": query.cloud_pct}}
+        return body
+
+    def _collect(
+        self,
+        body: dict[str, Any],
+        query: SearchQuery,
+        collection: str,
+        found: dict[str, Scene],
+    ) -> int:
+        """Run one paged search, adding kept scenes to ``found``; return the items seen."""
+        seen = 0
+        for features in self._pages(body):
+            for item in features:
+                seen += 1
+                scene = self._scene_or_none(item, query.dataset)
+                if scene is None or not self._keep(item, scene, query, collection):
+                    continue
+                found.setdefault(scene.scene_id, scene)
+            if query.limit is not None and len(found) >= query.limit:
+                break
+        return seen
+
+    def _scene_or_none(self, item: Mapping[str, Any], dataset: str) -> Scene | None:
+        try:
+            return item_to_scene(item, catalog=self.catalog, dataset=dataset)
+        except (ValueError, TypeError) as err:
+            log.warning("search.item_skipped catalog=%s reason=%s", self.catalog, err)
+            return None
+
+    @staticmethod
+    def _keep(item: Mapping[str, Any], scene: Scene, query: SearchQuery, collection: str) -> bool:
+        """Apply every filter again on the client (servers may ignore some of them)."""
+        item_collection = item.get("collection")
+        if item_collection is not None and item_collection != collection:
+            return False
+        if query.scene_ids:
+            wanted = set(query.scene_ids)
+            wanted |= {s for s in map(_short_landsat_id, query.scene_ids) if s}
+            return bool({scene.scene_id, str(item.get("id"))} & wanted)
+        if query.start is not None and scene.datetime < _aware(query.start):
+            return False
+        if query.end is not None and scene.datetime > _aware(query.end):
+            return False
+        if query.cloud_pct < 100 and scene.cloud_pct is not None:
+            if scene.cloud_pct > query.cloud_pct:
+                return False
+        if query.tiles:
+            wanted_tiles = {canonical_tile(tile) for tile in query.tiles}
+            return scene.tile in wanted_tiles
+        return True
+
+    def _tiles(self, query: SearchQuery) -> list[str]:
+        tiles: list[str] = []
+        problems: list[FieldProblem] = []
+        for index, tile in enumerate(query.tiles):
+            canonical = canonical_tile(tile)
+            if canonical is None:
+                problems.append(
+                    FieldProblem(
+                        f"tiles[{index}]",
+                        f"{tile!r} is neither an MGRS tile nor a WRS-2 path/row",
+                        "write MGRS like '23LLF' or WRS-2 path/row like '221069'",
+                    )
+                )
+            else:
+                tiles.append(canonical)
+        if problems:
+            raise InvalidInputError(problems)
+        return tiles
+
+    def search(self, query: SearchQuery) -> list[Scene]:
+        """Return every scene matching ``query``, sorted by datetime then scene id.
+
+        Raises:
+            InvalidInputError: empty dataset, a malformed tile, or too many pages of results.
+            ProviderUnavailableError: 5xx, timeouts, dropped connections.
+            RateLimitedError: HTTP 429.
+            ProviderError: other 4xx (with the server's description), broken paging.
+        """
+        collection = self.collection_id(query.dataset)
+        tiles = self._tiles(query)
+        base = self._base_body(query, collection)
+        found: dict[str, Scene] = {}
+        if query.scene_ids:
+            self._search_ids(query, base, collection, found)
+        elif tiles:
+            for tile in tiles:
+                self._search_tile(query, base, collection, tile, found)
+        else:
+            self._collect(base, query, collection, found)
+        scenes = sorted(found.values(), key=lambda scene: (scene.datetime, scene.scene_id))
+        if query.limit is not None:
+            scenes = scenes[: query.limit]
+        log.info(
+            "search.done catalog=%s collection=%s scenes=%d", self.catalog, collection, len(scenes)
+        )
+        return scenes
+
+    def _search_ids(
+        self, query: SearchQuery, base: dict[str, Any], collection: str, found: dict[str, Scene]
+    ) -> None:
+        ids: list[str] = []
+        for scene_id in query.scene_ids:
+            ids.append(scene_id)
+            short = _short_landsat_id(scene_id)
+            if short:
+                ids.append(short)
+        self._collect({**base, "ids": ids}, query, collection, found)
+        matched = {scene.scene_id for scene in found.values()}
+        matched |= {str(scene.properties.get("stac_id")) for scene in found.values()}
+        for scene_id in query.scene_ids:
+            if scene_id in matched or _short_landsat_id(scene_id) in matched:
+                continue
+            product_query = {S2_PRODUCT_URI_PROP: {"eq": f"{scene_id}.SAFE"}}
+            self._collect({**base, "query": product_query}, query, collection, found)
+
+    def _search_tile(
+        self,
+        query: SearchQuery,
+        base: dict[str, Any],
+        collection: str,
+        tile: str,
+        found: dict[str, Scene],
+    ) -> None:
+        candidates = _tile_queries(tile)
+        if self._mgrs_style is not None:
+            candidates.sort(key=lambda candidate: candidate[0] != self._mgrs_style)
+        for style, tile_query in candidates:
+            body = {**base, "query": {**base.get("query", {}), **tile_query}}
+            if self._collect(body, query, collection, found):
+                if style != "landsat":
+                    self._mgrs_style = style
+                return
+
+    # -- download -----------------------------------------------------------------------------
+
+    def sign_assets(self, assets: Sequence[Asset]) -> tuple[Asset, ...]:
+        """Hook: return ``assets`` with hrefs the provider will serve.
+
+        Planetary Computer needs short-lived SAS tokens appended to blob hrefs (its SAS API);
+        that signing is not implemented yet, so a catalog with ``options.sign_assets: true``
+        refuses to download instead of failing later with 403s. Without it, hrefs are unchanged.
+
+        Raises:
+            ConfigError: when ``sign_assets`` is set.
+        """
+        if self.options.get("sign_assets"):
+            raise ConfigError(
+                "catalogs.yaml",
+                f"catalogs.{self.catalog}.options.sign_assets",
+                "asset signing (Planetary Computer SAS tokens) is not implemented yet; "
+                "download this dataset from another provider (collection providers by priority)",
+            )
+        return tuple(assets)
+
+    def download(
+        self, scene: Scene, dest: Path, *, progress: ProgressFn | None = None
+    ) -> DownloadedFile:
+        """Download every asset of ``scene`` into the folder ``dest`` (``<key><ext>`` each).
+
+        Raises:
+            ProviderError: the scene lists no HTTP(S) asset, or a 4xx answer.
+            ConfigError: the catalog needs asset signing (not implemented yet).
+            ChecksumMismatchError, ProviderUnavailableError, RateLimitedError: as
+                ``download_file``.
+        """
+        assets = self.sign_assets(scene.assets)
+        if not assets:
+            skipped = scene.properties.get("non_http_assets") or []
+            raise ProviderError(
+                f"{scene.scene_id}: catalog {self.catalog!r} lists no asset downloadable over "
+                f"HTTP(S) (skipped: {', '.join(skipped) or 'none'}); download this dataset from "
+                "another provider"
+            )
+        results = download_assets_detailed(
+            self.client,
+            assets,
+            dest,
+            max_workers=self.max_connections,
+            progress=progress,
+            headers_for=self.auth_headers,
+        )
+        files = tuple(result.path for result in results.values())
+        return DownloadedFile(
+            path=dest,
+            size_bytes=sum(result.size_bytes for result in results.values()),
+            checksum=None,
+            reused=all(result.reused for result in results.values()),
+            files=files,
+        )
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+__all__ = [
+    "StacApiDriver",
+    "canonical_tile",
+    "format_datetime",
+    "item_to_scene",
+    "parse_datetime",
+    "select_assets",
+]

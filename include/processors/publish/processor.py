@@ -1,0 +1,349 @@
+"""The publish processor: band COGs, quicklook + thumbnail PNGs and a STAC Item for one scene.
+
+Registered as ``publish``. It reads the parent step's files (asset key -> local path), keeps the
+ones whose key names a band of the target collection (by name or alias, e.g. ``B04`` or ``red``),
+and writes into ``inputs.output_dir``:
+
+- ``<scene>_<band>.tif`` per band: COG, 512 px tiles, internal overviews, deflate/zstd with a
+  predictor, the band's nodata; validated after writing;
+- ``<scene>_quicklook.png`` and ``<scene>_thumbnail.png``: RGB of the collection's quicklook
+  bands, percentile stretch, nodata transparent (when the collection has a quicklook config and
+  the three bands are present);
+- the STAC Item (returned, not written: the catalog backend stores it).
+
+Every file is written under a temporary name and renamed into place, so a rerun overwrites
+atomically and gives the same item. Task args (all optional): ``compress`` (deflate|zstd),
+``level``, ``blocksize``, ``num_threads`` (default ``$COLLECTION_BUILDER_NUM_THREADS`` or
+ALL_CPUS), ``overview_resampling``, ``quicklook`` (bool), ``footprint_band``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import rasterio.warp
+from shapely.geometry import box, mapping
+
+from include.common.config import BandConfig, CollectionConfig
+from include.common.errors import FieldProblem, InvalidInputError
+from include.common.storage import safe_component
+from include.processors.base import Processor, ProcessorInputs, ProcessorResult
+from include.processors.publish.cog import CogInfo, CogOptions, write_cog
+from include.processors.publish.quicklook import PNG_MEDIA_TYPE, THUMBNAIL_PX, write_quicklook
+from include.processors.publish.stac_item import (
+    PublishedBand,
+    PublishedFile,
+    build_item,
+    file_checksum,
+    footprint,
+)
+from include.processors.registry import register
+
+log = logging.getLogger(__name__)
+
+PUBLISH_VERSION = "0.1.0"
+_ARG_KEYS = (
+    "compress",
+    "level",
+    "blocksize",
+    "num_threads",
+    "overview_resampling",
+    "quicklook",
+    "footprint_band",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishOptions:
+    """The publish task's args, validated."""
+
+    cog: CogOptions
+    quicklook: bool = True
+    footprint_band: str | None = None
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, Any]) -> PublishOptions:
+        """Validate task args into options.
+
+        Raises:
+            InvalidInputError: naming each unknown key or bad value.
+        """
+        unknown = sorted(set(args) - set(_ARG_KEYS))
+        if unknown:
+            raise InvalidInputError(
+                [
+                    FieldProblem(
+                        f"args.{key}", "is not a publish option", f"use {', '.join(_ARG_KEYS)}"
+                    )
+                    for key in unknown
+                ]
+            )
+        level = args.get("level")
+        blocksize = args.get("blocksize", 512)
+        if (level is not None and not isinstance(level, int)) or not isinstance(blocksize, int):
+            raise InvalidInputError(
+                FieldProblem("args.level/args.blocksize", "must be integers", "give whole numbers")
+            )
+        quicklook = args.get("quicklook", True)
+        if not isinstance(quicklook, bool):
+            raise InvalidInputError(
+                FieldProblem("args.quicklook", f"{quicklook!r}", "use true or false")
+            )
+        footprint_band = args.get("footprint_band")
+        cog = CogOptions(
+            compress=str(args.get("compress", "deflate")).lower(),  # type: ignore[arg-type]
+            level=level,
+            blocksize=blocksize,
+            num_threads=str(args.get("num_threads") or CogOptions.default_num_threads()).upper(),
+            overview_resampling=str(args.get("overview_resampling", "average")).lower(),
+        )
+        return cls(
+            cog=cog,
+            quicklook=quicklook,
+            footprint_band=str(footprint_band) if footprint_band is not None else None,
+        )
+
+
+def select_band_files(
+    files: Mapping[str, Path], collection: CollectionConfig
+) -> tuple[list[tuple[BandConfig, Path]], list[str]]:
+    """Map asset keys to collection bands.
+
+    A key matches a band by name or alias (case-insensitive); when two keys give the same band,
+    the one equal to the band name wins, else the first in sorted order.
+
+    Returns:
+        ``(bands, ignored)``: (band, path) pairs in collection band order, and the keys that
+        name no band.
+    """
+    chosen: dict[str, tuple[str, Path]] = {}
+    ignored: list[str] = []
+    for key in sorted(files):
+        band = collection.band(key)
+        if band is None:
+            ignored.append(key)
+            continue
+        previous = chosen.get(band.name)
+        if previous is None or (key.lower() == band.name.lower() != previous[0].lower()):
+            chosen[band.name] = (key, Path(files[key]))
+    ordered = [(band, chosen[band.name][1]) for band in collection.bands if band.name in chosen]
+    return ordered, ignored
+
+
+def _raster_bounds(cog: CogInfo) -> dict[str, Any]:
+    a, _, c, _, e, f = cog.transform
+    native = box(c, f + e * cog.height, c + a * cog.width, f)
+    result: dict[str, Any] = rasterio.warp.transform_geom(cog.crs_wkt, "EPSG:4326", mapping(native))
+    return result
+
+
+@register("publish")
+class PublishProcessor(Processor):
+    """Publish one scene: band COGs, quicklook/thumbnail PNGs and the STAC Item.
+
+    Idempotent: outputs have fixed names in ``output_dir`` and are replaced atomically; the item
+    has no timestamps of its own, so a rerun gives the same item. Input files are only read.
+    Raises ``InvalidInputError`` when no input file names a band of the collection or a file is
+    missing, ``ProcessingError`` when GDAL fails or a written COG is not valid.
+    """
+
+    name: ClassVar[str] = "publish"
+    version: ClassVar[str] = PUBLISH_VERSION
+    task_type: ClassVar[str] = "publish"
+
+    def run(self, inputs: ProcessorInputs) -> ProcessorResult:
+        """Publish ``inputs.files`` of ``inputs.scene`` into ``inputs.output_dir``.
+
+        Args:
+            inputs: the scene, target collection, band files by asset key, output folder, args.
+
+        Returns:
+            Files by key (band names, ``quicklook``, ``thumbnail``), metadata, the item dict.
+
+        Raises:
+            InvalidInputError: bad args, no band file, a missing file.
+            ProcessingError: GDAL failed or a COG failed validation.
+        """
+        started = time.monotonic()
+        options = PublishOptions.from_args(inputs.args)
+        scene, collection = inputs.scene, inputs.collection
+        scene_id = safe_component(scene.scene_id, "scene.scene_id")
+        selected, ignored = select_band_files(inputs.files, collection)
+        if not selected:
+            band_names = [band.name for band in collection.bands]
+            raise InvalidInputError(
+                FieldProblem(
+                    "files",
+                    f"no file is a band of {collection.name} (keys: {sorted(inputs.files)})",
+                    f"give asset keys named like its bands: {', '.join(band_names)}",
+                )
+            )
+        missing = [path for _, path in selected if not path.is_file()]
+        if missing:
+            raise InvalidInputError(
+                [
+                    FieldProblem(
+                        f"files[{path.name}]",
+                        f"{path} does not exist",
+                        "run the previous step again",
+                    )
+                    for path in missing
+                ]
+            )
+        out_dir = inputs.output_dir
+        out_dir.mkdir(parents=True, exist_ok=True)
+        total_in = sum(path.stat().st_size for _, path in selected)
+        done_in = 0
+        published: list[PublishedBand] = []
+        result_files: dict[str, Path] = {}
+        for band, src in selected:
+            band_started = time.monotonic()
+            cog = write_cog(
+                src,
+                out_dir / f"{scene_id}_{band.name}.tif",
+                nodata=band.nodata,
+                options=options.cog,
+                scale=band.scale,
+                offset=band.offset,
+            )
+            checksum, size = file_checksum(cog.path)
+            published.append(PublishedBand(band=band, cog=cog, checksum=checksum, size_bytes=size))
+            result_files[band.name] = cog.path
+            done_in += src.stat().st_size
+            log.info(
+                "publish.cog scene=%s collection=%s band=%s size_bytes=%d overviews=%s "
+                "elapsed_s=%.2f",
+                scene_id,
+                collection.name,
+                band.name,
+                size,
+                list(cog.overviews),
+                time.monotonic() - band_started,
+            )
+            if inputs.progress is not None:
+                inputs.progress(done_in, total_in)
+
+        extras = self._quicklook(scene_id, out_dir, collection, published, options)
+        result_files.update({key: extra.path for key, extra in extras.items()})
+
+        by_name = {p.band.name: p for p in published}
+        outline_band = self._footprint_band(options, collection, by_name)
+        geometry = footprint(outline_band.cog.path, nodata=outline_band.cog.nodata)
+        footprint_source = "data"
+        if geometry is None and scene.footprint is not None:
+            geometry, footprint_source = dict(scene.footprint), "catalog"
+        elif geometry is None:
+            geometry, footprint_source = _raster_bounds(outline_band.cog), "raster-bounds"
+
+        item = build_item(
+            scene=scene,
+            collection=collection,
+            bands=published,
+            files=extras,
+            geometry=geometry,
+            version=self.version,
+            source_collection=inputs.source_collection,
+        )
+        size_bytes = sum(p.size_bytes for p in published) + sum(
+            e.size_bytes for e in extras.values()
+        )
+        elapsed_s = time.monotonic() - started
+        log.info(
+            "publish.done scene=%s collection=%s bands=%d size_bytes=%d footprint=%s "
+            "elapsed_s=%.2f",
+            scene_id,
+            collection.name,
+            len(published),
+            size_bytes,
+            footprint_source,
+            elapsed_s,
+        )
+        return ProcessorResult(
+            files=result_files,
+            metadata={
+                "scene_id": scene_id,
+                "collection": collection.name,
+                "bands": [p.band.name for p in published],
+                "ignored_keys": ignored,
+                "checksums": {key: f"{p.checksum}" for key, p in by_name.items()},
+                "footprint_source": footprint_source,
+                "size_bytes": size_bytes,
+                "elapsed_s": round(elapsed_s, 3),
+                "software": {"collection-builder": self.version},
+            },
+            item=item.to_dict(include_self_link=False, transform_hrefs=False),
+        )
+
+    @staticmethod
+    def _footprint_band(
+        options: PublishOptions, collection: CollectionConfig, by_name: Mapping[str, PublishedBand]
+    ) -> PublishedBand:
+        if options.footprint_band is not None:
+            band = collection.band(options.footprint_band)
+            if band is None or band.name not in by_name:
+                raise InvalidInputError(
+                    FieldProblem(
+                        "args.footprint_band",
+                        f"{options.footprint_band!r} is not among the published bands",
+                        f"use one of {', '.join(by_name)}",
+                    )
+                )
+            return by_name[band.name]
+        return min(by_name.values(), key=lambda p: (p.cog.resolution_m, p.band.name))
+
+    @staticmethod
+    def _quicklook(
+        scene_id: str,
+        out_dir: Path,
+        collection: CollectionConfig,
+        published: list[PublishedBand],
+        options: PublishOptions,
+    ) -> dict[str, PublishedFile]:
+        config = collection.quicklook
+        if not options.quicklook or config is None:
+            return {}
+        by_name = {p.band.name: p for p in published}
+        rgb: list[PublishedBand] = []
+        for name in config.bands:
+            band = collection.band(name)
+            if band is None or band.name not in by_name:
+                log.warning(
+                    "publish.quicklook.skipped scene=%s collection=%s missing_band=%s",
+                    scene_id,
+                    collection.name,
+                    name,
+                )
+                return {}
+            rgb.append(by_name[band.name])
+        info = write_quicklook(
+            [p.cog.path for p in rgb],
+            out_dir / f"{scene_id}_quicklook.png",
+            size_px=config.size_px,
+            percentiles=config.percentiles,
+            nodata=[p.cog.nodata for p in rgb],
+            thumbnail=out_dir / f"{scene_id}_thumbnail.png",
+            thumbnail_px=THUMBNAIL_PX,
+        )
+        names = "/".join(p.band.name for p in rgb)
+        extras: dict[str, PublishedFile] = {}
+        for key, path, role, title in (
+            ("quicklook", info.quicklook, "overview", f"Quicklook ({names})"),
+            ("thumbnail", info.thumbnail, "thumbnail", f"Thumbnail ({names})"),
+        ):
+            if path is None:
+                continue
+            checksum, size = file_checksum(path)
+            extras[key] = PublishedFile(
+                path=path,
+                checksum=checksum,
+                size_bytes=size,
+                media_type=PNG_MEDIA_TYPE,
+                roles=(role,),
+                title=title,
+            )
+        return extras

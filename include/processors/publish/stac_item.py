@@ -1,0 +1,342 @@
+"""STAC Items for published scenes: true footprint, checksums and the pystac item itself.
+
+Properties go through pystac's extension accessors (eo, projection, raster, file, mgrs, grid);
+the processing extension, which pystac does not model, is written with the constants below.
+Items carry no creation time, so publishing the same inputs twice gives the same item.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pystac
+import rasterio
+import rasterio.features
+import rasterio.warp
+import shapely
+from affine import Affine
+from pystac.extensions.eo import Band, EOExtension
+from pystac.extensions.file import FileExtension
+from pystac.extensions.grid import GridExtension
+from pystac.extensions.mgrs import MgrsExtension
+from pystac.extensions.projection import ProjectionExtension
+from pystac.extensions.raster import DataType, RasterBand, RasterExtension
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+from shapely.geometry import MultiPolygon, Polygon, mapping, shape
+from shapely.geometry.polygon import orient
+
+from include.collectors.base import Scene
+from include.common.config import BandConfig, CollectionConfig
+from include.common.errors import ProcessingError
+from include.processors.publish.cog import COG_MEDIA_TYPE, CogInfo
+from include.processors.publish.quicklook import output_shape
+
+SOFTWARE_NAME = "collection-builder"
+PROCESSING_SCHEMA_URI = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
+PROCESSING_SOFTWARE_PROP = "processing:software"
+PROCESSING_LINEAGE_PROP = "processing:lineage"
+PROCESSING_LEVEL_PROP = "processing:level"
+SHA2_256_MULTIHASH_PREFIX = "1220"
+"""Multihash prefix of a sha2-256 digest: code 0x12, length 0x20 (STAC ``file:checksum``)."""
+
+FOOTPRINT_MAX_PX = 512
+COORDINATE_DECIMALS = 7
+
+_MGRS_TILE = re.compile(r"^(\d{1,2})([C-HJ-NP-X])([A-HJ-NP-Z]{2})$")
+_WRS2_TILE = re.compile(r"^(\d{3})(\d{3})$")
+_CHUNK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedBand:
+    """One band COG as it goes into the item."""
+
+    band: BandConfig
+    cog: CogInfo
+    checksum: str
+    size_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedFile:
+    """A non-band file of the item (quicklook, thumbnail)."""
+
+    path: Path
+    checksum: str
+    size_bytes: int
+    media_type: str
+    roles: tuple[str, ...]
+    title: str
+
+
+def file_checksum(path: Path) -> tuple[str, int]:
+    """Return ``(sha2-256 multihash hex, size in bytes)`` of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK_BYTES):
+            digest.update(chunk)
+            size += len(chunk)
+    return SHA2_256_MULTIHASH_PREFIX + digest.hexdigest(), size
+
+
+def _rounded(geometry: shapely.Geometry) -> shapely.Geometry:
+    return shapely.transform(geometry, lambda xy: np.round(xy, COORDINATE_DECIMALS))
+
+
+def _oriented(geometry: shapely.Geometry) -> shapely.Geometry:
+    """Return polygons with counter-clockwise exteriors (GeoJSON right-hand rule), no holes."""
+    if isinstance(geometry, Polygon):
+        return orient(Polygon(geometry.exterior), 1.0)
+    if isinstance(geometry, MultiPolygon):
+        return MultiPolygon([orient(Polygon(part.exterior), 1.0) for part in geometry.geoms])
+    return geometry
+
+
+def _as_json(geometry: shapely.Geometry) -> dict[str, Any]:
+    """Return a plain GeoJSON dict (lists, not tuples), equal across runs."""
+    result: dict[str, Any] = json.loads(json.dumps(mapping(geometry)))
+    return result
+
+
+def footprint(
+    path: Path, *, nodata: float | None, max_px: int = FOOTPRINT_MAX_PX
+) -> dict[str, Any] | None:
+    """Return the WGS84 outline of the valid pixels of a raster, or None when none is valid.
+
+    The valid mask (file mask and ``nodata``) is read at a reduced resolution (longest side
+    ``max_px``, from the COG overviews when present), vectorised with ``rasterio.features.shapes``,
+    unioned, stripped of holes and of specks smaller than four reduced pixels, simplified by 1.5
+    reduced pixel, reprojected to WGS84 and rounded to 1e-7 degrees.
+
+    Args:
+        path: a georeferenced raster.
+        nodata: a value meaning no data besides the file's own mask (or None).
+        max_px: the longest side of the reduced mask.
+
+    Returns:
+        A GeoJSON Polygon or MultiPolygon, or None.
+
+    Raises:
+        ProcessingError: when the raster cannot be read or has no CRS.
+    """
+    try:
+        with rasterio.open(path) as ds:
+            if ds.crs is None:
+                raise ProcessingError(f"{path.name}: no CRS, cannot compute a footprint")
+            rows, cols = output_shape(ds.width, ds.height, min(max_px, max(ds.width, ds.height)))
+            data = ds.read(1, out_shape=(rows, cols), resampling=Resampling.nearest)
+            valid = ds.read_masks(1, out_shape=(rows, cols), resampling=Resampling.nearest) > 0
+            if nodata is not None:
+                valid &= data != nodata
+            transform = ds.transform @ Affine.scale(ds.width / cols, ds.height / rows)
+            crs = ds.crs
+    except RasterioError as err:
+        raise ProcessingError(f"{path.name}: cannot read the valid-data mask: {err}") from err
+    if not valid.any():
+        return None
+    pixel_area = abs(transform.a * transform.e)
+    parts = [
+        Polygon(shape(geom).exterior)
+        for geom, _ in rasterio.features.shapes(
+            valid.astype(np.uint8), mask=valid, transform=transform, connectivity=8
+        )
+    ]
+    outline = shapely.unary_union([part for part in parts if part.area >= 4 * pixel_area] or parts)
+    outline = _oriented(outline).simplify(1.5 * abs(transform.a), preserve_topology=True)
+    wgs84 = rasterio.warp.transform_geom(crs, "EPSG:4326", mapping(outline))
+    return _as_json(_oriented(_rounded(shape(wgs84))))
+
+
+def bbox_of(geometry: Mapping[str, Any]) -> list[float]:
+    """Return ``[w, s, e, n]`` of a GeoJSON geometry."""
+    west, south, east, north = shape(geometry).bounds
+    return [float(west), float(south), float(east), float(north)]
+
+
+def platform_of(scene: Scene, collection: CollectionConfig) -> str | None:
+    """Return the STAC platform (``sentinel-2a``, ``landsat-8``) from the scene or its id."""
+    if scene.platform:
+        return scene.platform.strip().lower().replace(" ", "-")
+    scene_id = scene.scene_id.upper()
+    if collection.platform_family == "sentinel-2" and re.match(r"^S2[A-D]_", scene_id):
+        return f"sentinel-2{scene_id[2].lower()}"
+    match = re.match(r"^L[COTEM]0?(\d)", scene_id)
+    if collection.platform_family == "landsat" and match:
+        return f"landsat-{match.group(1)}"
+    return None
+
+
+def _instruments(collection: CollectionConfig) -> list[str]:
+    return ["msi"] if collection.platform_family == "sentinel-2" else ["oli", "tirs"]
+
+
+def _tile_properties(item: pystac.Item, collection: CollectionConfig, tile: str | None) -> None:
+    if not tile:
+        return
+    tile = tile.upper().removeprefix("T") if collection.tile_system == "mgrs" else tile
+    mgrs_match = _MGRS_TILE.match(tile)
+    if collection.tile_system == "mgrs" and mgrs_match:
+        mgrs = MgrsExtension.ext(item, add_if_missing=True)
+        mgrs.utm_zone = int(mgrs_match.group(1))
+        mgrs.latitude_band = mgrs_match.group(2)
+        mgrs.grid_square = mgrs_match.group(3)
+        GridExtension.ext(item, add_if_missing=True).code = f"MGRS-{tile}"
+    elif collection.tile_system == "wrs2" and _WRS2_TILE.match(tile):
+        GridExtension.ext(item, add_if_missing=True).code = f"WRS2-{tile}"
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _set_projection(
+    proj: ProjectionExtension[pystac.Item] | ProjectionExtension[pystac.Asset],
+    cog: CogInfo,
+    *,
+    with_code: bool = True,
+) -> None:
+    if with_code:
+        if cog.epsg is not None:
+            proj.epsg = cog.epsg
+        else:
+            proj.wkt2 = cog.crs_wkt
+    proj.shape = [cog.height, cog.width]
+    proj.transform = list(cog.transform)
+
+
+def _add_band_asset(item: pystac.Item, published: PublishedBand) -> pystac.Asset:
+    band, cog = published.band, published.cog
+    resolution = cog.resolution_m
+    label = f"{band.name} ({band.common_name})" if band.common_name else band.name
+    asset = pystac.Asset(
+        href=str(cog.path.resolve()),
+        title=f"{label} - {resolution:g} m",
+        media_type=COG_MEDIA_TYPE,
+        roles=["data"],
+    )
+    item.add_asset(band.name, asset)
+    EOExtension.ext(asset, add_if_missing=True).bands = [
+        Band.create(
+            name=band.name,
+            common_name=band.common_name,
+            center_wavelength=band.center_wavelength_um,
+        )
+    ]
+    RasterExtension.ext(asset, add_if_missing=True).bands = [
+        RasterBand.create(
+            nodata=band.nodata if band.nodata is not None else cog.nodata,
+            data_type=DataType(cog.dtype),
+            spatial_resolution=resolution,
+            scale=band.scale,
+            offset=band.offset,
+        )
+    ]
+    file_ext = FileExtension.ext(asset, add_if_missing=True)
+    file_ext.checksum = published.checksum
+    file_ext.size = published.size_bytes
+    return asset
+
+
+def lineage(
+    scene: Scene, collection: CollectionConfig, *, version: str, source_collection: str | None
+) -> str:
+    """Return the ``processing:lineage`` text: what was made, from which scene and catalog."""
+    source = f", source collection {source_collection}" if source_collection else ""
+    return (
+        f"{collection.name} ({collection.level}) published by {SOFTWARE_NAME} {version} from scene "
+        f"{scene.scene_id} of catalog {scene.catalog} (dataset {scene.dataset}{source}): "
+        "bands as Cloud-Optimized GeoTIFF, RGB quicklook with percentile stretch"
+    )
+
+
+def build_item(
+    *,
+    scene: Scene,
+    collection: CollectionConfig,
+    bands: Sequence[PublishedBand],
+    files: Mapping[str, PublishedFile],
+    geometry: Mapping[str, Any],
+    version: str,
+    source_collection: str | None = None,
+) -> pystac.Item:
+    """Return the STAC Item of a published scene.
+
+    Item-level projection fields describe the finest band's grid; a band on another grid gets
+    its own ``proj:shape``/``proj:transform``. Asset hrefs are absolute file paths.
+
+    Args:
+        scene: the source scene (id, datetime, cloud cover, platform, tile).
+        collection: the target collection (name, level, platform family, tile system).
+        bands: the band COGs, in collection order.
+        files: other assets by key (``quicklook``, ``thumbnail``).
+        geometry: the WGS84 footprint.
+        version: the publishing software's version.
+        source_collection: the collection the inputs came from, if any.
+
+    Returns:
+        A pystac Item with eo, projection, raster, file, processing (and mgrs/grid) fields.
+
+    Raises:
+        ProcessingError: when no band is given.
+    """
+    if not bands:
+        raise ProcessingError(f"{scene.scene_id}: no band to put in the STAC item")
+    item = pystac.Item(
+        id=scene.scene_id,
+        geometry=dict(geometry),
+        bbox=bbox_of(geometry),
+        datetime=_utc(scene.datetime),
+        properties={},
+        collection=collection.name,
+    )
+    common = item.common_metadata
+    common.platform = platform_of(scene, collection)
+    common.constellation = collection.platform_family
+    common.instruments = _instruments(collection)
+    if scene.cloud_pct is not None:
+        EOExtension.ext(item, add_if_missing=True).cloud_cover = float(scene.cloud_pct)
+    finest = min(bands, key=lambda published: published.cog.resolution_m)
+    _set_projection(ProjectionExtension.ext(item, add_if_missing=True), finest.cog)
+    _tile_properties(item, collection, scene.tile)
+    for published in bands:
+        asset = _add_band_asset(item, published)
+        same_grid = (published.cog.width, published.cog.height, published.cog.transform) == (
+            finest.cog.width,
+            finest.cog.height,
+            finest.cog.transform,
+        )
+        if not same_grid:
+            _set_projection(
+                ProjectionExtension.ext(asset, add_if_missing=True), published.cog, with_code=False
+            )
+    for key, extra in files.items():
+        asset = pystac.Asset(
+            href=str(extra.path.resolve()),
+            title=extra.title,
+            media_type=extra.media_type,
+            roles=list(extra.roles),
+        )
+        item.add_asset(key, asset)
+        file_ext = FileExtension.ext(asset, add_if_missing=True)
+        file_ext.checksum = extra.checksum
+        file_ext.size = extra.size_bytes
+    if not any(asset.has_role("data") for asset in item.assets.values()):
+        raise ProcessingError(f"{scene.scene_id}: the item has no data asset")
+    if PROCESSING_SCHEMA_URI not in item.stac_extensions:
+        item.stac_extensions.append(PROCESSING_SCHEMA_URI)
+    item.properties[PROCESSING_SOFTWARE_PROP] = {SOFTWARE_NAME: version}
+    item.properties[PROCESSING_LEVEL_PROP] = collection.level
+    item.properties[PROCESSING_LINEAGE_PROP] = lineage(
+        scene, collection, version=version, source_collection=source_collection
+    )
+    return item

@@ -1,0 +1,915 @@
+"""The radcor conf (DESIGN 1.1): its typed model, its validation and the UI form's JSON schema.
+
+``validate_conf`` checks a raw conf against the configured collections, catalogs and
+processors, collects every problem and raises one ``InvalidInputError`` whose entries name the
+field and the fix. The returned ``RadcorConf`` is canonical: lowercase catalog name, aware UTC
+datetimes, GeoJSON geometry, canonical scene ids and tiles.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
+
+from include.collectors.base import SearchQuery
+from include.collectors.scene_ids import is_mgrs_tile, parse_scene_id, parse_wrs2_pathrow
+from include.common.config import (
+    COLLECTION_NAME_RE,
+    PROCESSING_TYPES,
+    CatalogConfig,
+    CollectionConfig,
+    load_catalogs,
+    load_collections,
+    resolve_catalog_name,
+)
+from include.common.errors import FieldProblem, InvalidInputError
+
+log = logging.getLogger(__name__)
+
+MAX_SCENES = 5000
+MAX_DEPTH = 6
+MAX_NODES = 64
+MAX_LISTED = 20
+"""Problems reported per list (scenes, tiles); the rest are counted in one summary entry."""
+AreaMode = Literal["bbox", "geom", "scenes", "tiles"]
+
+
+class TaskType(StrEnum):
+    """A node type of the processing tree, in canonical order."""
+
+    DOWNLOAD = "download"
+    CORRECTION = "correction"
+    HARMONIZATION = "harmonization"
+    POST = "post"
+    PUBLISH = "publish"
+
+
+CANONICAL_ORDER: tuple[TaskType, ...] = tuple(TaskType)
+
+
+class Action(StrEnum):
+    """What a run does: search only, or search and process."""
+
+    PREVIEW = "preview"
+    START = "start"
+
+
+_Finite = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+class TaskNode(BaseModel):
+    """One node of the processing tree; children run after it for the same scene."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: TaskType
+    collection: str = Field(pattern=COLLECTION_NAME_RE.pattern)
+    args: dict[str, Any] = Field(default_factory=dict)
+    tasks: list[TaskNode] = Field(default_factory=list)
+
+
+class CatalogArgs(BaseModel):
+    """Driver options a conf may override; never credentials (use ``conn_id``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: StrictStr | None = None
+    page_size: StrictInt | None = None
+    conn_id: StrictStr | None = None
+    timeout_s: _Finite | None = None
+    verify_tls: bool | str | None = None
+    max_connections: StrictInt | None = None
+
+
+class RadcorConf(BaseModel):
+    """A validated, canonical radcor conf. Build it with ``validate_conf``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    w: float | None = Field(default=None, ge=-180, le=180)
+    s: float | None = Field(default=None, ge=-90, le=90)
+    e: float | None = Field(default=None, ge=-180, le=180)
+    n: float | None = Field(default=None, ge=-90, le=90)
+    geom: dict[str, Any] | None = None
+    scenes: list[str] | None = None
+    tiles: list[str] | None = None
+    catalog: str
+    catalog_args: dict[str, Any] = Field(default_factory=dict)
+    dataset: str = Field(min_length=1)
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+    cloud: float = Field(default=100.0, ge=0, le=100)
+    action: Action = Action.START
+    force: bool = False
+    tasks: list[TaskNode] = Field(default_factory=list)
+
+    @property
+    def area_mode(self) -> AreaMode:
+        """Return which field gives the area: ``bbox``, ``geom``, ``scenes`` or ``tiles``."""
+        if self.geom is not None:
+            return "geom"
+        if self.scenes is not None:
+            return "scenes"
+        if self.tiles is not None:
+            return "tiles"
+        return "bbox"
+
+    @property
+    def bbox(self) -> tuple[float, float, float, float] | None:
+        """Return ``(w, s, e, n)`` when the area is a bounding box."""
+        if self.w is None or self.s is None or self.e is None or self.n is None:
+            return None
+        return (self.w, self.s, self.e, self.n)
+
+
+class _RawConf(BaseModel):
+    """Types only; ``validate_conf`` checks values and canonicalises."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    w: _Finite | None = None
+    s: _Finite | None = None
+    e: _Finite | None = None
+    n: _Finite | None = None
+    geom: Any = None
+    scenes: list[StrictStr] | None = None
+    tiles: list[StrictStr] | None = None
+    catalog: StrictStr
+    catalog_args: dict[str, Any] | None = None
+    dataset: StrictStr
+    start: Any = None
+    end: Any = None
+    cloud: _Finite | None = None
+    action: StrictStr | None = None
+    force: StrictBool | None = None
+    tasks: list[Any] | None = None
+
+
+class _RawNode(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: StrictStr
+    collection: StrictStr
+    args: dict[str, Any] | None = None
+    tasks: list[Any] | None = None
+
+
+CONF_FIELDS: tuple[str, ...] = tuple(RadcorConf.model_fields)
+_NODE_FIELDS = tuple(TaskNode.model_fields)
+_ARG_FIELDS = tuple(CatalogArgs.model_fields)
+_CREDENTIAL_KEYS = frozenset(
+    "username user password passwd pass token accesstoken refreshtoken apikey secret "
+    "clientsecret authorization auth credentials key".split()
+)
+_CREDENTIAL_PARTS = ("password", "passwd", "secret", "token", "apikey", "credential")
+_CONN_ID_RE = re.compile(r"^[\w.-]{1,250}$")
+_ORDER_TEXT = " -> ".join(CANONICAL_ORDER)
+_DATE_FIX = "give an ISO 8601 date or datetime such as '2020-01-09' or '2020-01-09T13:22:31Z'"
+_FIXES = {
+    "w": "give the west longitude in degrees, a number from -180 to 180",
+    "s": "give the south latitude in degrees, a number from -90 to 90",
+    "e": "give the east longitude in degrees, a number from -180 to 180",
+    "n": "give the north latitude in degrees, a number from -90 to 90",
+    "geom": "give WKT such as 'POLYGON ((-45.9 -12.7, -45.8 -12.7, -45.8 -12.6, -45.9 -12.7))' "
+    "or a GeoJSON Polygon, MultiPolygon or Point in WGS84 longitude/latitude",
+    "scenes": "give a list of scene ids such as ['S2A_MSIL1C_20200109T132231_N0208_R038_"
+    "T23LLF_20200109T145429']",
+    "scenes[]": "give the scene id as a string",
+    "tiles": "give a list of MGRS tiles or WRS-2 path/rows such as ['23LLF', '221069']",
+    "tiles[]": "give an MGRS tile such as '23LLF' or a WRS-2 path/row such as '221069'",
+    "catalog": "name a configured catalog such as 'CDSE', 'EarthSearch' or 'USGS'",
+    "catalog_args": f"give an object with some of: {', '.join(_ARG_FIELDS)}",
+    "catalog_args.url": "give an http(s) URL such as 'https://earth-search.aws.element84.com/v1'",
+    "catalog_args.page_size": "give a whole number from 1 to 10000",
+    "catalog_args.conn_id": "give an Airflow Connection id such as 'cdse_default'",
+    "catalog_args.timeout_s": "give a number of seconds greater than 0",
+    "catalog_args.verify_tls": "give true, false or the path of a CA bundle file",
+    "catalog_args.max_connections": "give a whole number from 1 to 64",
+    "dataset": "name the dataset as the catalog does, e.g. 'S2MSI1C', 'S2MSI2A', "
+    "'landsat_ot_c2_l2' or 'sentinel-2-l2a'",
+    "start": _DATE_FIX,
+    "end": _DATE_FIX,
+    "cloud": "give the maximum cloud cover in percent, a number from 0 to 100",
+    "action": "use 'preview' (search only) or 'start' (search and process)",
+    "force": "use true or false (a JSON boolean, not a string)",
+    "tasks": 'give a list of nodes such as [{"type": "download", "collection": "S2_L1C-1", '
+    '"args": {}, "tasks": []}]',
+    "tasks[]": 'give an object {"type": ..., "collection": ..., "args": {}, "tasks": []}',
+    "tasks[].type": f"use one of {', '.join(CANONICAL_ORDER)}",
+    "tasks[].collection": "use Name-Version of a configured collection such as 'S2_L2A-1'",
+    "tasks[].args": "give a JSON object ({} for none)",
+    "tasks[].tasks": "give a list of child nodes ([] for none)",
+}
+
+
+@dataclass
+class _Checker:
+    """Holds the context of one validation and the problems found so far."""
+
+    collections: Mapping[str, CollectionConfig]
+    catalogs: Mapping[str, CatalogConfig]
+    processor_names: frozenset[str] | None
+    problems: list[FieldProblem] = field(default_factory=list)
+    node_count: int = 0
+
+    def add(self, where: str, message: str, fix: str) -> None:
+        self.problems.append(FieldProblem(where, message, fix))
+
+    def add_capped(self, where: str, problems: list[FieldProblem]) -> None:
+        """Add the first ``MAX_LISTED`` problems of one list and count the rest."""
+        self.problems.extend(problems[:MAX_LISTED])
+        if len(problems) > MAX_LISTED:
+            self.add(where, f"has {len(problems) - MAX_LISTED} more problems not listed",
+                     "fix the entries above and validate again")
+
+    def catalog_fix(self) -> str:
+        aliases = ", ".join(
+            f"{alias} -> {canonical}"
+            for canonical, catalog in self.catalogs.items()
+            for alias in catalog.aliases
+        )
+        return f"use one of: {', '.join(self.catalogs)}" + (
+            f" (aliases: {aliases})" if aliases else ""
+        )
+
+    def add_pydantic(self, err: ValidationError, prefix: str, known: tuple[str, ...]) -> None:
+        for error in err.errors():
+            where = _join(prefix, error["loc"])
+            if error["type"] == "extra_forbidden":
+                name = str(error["loc"][-1])
+                self.add(where, f"unknown field {_short(name)}",
+                         f"remove it (known fields: {', '.join(known)})")
+            elif error["type"] == "missing":
+                self.add(where, "is required",
+                         self.catalog_fix() if where == "catalog" else _fix_for(where))
+            else:
+                message = re.sub(r"^Input should be", "must be", error["msg"])
+                self.add(where, f"{message} (got {_json_type(error['input'])})", _fix_for(where))
+
+
+def validate_conf(
+    raw: Mapping[str, Any],
+    *,
+    collections: Mapping[str, CollectionConfig] | None = None,
+    catalogs: Mapping[str, CatalogConfig] | None = None,
+    processor_names: Collection[str] | None = None,
+) -> RadcorConf:
+    """Validate a raw radcor conf and return it canonical.
+
+    A None value counts as absent (Airflow Params send None for fields left empty).
+
+    Args:
+        raw: the conf as sent (JSON object).
+        collections: configured collections; None loads ``config/collections.yaml``.
+        catalogs: configured catalogs keyed by lowercase name; None loads ``catalogs.yaml``.
+        processor_names: registered processor names; None accepts any configured name.
+
+    Returns:
+        The canonical conf.
+
+    Raises:
+        InvalidInputError: listing every problem, each with its field and fix.
+        ConfigError: when the configuration files themselves are invalid.
+    """
+    checker = _Checker(
+        collections=load_collections() if collections is None else collections,
+        catalogs=load_catalogs() if catalogs is None else catalogs,
+        processor_names=(
+            None if processor_names is None else frozenset(p.lower() for p in processor_names)
+        ),
+    )
+    if not isinstance(raw, Mapping):
+        checker.add("conf", f"must be a JSON object (got {_json_type(raw)})", _fix_for("tasks"))
+        raise InvalidInputError(checker.problems)
+    values = {str(k): v for k, v in raw.items() if v is not None}
+    for key in [k for k in values if k not in CONF_FIELDS and _is_credential(k)]:
+        del values[key]
+        checker.add(key, "raw credentials are not accepted in a conf (value not shown)",
+                    _connection_fix(None, checker.catalogs))
+    bad: set[str] = set()
+    try:
+        _RawConf.model_validate(values)
+    except ValidationError as err:
+        checker.add_pydantic(err, "", CONF_FIELDS)
+        bad = {str(error["loc"][0]) for error in err.errors()}
+    good = {k: v for k, v in values.items() if k in CONF_FIELDS and k not in bad}
+    canonical = _check_fields(good, bad, checker)
+    if checker.problems:
+        raise InvalidInputError(checker.problems)
+    try:
+        return RadcorConf.model_validate(canonical)
+    except ValidationError as err:  # a canonical value broke a model constraint: report it
+        checker.add_pydantic(err, "", CONF_FIELDS)
+        raise InvalidInputError(checker.problems) from err
+
+
+def _check_fields(good: dict[str, Any], bad: set[str], checker: _Checker) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    catalog = _check_catalog(good["catalog"], checker) if "catalog" in good else None
+    if catalog is not None:
+        out["catalog"] = catalog
+    if "dataset" in good:
+        out["dataset"] = good["dataset"].strip()
+        if not out["dataset"]:
+            checker.add("dataset", "is empty", _FIXES["dataset"])
+    out["catalog_args"] = _check_catalog_args(good.get("catalog_args") or {}, catalog, checker)
+    mode = _check_area(good, bad, checker, out)
+    _check_dates(good, mode, checker, out)
+    if "cloud" in good:
+        out["cloud"] = float(good["cloud"])
+        if not 0 <= out["cloud"] <= 100:
+            checker.add("cloud", f"{good['cloud']} is outside 0..100", _FIXES["cloud"])
+    action = Action.START
+    if "action" in good:
+        try:
+            action = out["action"] = Action(good["action"].strip().lower())
+        except ValueError:
+            checker.add("action", f"{_short(good['action'])} is not an action", _FIXES["action"])
+    if "force" in good:
+        out["force"] = good["force"]
+    if "tasks" not in bad:
+        out["tasks"] = _check_tasks(good.get("tasks") or [], action, checker)
+    return out
+
+
+def _check_catalog(value: str, checker: _Checker) -> str | None:
+    name = value.strip()
+    fix = checker.catalog_fix()
+    if not name:
+        checker.add("catalog", "is empty", fix)
+        return None
+    try:
+        canonical, used_alias = resolve_catalog_name(name, dict(checker.catalogs))
+    except KeyError:
+        checker.add("catalog", f"{_short(name)} is not a configured catalog", fix)
+        return None
+    if used_alias:
+        note = checker.catalogs[canonical].deprecated_alias_note or "use the canonical name"
+        log.warning("conf.catalog_alias given=%s catalog=%s note=%s", name, canonical, note)
+    return canonical
+
+
+def _check_catalog_args(
+    value: Mapping[str, Any], catalog: str | None, checker: _Checker
+) -> dict[str, Any]:
+    args = {str(k): v for k, v in value.items() if v is not None}
+    for key in [k for k in args if _is_credential(k)]:
+        del args[key]
+        checker.add(f"catalog_args.{_short(key, quote=False)}",
+                    "raw credentials are not accepted in a conf (value not shown)",
+                    _connection_fix(catalog, checker.catalogs))
+    verify_tls = args.pop("verify_tls", None)
+    if isinstance(verify_tls, str) and verify_tls.strip().lower() in ("true", "false", ""):
+        checker.add("catalog_args.verify_tls", f"is the string {verify_tls!r}, not a boolean "
+                    "or a CA bundle path", "use true or false (a JSON boolean, not a string)")
+        verify_tls = None
+    elif verify_tls is not None and not isinstance(verify_tls, bool | str):
+        checker.add("catalog_args.verify_tls",
+                    f"must be a boolean or a CA bundle path (got {_json_type(verify_tls)})",
+                    _FIXES["catalog_args.verify_tls"])
+        verify_tls = None
+    try:
+        parsed = CatalogArgs.model_validate(args)
+    except ValidationError as err:
+        checker.add_pydantic(err, "catalog_args", _ARG_FIELDS)
+        wrong = {error["loc"][0] for error in err.errors()}
+        parsed = CatalogArgs.model_validate({k: v for k, v in args.items() if k not in wrong})
+    if parsed.url is not None:
+        _check_url(parsed.url, catalog, checker)
+    _check_range("catalog_args.page_size", parsed.page_size, 1, 10000, checker)
+    _check_range("catalog_args.max_connections", parsed.max_connections, 1, 64, checker)
+    if parsed.timeout_s is not None and parsed.timeout_s <= 0:
+        checker.add("catalog_args.timeout_s", f"{parsed.timeout_s} is not greater than 0",
+                    _FIXES["catalog_args.timeout_s"])
+    if parsed.conn_id is not None and not _CONN_ID_RE.match(parsed.conn_id):
+        checker.add("catalog_args.conn_id", f"{_short(parsed.conn_id)} is not a Connection id",
+                    "use letters, digits, '_', '.' and '-' only, e.g. 'cdse_default'")
+    out = parsed.model_dump(exclude_none=True)
+    if verify_tls is not None:
+        out["verify_tls"] = verify_tls.strip() if isinstance(verify_tls, str) else verify_tls
+    return out
+
+
+def _check_url(url: str, catalog: str | None, checker: _Checker) -> None:
+    where = "catalog_args.url"
+    try:
+        parts = urlsplit(url.strip())
+        has_userinfo = "@" in parts.netloc
+        query_keys = [key for key, _ in parse_qsl(parts.query, keep_blank_values=True)]
+        hostname = parts.hostname
+    except ValueError:
+        checker.add(where, "is not a valid URL (not shown)", _FIXES[where])
+        return
+    if has_userinfo or any(_is_credential(key) for key in query_keys):
+        checker.add(where, "contains credentials (user:password@ or a token parameter; "
+                    "not shown)", _connection_fix(catalog, checker.catalogs))
+    elif parts.scheme not in ("http", "https") or not hostname:
+        checker.add(where, "is not an http(s) URL with a host", _FIXES[where])
+
+
+def _check_range(where: str, value: int | None, low: int, high: int, checker: _Checker) -> None:
+    if value is not None and not low <= value <= high:
+        checker.add(where, f"{value} is outside {low}..{high}", _FIXES[where])
+
+
+def _check_area(
+    good: dict[str, Any], bad: set[str], checker: _Checker, out: dict[str, Any]
+) -> AreaMode | None:
+    sides = [side for side in "wsen" if side in good or side in bad]
+    modes: list[AreaMode] = ["bbox"] if sides else []
+    others: tuple[AreaMode, ...] = ("geom", "scenes", "tiles")
+    for name in others:
+        if name in bad or good.get(name) not in (None, "", []):
+            modes.append(name)
+    if not modes:
+        checker.add("area", "no area given", "give exactly one of: w, s, e, n (a bbox), geom "
+                    "(WKT or GeoJSON), scenes (scene ids) or tiles (MGRS or WRS-2)")
+        return None
+    if len(modes) > 1:
+        names = {"bbox": "w,s,e,n", "geom": "geom", "scenes": "scenes", "tiles": "tiles"}
+        checker.add(names[modes[1]], f"the area is given more than once ({', '.join(modes)})",
+                    f"keep exactly one of w,s,e,n / geom / scenes / tiles; remove {modes[1]}")
+    if "bbox" in modes:
+        _check_bbox(good, sides, checker, out)
+    if "geom" in modes and "geom" in good:
+        out["geom"] = _check_geom(good["geom"], checker)
+    if "scenes" in modes and "scenes" in good:
+        out["scenes"] = _check_scenes(good["scenes"], checker)
+    if "tiles" in modes and "tiles" in good:
+        out["tiles"] = _check_tiles(good["tiles"], checker)
+    return modes[0]
+
+
+def _check_bbox(
+    good: dict[str, Any], sides: list[str], checker: _Checker, out: dict[str, Any]
+) -> None:
+    missing = [side for side in "wsen" if side not in sides]
+    for side in missing:
+        verb = "is" if len(sides) == 1 else "are"
+        checker.add(side, f"is missing while {', '.join(sides)} {verb} given",
+                    "give all four of w, s, e, n (west, south, east, north in degrees) or none")
+    limits = {"w": 180.0, "e": 180.0, "s": 90.0, "n": 90.0}
+    valid: dict[str, float] = {}
+    for side in "wsen":
+        if side in good:
+            value = float(good[side])
+            out[side] = value
+            if abs(value) > limits[side]:
+                checker.add(side, f"{value} is outside -{limits[side]:g}..{limits[side]:g}",
+                            _FIXES[side])
+            else:
+                valid[side] = value
+    if "w" in valid and "e" in valid and valid["w"] >= valid["e"]:
+        checker.add("e", f"east {valid['e']} is not greater than west {valid['w']}",
+                    "give w < e; for an area across the antimeridian use a geom MultiPolygon")
+    if "s" in valid and "n" in valid and valid["s"] >= valid["n"]:
+        checker.add("n", f"north {valid['n']} is not greater than south {valid['s']}",
+                    "give s < n")
+
+
+def _check_geom(value: Any, checker: _Checker) -> dict[str, Any] | None:
+    import shapely
+    from shapely.errors import ShapelyError
+    from shapely.geometry import shape
+
+    fix = _FIXES["geom"]
+    data: Any = value
+    geometry: Any = None
+    if isinstance(value, str) and not value.strip().startswith("{"):
+        try:
+            geometry = shapely.from_wkt(value.strip())
+        except (ShapelyError, ValueError) as err:
+            checker.add("geom", f"is not valid WKT ({err})", fix)
+            return None
+    elif isinstance(value, str):
+        try:
+            data = json.loads(value)
+        except ValueError as err:
+            checker.add("geom", f"is not valid GeoJSON text ({err})", fix)
+            return None
+    if geometry is None:
+        data = _geojson_geometry(data, checker)
+        if data is None:
+            return None
+        try:
+            geometry = shape(data)
+        except (ShapelyError, ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
+            checker.add("geom", f"is not a valid GeoJSON geometry ({type(err).__name__}: {err})",
+                        fix)
+            return None
+    return _checked_geometry(geometry, checker)
+
+
+def _geojson_geometry(data: Any, checker: _Checker) -> Mapping[str, Any] | None:
+    """Return the geometry of a GeoJSON Geometry, Feature or one-feature FeatureCollection."""
+    fix = _FIXES["geom"]
+    if not isinstance(data, Mapping):
+        checker.add("geom", f"must be WKT text or a GeoJSON object (got {_json_type(data)})", fix)
+        return None
+    if data.get("type") == "FeatureCollection":
+        features = data.get("features")
+        if not isinstance(features, list) or len(features) != 1:
+            count = len(features) if isinstance(features, list) else 0
+            checker.add("geom", f"is a FeatureCollection with {count} features, not 1",
+                        "give one geometry (merge the features into a MultiPolygon)")
+            return None
+        data = features[0]
+    if isinstance(data, Mapping) and data.get("type") == "Feature":
+        data = data.get("geometry")
+        if not isinstance(data, Mapping):
+            checker.add("geom", "is a Feature without a geometry", fix)
+            return None
+    return data if isinstance(data, Mapping) else None
+
+
+def _checked_geometry(geometry: Any, checker: _Checker) -> dict[str, Any] | None:
+    import numpy as np
+    import shapely
+
+    kind = geometry.geom_type
+    if kind not in ("Polygon", "MultiPolygon", "Point"):
+        checker.add("geom", f"is a {kind}", "give a Polygon, MultiPolygon or Point")
+        return None
+    if geometry.is_empty:
+        checker.add("geom", f"is an empty {kind}", _FIXES["geom"])
+        return None
+    coords = shapely.get_coordinates(geometry)
+    if not np.isfinite(coords).all():
+        checker.add("geom", "has coordinates that are not finite numbers", _FIXES["geom"])
+        return None
+    west, south, east, north = geometry.bounds
+    if west < -180 or east > 180 or south < -90 or north > 90:
+        checker.add("geom", f"lies outside longitude -180..180 / latitude -90..90 "
+                    f"(bounds {west:g}, {south:g}, {east:g}, {north:g})",
+                    "give WGS84 longitude/latitude (x = lon, y = lat), not projected coordinates")
+        return None
+    if not geometry.is_valid:
+        checker.add("geom", f"is not a valid {kind}: {shapely.is_valid_reason(geometry)}",
+                    "close each ring and remove self-intersections (shapely.make_valid repairs it)")
+        return None
+    result: dict[str, Any] = json.loads(shapely.to_geojson(shapely.force_2d(geometry)))
+    return result
+
+
+def _check_scenes(value: list[str], checker: _Checker) -> list[str]:
+    if len(value) > MAX_SCENES:
+        checker.add("scenes", f"has {len(value)} scene ids (limit {MAX_SCENES})",
+                    f"split the request into runs of at most {MAX_SCENES} scenes")
+    seen: dict[str, int] = {}
+    out: list[str] = []
+    problems: list[FieldProblem] = []
+    for index, scene_id in enumerate(value):
+        where = f"scenes[{index}]"
+        try:
+            canonical = parse_scene_id(scene_id, field=where).scene_id
+        except InvalidInputError as err:
+            problems.extend(err.problems)
+            continue
+        if canonical in seen:
+            problems.append(FieldProblem(where, f"{canonical!r} repeats scenes[{seen[canonical]}]",
+                                         "remove the duplicate"))
+            continue
+        seen[canonical] = index
+        out.append(canonical)
+    checker.add_capped("scenes", problems)
+    return out
+
+
+def _check_tiles(value: list[str], checker: _Checker) -> list[str]:
+    seen: dict[str, int] = {}
+    out: list[str] = []
+    problems: list[FieldProblem] = []
+    for index, tile in enumerate(value):
+        where = f"tiles[{index}]"
+        canonical = is_mgrs_tile(tile) or parse_wrs2_pathrow(tile)
+        if canonical is None:
+            problems.append(FieldProblem(
+                where, f"{_short(tile)} is neither an MGRS tile nor a WRS-2 path/row",
+                _FIXES["tiles[]"] + " (path 001-233, row 001-248)"))
+        elif canonical in seen:
+            problems.append(FieldProblem(where, f"{canonical!r} repeats tiles[{seen[canonical]}]",
+                                         "remove the duplicate"))
+        else:
+            seen[canonical] = index
+            out.append(canonical)
+    checker.add_capped("tiles", problems)
+    return out
+
+
+def _check_dates(
+    good: dict[str, Any], mode: AreaMode | None, checker: _Checker, out: dict[str, Any]
+) -> None:
+    start = _instant(good["start"], "start", False, checker) if "start" in good else None
+    end = _instant(good["end"], "end", True, checker) if "end" in good else None
+    out.update({k: v for k, v in (("start", start), ("end", end)) if v is not None})
+    if mode in ("bbox", "geom", "tiles"):
+        for name in ("start", "end"):
+            if good.get(name) in (None, ""):
+                checker.add(name, f"is required when the area is given by {mode}",
+                            _DATE_FIX + " (only scenes may omit dates)")
+    if start is not None and end is not None and start > end:
+        checker.add("end", f"{end.isoformat()} is before start {start.isoformat()}",
+                    "give end at or after start")
+
+
+def _instant(value: Any, where: str, end_of_day: bool, checker: _Checker) -> datetime | None:
+    """Parse ISO 8601; naive means UTC; a date-only end means that day's 23:59:59.999999."""
+    day_time = time.max if end_of_day else time.min
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime.combine(value, day_time)
+    elif isinstance(value, str) and value.strip():
+        text = value.strip()
+        try:
+            moment = datetime.combine(date.fromisoformat(text), day_time)
+        except ValueError:
+            try:
+                moment = datetime.fromisoformat(text)
+            except ValueError:
+                checker.add(where, f"{_short(text)} is not an ISO 8601 date or datetime", _DATE_FIX)
+                return None
+    elif isinstance(value, str):
+        return None
+    else:
+        checker.add(where, f"must be an ISO 8601 string (got {_json_type(value)})", _DATE_FIX)
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _check_tasks(value: list[Any], action: Action, checker: _Checker) -> list[TaskNode]:
+    if not value and action == Action.START:
+        checker.add("tasks", "is required for action 'start' (at least one node)",
+                    _FIXES["tasks"] + ", or use action 'preview' to search only")
+        return []
+    nodes = _check_nodes(value, "tasks", None, 1, checker)
+    if checker.node_count > MAX_NODES:
+        checker.add("tasks", f"has {checker.node_count} nodes (limit {MAX_NODES})",
+                    "split the work into several confs")
+    return nodes
+
+
+def _check_nodes(
+    items: list[Any], prefix: str, parent: TaskType | None, depth: int, checker: _Checker
+) -> list[TaskNode]:
+    nodes: list[TaskNode] = []
+    for index, item in enumerate(items):
+        where = f"{prefix}[{index}]"
+        checker.node_count += 1
+        if depth > MAX_DEPTH:
+            checker.add(where, f"is nested {depth} levels deep (limit {MAX_DEPTH})",
+                        "flatten the tree: siblings of one parent run independently")
+            continue
+        node = _check_node(item, where, parent, depth, checker)
+        if node is not None:
+            nodes.append(node)
+    return nodes
+
+
+def _check_node(
+    item: Any, where: str, parent: TaskType | None, depth: int, checker: _Checker
+) -> TaskNode | None:
+    if not isinstance(item, Mapping):
+        checker.add(where, f"must be an object (got {_json_type(item)})", _FIXES["tasks[]"])
+        return None
+    try:
+        raw = _RawNode.model_validate(dict(item))
+    except ValidationError as err:
+        checker.add_pydantic(err, where, _NODE_FIELDS)
+        children = item.get("tasks")
+        if isinstance(children, list):  # still report problems further down
+            _check_nodes(children, f"{where}.tasks", None, depth + 1, checker)
+        return None
+    problems_before = len(checker.problems)
+    task_type = _check_node_type(raw.type, where, parent, checker)
+    if task_type is not None:
+        _check_collection(raw.collection, f"{where}.collection", task_type, checker)
+    args = raw.args or {}
+    _check_args(args, f"{where}.args", checker)
+    children = _check_nodes(raw.tasks or [], f"{where}.tasks", task_type, depth + 1, checker)
+    if task_type is None or len(checker.problems) > problems_before:
+        return None
+    return TaskNode(type=task_type, collection=raw.collection, args=args, tasks=children)
+
+
+def _check_node_type(
+    value: str, where: str, parent: TaskType | None, checker: _Checker
+) -> TaskType | None:
+    try:
+        task_type = TaskType(value)
+    except ValueError:
+        checker.add(f"{where}.type", f"{_short(value)} is not a task type", _FIXES["tasks[].type"])
+        return None
+    if parent is not None and task_type == TaskType.DOWNLOAD:
+        checker.add(f"{where}.type", "download has a parent; downloads start the tree",
+                    "move the download node to the top level of tasks")
+    elif parent is not None and CANONICAL_ORDER.index(task_type) < CANONICAL_ORDER.index(parent):
+        checker.add(f"{where}.type", f"{task_type} cannot run after its parent {parent}",
+                    f"children follow the order {_ORDER_TEXT}; move this node higher up")
+    return task_type
+
+
+def _check_collection(name: str, where: str, task_type: TaskType, checker: _Checker) -> None:
+    configured = list(checker.collections)
+    collection = checker.collections.get(name) if COLLECTION_NAME_RE.match(name) else None
+    if collection is None:
+        guesses = [c for c in configured if c.lower().startswith(name.lower().rstrip("-") + "-")]
+        guesses += [c for c in configured if c.lower() == name.lower()]
+        example = (guesses or configured or ["S2_L2A-1"])[0]
+        checker.add(where, f"{_short(name)} is not configured",
+                    f"use Name-Version such as {example!r} (configured: {', '.join(configured)})")
+        return
+    if task_type == TaskType.DOWNLOAD and not collection.providers:
+        sources = [c for c, conf in checker.collections.items() if conf.providers]
+        checker.add(where, f"{name!r} has no providers to download it from",
+                    f"download one of: {', '.join(sources)}")
+    if str(task_type) not in PROCESSING_TYPES:
+        return
+    processor = collection.processors.get(str(task_type))
+    if processor is None:
+        makers = [c for c, conf in checker.collections.items() if str(task_type) in conf.processors]
+        checker.add(where, f"{name!r} has no {task_type} processor configured",
+                    f"use a collection with processors.{task_type} (configured: "
+                    f"{', '.join(makers) or 'none'}) or add one in collections.yaml")
+    elif checker.processor_names is not None and processor.name.lower() not in (
+        checker.processor_names
+    ):
+        checker.add(where, f"{name!r} uses {task_type} processor {processor.name!r}, which is "
+                    "not registered", f"register it or pick another collection (registered: "
+                    f"{', '.join(sorted(checker.processor_names)) or 'none'})")
+
+
+def _check_args(args: dict[str, Any], where: str, checker: _Checker) -> None:
+    for key in args:
+        if _is_credential(key) and _normal(key) not in ("key", "auth", "user", "pass"):
+            checker.add(f"{where}.{_short(key, quote=False)}",
+                        "raw credentials are not accepted in a conf (value not shown)",
+                        "keep secrets in an Airflow Connection and name it in catalog_args.conn_id")
+    try:
+        json.dumps(args, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        checker.add(where, f"is not a JSON object ({err})", _FIXES["tasks[].args"])
+
+
+def to_search_query(conf: RadcorConf, catalog: CatalogConfig) -> SearchQuery:
+    """Return the canonical search for ``conf`` on ``catalog``.
+
+    The dataset goes through ``catalog.datasets`` when listed there (``S2MSI1C`` ->
+    ``sentinel-2-l1c``). Searching by scene ids drops the date and cloud filters (DESIGN 1.1).
+    """
+    by_scene = conf.scenes is not None
+    return SearchQuery(
+        dataset=_catalog_dataset(conf.dataset, catalog),
+        bbox=conf.bbox,
+        geometry=conf.geom,
+        tiles=tuple(conf.tiles or ()),
+        scene_ids=tuple(conf.scenes or ()),
+        start=None if by_scene else conf.start,
+        end=None if by_scene else conf.end,
+        cloud_pct=100.0 if by_scene else conf.cloud,
+    )
+
+
+def _catalog_dataset(dataset: str, catalog: CatalogConfig) -> str:
+    if dataset in catalog.datasets:
+        return catalog.datasets[dataset]
+    lowered = {name.lower(): own for name, own in catalog.datasets.items()}
+    return lowered.get(dataset.lower(), dataset)
+
+
+def params_schema() -> dict[str, dict[str, Any]]:
+    """Return one JSON schema per conf field for Airflow ``Param(**schema)`` (the UI form).
+
+    Each schema holds ``default``, ``title`` and ``description``. It rejects wrong types and
+    obvious range errors at trigger time and stays permissive where ``validate_conf`` checks
+    more (geometry, scene ids, tiles, dates, catalog names, credentials).
+    """
+    def number(title: str, low: float, high: float, text: str) -> dict[str, Any]:
+        return {"default": None, "type": ["null", "number"], "minimum": low, "maximum": high,
+                "title": title, "description": text}
+
+    def text_list(title: str, text: str) -> dict[str, Any]:
+        return {"default": None, "type": ["null", "array"], "items": {"type": "string"},
+                "title": title, "description": text}
+
+    node: dict[str, Any] = {
+        "type": "object",
+        "required": ["type", "collection"],
+        "additionalProperties": False,
+        "properties": {
+            "type": {"type": "string", "enum": list(CANONICAL_ORDER)},
+            "collection": {"type": "string", "pattern": COLLECTION_NAME_RE.pattern},
+            "args": {"type": ["null", "object"]},
+            "tasks": {"type": ["null", "array"], "items": {"$ref": "#/$defs/node"}},
+        },
+    }
+    return {
+        "w": number("West", -180, 180, "Bounding box west longitude (degrees)."),
+        "s": number("South", -90, 90, "Bounding box south latitude (degrees)."),
+        "e": number("East", -180, 180, "Bounding box east longitude (degrees)."),
+        "n": number("North", -90, 90, "Bounding box north latitude (degrees)."),
+        "geom": {"default": None, "type": ["null", "string", "object"], "title": "Geometry",
+                 "description": "Area as WKT or GeoJSON (Polygon, MultiPolygon or Point), "
+                 "instead of the bounding box."},
+        "scenes": text_list("Scenes", "Scene ids to fetch by id (no date or cloud filter), "
+                            "instead of an area."),
+        "tiles": text_list("Tiles", "MGRS tiles (23LLF) or WRS-2 path/rows (221069), "
+                           "instead of an area."),
+        "catalog": {"default": None, "type": "string", "minLength": 1, "title": "Catalog",
+                    "description": "Catalog to search: CDSE, EarthSearch, PlanetaryComputer, "
+                    "USGS, ... (case-insensitive)."},
+        "catalog_args": {"default": {}, "type": ["null", "object"], "title": "Catalog options",
+                         "description": f"Driver options: {', '.join(_ARG_FIELDS)}. Never "
+                         "credentials: name an Airflow Connection in conn_id."},
+        "dataset": {"default": None, "type": "string", "minLength": 1, "title": "Dataset",
+                    "description": "Dataset as the catalog names it: S2MSI1C, S2MSI2A, "
+                    "landsat_ot_c2_l2, sentinel-2-l2a, ..."},
+        "start": {"default": None, "type": ["null", "string"], "title": "Start",
+                  "description": "ISO 8601 date or datetime (UTC when naive)."},
+        "end": {"default": None, "type": ["null", "string"], "title": "End",
+                "description": "ISO 8601 date or datetime; a date means the end of that day."},
+        "cloud": {"default": 100, "type": ["null", "number"], "minimum": 0, "maximum": 100,
+                  "title": "Max cloud %", "description": "Maximum cloud cover in percent."},
+        "action": {"default": "start", "type": "string",
+                   "pattern": "^([Pp][Rr][Ee][Vv][Ii][Ee][Ww]|[Ss][Tt][Aa][Rr][Tt])$",
+                   "title": "Action", "description": "preview: search only; start: search "
+                   "and process."},
+        "force": {"default": False, "type": ["null", "boolean"], "title": "Force",
+                  "description": "Redo nodes whose output is already published."},
+        "tasks": {"default": [], "type": ["null", "array"], "items": {"$ref": "#/$defs/node"},
+                  "$defs": {"node": node}, "title": "Tasks",
+                  "description": "Processing tree: nodes {type, collection, args, tasks}; "
+                  f"types in order {_ORDER_TEXT}."},
+    }
+
+
+def _is_credential(key: str) -> bool:
+    normal = _normal(key)
+    return normal in _CREDENTIAL_KEYS or any(part in normal for part in _CREDENTIAL_PARTS)
+
+
+def _normal(key: str) -> str:
+    return re.sub(r"[^a-z]", "", key.lower())
+
+
+def _connection_fix(catalog: str | None, catalogs: Mapping[str, CatalogConfig]) -> str:
+    config = catalogs.get(catalog) if catalog else None
+    conn_id = (config.conn_id if config else None) or f"{catalog or 'cdse'}_default"
+    return (f"create an Airflow Connection (e.g. {conn_id!r}) holding the credentials and pass "
+            "catalog_args.conn_id instead")
+
+
+def _join(prefix: str, loc: tuple[int | str, ...]) -> str:
+    where = prefix
+    for part in loc:
+        where = f"{where}[{part}]" if isinstance(part, int) else (
+            f"{where}.{part}" if where else str(part)
+        )
+    return where
+
+
+def _fix_for(where: str) -> str:
+    generic = re.sub(r"\[\d+\]", "[]", where)
+    generic = re.sub(r"^(?:tasks\[\]\.)+(?=tasks\[\])", "", generic)
+    return _FIXES.get(generic) or _FIXES.get(generic.split(".")[-1], "see DESIGN 1.1 for the field")
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, Mapping):
+        return "object"
+    return type(value).__name__
+
+
+def _short(value: str, *, quote: bool = True) -> str:
+    text = value if len(value) <= 60 else value[:57] + "..."
+    return repr(text) if quote else text

@@ -1,0 +1,1 @@
+"""Reusable test helpers (local HTTP server, cassette replay)."""

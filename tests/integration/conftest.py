@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _needs_postgres_metadata_db() -> None:
+    conn = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "")
+    if not conn.startswith("postgresql"):
+        pytest.skip("integration tests need Airflow's metadata DB on PostgreSQL: run `make test`")
+
+
+@pytest.fixture(scope="module")
+def demo_catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A demo STAC API with 4 scenes on an ephemeral loopback port: (url, root)."""
+    from include.demo.build import build_demo_catalog
+    from include.demo.server import serve
+
+    root = tmp_path_factory.mktemp("demo-catalog")
+    build_demo_catalog(root, scenes=4, size_px=96)
+    server = serve(root, port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host, port = server.server_address[:2]
+    try:
+        yield f"http://127.0.0.1:{port}", root
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "data"
+    monkeypatch.setenv("DATA_DIR", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def radcor_dag():  # noqa: ANN201 - an Airflow DAG
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags" / "radcor.py"), include_examples=False)
+    assert bag.import_errors == {}
+    return bag.dags["radcor"]

@@ -1,0 +1,180 @@
+"""The driver registry and ``make_driver`` over config/catalogs.yaml."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from include.collectors import registry
+from include.collectors.base import CatalogDriver, Credentials, DownloadedFile, Scene, SearchQuery
+from include.collectors.registry import driver_class, make_driver, register
+from include.collectors.stac_api import StacApiDriver
+from include.common.config import CatalogConfig, parse_catalogs
+from include.common.errors import ConfigError, InvalidInputError
+from include.common.progress import ProgressFn
+
+
+class _NullDriver(CatalogDriver):
+    def search(self, query: SearchQuery) -> list[Scene]:
+        return []
+
+    def download(
+        self, scene: Scene, dest: Path, *, progress: ProgressFn | None = None
+    ) -> DownloadedFile:
+        return DownloadedFile(path=dest, size_bytes=0, checksum=None)
+
+
+@pytest.fixture
+def isolated_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Register test drivers into copies of the registry dicts."""
+    monkeypatch.setattr(registry, "_DRIVERS", dict(registry._DRIVERS))
+    monkeypatch.setattr(registry, "_ALIASES", dict(registry._ALIASES))
+
+
+def catalogs(**extra: dict[str, Any]) -> dict[str, CatalogConfig]:
+    data: dict[str, Any] = {
+        "catalogs": {
+            "demo": {"driver": "stac", "url": "http://127.0.0.1:8089", "page_size": 50},
+            "cdse": {
+                "driver": "cdse",
+                "url": "https://catalogue.dataspace.copernicus.eu/odata/v1",
+                "aliases": ["scihub"],
+                "deprecated_alias_note": "ESA closed SciHub in 2023",
+            },
+            "mirror": {
+                "driver": "stac",
+                "url": "https://stac.example.org/v1",
+                "aliases": ["OldMirror"],
+                "options": {"max_pages": 7},
+            },
+            **extra,
+        }
+    }
+    return parse_catalogs(data)
+
+
+def test_stac_driver_registered_as_stac() -> None:
+    assert driver_class("stac") is StacApiDriver
+    assert driver_class("  STAC ") is StacApiDriver
+    assert StacApiDriver.name == "stac"
+    assert "stac" in registry.known_drivers()
+
+
+def test_driver_class_unknown_raises_invalid_input_listing_known() -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        driver_class("nope")
+    problem = caught.value.problems[0]
+    assert problem.field == "driver"
+    assert "stac" in problem.fix
+
+
+@pytest.mark.usefixtures("isolated_registry")
+def test_register_aliases_case_insensitive_and_warn(caplog: pytest.LogCaptureFixture) -> None:
+    @register("Null", aliases=("Void",))
+    class NullDriver(_NullDriver):
+        pass
+
+    assert NullDriver.name == "null"
+    assert driver_class("NULL") is NullDriver
+    with caplog.at_level(logging.WARNING):
+        assert driver_class("void") is NullDriver
+    assert "driver.alias" in caplog.text
+
+
+@pytest.mark.usefixtures("isolated_registry")
+def test_register_name_taken_by_other_class_raises_value_error() -> None:
+    with pytest.raises(ValueError, match="already registered"):
+
+        @register("stac")
+        class OtherDriver(_NullDriver):
+            pass
+
+
+def test_make_driver_from_repository_config_builds_stac_driver() -> None:
+    driver = make_driver("EarthSearch")
+    assert isinstance(driver, StacApiDriver)
+    assert driver.url == "https://earth-search.aws.element84.com/v1"
+    assert driver.catalog == "earthsearch"
+    assert driver.options["datasets"]["S2MSI2A"] == "sentinel-2-l2a"
+    assert driver.options["verify_tls"] is True
+    assert driver.collection_id("S2MSI2A") == "sentinel-2-l2a"
+    assert driver.collection_id("sentinel-2-c1-l2a") == "sentinel-2-c1-l2a"
+
+
+def test_make_driver_catalog_args_override_settings() -> None:
+    driver = make_driver(
+        "demo",
+        catalog_args={"url": "http://127.0.0.1:9999/stac", "page_size": 5, "timeout_s": 2},
+        catalogs=catalogs(),
+    )
+    assert isinstance(driver, StacApiDriver)
+    assert driver.url == "http://127.0.0.1:9999/stac"
+    assert driver.page_size == 5
+    assert driver.timeout_s == 2.0
+    assert driver.options["catalog"] == "demo"
+
+
+def test_make_driver_catalog_options_reach_driver() -> None:
+    driver = make_driver("mirror", catalogs=catalogs())
+    assert isinstance(driver, StacApiDriver)
+    assert driver.max_pages == 7
+
+
+def test_make_driver_alias_logs_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        driver = make_driver("oldmirror", catalogs=catalogs())
+    assert isinstance(driver, StacApiDriver)
+    assert "catalog.alias" in caplog.text
+    assert "mirror" in caplog.text
+
+
+def test_make_driver_unknown_catalog_lists_configured() -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        make_driver("Copernicus", catalogs=catalogs())
+    problem = caught.value.problems[0]
+    assert problem.field == "catalog"
+    assert "cdse, demo, mirror" in problem.fix
+
+
+def test_make_driver_configured_driver_missing_raises_config_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        make_driver("SciHub", catalogs=catalogs())
+    assert caught.value.field == "catalogs.cdse.driver"
+
+
+def test_make_driver_bad_catalog_arg_value_names_field() -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        make_driver("demo", catalog_args={"page_size": 0}, catalogs=catalogs())
+    assert caught.value.problems[0].field == "catalog_args.page_size"
+
+
+def test_make_driver_raw_credentials_refused_with_connection_fix() -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        make_driver(
+            "demo",
+            catalog_args={"password": "hunter2", "colour": "red"},
+            catalogs=catalogs(),
+        )
+    fields = {problem.field: problem for problem in caught.value.problems}
+    assert "Connection" in fields["catalog_args.password"].fix
+    assert "hunter2" not in str(caught.value)
+    assert "catalog_args.colour" in fields
+
+
+def test_make_driver_conn_id_accepted_for_task_layer() -> None:
+    driver = make_driver("demo", catalog_args={"conn_id": "demo_default"}, catalogs=catalogs())
+    assert isinstance(driver, StacApiDriver)
+
+
+def test_make_driver_url_to_other_host_with_credentials_refused() -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        make_driver(
+            "mirror",
+            catalog_args={"url": "https://evil.example.net/v1"},
+            credentials=Credentials(username="u", password="p"),  # noqa: S106 - test value
+            catalogs=catalogs(),
+        )
+    assert caught.value.problems[0].field == "catalog_args.url"

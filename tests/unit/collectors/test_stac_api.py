@@ -1,0 +1,715 @@
+"""The STAC API driver against a local server replaying real Earth Search / PC answers."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import hashlib
+import ipaddress
+import json
+import ssl
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from include.collectors.base import Credentials, Scene, SearchQuery
+from include.collectors.stac_api import (
+    StacApiDriver,
+    canonical_tile,
+    format_datetime,
+    item_to_scene,
+    parse_datetime,
+)
+from include.common.errors import (
+    ConfigError,
+    InvalidInputError,
+    ProviderError,
+    ProviderUnavailableError,
+)
+from tests.helpers.http_server import (
+    Cassette,
+    Interaction,
+    LocalHttpServer,
+    Reply,
+    Request,
+    json_reply,
+    replay,
+    serve_bytes,
+)
+
+EARTH_SEARCH = "https://earth-search.aws.element84.com"
+PLANETARY = "https://planetarycomputer.microsoft.com"
+MULTI = "test_item_search/test_multiple_collections.yaml"
+FILTER = "test_cli/TestCLISearch.test_filter[inprocess].yaml"
+PC_S2 = "test_item_search/TestItemSearch.test_datetime_results.yaml"
+NOT_FOUND = "test_client/test_get_collection_returns_none_if_not_found.yaml"
+EMPTY_PAGE = {"type": "FeatureCollection", "features": [], "links": []}
+UTC = dt.UTC
+
+LoadCassette = Callable[[str], Cassette]
+
+
+def make_driver(url: str, **options: Any) -> StacApiDriver:
+    defaults: dict[str, Any] = {
+        "catalog": "earthsearch",
+        "page_size": 10,
+        "datasets": {"S2MSI2A": "sentinel-2-l2a", "landsat_ot_c2_l2": "landsat-c2-l2"},
+        "timeout_s": 5.0,
+    }
+    return StacApiDriver(url=url, options={**defaults, **options})
+
+
+@pytest.fixture
+def driver_factory() -> Iterator[Callable[..., StacApiDriver]]:
+    made: list[StacApiDriver] = []
+
+    def build(url: str, **options: Any) -> StacApiDriver:
+        driver = make_driver(url, **options)
+        made.append(driver)
+        return driver
+
+    yield build
+    for driver in made:
+        driver.close()
+
+
+def search_bodies(server: LocalHttpServer, path: str) -> list[Any]:
+    return [r.json() for r in server.requests_to(path) if r.method == "POST"]
+
+
+DAY = SearchQuery(
+    dataset="S2MSI2A",
+    geometry={"type": "Point", "coordinates": [-105.1019, 40.1672]},
+    start=dt.datetime(2023, 10, 8, tzinfo=UTC),
+    end=dt.datetime(2023, 10, 8, 23, 59, 59, tzinfo=UTC),
+)
+
+
+# ----------------------------------------------------------------------------- pure helpers
+
+
+def test_canonical_tile_mgrs_and_wrs_forms() -> None:
+    assert canonical_tile("t23llf") == "23LLF"
+    assert canonical_tile("1LAC") == "01LAC"
+    assert canonical_tile("221/069") == "221069"
+    assert canonical_tile("23LLI") is None  # I is not an MGRS letter
+    assert canonical_tile("2210690") is None
+
+
+def test_parse_datetime_z_and_nanoseconds_are_aware_utc() -> None:
+    assert parse_datetime("2023-10-08T18:02:55.276Z") == dt.datetime(
+        2023, 10, 8, 18, 2, 55, 276000, tzinfo=UTC
+    )
+    assert parse_datetime("2023-10-08T18:02:55.123456789Z").microsecond == 123456
+    assert parse_datetime("2023-10-08T20:00:00+02:00").hour == 18
+    assert format_datetime(dt.datetime(2020, 1, 9)) == "2020-01-09T00:00:00Z"
+
+
+# ----------------------------------------------------------------------------- Earth Search
+
+
+def test_search_earth_search_multi_collection_maps_sentinel2_scene(
+    http_server: LocalHttpServer, cassette: LoadCassette, driver_factory: Any
+) -> None:
+    http_server.route(
+        "/v1/search",
+        replay(cassette(MULTI).interactions, origin=EARTH_SEARCH, server_url=http_server.url),
+    )
+    driver = driver_factory(http_server.url + "/v1")
+
+    scenes = driver.search(DAY)
+
+    assert [s.scene_id for s in scenes] == [
+        "S2A_MSIL2A_20231008T175231_N0509_R141_T13TDE_20231008T233154"
+    ]
+    scene = scenes[0]
+    assert scene.catalog == "earthsearch"
+    assert scene.dataset == "S2MSI2A"
+    assert scene.tile == "13TDE"
+    assert scene.cloud_pct == pytest.approx(0.000299)
+    assert scene.datetime == dt.datetime(2023, 10, 8, 18, 2, 55, 276000, tzinfo=UTC)
+    assert scene.platform == "sentinel-2a"
+    assert scene.online is True
+    assert scene.footprint is not None and scene.footprint["type"] == "Polygon"
+    assert scene.link == (
+        http_server.url + "/v1/collections/sentinel-2-l2a/items/S2A_13TDE_20231008_0_L2A"
+    )
+    assert scene.quicklook is not None and scene.quicklook.endswith("/thumbnail.jpg")
+    keys = {asset.key for asset in scene.assets}
+    assert {"red", "nir", "scl", "granule_metadata"} <= keys
+    assert not keys & {"visual", "thumbnail", "tileinfo_metadata", "red-jp2"}
+    assert all(asset.href.startswith("https://sentinel-cogs.") for asset in scene.assets)
+    assert "red-jp2" in scene.properties["non_http_assets"]
+    assert scene.properties["stac_id"] == "S2A_13TDE_20231008_0_L2A"
+    assert scene.properties["processing_baseline"] == "05.09"
+    assert scene.size_bytes is None  # Earth Search gives no file:size
+
+    first, second = search_bodies(http_server, "/v1/search")
+    assert first == {
+        "collections": ["sentinel-2-l2a"],
+        "limit": 10,
+        "intersects": {"type": "Point", "coordinates": [-105.1019, 40.1672]},
+        "datetime": "2023-10-08T00:00:00Z/2023-10-08T23:59:59Z",
+    }
+    assert second["next"] == (
+        "2023-10-08T17:37:26.656958Z,LC08_L2SP_033032_20231008_02_T1,landsat-c2-l2"
+    )
+    assert (
+        http_server.requests_to("/v1/search")[0]
+        .headers["user-agent"]
+        .startswith("collection-builder/")
+    )
+
+
+def test_search_earth_search_landsat_item_maps_wrs_and_product_id(
+    http_server: LocalHttpServer, cassette: LoadCassette, driver_factory: Any, tmp_path: Path
+) -> None:
+    http_server.route(
+        "/v1/search",
+        replay(cassette(MULTI).interactions, origin=EARTH_SEARCH, server_url=http_server.url),
+    )
+    driver = driver_factory(http_server.url + "/v1")
+    query = SearchQuery(
+        dataset="landsat_ot_c2_l2", geometry=DAY.geometry, start=DAY.start, end=DAY.end
+    )
+
+    (scene,) = driver.search(query)
+
+    assert scene.scene_id == "LC08_L2SP_033032_20231008_02_T1"
+    assert scene.tile == "033032"
+    assert scene.cloud_pct == pytest.approx(0.06)
+    assert scene.platform == "landsat-8"
+    assert scene.properties["landsat_product_id"] == "LC08_L2SP_033032_20231008_20231017_02_T1"
+    assert scene.properties["landsat_scene_id"] == "LC80330322023281LGN00"
+    assert scene.assets == ()  # every Earth Search Landsat asset is requester-pays s3://
+    assert {"red", "mtl.txt"} <= set(scene.properties["non_http_assets"])
+    assert scene.quicklook == (
+        http_server.url
+        + "/v1/collections/landsat-c2-l2/items/LC08_L2SP_033032_20231008_02_T1/thumbnail"
+    )
+    with pytest.raises(ProviderError, match="no asset downloadable over HTTP"):
+        driver.download(scene, tmp_path / scene.scene_id)
+
+
+def test_search_next_link_body_token_pages_until_empty(
+    http_server: LocalHttpServer, cassette: LoadCassette, driver_factory: Any
+) -> None:
+    http_server.route(
+        "/v1/search",
+        replay(
+            cassette(FILTER).find("POST", "/search"),
+            origin=EARTH_SEARCH,
+            server_url=http_server.url,
+            fallback=json_reply(EMPTY_PAGE),
+        ),
+    )
+    driver = driver_factory(http_server.url + "/v1")
+    query = SearchQuery(
+        dataset="sentinel-2-l2a",
+        bbox=(-180.0, -90.0, 180.0, 90.0),
+        start=dt.datetime(2025, 7, 31, tzinfo=UTC),
+        end=dt.datetime(2025, 7, 31, 23, 59, 59, tzinfo=UTC),
+    )
+
+    scenes = driver.search(query)
+
+    bodies = search_bodies(http_server, "/v1/search")
+    assert len(bodies) == 3
+    assert bodies[1] == {
+        "next": "2025-07-31T13:03:25.899000Z,S2B_T24MVV_20250731T130245_L2A,sentinel-2-c1-l2a"
+    }  # merge: false -> the link's body replaces ours
+    assert bodies[2] == {
+        "next": "2025-07-31T13:03:19.635000Z,S2B_24MUA_20250731_0_L2A,sentinel-2-l2a"
+    }
+    # the server ignored our collection: only sentinel-2-l2a items are kept, on both pages
+    assert [s.properties["stac_id"] for s in scenes] == [
+        "S2B_24MUA_20250731_0_L2A",
+        "S2B_24MXV_20250731_0_L2A",
+        "S2B_24MWV_20250731_0_L2A",
+        "S2B_24MVV_20250731_0_L2A",
+        "S2B_24MUV_20250731_0_L2A",
+        "S2B_20EPT_20250731_0_L2A",
+    ]
+    assert [s.datetime for s in scenes] == sorted(s.datetime for s in scenes)
+    assert {s.tile for s in scenes} == {"24MUA", "24MXV", "24MWV", "24MVV", "24MUV", "20EPT"}
+
+
+def test_search_cloud_filter_applied_on_server_and_client(
+    http_server: LocalHttpServer, cassette: LoadCassette, driver_factory: Any
+) -> None:
+    http_server.route(
+        "/v1/search",
+        replay(
+            cassette(FILTER).find("POST", "/search"),
+            origin=EARTH_SEARCH,
+            server_url=http_server.url,
+            fallback=json_reply(EMPTY_PAGE),
+        ),
+    )
+    driver = driver_factory(http_server.url + "/v1")
+    query = SearchQuery(
+        dataset="sentinel-2-l2a",
+        bbox=(-180.0, -90.0, 180.0, 90.0),
+        start=dt.datetime(2025, 7, 31, tzinfo=UTC),
+        end=dt.datetime(2025, 8, 1, tzinfo=UTC),
+        cloud_pct=40,
+    )
+
+    scenes = driver.search(query)
+
+    assert search_bodies(http_server, "/v1/search")[0]["query"] == {"eo:cloud_cover": {"lte": 40}}
+    assert all(s.cloud_pct is not None and s.cloud_pct <= 40 for s in scenes)
+    assert {s.tile for s in scenes} == {"24MXV", "24MWV", "24MVV", "20EPT"}  # 24MUV/24MUA > 40
+
+
+def test_search_page_cap_raises_invalid_input(
+    http_server: LocalHttpServer, cassette: LoadCassette, driver_factory: Any
+) -> None:
+    http_server.route(
+        "/v1/search",
+        replay(
+            cassette(FILTER).find("POST", "/search"),
+            origin=EARTH_SEARCH,
+            server_url=http_server.url,
+        ),
+    )
+    driver = driver_factory(http_server.url + "/v1", max_pages=2)
+    query = SearchQuery(dataset="sentinel-2-l2a", bbox=(-180.0, -90.0, 180.0, 90.0))
+
+    with pytest.raises(InvalidInputError, match="max_pages"):
+        driver.search(query)
+    assert http_server.count("/v1/search") == 2
+
+
+def test_search_limit_stops_paging_early(
+    http_server: LocalHttpServer, cassette: LoadCassette, driver_factory: Any
+) -> None:
+    http_server.route(
+        "/v1/search",
+        replay(
+            cassette(FILTER).find("POST", "/search"),
+            origin=EARTH_SEARCH,
+            server_url=http_server.url,
+        ),
+    )
+    driver = driver_factory(http_server.url + "/v1")
+    query = SearchQuery(dataset="sentinel-2-l2a", bbox=(-180.0, -90.0, 180.0, 90.0), limit=1)
+
+    assert len(driver.search(query)) == 1
+    assert http_server.count("/v1/search") == 1
+
+
+def test_search_repeated_next_link_raises_provider_error(
+    http_server: LocalHttpServer, driver_factory: Any
+) -> None:
+    page = {
+        "type": "FeatureCollection",
+        "features": [],
+        "links": [{"rel": "next", "href": http_server.url + "/v1/search?page=2"}],
+    }
+    feature = {"id": "x", "properties": {"datetime": "2020-01-01T00:00:00Z"}, "assets": {}}
+    page["features"] = [feature]
+    http_server.route("/v1/search", json_reply(page))
+    driver = driver_factory(http_server.url + "/v1")
+
+    with pytest.raises(ProviderError, match="repeated a next link"):
+        driver.search(SearchQuery(dataset="x"))
+
+
+def test_search_post_refused_with_405_falls_back_to_get(
+    http_server: LocalHttpServer, cassette: LoadCassette, driver_factory: Any
+) -> None:
+    recorded = cassette(MULTI).interactions[0].body.replace(EARTH_SEARCH, http_server.url)
+    page = json.loads(recorded)
+
+    def handle(request: Request) -> Reply:
+        if request.method == "POST":
+            if "next" in request.json():
+                return Reply(200, json.dumps(EMPTY_PAGE).encode())
+            return Reply(405, b'{"description": "Method Not Allowed"}')
+        return Reply(200, json.dumps(page).encode(), {"Content-Type": "application/geo+json"})
+
+    http_server.route("/v1/search", handle)
+    driver = driver_factory(http_server.url + "/v1")
+
+    scenes = driver.search(DAY)
+
+    assert [s.tile for s in scenes] == ["13TDE"]
+    get = next(r for r in http_server.requests_to("/v1/search") if r.method == "GET")
+    assert "collections=sentinel-2-l2a" in get.query
+    assert "datetime=2023-10-08T00%3A00%3A00Z%2F2023-10-08T23%3A59%3A59Z" in get.query
+    assert "intersects=" in get.query
+
+
+def test_search_tiles_fall_back_to_mgrs_triple_and_remember_it(
+    http_server: LocalHttpServer, cassette: LoadCassette, driver_factory: Any
+) -> None:
+    page = cassette(MULTI).interactions[0].response_json()
+    page["links"] = []
+
+    def handle(request: Request) -> Reply:
+        query = request.json().get("query", {})
+        if "mgrs:utm_zone" in query:
+            return Reply(200, json.dumps(page).encode())
+        return Reply(200, json.dumps(EMPTY_PAGE).encode())
+
+    http_server.route("/v1/search", handle)
+    driver = driver_factory(http_server.url + "/v1")
+    query = SearchQuery(
+        dataset="S2MSI2A", tiles=("T13TDE", "14SKJ"), start=DAY.start, end=DAY.end, cloud_pct=50
+    )
+
+    scenes = driver.search(query)
+
+    assert [s.tile for s in scenes] == ["13TDE"]
+    queries = [body["query"] for body in search_bodies(http_server, "/v1/search")]
+    assert queries[0] == {"eo:cloud_cover": {"lte": 50}, "s2:mgrs_tile": {"eq": "13TDE"}}
+    assert queries[1] == {
+        "eo:cloud_cover": {"lte": 50},
+        "mgrs:utm_zone": {"eq": 13},
+        "mgrs:latitude_band": {"eq": "T"},
+        "mgrs:grid_square": {"eq": "DE"},
+    }
+    assert "mgrs:utm_zone" in queries[2]  # the style that worked is asked first for 14SKJ
+
+
+def test_search_wrs2_tile_queries_landsat_path_row(
+    http_server: LocalHttpServer, cassette: LoadCassette, driver_factory: Any
+) -> None:
+    page = cassette(MULTI).interactions[0].response_json()
+    page["links"] = []
+    http_server.route("/v1/search", json_reply(page))
+    driver = driver_factory(http_server.url + "/v1")
+
+    scenes = driver.search(SearchQuery(dataset="landsat_ot_c2_l2", tiles=("033/032",)))
+
+    assert [s.scene_id for s in scenes] == ["LC08_L2SP_033032_20231008_02_T1"]
+    (body,) = search_bodies(http_server, "/v1/search")
+    assert body["query"] == {"landsat:wrs_path": {"eq": "033"}, "landsat:wrs_row": {"eq": "032"}}
+
+
+def test_search_bad_tile_raises_invalid_input_naming_index(driver_factory: Any) -> None:
+    driver = driver_factory("http://127.0.0.1:9/v1")
+    with pytest.raises(InvalidInputError) as caught:
+        driver.search(SearchQuery(dataset="S2MSI2A", tiles=("23LLF", "nope")))
+    assert caught.value.problems[0].field == "tiles[1]"
+
+
+def test_search_esa_product_name_found_through_product_uri(
+    http_server: LocalHttpServer, cassette: LoadCassette, driver_factory: Any
+) -> None:
+    page = cassette(MULTI).interactions[0].response_json()
+    page["links"] = []
+    product = "S2A_MSIL2A_20231008T175231_N0509_R141_T13TDE_20231008T233154"
+
+    def handle(request: Request) -> Reply:
+        body = request.json()
+        if "ids" in body:
+            return Reply(200, json.dumps(EMPTY_PAGE).encode())
+        return Reply(200, json.dumps(page).encode())
+
+    http_server.route("/v1/search", handle)
+    driver = driver_factory(http_server.url + "/v1")
+
+    scenes = driver.search(SearchQuery(dataset="S2MSI2A", scene_ids=(product,)))
+
+    assert [s.scene_id for s in scenes] == [product]
+    by_ids, by_product = search_bodies(http_server, "/v1/search")
+    assert by_ids == {"collections": ["sentinel-2-l2a"], "limit": 10, "ids": [product]}
+    assert by_product["query"] == {"s2:product_uri": {"eq": product + ".SAFE"}}
+    assert "datetime" not in by_product
+
+
+# ----------------------------------------------------------------------------- Planetary Computer
+
+
+def pc_driver(server: LocalHttpServer, factory: Any, **options: Any) -> StacApiDriver:
+    return factory(
+        server.url + "/api/stac/v1",
+        catalog="planetarycomputer",
+        datasets={"S2MSI2A": "sentinel-2-l2a"},
+        **options,
+    )
+
+
+PC_QUERY = SearchQuery(
+    dataset="S2MSI2A",
+    bbox=(170.0, 50.0, 180.0, 70.0),
+    start=dt.datetime(2019, 1, 1, 0, 0, 1, tzinfo=UTC),
+    end=dt.datetime(2019, 1, 1, 0, 0, 10, tzinfo=UTC),
+)
+
+
+def test_search_planetary_computer_sentinel2_items_mapped(
+    http_server: LocalHttpServer, cassette: LoadCassette, driver_factory: Any
+) -> None:
+    recorded = cassette(PC_S2)
+    http_server.route(
+        "/api/stac/v1/search",
+        replay(recorded.interactions, origin=PLANETARY, server_url=http_server.url),
+    )
+    driver = pc_driver(http_server, driver_factory)
+
+    scenes = driver.search(PC_QUERY)
+
+    features = recorded.interactions[0].response_json()["features"]
+    assert len(scenes) == len(features) == 33
+    by_id = {s.scene_id: s for s in scenes}
+    scene = by_id["S2A_MSIL2A_20190101T000001_N0212_R116_T60VUK_20201007T214652"]
+    assert scene.tile == "60VUK"
+    assert scene.cloud_pct == pytest.approx(56.297088)
+    assert scene.platform == "Sentinel-2A"
+    assert scene.catalog == "planetarycomputer"
+    assert scene.properties["stac_id"] == "S2A_MSIL2A_20190101T000001_R116_T60VUK_20201007T214652"
+    assert scene.properties["processing_baseline"] == "02.12"
+    assert scene.properties["product_type"] == "S2MSI2A"
+    assert scene.quicklook is not None and "preview.png" in scene.quicklook
+    keys = {asset.key for asset in scene.assets}
+    assert {"B04", "B8A", "SCL", "product-metadata", "granule-metadata"} <= keys
+    assert not keys & {"preview", "tilejson", "rendered_preview"}
+    assert {s.tile for s in scenes} == {f["properties"]["s2:mgrs_tile"] for f in features}
+    assert [s.datetime for s in scenes] == sorted(s.datetime for s in scenes)
+    assert search_bodies(http_server, "/api/stac/v1/search")[0]["collections"] == ["sentinel-2-l2a"]
+
+
+def test_search_planetary_computer_tiles_and_cloud_filtered_client_side(
+    http_server: LocalHttpServer, cassette: LoadCassette, driver_factory: Any
+) -> None:
+    recorded = cassette(PC_S2)
+    http_server.route(
+        "/api/stac/v1/search",
+        replay(recorded.interactions, origin=PLANETARY, server_url=http_server.url),
+    )
+    driver = pc_driver(http_server, driver_factory)
+    query = SearchQuery(
+        dataset="S2MSI2A",
+        tiles=("60VUK", "59VMD", "58UGE"),
+        start=PC_QUERY.start,
+        end=PC_QUERY.end,
+        cloud_pct=40,
+    )
+
+    scenes = driver.search(query)
+
+    # 60VUK is 56 % cloudy; 59VMD (38 %) and 58UGE (29 %) pass
+    assert sorted(s.tile for s in scenes) == ["58UGE", "59VMD"]
+    bodies = search_bodies(http_server, "/api/stac/v1/search")
+    assert [b["query"]["s2:mgrs_tile"]["eq"] for b in bodies] == ["60VUK", "59VMD", "58UGE"]
+
+
+def test_download_planetary_computer_needs_signing_raises_config_error(
+    http_server: LocalHttpServer, cassette: LoadCassette, driver_factory: Any, tmp_path: Path
+) -> None:
+    feature = cassette(PC_S2).interactions[0].response_json()["features"][0]
+    scene = item_to_scene(feature, catalog="planetarycomputer", dataset="S2MSI2A")
+    driver = pc_driver(http_server, driver_factory, sign_assets=True)
+
+    with pytest.raises(ConfigError, match="sign_assets"):
+        driver.download(scene, tmp_path / scene.scene_id)
+    assert http_server.count() == 0
+
+
+def real_item_served_locally(
+    server: LocalHttpServer, feature: dict[str, Any], blobs: dict[str, bytes]
+) -> dict[str, Any]:
+    """The real item with only ``blobs``' assets, their hrefs pointing at the local server."""
+    item = copy.deepcopy(feature)
+    assets = {}
+    for key, blob in blobs.items():
+        asset = dict(item["assets"][key])
+        name = asset["href"].split("?")[0].rsplit("/", 1)[-1]
+        asset["href"] = server.route(f"/blob/{name}", serve_bytes(blob)) + "?st=2025&sig=SECRET"
+        asset["file:size"] = len(blob)
+        asset["file:checksum"] = "1220" + hashlib.sha256(blob).hexdigest()
+        assets[key] = asset
+    item["assets"] = assets
+    return item
+
+
+def test_download_scene_assets_into_folder_then_reused(
+    http_server: LocalHttpServer, cassette: LoadCassette, driver_factory: Any, tmp_path: Path
+) -> None:
+    feature = cassette(PC_S2).interactions[0].response_json()["features"][0]
+    blobs = {"B04": b"\x01" * 300_000, "B8A": b"\x02" * 200_000, "product-metadata": b"<xml/>"}
+    item = real_item_served_locally(http_server, feature, blobs)
+    scene = item_to_scene(item, catalog="planetarycomputer", dataset="S2MSI2A")
+    driver = pc_driver(http_server, driver_factory, max_connections=2)
+    dest = tmp_path / scene.scene_id
+    seen: list[tuple[int, int | None]] = []
+
+    result = driver.download(scene, dest, progress=lambda d, t: seen.append((d, t)))
+
+    assert scene.size_bytes == sum(len(b) for b in blobs.values())
+    assert result.path == dest
+    assert result.size_bytes == scene.size_bytes
+    assert result.checksum is None
+    assert result.reused is False
+    assert [p.name for p in result.files] == ["B04.tif", "B8A.tif", "product-metadata.xml"]
+    assert (dest / "B04.tif").read_bytes() == blobs["B04"]
+    assert max(done for done, _ in seen) == scene.size_bytes
+    requests_before = http_server.count()
+
+    again = driver.download(scene, dest)
+
+    assert again.reused is True
+    assert http_server.count() == requests_before
+
+
+def test_download_credentials_sent_only_to_catalog_host(
+    http_server: LocalHttpServer, cassette: LoadCassette, tmp_path: Path
+) -> None:
+    feature = cassette(PC_S2).interactions[0].response_json()["features"][0]
+    item = real_item_served_locally(http_server, feature, {"B04": b"\x01" * 1000})
+    item["assets"]["B04"]["href"] = item["assets"]["B04"]["href"].replace("127.0.0.1", "localhost")
+    scene = item_to_scene(item, catalog="private", dataset="S2MSI2A")
+    http_server.route("/v1/search", json_reply(EMPTY_PAGE))
+    driver = StacApiDriver(
+        url=http_server.url + "/v1",
+        credentials=Credentials(token="TOKEN"),  # noqa: S106 - a test token
+        options={},
+    )
+    with driver:
+        driver.search(SearchQuery(dataset="sentinel-2-l2a"))
+        driver.download(scene, tmp_path / "scene")
+
+    (search,) = http_server.requests_to("/v1/search")
+    assert search.headers["authorization"] == "Bearer TOKEN"
+    (asset,) = [r for r in http_server.requests if r.path.startswith("/blob/")]
+    assert "authorization" not in asset.headers
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_get_collection_real_404_raises_provider_error_with_description(
+    http_server: LocalHttpServer, cassette: LoadCassette, driver_factory: Any
+) -> None:
+    recorded = cassette(NOT_FOUND)
+    http_server.route(
+        "/v1/collections/foo",
+        replay(
+            recorded.find("GET", "/collections/foo"),
+            origin=EARTH_SEARCH,
+            server_url=http_server.url,
+        ),
+    )
+    driver = driver_factory(http_server.url + "/v1")
+
+    with pytest.raises(ProviderError) as caught:
+        driver.get_collection("foo")
+
+    assert caught.value.status_code == 404
+    assert "HTTP 404: Not Found" in str(caught.value)
+    assert '"code":"NotFound"' in caught.value.body
+
+
+def test_search_real_error_body_keeps_status_and_description(
+    http_server: LocalHttpServer, cassette: LoadCassette, driver_factory: Any
+) -> None:
+    (recorded,) = cassette(NOT_FOUND).find("GET", "/collections/foo")
+    as_search = Interaction(
+        "POST", recorded.uri, None, recorded.status, recorded.headers, recorded.body
+    )
+    http_server.route(
+        "/v1/search", replay([as_search], origin=EARTH_SEARCH, server_url=http_server.url)
+    )
+    driver = driver_factory(http_server.url + "/v1")
+
+    with pytest.raises(ProviderError, match="earthsearch search .*HTTP 404: Not Found") as caught:
+        driver.search(SearchQuery(dataset="S2MSI2A"))
+    assert caught.value.status_code == 404
+
+
+def test_search_server_error_raises_unavailable(
+    http_server: LocalHttpServer, driver_factory: Any
+) -> None:
+    http_server.route("/v1/search", json_reply({"description": "database is down"}, status=503))
+    driver = driver_factory(http_server.url + "/v1")
+    with pytest.raises(ProviderUnavailableError, match="database is down"):
+        driver.search(SearchQuery(dataset="S2MSI2A"))
+
+
+def test_driver_without_http_url_raises_invalid_input() -> None:
+    with pytest.raises(InvalidInputError, match=r"catalog_args\.url"):
+        StacApiDriver(url="ftp://example.org/stac", options={})
+
+
+# ----------------------------------------------------------------------------- TLS
+
+
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture
+def https_server(tmp_path: Path) -> Iterator[tuple[LocalHttpServer, Path]]:
+    cert_path, key_path = self_signed(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    server = LocalHttpServer(ssl_context=context)
+    server.route("/v1/search", json_reply(EMPTY_PAGE))
+    try:
+        yield server, cert_path
+    finally:
+        server.close()
+
+
+def test_driver_default_verifies_tls_and_refuses_self_signed(
+    https_server: tuple[LocalHttpServer, Path], driver_factory: Any
+) -> None:
+    server, _ = https_server
+    driver = driver_factory(server.url + "/v1")
+    assert driver.verify_tls is True
+
+    with pytest.raises(ProviderError, match="TLS certificate verification failed"):
+        driver.search(SearchQuery(dataset="S2MSI2A"))
+
+
+def test_driver_ca_bundle_path_trusts_that_server(
+    https_server: tuple[LocalHttpServer, Path], driver_factory: Any
+) -> None:
+    server, cert_path = https_server
+    driver = driver_factory(server.url + "/v1", verify_tls=str(cert_path))
+
+    assert driver.search(SearchQuery(dataset="S2MSI2A")) == []
+    assert server.count("/v1/search") == 1
+
+
+def test_scene_round_trips_through_dict(cassette: LoadCassette) -> None:
+    feature = cassette(PC_S2).interactions[0].response_json()["features"][0]
+    scene = item_to_scene(feature, catalog="planetarycomputer", dataset="S2MSI2A")
+    assert Scene.from_dict(json.loads(json.dumps(scene.to_dict()))) == scene
