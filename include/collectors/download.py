@@ -270,17 +270,22 @@ def _is_tls_verify_failure(err: BaseException) -> bool:
 
 
 def error_for_transport(
-    err: httpx.TransportError, *, url: str | httpx.URL, action: str
+    err: httpx.RequestError, *, url: str | httpx.URL, action: str
 ) -> CollectionBuilderError:
     """Return the error for a failed exchange (no usable HTTP answer).
 
-    A TLS verification failure or an unsupported URL scheme is permanent (``ProviderError``);
-    timeouts, refused or dropped connections are transient (``ProviderUnavailableError``).
+    A TLS verification failure, an unsupported URL scheme or a redirect loop is permanent
+    (``ProviderError``); timeouts, refused or dropped connections are transient
+    (``ProviderUnavailableError``).
     """
     where = f"{action} {redact_url(url)}"
     if isinstance(err, httpx.UnsupportedProtocol):
         return ProviderError(
             f"{where}: URL scheme is not HTTP(S); use a provider that serves files over HTTPS"
+        )
+    if not isinstance(err, httpx.TransportError):
+        return ProviderError(
+            f"{where}: {type(err).__name__} ({err}); check the URL or use another provider"
         )
     if _is_tls_verify_failure(err):
         return ProviderError(
@@ -531,7 +536,7 @@ def _fetch_once(
                 free = shutil.disk_usage(part.parent).free
                 needed = total - done if total is not None else None
                 raise DiskFullError(part.parent, free, needed) from err
-    except httpx.TransportError as err:
+    except httpx.RequestError as err:
         raise error_for_transport(err, url=url, action="download") from err
     if total is not None and done < total:
         raise ProviderUnavailableError(

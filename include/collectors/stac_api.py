@@ -15,6 +15,11 @@ one with ``query: {"s2:product_uri": {"eq": "<id>.SAFE"}}``. Tiles: MGRS tiles a
 that worked is kept for the next tiles. WRS-2 path/rows are asked with ``landsat:wrs_path`` and
 ``landsat:wrs_row``.
 
+Scene ids: ``s2:product_uri`` without ``.SAFE`` for Sentinel-2; for Landsat the full product id
+(``landsat:product_id``, else the id the item's file names carry, since Earth Search and Planetary
+Computer item ids drop the processing date), else the item id. The item id is kept in
+``properties["stac_id"]``.
+
 Assets: only files reachable over HTTP(S) are downloadable (``s3://`` requester-pays hrefs such as
 Earth Search's Landsat assets are listed in ``properties["non_http_assets"]`` and skipped).
 """
@@ -51,6 +56,7 @@ from include.collectors.download import (
     redact_url,
 )
 from include.collectors.registry import register
+from include.collectors.scene_ids import is_mgrs_tile, parse_wrs2_pathrow
 from include.common.errors import (
     ConfigError,
     FieldProblem,
@@ -70,6 +76,7 @@ MGRS_GRID_SQUARE_PROP = "mgrs:grid_square"
 LANDSAT_WRS_PATH_PROP = "landsat:wrs_path"
 LANDSAT_WRS_ROW_PROP = "landsat:wrs_row"
 LANDSAT_SCENE_ID_PROP = "landsat:scene_id"
+LANDSAT_PRODUCT_ID_PROP = "landsat:product_id"
 FILE_SIZE_PROP = "file:size"
 FILE_CHECKSUM_PROP = "file:checksum"
 
@@ -80,14 +87,13 @@ DATA_MEDIA_TYPES = ("image/tiff", "image/jp2", "application/x-hdf", "image/vnd.s
 METADATA_MEDIA_TYPES = frozenset({"application/xml", "text/xml", "text/plain"})
 QUICKLOOK_MEDIA_TYPES = frozenset({"image/png", "image/jpeg", "image/jpg", "image/webp"})
 
-_MGRS_TILE = re.compile(r"^T?(\d{1,2})([C-HJ-NP-X])([A-HJ-NP-Z]{2})$")
-_WRS2_PATHROW = re.compile(r"^(\d{3})[/_\- ]?(\d{3})$")
+_WRS2_PATHROW = re.compile(r"^(\d{3})(\d{3})$")
 _S2_PRODUCT_TILE = re.compile(r"_T(\d{2}[C-HJ-NP-X][A-HJ-NP-Z]{2})(?:_|$)")
 _LANDSAT_PRODUCT_ID = re.compile(
     r"^L[COTEM]0\d_L[0-9A-Z]{3}_(\d{6})_\d{8}(?:_\d{8})?_\d{2}_(?:T1|T2|RT)$"
 )
 _LANDSAT_FULL_ID_IN_HREF = re.compile(
-    r"(L[COTEM]0\d_L[0-9A-Z]{3}_\d{6}_\d{8}_\d{8}_\d{2}_(?:T1|T2|RT))_MTL\.", re.IGNORECASE
+    r"(?<![A-Z0-9])(L[COTEM]0\d_L[0-9A-Z]{3}_\d{6}_\d{8}_\d{8}_\d{2}_(?:T1|T2|RT))(?=[_./]|$)"
 )
 _FRACTION = re.compile(r"\.(\d+)")
 _PROPERTY_SELECTION = {
@@ -109,14 +115,7 @@ _PROPERTY_SELECTION = {
 
 def canonical_tile(tile: str) -> str | None:
     """Return an MGRS tile as ``NNLLL`` or a WRS-2 path/row as ``PPPRRR``; None otherwise."""
-    text = tile.strip().upper()
-    mgrs = _MGRS_TILE.match(text)
-    if mgrs:
-        return f"{int(mgrs.group(1)):02d}{mgrs.group(2)}{mgrs.group(3)}"
-    wrs = _WRS2_PATHROW.match(text)
-    if wrs:
-        return f"{wrs.group(1)}{wrs.group(2)}"
-    return None
+    return is_mgrs_tile(tile) or parse_wrs2_pathrow(tile)
 
 
 def parse_datetime(value: str) -> datetime:
@@ -240,10 +239,26 @@ def _link(item: Mapping[str, Any], rel: str) -> Mapping[str, Any] | None:
     return None
 
 
-def _scene_id(item_id: str, props: Mapping[str, Any]) -> str:
+def _landsat_product_id(item: Mapping[str, Any]) -> str | None:
+    """Return the full Landsat product id (with processing date) the item's files are named by."""
+    props: Mapping[str, Any] = item.get("properties") or {}
+    declared = props.get(LANDSAT_PRODUCT_ID_PROP)
+    if isinstance(declared, str) and _LANDSAT_FULL_ID_IN_HREF.fullmatch(declared):
+        return declared
+    for raw in (item.get("assets") or {}).values():
+        href = raw.get("href") if isinstance(raw, Mapping) else None
+        match = _LANDSAT_FULL_ID_IN_HREF.search(str(href or "").rsplit("/", 1)[-1])
+        if match:
+            return match.group(1)
+    return None
+
+
+def _scene_id(item_id: str, props: Mapping[str, Any], landsat_product_id: str | None) -> str:
     product_uri = props.get(S2_PRODUCT_URI_PROP)
     if isinstance(product_uri, str) and product_uri:
         return product_uri.removesuffix(".SAFE")
+    if landsat_product_id is not None:
+        return landsat_product_id
     if _LANDSAT_PRODUCT_ID.match(item_id):
         return item_id
     stem, _, suffix = item_id.rpartition("_")
@@ -296,7 +311,8 @@ def item_to_scene(item: Mapping[str, Any], *, catalog: str, dataset: str) -> Sce
     when_text = props.get("datetime") or props.get("start_datetime")
     if not isinstance(when_text, str):
         raise ValueError(f"item {item_id} has no datetime")
-    scene_id = _scene_id(item_id, props)
+    landsat_product_id = _landsat_product_id(item)
+    scene_id = _scene_id(item_id, props, landsat_product_id)
     raw_assets = item.get("assets") or {}
     assets, skipped = select_assets(raw_assets)
     sizes = [asset.size_bytes for asset in assets]
@@ -308,12 +324,6 @@ def item_to_scene(item: Mapping[str, Any], *, catalog: str, dataset: str) -> Sce
     for prop, name in _PROPERTY_SELECTION.items():
         if props.get(prop) is not None:
             properties[name] = props[prop]
-    for raw in raw_assets.values():
-        href = raw.get("href") if isinstance(raw, Mapping) else None
-        match = _LANDSAT_FULL_ID_IN_HREF.search(str(href or ""))
-        if match:
-            properties["landsat_product_id"] = match.group(1)
-            break
     if skipped:
         properties["non_http_assets"] = sorted(skipped)
     self_link = _link(item, "self")
@@ -428,6 +438,7 @@ class StacApiDriver(CatalogDriver):
         self.verify_tls: bool | str = verify if isinstance(verify, bool | str) else True
         datasets = self.options.get("datasets") or {}
         self.datasets = {str(k): str(v) for k, v in dict(datasets).items()}
+        self._datasets_lower = {k.lower(): v for k, v in self.datasets.items()}
         self._client: httpx.Client | None = None
         self._client_lock = threading.Lock()
         self._use_get = False
@@ -500,7 +511,7 @@ class StacApiDriver(CatalogDriver):
                 params=dict(params) if params is not None else None,
                 headers=headers,
             )
-        except httpx.TransportError as err:
+        except httpx.RequestError as err:
             raise error_for_transport(err, url=url, action=f"{self.catalog} {action}") from err
         if response.status_code == 405 and allow_405:
             return None
@@ -546,7 +557,7 @@ class StacApiDriver(CatalogDriver):
     # -- search -------------------------------------------------------------------------------
 
     def collection_id(self, dataset: str) -> str:
-        """Return the STAC collection id for a conf dataset name (mapped, else as given).
+        """Return the STAC collection id for a conf dataset name (mapped ignoring case, else as is).
 
         Raises:
             InvalidInputError: when ``dataset`` is empty.
@@ -560,7 +571,7 @@ class StacApiDriver(CatalogDriver):
                     f"{', '.join(sorted(self.datasets)) or 'sentinel-2-l2a'}",
                 )
             )
-        return self.datasets.get(dataset, dataset)
+        return self._datasets_lower.get(dataset.strip().lower(), dataset.strip())
 
     def _pages(self, body: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
         """Yield the feature lists of every page, following ``rel="next"`` links.

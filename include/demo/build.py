@@ -516,6 +516,7 @@ def build_demo_catalog(
 
     Raises:
         InvalidInputError: when ``scenes`` or ``size_px`` is out of range.
+        ProcessingError: when a scene cannot be written or stored.
     """
     specs = demo_scene_specs(scenes, seed=seed)
     backend = StaticStacBackend(root)
@@ -528,7 +529,8 @@ def build_demo_catalog(
         item = build_item(spec, files, cloud_pct, seed=seed)
         backend.upsert(item, collection=collection)
         stored = backend.get(COLLECTION_ID, spec.product_name)
-        assert stored is not None  # noqa: S101 - just written
+        if stored is None:
+            raise ProcessingError(f"demo: {spec.product_name} was not stored in {root}")
         items.append(stored)
         log.info(
             "demo.scene scene=%s cloud_pct=%.2f partial_swath=%s size_px=%d",

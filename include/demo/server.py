@@ -199,8 +199,6 @@ def parse_search(params: Mapping[str, Any]) -> SearchParams:
         "query",
         "limit",
         "token",
-        "fields",
-        "sortby",
     }
     unknown = sorted(set(params) - known)
     if unknown:
@@ -426,17 +424,23 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self._route(method)
         except ApiError as err:
-            self._send_json(err.body(), err.status, JSON_TYPE, err.headers, head=method == "HEAD")
+            # an error may leave an unread request body behind: close the connection after it
+            self.close_connection = True
+            headers = {**err.headers, "Connection": "close"}
+            self._send_json(err.body(), err.status, JSON_TYPE, headers, head=method == "HEAD")
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         except Exception:  # the request boundary: answer 500 and keep serving
             log.exception("demo.server.failure method=%s path=%s", method, self.path)
-            self._send_json(
-                {"code": "InternalServerError", "description": "see the server log"},
-                HTTPStatus.INTERNAL_SERVER_ERROR,
-                JSON_TYPE,
-                head=method == "HEAD",
-            )
+            self.close_connection = True
+            if not self._status:  # nothing sent yet, else the response is cut short
+                self._send_json(
+                    {"code": "InternalServerError", "description": "see the server log"},
+                    HTTPStatus.INTERNAL_SERVER_ERROR,
+                    JSON_TYPE,
+                    {"Connection": "close"},
+                    head=method == "HEAD",
+                )
         log.info(
             "demo.request method=%s path=%s status=%s bytes=%d elapsed_ms=%.1f",
             method,

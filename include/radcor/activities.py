@@ -226,7 +226,7 @@ class ActivityStore:
             row = conn.execute(sa.select(table.c.id, table.c.attempts).where(where)).first()
             attempts_bump = 1 if status == ActivityState.RUNNING else 0
             if row is None:
-                activity_id = conn.execute(
+                inserted = conn.execute(
                     table.insert().values(
                         dag_id=key.dag_id,
                         run_id=key.run_id,
@@ -237,7 +237,9 @@ class ActivityStore:
                         attempts=attempts_bump,
                         **values,
                     )
-                ).inserted_primary_key[0]
+                ).inserted_primary_key
+                assert inserted is not None  # noqa: S101 - SQLAlchemy always returns it on insert
+                activity_id = inserted[0]
             else:
                 activity_id = row.id
                 conn.execute(
@@ -266,7 +268,7 @@ class ActivityStore:
         with self.engine.connect() as conn:
             return [_to_activity(row) for row in conn.execute(query)]
 
-    def list(
+    def search(
         self,
         *,
         filters: Mapping[str, Any] | None = None,

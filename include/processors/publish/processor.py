@@ -22,9 +22,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import rasterio.warp
 from shapely.geometry import box, mapping
@@ -33,7 +33,7 @@ from include.common.config import BandConfig, CollectionConfig
 from include.common.errors import FieldProblem, InvalidInputError
 from include.common.storage import safe_component
 from include.processors.base import Processor, ProcessorInputs, ProcessorResult
-from include.processors.publish.cog import CogInfo, CogOptions, write_cog
+from include.processors.publish.cog import CogInfo, CogOptions, Compression, write_cog
 from include.processors.publish.quicklook import PNG_MEDIA_TYPE, THUMBNAIL_PX, write_quicklook
 from include.processors.publish.stac_item import (
     PublishedBand,
@@ -66,6 +66,16 @@ class PublishOptions:
     quicklook: bool = True
     footprint_band: str | None = None
 
+    def for_band(self, band: BandConfig) -> CogOptions:
+        """Return the COG options of a band: masks and class bands get nearest overviews.
+
+        A band without a wavelength (``SCL``, ``QA_PIXEL``) holds classes or bit flags, which
+        averaging would corrupt.
+        """
+        if band.center_wavelength_um is None:
+            return replace(self.cog, overview_resampling="nearest")
+        return self.cog
+
     @classmethod
     def from_args(cls, args: Mapping[str, Any]) -> PublishOptions:
         """Validate task args into options.
@@ -96,7 +106,7 @@ class PublishOptions:
             )
         footprint_band = args.get("footprint_band")
         cog = CogOptions(
-            compress=str(args.get("compress", "deflate")).lower(),  # type: ignore[arg-type]
+            compress=cast(Compression, str(args.get("compress", "deflate")).lower()),
             level=level,
             blocksize=blocksize,
             num_threads=str(args.get("num_threads") or CogOptions.default_num_threads()).upper(),
@@ -195,6 +205,7 @@ class PublishProcessor(Processor):
                     for path in missing
                 ]
             )
+        outline_name = self._footprint_band_name(options, collection, selected)
         out_dir = inputs.output_dir
         out_dir.mkdir(parents=True, exist_ok=True)
         total_in = sum(path.stat().st_size for _, path in selected)
@@ -207,7 +218,7 @@ class PublishProcessor(Processor):
                 src,
                 out_dir / f"{scene_id}_{band.name}.tif",
                 nodata=band.nodata,
-                options=options.cog,
+                options=options.for_band(band),
                 scale=band.scale,
                 offset=band.offset,
             )
@@ -232,7 +243,7 @@ class PublishProcessor(Processor):
         result_files.update({key: extra.path for key, extra in extras.items()})
 
         by_name = {p.band.name: p for p in published}
-        outline_band = self._footprint_band(options, collection, by_name)
+        outline_band = by_name[outline_name]
         geometry = footprint(outline_band.cog.path, nodata=outline_band.cog.nodata)
         footprint_source = "data"
         if geometry is None and scene.footprint is not None:
@@ -270,7 +281,7 @@ class PublishProcessor(Processor):
                 "collection": collection.name,
                 "bands": [p.band.name for p in published],
                 "ignored_keys": ignored,
-                "checksums": {key: f"{p.checksum}" for key, p in by_name.items()},
+                "checksums": {key: p.checksum for key, p in by_name.items()},
                 "footprint_source": footprint_source,
                 "size_bytes": size_bytes,
                 "elapsed_s": round(elapsed_s, 3),
@@ -280,21 +291,32 @@ class PublishProcessor(Processor):
         )
 
     @staticmethod
-    def _footprint_band(
-        options: PublishOptions, collection: CollectionConfig, by_name: Mapping[str, PublishedBand]
-    ) -> PublishedBand:
+    def _footprint_band_name(
+        options: PublishOptions,
+        collection: CollectionConfig,
+        selected: list[tuple[BandConfig, Path]],
+    ) -> str:
+        """Return the band whose valid pixels give the footprint: asked for, else the finest.
+
+        Spectral bands win over class/mask bands at the same resolution.
+        """
+        names = [band.name for band, _ in selected]
         if options.footprint_band is not None:
             band = collection.band(options.footprint_band)
-            if band is None or band.name not in by_name:
+            if band is None or band.name not in names:
                 raise InvalidInputError(
                     FieldProblem(
                         "args.footprint_band",
-                        f"{options.footprint_band!r} is not among the published bands",
-                        f"use one of {', '.join(by_name)}",
+                        f"{options.footprint_band!r} is not among the bands to publish",
+                        f"use one of {', '.join(names)}",
                     )
                 )
-            return by_name[band.name]
-        return min(by_name.values(), key=lambda p: (p.cog.resolution_m, p.band.name))
+            return band.name
+        finest = min(
+            (band for band, _ in selected),
+            key=lambda band: (band.center_wavelength_um is None, band.resolution_m, band.name),
+        )
+        return finest.name
 
     @staticmethod
     def _quicklook(

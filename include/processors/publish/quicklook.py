@@ -101,7 +101,8 @@ def read_rgb(
         raise ProcessingError(
             f"quicklook: cannot read the bands {[p.name for p in paths]}: {err}"
         ) from err
-    assert valid is not None  # noqa: S101 - three bands were read
+    if valid is None or shape is None:
+        raise ProcessingError("quicklook: no band was read")
     return np.stack(layers), valid
 
 
@@ -145,7 +146,11 @@ def _chunk(kind: bytes, payload: bytes) -> bytes:
 
 
 def encode_png(rgba: ByteArray) -> bytes:
-    """Encode an 8-bit (rows, cols, 4) array as a PNG (RGBA, "Up" row filter, zlib level 6)."""
+    """Encode an 8-bit (rows, cols, 4) array as a PNG (RGBA, "Up" row filter, zlib level 6).
+
+    Raises:
+        ValueError: when the array is not (rows, cols, 4) uint8.
+    """
     if rgba.ndim != 3 or rgba.shape[2] != 4 or rgba.dtype != np.uint8:
         raise ValueError(f"expected a (rows, cols, 4) uint8 array, got {rgba.shape} {rgba.dtype}")
     rows, cols = rgba.shape[:2]
@@ -163,7 +168,11 @@ def encode_png(rgba: ByteArray) -> bytes:
 
 
 def write_png(rgba: ByteArray, dest: Path) -> Path:
-    """Write ``rgba`` as a PNG at ``dest`` through a temporary name and an atomic rename."""
+    """Write ``rgba`` as a PNG at ``dest`` through a temporary name and an atomic rename.
+
+    Raises:
+        OSError: when the file cannot be written (nothing is left at ``dest`` then).
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
     try:

@@ -79,7 +79,11 @@ class PublishedFile:
 
 
 def file_checksum(path: Path) -> tuple[str, int]:
-    """Return ``(sha2-256 multihash hex, size in bytes)`` of a file, read in 1 MiB chunks."""
+    """Return ``(sha2-256 multihash hex, size in bytes)`` of a file, read in 1 MiB chunks.
+
+    Raises:
+        OSError: when the file cannot be read.
+    """
     digest = hashlib.sha256()
     size = 0
     with path.open("rb") as handle:
@@ -248,14 +252,21 @@ def _add_band_asset(item: pystac.Item, published: PublishedBand) -> pystac.Asset
 
 
 def lineage(
-    scene: Scene, collection: CollectionConfig, *, version: str, source_collection: str | None
+    scene: Scene,
+    collection: CollectionConfig,
+    *,
+    version: str,
+    source_collection: str | None,
+    has_quicklook: bool,
 ) -> str:
     """Return the ``processing:lineage`` text: what was made, from which scene and catalog."""
     source = f", source collection {source_collection}" if source_collection else ""
+    made = "bands as Cloud-Optimized GeoTIFF"
+    if has_quicklook:
+        made += ", RGB quicklook with percentile stretch"
     return (
         f"{collection.name} ({collection.level}) published by {SOFTWARE_NAME} {version} from scene "
-        f"{scene.scene_id} of catalog {scene.catalog} (dataset {scene.dataset}{source}): "
-        "bands as Cloud-Optimized GeoTIFF, RGB quicklook with percentile stretch"
+        f"{scene.scene_id} of catalog {scene.catalog} (dataset {scene.dataset}{source}): {made}"
     )
 
 
@@ -337,6 +348,10 @@ def build_item(
     item.properties[PROCESSING_SOFTWARE_PROP] = {SOFTWARE_NAME: version}
     item.properties[PROCESSING_LEVEL_PROP] = collection.level
     item.properties[PROCESSING_LINEAGE_PROP] = lineage(
-        scene, collection, version=version, source_collection=source_collection
+        scene,
+        collection,
+        version=version,
+        source_collection=source_collection,
+        has_quicklook=any(asset.has_role("overview") for asset in item.assets.values()),
     )
     return item

@@ -39,7 +39,10 @@ def make_item(
         geometry=polygon,
         bbox=[lon, lat, lon + 0.1, lat + 0.1],
         datetime=when,
-        properties={"eo:cloud_cover": cloud, "processing:software": {"collection-builder": "0.1.0"}},
+        properties={
+            "eo:cloud_cover": cloud,
+            "processing:software": {"collection-builder": "0.1.0"},
+        },
         collection=collection,
     )
     item.add_asset(
@@ -73,12 +76,18 @@ def test_static_upsert_new_item_writes_layout_with_relative_links(
     catalog = read(root / "catalog.json")
     stored_collection = read(root / COLLECTION / "collection.json")
     item = read(root / COLLECTION / "items" / "A.json")
-    assert catalog["type"] == "Catalog" and links(catalog, "child") == [f"./{COLLECTION}/collection.json"]
+    assert catalog["type"] == "Catalog" and links(catalog, "child") == [
+        f"./{COLLECTION}/collection.json"
+    ]
     assert links(catalog, "root") == links(catalog, "self") == ["./catalog.json"]
     assert stored_collection["type"] == "Collection"
     assert stored_collection["title"] == load_collections()[COLLECTION].title
     assert links(stored_collection, "item") == ["./items/A.json"]
-    assert links(stored_collection, "root") == links(stored_collection, "parent") == ["../catalog.json"]
+    assert (
+        links(stored_collection, "root")
+        == links(stored_collection, "parent")
+        == ["../catalog.json"]
+    )
     assert links(item, "root") == ["../../catalog.json"]
     assert links(item, "parent") == links(item, "collection") == ["../collection.json"]
     assert links(item, "self") == ["./A.json"]
@@ -145,7 +154,7 @@ def test_static_concurrent_upserts_from_threads_keep_catalog_valid(
                 collection = COLLECTION if n % 2 else "S2_L2A-1"
                 backend.upsert(make_item(f"W{worker}-{n}", collection=collection))
                 backend.upsert(make_item(f"W{worker}-{n}", collection=collection))
-        except BaseException as err:  # noqa: BLE001 - reported to the main thread
+        except BaseException as err:  # reported to the main thread
             errors.append(err)
 
     threads = [threading.Thread(target=publish, args=(worker,)) for worker in range(8)]

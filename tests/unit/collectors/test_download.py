@@ -460,6 +460,16 @@ def test_download_file_malformed_checksum_raises_provider_error(
     assert http_server.count() == 0
 
 
+def test_download_file_redirect_followed(
+    http_server: LocalHttpServer, client: httpx.Client, tmp_path: Path
+) -> None:
+    http_server.route("/f.bin", serve_bytes(DATA))
+    url = http_server.route("/presign", fail(302, "", {"Location": http_server.url + "/f.bin"}))
+    with httpx.Client(timeout=5.0) as no_redirect_client:  # the engine asks for redirects itself
+        result = download_file(no_redirect_client, url, tmp_path / "f.bin")
+    assert result.size_bytes == len(DATA)
+
+
 def test_download_file_s3_href_raises_provider_error(client: httpx.Client, tmp_path: Path) -> None:
     with pytest.raises(ProviderError, match="not HTTP"):
         download_file(client, "s3://bucket/key.tif", tmp_path / "f.tif")

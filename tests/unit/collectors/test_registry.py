@@ -101,6 +101,7 @@ def test_make_driver_from_repository_config_builds_stac_driver() -> None:
     assert driver.options["datasets"]["S2MSI2A"] == "sentinel-2-l2a"
     assert driver.options["verify_tls"] is True
     assert driver.collection_id("S2MSI2A") == "sentinel-2-l2a"
+    assert driver.collection_id("s2msi2a") == "sentinel-2-l2a"
     assert driver.collection_id("sentinel-2-c1-l2a") == "sentinel-2-c1-l2a"
 
 

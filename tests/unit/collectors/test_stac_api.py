@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from include.collectors.base import Credentials, Scene, SearchQuery
+from include.collectors.scene_ids import parse_scene_id
 from include.collectors.stac_api import (
     StacApiDriver,
     canonical_tile,
@@ -177,11 +178,12 @@ def test_search_earth_search_landsat_item_maps_wrs_and_product_id(
 
     (scene,) = driver.search(query)
 
-    assert scene.scene_id == "LC08_L2SP_033032_20231008_02_T1"
+    # the item id lacks the processing date; the product id comes from the files' names
+    assert scene.scene_id == "LC08_L2SP_033032_20231008_20231017_02_T1"
+    assert scene.properties["stac_id"] == "LC08_L2SP_033032_20231008_02_T1"
     assert scene.tile == "033032"
     assert scene.cloud_pct == pytest.approx(0.06)
     assert scene.platform == "landsat-8"
-    assert scene.properties["landsat_product_id"] == "LC08_L2SP_033032_20231008_20231017_02_T1"
     assert scene.properties["landsat_scene_id"] == "LC80330322023281LGN00"
     assert scene.assets == ()  # every Earth Search Landsat asset is requester-pays s3://
     assert {"red", "mtl.txt"} <= set(scene.properties["non_http_assets"])
@@ -385,7 +387,7 @@ def test_search_wrs2_tile_queries_landsat_path_row(
 
     scenes = driver.search(SearchQuery(dataset="landsat_ot_c2_l2", tiles=("033/032",)))
 
-    assert [s.scene_id for s in scenes] == ["LC08_L2SP_033032_20231008_02_T1"]
+    assert [s.scene_id for s in scenes] == ["LC08_L2SP_033032_20231008_20231017_02_T1"]
     (body,) = search_bodies(http_server, "/v1/search")
     assert body["query"] == {"landsat:wrs_path": {"eq": "033"}, "landsat:wrs_row": {"eq": "032"}}
 
@@ -420,6 +422,37 @@ def test_search_esa_product_name_found_through_product_uri(
     assert by_ids == {"collections": ["sentinel-2-l2a"], "limit": 10, "ids": [product]}
     assert by_product["query"] == {"s2:product_uri": {"eq": product + ".SAFE"}}
     assert "datetime" not in by_product
+
+
+def test_search_landsat_product_id_asks_item_id_form_too(
+    http_server: LocalHttpServer, cassette: LoadCassette, driver_factory: Any
+) -> None:
+    page = cassette(MULTI).interactions[0].response_json()
+    page["links"] = []
+    http_server.route("/v1/search", json_reply(page))
+    driver = driver_factory(http_server.url + "/v1")
+    product = "LC08_L2SP_033032_20231008_20231017_02_T1"
+
+    scenes = driver.search(SearchQuery(dataset="landsat_ot_c2_l2", scene_ids=(product,)))
+
+    assert [s.scene_id for s in scenes] == [product]
+    (body,) = search_bodies(http_server, "/v1/search")
+    assert body["ids"] == [product, "LC08_L2SP_033032_20231008_02_T1"]
+
+
+def test_item_to_scene_planetary_computer_landsat_product_id(cassette: LoadCassette) -> None:
+    recorded = cassette("test_client/test_fallback_strategy.yaml")
+    (items,) = recorded.find("GET", "/collections/landsat-c2-l2/items")
+    feature = items.response_json()["features"][0]
+
+    scene = item_to_scene(feature, catalog="planetarycomputer", dataset="landsat_ot_c2_l2")
+
+    assert scene.scene_id == "LC09_L2SR_084082_20250722_20250725_02_T1"
+    assert scene.tile == "084082"
+    assert scene.platform == "landsat-9"
+    assert {"red", "qa_pixel", "mtl.txt", "mtl.xml", "ang"} <= {a.key for a in scene.assets}
+    assert "mtl.json" not in {a.key for a in scene.assets}
+    assert scene.quicklook is not None and "preview.png" in scene.quicklook
 
 
 # ----------------------------------------------------------------------------- Planetary Computer
@@ -707,6 +740,17 @@ def test_driver_ca_bundle_path_trusts_that_server(
 
     assert driver.search(SearchQuery(dataset="S2MSI2A")) == []
     assert server.count("/v1/search") == 1
+
+
+def test_item_to_scene_real_items_scene_ids_parse_by_naming_rules(cassette: LoadCassette) -> None:
+    features = cassette(PC_S2).interactions[0].response_json()["features"]
+    (landsat,) = cassette("test_client/test_fallback_strategy.yaml").find("GET", "/items")
+    features += landsat.response_json()["features"]
+    for feature in features:
+        scene = item_to_scene(feature, catalog="planetarycomputer", dataset="any")
+        identity = parse_scene_id(scene.scene_id)
+        assert identity.tile == scene.tile
+        assert identity.datetime.date() == scene.datetime.date()
 
 
 def test_scene_round_trips_through_dict(cassette: LoadCassette) -> None:

@@ -26,7 +26,7 @@ from include.common.errors import InvalidInputError, ProcessingError
 from include.demo.build import build_demo_catalog
 from include.processors import registry
 from include.processors.base import Processor, ProcessorInputs, ProcessorResult
-from include.processors.publish import PublishProcessor
+from include.processors.publish import PublishOptions, PublishProcessor
 from include.processors.publish.cog import CogOptions, validate_cog
 from include.processors.publish.quicklook import encode_png
 
@@ -121,7 +121,13 @@ def test_publish_demo_scene_writes_valid_cogs(
     result, out = published
     root, items = demo
     sources = band_files(root, items[PARTIAL_SWATH])
-    assert sorted(k for k in result.files if k.startswith("B")) == ["B02", "B03", "B04", "B08", "B11"]
+    assert sorted(k for k in result.files if k.startswith("B")) == [
+        "B02",
+        "B03",
+        "B04",
+        "B08",
+        "B11",
+    ]
     for band in ("B02", "B03", "B04", "B08", "B11"):
         path = result.files[band]
         assert path == out / f"{items[PARTIAL_SWATH]['id']}_{band}.tif"
@@ -339,6 +345,7 @@ def test_publish_missing_file_raises_invalid_input(
         ({"compress": "deflate", "level": 30}, "args.level"),
         ({"num_threads": "many"}, "args.num_threads"),
         ({"quicklook": "yes"}, "args.quicklook"),
+        ({"footprint_band": "B12"}, "args.footprint_band"),
     ],
 )
 def test_publish_bad_args_raise_invalid_input_naming_field(
@@ -371,6 +378,15 @@ def test_cog_options_num_threads_env_is_the_default(monkeypatch: pytest.MonkeyPa
     assert CogOptions().creation_options("float32")["PREDICTOR"] == "3"
 
 
+def test_publish_options_class_band_uses_nearest_overviews() -> None:
+    l2a = load_collections()["S2_L2A-1"]
+    options = PublishOptions.from_args({"overview_resampling": "average"})
+    scl, red = l2a.band("SCL"), l2a.band("red")
+    assert scl is not None and red is not None
+    assert options.for_band(scl).overview_resampling == "nearest"
+    assert options.for_band(red).overview_resampling == "average"
+
+
 # -- real data ----------------------------------------------------------------------------------
 
 
@@ -379,7 +395,9 @@ def test_publish_real_sentinel2_jp2_band_writes_valid_cog(
 ) -> None:
     jp2 = realdata_dir() / REAL_B01
     if not jp2.is_file():
-        pytest.skip(f"real Sentinel-2 band not found at {jp2}; set REALDATA_DIR to ../shared/realdata")
+        pytest.skip(
+            f"real Sentinel-2 band not found at {jp2}; set REALDATA_DIR to ../shared/realdata"
+        )
     scene = Scene(
         scene_id="S2A_MSIL1C_20180101T105441_N0206_R051_T31TDH_20180101T124911",
         catalog="cdse",
@@ -419,7 +437,11 @@ def test_processor_registry_any_case_returns_publish() -> None:
     assert registry.processor_class("PUBLISH") is PublishProcessor
     processor = registry.make_processor(" Publish ")
     assert isinstance(processor, PublishProcessor)
-    assert (processor.name, processor.version, processor.task_type) == ("publish", "0.1.0", "publish")
+    assert (processor.name, processor.version, processor.task_type) == (
+        "publish",
+        "0.1.0",
+        "publish",
+    )
 
 
 def test_processor_registry_unknown_name_raises_listing_known_names() -> None:

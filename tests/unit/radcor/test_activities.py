@@ -55,6 +55,6 @@ def test_list_filters_by_status_and_collection(store: ActivityStore) -> None:
     run_id = f"run-{uuid.uuid4()}"
     store.record(_key(run_id, "0"), ActivityState.SUCCESS)
     store.record(_key(run_id, "0.0"), ActivityState.FAILED)
-    failed = store.list(filters={"run_id": run_id, "status": "failed"})
+    failed = store.search(filters={"run_id": run_id, "status": "failed"})
     assert [a.key.node_id for a in failed] == ["0.0"]
-    assert store.list(filters={"run_id": run_id, "collection": "nope"}) == []
+    assert store.search(filters={"run_id": run_id, "collection": "nope"}) == []
