@@ -1,4 +1,4 @@
-"""# radcor: collect, correct, harmonize and publish scenes from one radcor conf
+"""Radcor: collect, correct, harmonize and publish scenes from one radcor conf.
 
 Trigger with a radcor conf (the form below, the REST API or the radcor endpoint):
 `validate` checks the conf and fails fast naming the field and the fix; `search` queries the

@@ -30,7 +30,9 @@ def wait_for_dag(client: httpx.Client, dag_id: str, timeout_s: float = 300) -> N
     while time.monotonic() < deadline:
         response = client.get(f"{API}/api/v2/dags/{dag_id}")
         if response.status_code == 200:
-            client.patch(f"{API}/api/v2/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
+            client.patch(
+                f"{API}/api/v2/dags/{dag_id}", json={"is_paused": False}
+            ).raise_for_status()
             return
         time.sleep(2)
     errors = client.get(f"{API}/api/v2/importErrors").json()
@@ -39,8 +41,9 @@ def wait_for_dag(client: httpx.Client, dag_id: str, timeout_s: float = 300) -> N
 
 def trigger(client: httpx.Client, dag_id: str, conf: dict[str, object]) -> str:
     """Trigger a run and return its id (a Param violation answers 400 with the reason)."""
-    response = client.post(f"{API}/api/v2/dags/{dag_id}/dagRuns",
-                           json={"logical_date": None, "conf": conf})
+    response = client.post(
+        f"{API}/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf}
+    )
     if response.status_code >= 400:
         raise SystemExit(f"trigger refused ({response.status_code}): {response.text}")
     return str(response.json()["dag_run_id"])
@@ -52,8 +55,13 @@ def wait_for_run(client: httpx.Client, dag_id: str, run_id: str, timeout_s: floa
     seen: dict[str, str] = {}
     while time.monotonic() < deadline:
         run = client.get(f"{API}/api/v2/dags/{dag_id}/dagRuns/{run_id}").json()
-        tis = client.get(f"{API}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
-                         params={"limit": 1000}).json().get("task_instances", [])
+        tis = (
+            client.get(
+                f"{API}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000}
+            )
+            .json()
+            .get("task_instances", [])
+        )
         for ti in tis:
             name = f"{ti['task_id']}[{ti.get('rendered_map_index') or ti['map_index']}]"
             if ti.get("state") and seen.get(name) != ti["state"]:
@@ -87,8 +95,10 @@ def main() -> None:
     for item_path in items:
         item = json.loads(item_path.read_text())
         quicklook = item["assets"].get("quicklook", {}).get("href", "-")
-        print(f"  {item['id']}  cloud={item['properties'].get('eo:cloud_cover')}  "
-              f"quicklook={quicklook}")
+        print(
+            f"  {item['id']}  cloud={item['properties'].get('eo:cloud_cover')}  "
+            f"quicklook={quicklook}"
+        )
     print(f"\nAirflow UI: {API}  (login {USER} / {PASSWORD})")
     print(f"Static STAC catalog: {stac_root / 'catalog.json'}")
     if state != "success":

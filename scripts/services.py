@@ -25,8 +25,16 @@ API_PORT = int(os.environ.get("CB_API_PORT", "8080"))
 CATALOG_PORT = int(os.environ.get("CB_CATALOG_PORT", "8089"))
 
 PROCESSES: dict[str, list[str]] = {
-    "catalog": [sys.executable, "-m", "include.demo.server", "--build", "--port", str(CATALOG_PORT),
-                "--root", str(Path(os.environ.get("DATA_DIR", VAR_DIR / "data")) / "demo-catalog")],
+    "catalog": [
+        sys.executable,
+        "-m",
+        "include.demo.server",
+        "--build",
+        "--port",
+        str(CATALOG_PORT),
+        "--root",
+        str(Path(os.environ.get("DATA_DIR", VAR_DIR / "data")) / "demo-catalog"),
+    ],
     "api-server": [AIRFLOW, "api-server", "--port", str(API_PORT), "--workers", "1"],
     "scheduler": [AIRFLOW, "scheduler", "--skip-serve-logs"],
     "dag-processor": [AIRFLOW, "dag-processor"],
@@ -131,7 +139,7 @@ def main() -> None:
     else:
         for name in args.names:
             pid = _running(name)
-            print(f"{name}: {'running (pid %d)' % pid if pid else 'stopped'}")
+            print(f"{name}: running (pid {pid})" if pid else f"{name}: stopped")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ class CatalogBackend(abc.ABC):
 
     @abc.abstractmethod
     def upsert(self, item: dict[str, Any], collection: dict[str, Any] | None = None) -> None:
-        """Insert or replace ``item`` (a STAC Item dict whose ``collection`` names its collection)."""
+        """Insert or replace ``item`` (a STAC Item dict naming its ``collection``)."""
 
     @abc.abstractmethod
     def get(self, collection_id: str, item_id: str) -> dict[str, Any] | None:

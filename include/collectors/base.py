@@ -166,8 +166,9 @@ class CatalogDriver(abc.ABC):
 
     Contract for every implementation:
     - ``search`` pages through all results and returns scenes sorted by datetime; a bad query
-      raises ``InvalidInputError`` naming the field; 5xx/timeouts raise ``ProviderUnavailableError``,
-      429 raises ``RateLimitedError``; other 4xx raise ``ProviderError`` with status and body.
+      raises ``InvalidInputError`` naming the field; 5xx and timeouts raise
+      ``ProviderUnavailableError``, 429 raises ``RateLimitedError``; other 4xx raise
+      ``ProviderError`` with status and body.
     - ``availability`` never downloads; ``order`` is idempotent (ordering twice is harmless).
     - ``download`` writes under ``dest`` (a scene folder) through a temporary name and renames
       into place atomically; a valid file already in place is reused; a checksum mismatch raises

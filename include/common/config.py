@@ -22,7 +22,7 @@ PROCESSING_TYPES = ("correction", "harmonization", "post")
 
 
 def config_dir() -> Path:
-    """Return the config folder: ``$COLLECTION_BUILDER_CONFIG_DIR`` or the repository's ``config/``."""
+    """Return ``$COLLECTION_BUILDER_CONFIG_DIR`` or the repository's ``config/`` folder."""
     env = os.environ.get("COLLECTION_BUILDER_CONFIG_DIR")
     return Path(env) if env else Path(__file__).resolve().parents[2] / "config"
 
@@ -136,7 +136,7 @@ class CatalogConfig(_Model):
     max_connections: int = Field(default=4, ge=1, le=64)
     conn_id: str | None = None
     datasets: dict[str, str] = Field(default_factory=dict)
-    """Dataset names users may write (``S2MSI1C``) mapped to the catalog's own (``sentinel-2-l1c``)."""
+    """Dataset names users write (``S2MSI1C``) mapped to the catalog's (``sentinel-2-l1c``)."""
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -153,7 +153,9 @@ def _load_yaml(path: Path) -> Any:
         with path.open(encoding="utf-8") as handle:
             return yaml.safe_load(handle)
     except FileNotFoundError as err:
-        raise ConfigError(str(path), "-", "file not found; set COLLECTION_BUILDER_CONFIG_DIR") from err
+        raise ConfigError(
+            str(path), "-", "file not found; set COLLECTION_BUILDER_CONFIG_DIR"
+        ) from err
     except yaml.YAMLError as err:
         raise ConfigError(str(path), "-", f"not valid YAML: {err}") from err
 

@@ -11,7 +11,7 @@ ProgressFn = Callable[[int, "int | None"], None]
 
 
 class ProgressLogger:
-    """Turns progress callbacks into one log line every ``every_s`` seconds or ``every_pct`` percent.
+    """Turns progress callbacks into a log line every ``every_s`` seconds or ``every_pct`` percent.
 
     Lines read ``<event> scene=... pct=42.0 done_mb=... total_mb=... mb_s=... eta_s=...``.
     """
@@ -46,9 +46,7 @@ class ProgressLogger:
             return
         elapsed_s = max(now - self._start, 1e-9)
         mb_s = done_bytes / 1e6 / elapsed_s
-        eta = (
-            f"{(total_bytes - done_bytes) / 1e6 / mb_s:.0f}" if total_bytes and mb_s > 0 else "?"
-        )
+        eta = f"{(total_bytes - done_bytes) / 1e6 / mb_s:.0f}" if total_bytes and mb_s > 0 else "?"
         self._log.info(
             "%s pct=%s done_mb=%.1f total_mb=%s mb_s=%.2f eta_s=%s",
             self._event,

@@ -316,7 +316,11 @@ class _Store:
 
 
 class DemoStacServer(ThreadingHTTPServer):
-    """The demo STAC API server bound to 127.0.0.1; ``start()`` serves in a daemon thread."""
+    """The demo STAC API server bound to 127.0.0.1; ``start()`` serves in a daemon thread.
+
+    ``serve_forever`` runs one request loop at a time: a second call (e.g. a caller that also
+    starts its own thread after ``serve()``) just waits until ``shutdown()``.
+    """
 
     daemon_threads = True
     allow_reuse_address = True
@@ -333,6 +337,9 @@ class DemoStacServer(ThreadingHTTPServer):
         self.files_root = self.root / "files"
         self.store = _Store(self.root)
         self._thread: threading.Thread | None = None
+        self._loop_lock = threading.Lock()
+        self._looping = False
+        self._loop_done = threading.Event()
 
     @property
     def port(self) -> int:
@@ -343,6 +350,23 @@ class DemoStacServer(ThreadingHTTPServer):
     def url(self) -> str:
         """Return the base URL, e.g. ``http://127.0.0.1:8089``."""
         return f"http://{HOST}:{self.port}"
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Handle requests until ``shutdown()``; when a loop already runs, wait for its end."""
+        with self._loop_lock:
+            already_looping = self._looping
+            if not already_looping:
+                self._looping = True
+                self._loop_done.clear()
+        if already_looping:
+            self._loop_done.wait()
+            return
+        try:
+            super().serve_forever(poll_interval)
+        finally:
+            with self._loop_lock:
+                self._looping = False
+            self._loop_done.set()
 
     def start(self) -> DemoStacServer:
         """Serve in a daemon thread and return ``self``."""

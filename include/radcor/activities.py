@@ -47,9 +47,7 @@ FINISHED_STATES = DONE_STATES | {
     ActivityState.INVALID,
     ActivityState.UPSTREAM_FAILED,
 }
-BAD_STATES = frozenset(
-    {ActivityState.FAILED, ActivityState.INVALID, ActivityState.UPSTREAM_FAILED}
-)
+BAD_STATES = frozenset({ActivityState.FAILED, ActivityState.INVALID, ActivityState.UPSTREAM_FAILED})
 
 metadata = sa.MetaData()
 

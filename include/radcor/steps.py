@@ -168,33 +168,59 @@ class StepRunner:
     def run(self, task_type: TaskType) -> StepOutcome:
         """Run every node of ``task_type``; a failing node never stops its siblings."""
         outcome = StepOutcome()
-        activities = {a.key.node_id: a for a in self.store.for_run(self.context.run_id, self.plan.scene.scene_id)}
+        activities = {
+            a.key.node_id: a
+            for a in self.store.for_run(self.context.run_id, self.plan.scene.scene_id)
+        }
         statuses = {node_id: str(a.status) for node_id, a in activities.items()}
         for node in nodes_of_type(self.plan, task_type):
             key = self._key(node)
             previous = activities.get(node.node_id)
             if previous is not None and previous.status in DONE_STATES:
-                self.log.info("%s.kept node=%s collection=%s state=%s", task_type, node.node_id,
-                              node.collection, previous.status)
+                self.log.info(
+                    "%s.kept node=%s collection=%s state=%s",
+                    task_type,
+                    node.node_id,
+                    node.collection,
+                    previous.status,
+                )
                 outcome.states[node.node_id] = str(previous.status)
                 continue
             if node.skip_reason:
-                self.store.record(key, ActivityState.SKIPPED, message=node.skip_reason,
-                                  task_instance=self.context.task_instance)
+                self.store.record(
+                    key,
+                    ActivityState.SKIPPED,
+                    message=node.skip_reason,
+                    task_instance=self.context.task_instance,
+                )
                 statuses[node.node_id] = outcome.states[node.node_id] = ActivityState.SKIPPED
-                self.log.info("%s.skipped node=%s collection=%s reason=%s", task_type,
-                              node.node_id, node.collection, node.skip_reason)
+                self.log.info(
+                    "%s.skipped node=%s collection=%s reason=%s",
+                    task_type,
+                    node.node_id,
+                    node.collection,
+                    node.skip_reason,
+                )
                 continue
             runnable, reason = is_runnable(node, statuses)
             if not runnable:
-                self.store.record(key, ActivityState.UPSTREAM_FAILED, message=reason,
-                                  task_instance=self.context.task_instance)
-                statuses[node.node_id] = outcome.states[node.node_id] = ActivityState.UPSTREAM_FAILED
+                self.store.record(
+                    key,
+                    ActivityState.UPSTREAM_FAILED,
+                    message=reason,
+                    task_instance=self.context.task_instance,
+                )
+                statuses[node.node_id] = outcome.states[node.node_id] = (
+                    ActivityState.UPSTREAM_FAILED
+                )
                 self.log.info("%s.not_run node=%s reason=%s", task_type, node.node_id, reason)
                 continue
             state = self._run_node(node, key, activities, outcome)
             statuses[node.node_id] = outcome.states[node.node_id] = state
-            activities = {a.key.node_id: a for a in self.store.for_run(self.context.run_id, self.plan.scene.scene_id)}
+            activities = {
+                a.key.node_id: a
+                for a in self.store.for_run(self.context.run_id, self.plan.scene.scene_id)
+            }
         return outcome
 
     def _key(self, node: PlanNode) -> ActivityKey:
@@ -207,31 +233,52 @@ class StepRunner:
             collection=node.collection,
         )
 
-    def _run_node(self, node: PlanNode, key: ActivityKey, activities: Mapping[str, Any],
-                  outcome: StepOutcome) -> ActivityState:
+    def _run_node(
+        self, node: PlanNode, key: ActivityKey, activities: Mapping[str, Any], outcome: StepOutcome
+    ) -> ActivityState:
         scene = self.plan.scene
-        self.store.record(key, ActivityState.RUNNING, catalog=scene.catalog,
-                          task_instance=self.context.task_instance)
+        self.store.record(
+            key,
+            ActivityState.RUNNING,
+            catalog=scene.catalog,
+            task_instance=self.context.task_instance,
+        )
         started = time.monotonic()
         try:
             if node.type == TaskType.DOWNLOAD:
                 facts = self._download(node)
             else:
                 parent = activities.get(node.parent_id) if node.parent_id else None
-                parent_files = (parent.outputs.get("files", {}) if parent is not None else {})
+                parent_files = parent.outputs.get("files", {}) if parent is not None else {}
                 facts = self._process(node, {k: Path(v) for k, v in parent_files.items()})
         except Exception as err:  # the step boundary: record, keep siblings going, re-raise later
             state = _failure_state(err)
-            self.store.record(key, state, error=f"{type(err).__name__}: {err}",
-                              task_instance=self.context.task_instance)
-            self.log.error("%s.failed node=%s collection=%s error=%s: %s", node.type,
-                           node.node_id, node.collection, type(err).__name__, err)
+            self.store.record(
+                key,
+                state,
+                error=f"{type(err).__name__}: {err}",
+                task_instance=self.context.task_instance,
+            )
+            self.log.error(
+                "%s.failed node=%s collection=%s error=%s: %s",
+                node.type,
+                node.node_id,
+                node.collection,
+                type(err).__name__,
+                err,
+            )
             outcome.errors.append(err)
             return state
         state = ActivityState.REUSED if facts.pop("reused", False) else ActivityState.SUCCESS
         self.store.record(key, state, task_instance=self.context.task_instance, **facts)
-        self.log.info("%s.done node=%s collection=%s state=%s elapsed_s=%.1f", node.type,
-                      node.node_id, node.collection, state, time.monotonic() - started)
+        self.log.info(
+            "%s.done node=%s collection=%s state=%s elapsed_s=%.1f",
+            node.type,
+            node.node_id,
+            node.collection,
+            state,
+            time.monotonic() - started,
+        )
         return state
 
     def _download(self, node: PlanNode) -> dict[str, Any]:
@@ -244,8 +291,12 @@ class StepRunner:
         elapsed_s = max(time.monotonic() - started, 1e-9)
         self.log.info(
             "download.done scene=%s catalog=%s size_bytes=%d mb_s=%.2f elapsed_s=%.1f reused=%s",
-            scene.scene_id, scene.catalog, result.size_bytes,
-            result.size_bytes / 1e6 / elapsed_s, elapsed_s, result.reused,
+            scene.scene_id,
+            scene.catalog,
+            result.size_bytes,
+            result.size_bytes / 1e6 / elapsed_s,
+            elapsed_s,
+            result.reused,
         )
         files = {Path(p).stem: str(p) for p in result.files} or {"archive": str(result.path)}
         return {
@@ -266,19 +317,31 @@ class StepRunner:
             processor = make_processor(collection.processors[str(node.type)].name)
             output_dir = work_dir(node.collection, scene.tile, scene.datetime, scene.scene_id)
         if not parent_files:
-            raise InvalidInputError(FieldProblem(
-                f"node {node.node_id}", f"{node.type} of {node.collection} got no input files",
-                "give it a parent node (download or correction) that produces files"))
+            raise InvalidInputError(
+                FieldProblem(
+                    f"node {node.node_id}",
+                    f"{node.type} of {node.collection} got no input files",
+                    "give it a parent node (download or correction) that produces files",
+                )
+            )
         output_dir.mkdir(parents=True, exist_ok=True)
-        result = processor.run(ProcessorInputs(
-            scene=scene, collection=collection, files=parent_files, output_dir=output_dir,
-            args=node.args, source_collection=node.source_collection,
-        ))
+        result = processor.run(
+            ProcessorInputs(
+                scene=scene,
+                collection=collection,
+                files=parent_files,
+                output_dir=output_dir,
+                args=node.args,
+                source_collection=node.source_collection,
+            )
+        )
         facts: dict[str, Any] = {
             "provider": processor.name,
-            "outputs": {"path": str(output_dir),
-                        "files": {k: str(v) for k, v in result.files.items()},
-                        "metadata": result.metadata},
+            "outputs": {
+                "path": str(output_dir),
+                "files": {k: str(v) for k, v in result.files.items()},
+                "metadata": result.metadata,
+            },
         }
         if result.item is not None:
             from include.catalog.static_stac import collection_from_config
@@ -326,8 +389,9 @@ class RunSummary:
         }
 
 
-def summarize(plans: list[ScenePlan], run_id: str, store: ActivityStore,
-              duration_s: float) -> RunSummary:
+def summarize(
+    plans: list[ScenePlan], run_id: str, store: ActivityStore, duration_s: float
+) -> RunSummary:
     """Count scenes done, skipped and failed from the activities of the run.
 
     A scene failed when any node failed, or when some node has no finished activity (its task
@@ -338,10 +402,12 @@ def summarize(plans: list[ScenePlan], run_id: str, store: ActivityStore,
     bytes_downloaded = 0
     for plan in plans:
         activities = {a.key.node_id: a for a in store.for_run(run_id, plan.scene.scene_id)}
-        states = [activities[n.node_id].status if n.node_id in activities else None
-                  for n in plan.nodes]
+        states = [
+            activities[n.node_id].status if n.node_id in activities else None for n in plan.nodes
+        ]
         bytes_downloaded += sum(
-            a.size_bytes or 0 for a in activities.values()
+            a.size_bytes or 0
+            for a in activities.values()
             if a.key.task_type == TaskType.DOWNLOAD and a.status == ActivityState.SUCCESS
         )
         if any(s is None or s in BAD_STATES or s == ActivityState.RUNNING for s in states):
@@ -351,6 +417,11 @@ def summarize(plans: list[ScenePlan], run_id: str, store: ActivityStore,
         else:
             done += 1
     return RunSummary(
-        found=len(plans), done=done, skipped=skipped, failed=len(failed),
-        bytes_downloaded=bytes_downloaded, duration_s=duration_s, failed_scenes=tuple(failed),
+        found=len(plans),
+        done=done,
+        skipped=skipped,
+        failed=len(failed),
+        bytes_downloaded=bytes_downloaded,
+        duration_s=duration_s,
+        failed_scenes=tuple(failed),
     )

@@ -70,8 +70,12 @@ def _validated(raw: Mapping[str, Any]) -> RadcorConf:
         return validate_request(raw)
     except InvalidInputError as err:
         for problem in err.problems:
-            log.error("conf.invalid field=%s message=%s fix=%s", problem.field, problem.message,
-                      problem.fix)
+            log.error(
+                "conf.invalid field=%s message=%s fix=%s",
+                problem.field,
+                problem.message,
+                problem.fix,
+            )
         raise AirflowFailException(f"invalid radcor conf:\n{err}") from err
 
 
@@ -83,12 +87,16 @@ def _credentials(conn_id: str | None, *, required: bool) -> Credentials | None:
     except AirflowNotFoundException as err:
         if not required:
             return None
-        raise InvalidInputError(FieldProblem(
-            "catalog_args.conn_id", f"Airflow Connection {conn_id!r} does not exist",
-            f"create it (airflow connections add {conn_id} --conn-login ... --conn-password ...)",
-        )) from err
-    return Credentials(username=conn.login, password=conn.password,
-                       extra=dict(conn.extra_dejson or {}))
+        raise InvalidInputError(
+            FieldProblem(
+                "catalog_args.conn_id",
+                f"Airflow Connection {conn_id!r} does not exist",
+                f"create it: airflow connections add {conn_id} --conn-login ... --conn-password ..",
+            )
+        ) from err
+    return Credentials(
+        username=conn.login, password=conn.password, extra=dict(conn.extra_dejson or {})
+    )
 
 
 def _driver_factory(conf: RadcorConf) -> Any:
@@ -115,14 +123,21 @@ def _run_context() -> RunContext:
     )
 
 
-def _run_step(task_type: TaskType, conf_dict: dict[str, Any], plan_dict: dict[str, Any]) -> dict[str, str]:
+def _run_step(
+    task_type: TaskType, conf_dict: dict[str, Any], plan_dict: dict[str, Any]
+) -> dict[str, str]:
     plan = ScenePlan.from_dict(plan_dict)
     get_current_context()["scene_id"] = plan.scene.scene_id  # type: ignore[typeddict-unknown-key]
     if not nodes_of_type(plan, task_type):
         raise AirflowSkipException(f"no {task_type} in this conf for {plan.scene.scene_id}")
     conf = _validated(conf_dict)
-    runner = StepRunner(plan, _run_context(), store=ActivityStore(), backend=default_backend(),
-                        driver_factory=_driver_factory(conf))
+    runner = StepRunner(
+        plan,
+        _run_context(),
+        store=ActivityStore(),
+        backend=default_backend(),
+        driver_factory=_driver_factory(conf),
+    )
     outcome = runner.run(task_type)
     error = first_error_to_raise(outcome)
     if isinstance(error, (InvalidInputError, ProviderError)):
@@ -184,8 +199,12 @@ def build_radcor_dag(
                 raw["start"] = context["data_interval_start"].isoformat()
                 raw["end"] = (context["data_interval_end"] - timedelta(microseconds=1)).isoformat()
             conf = _validated(raw)
-            log.info("conf.valid catalog=%s dataset=%s action=%s", conf.catalog, conf.dataset,
-                     conf.action)
+            log.info(
+                "conf.valid catalog=%s dataset=%s action=%s",
+                conf.catalog,
+                conf.dataset,
+                conf.action,
+            )
             return conf.model_dump(mode="json")
 
         @task
@@ -228,12 +247,22 @@ def build_radcor_dag(
                 return dict(result or {"Results": 0})
             started = context["dag_run"].start_date
             duration_s = time.time() - started.timestamp() if started else 0.0
-            summary = summarize([ScenePlan.from_dict(p) for p in plans or []], ti.run_id,
-                                ActivityStore(), duration_s)
+            summary = summarize(
+                [ScenePlan.from_dict(p) for p in plans or []],
+                ti.run_id,
+                ActivityStore(),
+                duration_s,
+            )
             log.info(
                 "report.summary found=%d done=%d skipped=%d failed=%d bytes=%d duration_s=%.1f "
-                "failed_scenes=%s", summary.found, summary.done, summary.skipped, summary.failed,
-                summary.bytes_downloaded, summary.duration_s, ",".join(summary.failed_scenes),
+                "failed_scenes=%s",
+                summary.found,
+                summary.done,
+                summary.skipped,
+                summary.failed,
+                summary.bytes_downloaded,
+                summary.duration_s,
+                ",".join(summary.failed_scenes),
             )
             if summary.failed:
                 raise AirflowFailException(

@@ -53,8 +53,14 @@ def test_radcor_dag_has_the_request_shaped_tasks() -> None:
     dag = _load(DAGS_DIR / "radcor.py").dags["radcor"]
     assert dag.schedule is None or str(dag.timetable.summary) in ("None", "")
     assert {t.task_id for t in dag.tasks} == {
-        "validate", "search", "report", "scene.download", "scene.correction",
-        "scene.harmonization", "scene.post", "scene.publish",
+        "validate",
+        "search",
+        "report",
+        "scene.download",
+        "scene.correction",
+        "scene.harmonization",
+        "scene.post",
+        "scene.publish",
     }
     assert dag.get_task("scene.download").queue == "download"
     assert dag.get_task("scene.publish").queue == "processing"

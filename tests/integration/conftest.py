@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,15 +30,8 @@ def demo_catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
 
     root = tmp_path_factory.mktemp("demo-catalog")
     build_demo_catalog(root, scenes=4, size_px=96)
-    server = serve(root, port=0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    host, port = server.server_address[:2]
-    try:
-        yield f"http://127.0.0.1:{port}", root
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(root, port=0) as server:
+        yield server.url, root
 
 
 @pytest.fixture

@@ -13,12 +13,26 @@ from include.radcor.activities import ActivityStore
 
 def _conf(catalog_url: str, **overrides: Any) -> dict[str, Any]:
     conf: dict[str, Any] = {
-        "w": -45.95, "s": -12.8, "e": -45.7, "n": -12.55,
-        "catalog": "demo", "catalog_args": {"url": catalog_url}, "dataset": "S2MSI1C",
-        "start": "2020-01-01T00:00:00", "end": "2020-12-31T23:59:59",
-        "cloud": 100, "action": "start", "force": False,
-        "tasks": [{"type": "download", "collection": "S2_L1C-1", "args": {},
-                   "tasks": [{"type": "publish", "collection": "S2_L1C-1", "args": {}}]}],
+        "w": -45.95,
+        "s": -12.8,
+        "e": -45.7,
+        "n": -12.55,
+        "catalog": "demo",
+        "catalog_args": {"url": catalog_url},
+        "dataset": "S2MSI1C",
+        "start": "2020-01-01T00:00:00",
+        "end": "2020-12-31T23:59:59",
+        "cloud": 100,
+        "action": "start",
+        "force": False,
+        "tasks": [
+            {
+                "type": "download",
+                "collection": "S2_L1C-1",
+                "args": {},
+                "tasks": [{"type": "publish", "collection": "S2_L1C-1", "args": {}}],
+            }
+        ],
     }
     conf.update(overrides)
     return conf

@@ -441,6 +441,22 @@ def test_demo_server_logs_one_line_per_request(
     assert "path=/nothing?x=1 status=404" in lines[1]
 
 
+def test_demo_server_second_serve_forever_waits_until_shutdown(
+    catalog: tuple[Path, list[dict[str, Any]]],
+) -> None:
+    running = serve(catalog[0], port=0)
+    extra = threading.Thread(target=running.serve_forever, daemon=True)
+    extra.start()  # as a caller that also runs its own loop after serve()
+    try:
+        status, _ = fetch_json(f"{running.url}/conformance")
+        assert status == 200
+    finally:
+        running.shutdown()
+        extra.join(timeout=5)
+        assert not extra.is_alive()
+        running.stop()
+
+
 # -- CLI ----------------------------------------------------------------------------------------
 
 

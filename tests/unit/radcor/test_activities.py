@@ -19,15 +19,25 @@ def store(request: pytest.FixtureRequest, tmp_path) -> ActivityStore:
 
 
 def _key(run_id: str, node_id: str = "0") -> ActivityKey:
-    return ActivityKey("radcor", run_id, "S2A_MSIL1C_20200109T132231_N0208_R038_T23LLF_20200109T145429",
-                       node_id, "download", "S2_L1C-1")
+    return ActivityKey(
+        "radcor",
+        run_id,
+        "S2A_MSIL1C_20200109T132231_N0208_R038_T23LLF_20200109T145429",
+        node_id,
+        "download",
+        "S2_L1C-1",
+    )
 
 
 def test_record_running_then_success_keeps_one_row_and_history(store: ActivityStore) -> None:
     run_id = f"run-{uuid.uuid4()}"
     store.record(_key(run_id), ActivityState.RUNNING, catalog="demo")
-    activity_id = store.record(_key(run_id), ActivityState.SUCCESS, size_bytes=42,
-                               outputs={"files": {"B04": "/data/B04.tif"}})
+    activity_id = store.record(
+        _key(run_id),
+        ActivityState.SUCCESS,
+        size_bytes=42,
+        outputs={"files": {"B04": "/data/B04.tif"}},
+    )
     rows = store.for_run(run_id)
     assert len(rows) == 1
     row = rows[0]
