@@ -189,6 +189,16 @@ class CatalogDriver(abc.ABC):
         self.credentials = credentials
         self.options = dict(options or {})
 
+    def close(self) -> None:
+        """Release connections (default: nothing to release)."""
+        return None
+
+    def __enter__(self) -> CatalogDriver:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     @abc.abstractmethod
     def search(self, query: SearchQuery) -> list[Scene]:
         """Return every scene matching ``query``, oldest first."""

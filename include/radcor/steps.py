@@ -283,11 +283,11 @@ class StepRunner:
 
     def _download(self, node: PlanNode) -> dict[str, Any]:
         scene = self.plan.scene
-        driver = self.driver_factory(scene.catalog)
         dest = archive_dir(node.collection, scene.tile, scene.datetime, scene.scene_id)
         progress = ProgressLogger(self.log, f"download.progress scene={scene.scene_id}")
         started = time.monotonic()
-        result = driver.download(scene, dest, progress=progress)
+        with self.driver_factory(scene.catalog) as driver:
+            result = driver.download(scene, dest, progress=progress)
         elapsed_s = max(time.monotonic() - started, 1e-9)
         self.log.info(
             "download.done scene=%s catalog=%s size_bytes=%d mb_s=%.2f elapsed_s=%.1f reused=%s",

@@ -210,7 +210,8 @@ def build_radcor_dag(
         @task
         def search(conf_dict: dict[str, Any]) -> list[dict[str, Any]]:
             conf = _validated(conf_dict)
-            scenes = search_scenes(conf, _driver_factory(conf)(conf.catalog))
+            with _driver_factory(conf)(conf.catalog) as driver:
+                scenes = search_scenes(conf, driver)
             get_current_context()["ti"].xcom_push(key="preview", value=preview(scenes))
             plans = plan_scenes(conf, scenes, default_backend())
             log.info("search.planned scenes=%d action=%s", len(plans), conf.action)
@@ -273,7 +274,7 @@ def build_radcor_dag(
 
         conf = validate()
         plans = search(conf)
-        scene.partial(conf_dict=conf).expand(plan=plans)
-        report(conf, plans)
+        scenes = scene.partial(conf_dict=conf).expand(plan=plans)
+        scenes >> report(conf, plans)
 
     return radcor_dag()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ DAG_FILES = sorted(p for p in DAGS_DIR.glob("*.py") if not p.name.startswith("_"
 def _load(path: Path):
     from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=str(path), include_examples=False, safe_mode=False)
+    return DagBag(dag_folder=str(path))
 
 
 @pytest.fixture(autouse=True)
@@ -81,6 +82,7 @@ def test_radcor_params_reject_malformed_conf(conf: dict[str, object], bad_key: s
     from airflow.sdk.exceptions import ParamValidationError
 
     dag = _load(DAGS_DIR / "radcor.py").dags["radcor"]
-    params = dag.params.deep_merge(conf)
+    params = copy.deepcopy(dag.params)
     with pytest.raises(ParamValidationError, match=bad_key):
+        params.update(conf)
         params.validate()

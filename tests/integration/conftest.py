@@ -45,6 +45,6 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def radcor_dag():  # noqa: ANN201 - an Airflow DAG
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(REPO / "dags" / "radcor.py"), include_examples=False)
+    bag = DagBag(dag_folder=str(REPO / "dags" / "radcor.py"))
     assert bag.import_errors == {}
     return bag.dags["radcor"]

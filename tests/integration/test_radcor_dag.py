@@ -110,7 +110,7 @@ def test_radcor_invalid_conf_fails_in_validate_before_any_work(
     radcor_dag: Any, demo_catalog: tuple[str, Path], data_dir: Path
 ) -> None:
     url, _ = demo_catalog
-    conf = _conf(url, tasks=[{"type": "download", "collection": "S2_L1C", "args": {}}])
+    conf = _conf(url, tiles=["23LLF"], tasks=[{"type": "download", "collection": "S2_XX-1"}])
     run = radcor_dag.test(run_conf=conf)
     states = _states(run)
     assert str(run.state) == "failed"
