@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from include.common.progress import ProgressFn
@@ -196,7 +197,12 @@ class CatalogDriver(abc.ABC):
     def __enter__(self) -> CatalogDriver:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.close()
 
     @abc.abstractmethod

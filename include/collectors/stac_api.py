@@ -34,7 +34,6 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -464,17 +463,6 @@ class StacApiDriver(CatalogDriver):
             if self._client is not None:
                 self._client.close()
                 self._client = None
-
-    def __enter__(self) -> StacApiDriver:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def auth_headers(self, url: str) -> dict[str, str]:
         """Return the Authorization header for ``url`` when it is on the catalog's host."""

@@ -195,9 +195,10 @@ def build_radcor_dag(
         def validate() -> dict[str, Any]:
             context = get_current_context()
             raw = dict(context["params"])
-            if dates_from_interval:
-                raw["start"] = context["data_interval_start"].isoformat()
-                raw["end"] = (context["data_interval_end"] - timedelta(microseconds=1)).isoformat()
+            start, end = context.get("data_interval_start"), context.get("data_interval_end")
+            if dates_from_interval and start is not None and end is not None:
+                raw["start"] = start.isoformat()
+                raw["end"] = (end - timedelta(microseconds=1)).isoformat()
             conf = _validated(raw)
             log.info(
                 "conf.valid catalog=%s dataset=%s action=%s",
@@ -273,8 +274,8 @@ def build_radcor_dag(
             return summary.to_dict()
 
         conf = validate()
-        plans = search(conf)
+        plans = search(conf)  # type: ignore[arg-type]  # TaskFlow passes XComArgs
         scenes = scene.partial(conf_dict=conf).expand(plan=plans)
-        scenes >> report(conf, plans)
+        scenes >> report(conf, plans)  # type: ignore[arg-type]
 
     return radcor_dag()
