@@ -12,6 +12,8 @@ export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="${AIRFLOW__DATABASE__SQL_ALCHEMY_CON
 export COLLECTION_BUILDER_DB_URL="${COLLECTION_BUILDER_DB_URL:-$CB_PG_URL}"
 export DATA_DIR="${DATA_DIR:-$VAR_DIR/data}"
 export AIRFLOW__API_AUTH__JWT_SECRET="${AIRFLOW__API_AUTH__JWT_SECRET:-collection-builder-demo-secret-change-me}"
+# Tasks reach the execution API through base_url: keep it on the port the api-server listens on.
+export AIRFLOW__API__BASE_URL="${AIRFLOW__API__BASE_URL:-http://127.0.0.1:${CB_API_PORT:-8080}}"
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
 export PYTHONPATH="$REPO_DIR:$REPO_DIR/plugins${PYTHONPATH:+:$PYTHONPATH}"
 export NO_PROXY="127.0.0.1,localhost"

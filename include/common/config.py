@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from include.common.errors import ConfigError
 
@@ -61,11 +68,25 @@ class QuicklookConfig(_Model):
 
 
 class IndexConfig(_Model):
-    """A spectral index: an arithmetic expression over band names."""
+    """A spectral index: by name from the Awesome Spectral Indices catalog, or an expression.
 
-    expression: str
+    With no ``expression``, the index is taken from the catalog (the ``spyndex`` package) by
+    ``name``, which defaults to the index's key; ``params`` overrides its constants (``L``,
+    ``g``...). An ``expression`` is arithmetic over band names (parsed safely, never ``eval``).
+    ``int16`` outputs store ``round(value / scale)``; ``float32`` stores the value.
+    """
+
+    expression: str | None = None
+    name: str | None = None
+    params: dict[str, float] = Field(default_factory=dict)
     data_type: Literal["int16", "float32"] = "int16"
-    scale: float = 0.0001
+    scale: float = Field(default=0.0001, gt=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> IndexConfig:
+        if self.expression is not None and self.name is not None:
+            raise ValueError("give either expression or name (a catalog index), not both")
+        return self
 
 
 class ProviderConfig(_Model):

@@ -131,6 +131,8 @@ class CogInfo:
     transform: tuple[float, float, float, float, float, float]
     overviews: tuple[int, ...]
     compression: str
+    scale: float | None = None
+    offset: float | None = None
 
     @property
     def resolution_m(self) -> float:
@@ -168,6 +170,11 @@ def _source_vrt(
         crs_wkt = ds.crs.to_wkt()
         gt = ds.transform.to_gdal()
         effective_nodata = nodata if nodata is not None else ds.nodatavals[band_index - 1]
+        own_scale, own_offset = ds.scales[band_index - 1], ds.offsets[band_index - 1]
+    # the source's own scale/offset (per scene, e.g. the S2 baseline's -1000 offset) win over the
+    # collection's defaults; rasterio reports 1.0/0.0 when the file declares none
+    if own_scale not in (None, 1.0) or own_offset not in (None, 0.0):
+        scale, offset = own_scale, own_offset
     if dtype not in _GDAL_TYPES:
         raise InvalidInputError(
             FieldProblem(
@@ -212,8 +219,8 @@ def write_cog(
         dest: the final path of the COG.
         nodata: the nodata value to declare (None keeps the source's).
         options: compression, block size, threads, overview resampling.
-        scale: optional scale to record in the GeoTIFF metadata.
-        offset: optional offset to record in the GeoTIFF metadata.
+        scale: scale to record in the GeoTIFF metadata when the source declares none.
+        offset: offset to record in the GeoTIFF metadata when the source declares none.
         band_index: the 1-based band of ``src`` to write.
 
     Returns:
@@ -245,6 +252,11 @@ def write_cog(
     finally:
         tmp.unlink(missing_ok=True)
     return replace(info, path=dest)
+
+
+def _declared(value: float | None, default: float) -> float | None:
+    """Return a scale/offset the file declares, None when it is absent or the neutral value."""
+    return None if value is None or value == default else float(value)
 
 
 def _six(transform: Affine) -> tuple[float, float, float, float, float, float]:
@@ -319,6 +331,8 @@ def validate_cog(path: Path, *, blocksize: int = 512) -> CogInfo:
                 transform=_six(ds.transform),
                 overviews=overviews,
                 compression=compression,
+                scale=_declared(ds.scales[0], 1.0),
+                offset=_declared(ds.offsets[0], 0.0),
             )
     except RasterioError as err:
         raise ProcessingError(f"{path.name}: cannot be read as a GeoTIFF: {err}") from err

@@ -1,0 +1,142 @@
+"""The scenes of a run, stored in the database so XComs carry small references, not plans.
+
+A search can match 10,000+ scenes; their plans (footprints, assets) would make a multi-megabyte
+XCom. ``search`` saves them here once; each mapped task loads its own plan by (run, index);
+``report`` reads them all back in pages.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from functools import cache
+from typing import Any
+
+import sqlalchemy as sa
+
+from include.radcor.activities import default_db_url
+
+metadata = sa.MetaData()
+
+run_scenes_table = sa.Table(
+    "radcor_run_scenes",
+    metadata,
+    sa.Column("run_id", sa.String(250), primary_key=True),
+    sa.Column("idx", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("scene_id", sa.String(250), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+)
+
+PAGE_SIZE = 1000
+
+
+@cache
+def _engine(url: str) -> sa.Engine:
+    engine = sa.create_engine(url, pool_pre_ping=True)
+    metadata.create_all(engine, checkfirst=True)
+    return engine
+
+
+class RunScenes:
+    """Saves and loads the JSON bodies (scene plans or preview entries) of one run's scenes."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.engine = _engine(url or default_db_url())
+
+    def save(self, run_id: str, kind: str, bodies: Sequence[dict[str, Any]]) -> int:
+        """Replace the run's stored bodies of ``kind`` with ``bodies``; return how many.
+
+        Bodies carry ``scene_id`` at the top level or under ``scene``. Saving again (a retried
+        search) replaces, never duplicates.
+        """
+        table = run_scenes_table
+        with self.engine.begin() as conn:
+            conn.execute(table.delete().where(table.c.run_id == run_id, table.c.kind == kind))
+            for start in range(0, len(bodies), PAGE_SIZE):
+                rows = [
+                    {
+                        "run_id": run_id,
+                        "idx": start + offset,
+                        "scene_id": _scene_id(body),
+                        "kind": kind,
+                        "body": json.dumps(body, default=str),
+                    }
+                    for offset, body in enumerate(bodies[start : start + PAGE_SIZE])
+                ]
+                if rows:
+                    conn.execute(table.insert(), rows)
+        return len(bodies)
+
+    def load(self, run_id: str, kind: str, idx: int) -> dict[str, Any]:
+        """Return one stored body.
+
+        Raises:
+            KeyError: when the run has no body at ``idx`` (the search did not store it).
+        """
+        table = run_scenes_table
+        query = sa.select(table.c.body).where(
+            table.c.run_id == run_id, table.c.kind == kind, table.c.idx == idx
+        )
+        with self.engine.connect() as conn:
+            body = conn.execute(query).scalar_one_or_none()
+        if body is None:
+            raise KeyError(f"run {run_id!r} has no {kind} #{idx}; rerun its search task")
+        result: dict[str, Any] = json.loads(body)
+        return result
+
+    def iterate(self, run_id: str, kind: str) -> Iterator[dict[str, Any]]:
+        """Yield the run's stored bodies of ``kind`` in index order, a page at a time."""
+        table = run_scenes_table
+        last = -1
+        while True:
+            query = (
+                sa.select(table.c.idx, table.c.body)
+                .where(table.c.run_id == run_id, table.c.kind == kind, table.c.idx > last)
+                .order_by(table.c.idx)
+                .limit(PAGE_SIZE)
+            )
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).all()
+            if not rows:
+                return
+            for row in rows:
+                yield json.loads(row.body)
+            last = rows[-1].idx
+
+    def count(self, run_id: str, kind: str) -> int:
+        """Return how many bodies of ``kind`` the run has stored."""
+        table = run_scenes_table
+        query = sa.select(sa.func.count()).where(table.c.run_id == run_id, table.c.kind == kind)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+
+def _scene_id(body: dict[str, Any]) -> str:
+    if "scene" in body and isinstance(body["scene"], dict):
+        return str(body["scene"]["scene_id"])
+    return str(body.get("scene_id") or body.get("sceneid") or "")
+
+
+def split_into_groups(count: int, group_size: int, groups: int) -> list[list[int]]:
+    """Split scene indices ``0..count-1`` into ``groups`` lists of at most ``group_size`` each.
+
+    Used to feed several mapped task groups when a run has more scenes than Airflow maps in one
+    task (``max_map_length``). Unused groups get an empty list (their tasks are skipped).
+
+    Raises:
+        ValueError: when ``count`` does not fit in ``groups * group_size``.
+    """
+    if group_size < 1 or groups < 1:
+        raise ValueError("group_size and groups must be at least 1")
+    capacity = group_size * groups
+    if count > capacity:
+        raise ValueError(
+            f"{count} scenes exceed the {capacity} one run can map "
+            f"({groups} groups x {group_size}); narrow the area or dates, or raise "
+            "COLLECTION_BUILDER_SCENE_GROUPS"
+        )
+    return [
+        list(range(start, min(start + group_size, count)))
+        for start in range(0, group_size * groups, group_size)
+    ]
