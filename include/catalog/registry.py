@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import os
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -23,10 +24,12 @@ B = TypeVar("B", bound=type[CatalogBackend])
 _BACKENDS: dict[str, type[CatalogBackend]] = {}
 _ALIASES: dict[str, str] = {}
 
-BUILTIN_MODULES: tuple[str, ...] = ("include.catalog.static_stac",)
+BUILTIN_MODULES: tuple[str, ...] = ("include.catalog.static_stac", "include.catalog.pgstac")
 """Modules that register the built-in backends, imported at the bottom of this module."""
 
 DEFAULT_BACKEND = "static"
+BACKEND_ENV = "COLLECTION_BUILDER_CATALOG_BACKEND"
+"""Which backend ``default_backend`` builds: ``static`` (default) or ``pgstac``."""
 
 
 def register(name: str, *, aliases: Iterable[str] = ()) -> Callable[[B], B]:
@@ -119,12 +122,18 @@ def make_backend(name: str = DEFAULT_BACKEND, **settings: Any) -> CatalogBackend
 
 
 def default_backend() -> CatalogBackend:
-    """Return the embedded default: a static STAC catalog at ``storage.catalog_root()``.
+    """Return the configured backend: ``$COLLECTION_BUILDER_CATALOG_BACKEND``, default static.
+
+    ``static`` is a STAC catalog at ``storage.catalog_root()``; ``pgstac`` is the database at
+    ``$COLLECTION_BUILDER_PGSTAC_DSN`` (see ``include.catalog.pgstac``).
 
     Raises:
-        InvalidInputError: never in practice (the static backend is built in).
+        InvalidInputError: when the variable names no registered backend.
     """
-    return make_backend(DEFAULT_BACKEND, root=catalog_root())
+    name = os.environ.get(BACKEND_ENV, "").strip() or DEFAULT_BACKEND
+    if backend_class(name).name == "static":
+        return make_backend(name, root=catalog_root())
+    return make_backend(name)
 
 
 for _module in BUILTIN_MODULES:

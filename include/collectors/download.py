@@ -687,6 +687,37 @@ def download_file(
         )
 
 
+def reuse_existing(
+    dest: Path,
+    *,
+    expected_size: int | None = None,
+    checksum: str | None = None,
+    chunk_bytes: int = 1 << 20,
+) -> DownloadedFile | None:
+    """Return ``dest`` as a reused ``DownloadedFile`` when a valid copy is in place, else None.
+
+    For drivers that must make API calls before they know a file's URL: checking first keeps a
+    rerun off the provider entirely. The same rules as ``download_file``'s reuse apply (size and
+    checksum when given; a non-empty file otherwise), under the same lock.
+
+    Raises:
+        ProviderError: when ``checksum`` is malformed.
+    """
+    dest = Path(dest)
+    if not dest.exists():
+        return None
+    expected = _expected(str(dest), expected_size, checksum)
+    with _exclusive_lock(dest.with_name(dest.name + ".lock")):
+        existing = _reusable(dest, expected, chunk_bytes=chunk_bytes)
+        if existing is None:
+            return None
+        size = dest.stat().st_size
+    log.info("download.reused dest=%s size_bytes=%d", dest, size)
+    return DownloadedFile(
+        path=dest, size_bytes=size, checksum=str(existing), reused=True, files=(dest,)
+    )
+
+
 def _verify(part: Path, fetched: _Fetched, expected: _Expected) -> None:
     """Raise ``ChecksumMismatchError`` (after deleting ``part``) when it is not the right file."""
     if expected.size_bytes is not None and fetched.size_bytes != expected.size_bytes:
@@ -839,6 +870,7 @@ __all__ = [
     "parse_retry_after",
     "redact_url",
     "retry_delay_s",
+    "reuse_existing",
     "tls_verify_setting",
     "user_agent",
 ]

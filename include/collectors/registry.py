@@ -8,6 +8,7 @@ name or alias from ``config/catalogs.yaml``) and ``catalog_args`` into a ready d
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -27,7 +28,11 @@ _DRIVERS: dict[str, type[CatalogDriver]] = {}
 _ALIASES: dict[str, str] = {}
 """Alias (lowercase) -> registry key."""
 
-BUILTIN_MODULES: tuple[str, ...] = ("include.collectors.stac_api",)
+BUILTIN_MODULES: tuple[str, ...] = (
+    "include.collectors.stac_api",
+    "include.collectors.usgs_m2m",
+    "include.collectors.cdse_odata",
+)
 """Modules holding built-in drivers, imported by name when this module is imported."""
 
 CATALOG_ARG_KEYS: tuple[str, ...] = (
@@ -41,6 +46,11 @@ CATALOG_ARG_KEYS: tuple[str, ...] = (
 
 _TASK_LAYER_KEYS = ("conn_id",)
 """``catalog_args`` keys consumed by the task layer (it turns the Connection into credentials)."""
+
+OPTION_ARG_KEYS: tuple[str, ...] = ("token_url",)
+"""``catalog_args`` keys that override an entry of the catalog's ``options`` (only when the catalog
+declares it). ``token_url`` must stay on the catalog's host or loopback: the token request carries
+the Connection's password."""
 
 _CREDENTIAL_KEYS = frozenset(
     {
@@ -131,14 +141,15 @@ def _catalog_args_overrides(catalog_args: Mapping[str, Any]) -> dict[str, Any]:
                     "catalog_args.conn_id",
                 )
             )
-        elif key in CATALOG_ARG_KEYS:
+        elif key in CATALOG_ARG_KEYS or key in OPTION_ARG_KEYS:
             overrides[key] = value
         elif key not in _TASK_LAYER_KEYS:
             problems.append(
                 FieldProblem(
                     f"catalog_args.{key}",
                     "unknown catalog argument",
-                    f"use one of: {', '.join((*CATALOG_ARG_KEYS, *_TASK_LAYER_KEYS))}",
+                    "use one of: "
+                    + ", ".join((*CATALOG_ARG_KEYS, *_TASK_LAYER_KEYS, *OPTION_ARG_KEYS)),
                 )
             )
     if problems:
@@ -160,6 +171,72 @@ def _apply_overrides(config: CatalogConfig, overrides: dict[str, Any]) -> Catalo
                 for error in err.errors()
             ]
         ) from err
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Return whether ``host`` is ``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
+    if not host:
+        return False
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def endpoint_override_problem(field: str, value: object, *, home_url: str) -> FieldProblem | None:
+    """Return why ``value`` cannot override an endpoint beside ``home_url``, or None.
+
+    An endpoint that receives credentials (a token endpoint) must be an http(s) URL on the host
+    of ``home_url`` or on loopback, so a conf cannot send a Connection's password elsewhere.
+    Loopback never leaves the worker (test servers, local tunnels or proxies).
+    """
+    if not isinstance(value, str):
+        return FieldProblem(field, "must be a URL string", "give an http(s) URL")
+    try:
+        parts = urlsplit(value.strip())
+        host = parts.hostname
+    except ValueError:
+        return FieldProblem(field, "is not a valid URL (not shown)", "give an http(s) URL")
+    if parts.scheme not in ("http", "https") or not host or "@" in parts.netloc:
+        return FieldProblem(
+            field, "is not an http(s) URL with a host (and no user info)", "give an http(s) URL"
+        )
+    home = urlsplit(home_url).hostname
+    if host != home and not is_loopback_host(host):
+        return FieldProblem(
+            field,
+            f"points to host {host!r}, neither the catalog's host ({home}) nor loopback, and "
+            "would receive the Connection's credentials",
+            "leave it out (the catalog's configured endpoint is used) or configure that "
+            "endpoint in config/catalogs.yaml",
+        )
+    return None
+
+
+def _apply_option_overrides(
+    name: str, config: CatalogConfig, option_overrides: Mapping[str, Any]
+) -> CatalogConfig:
+    problems: list[FieldProblem] = []
+    for key, value in option_overrides.items():
+        field = f"catalog_args.{key}"
+        if key not in config.options:
+            problems.append(
+                FieldProblem(
+                    field,
+                    f"catalog {name!r} has no {key} option",
+                    "remove it (only catalogs whose options in config/catalogs.yaml declare it "
+                    "accept it)",
+                )
+            )
+            continue
+        problem = endpoint_override_problem(field, value, home_url=config.url)
+        if problem is not None:
+            problems.append(problem)
+    if problems:
+        raise InvalidInputError(problems)
+    return config.model_copy(update={"options": {**config.options, **option_overrides}})
 
 
 def driver_options(name: str, config: CatalogConfig) -> dict[str, Any]:
@@ -188,8 +265,9 @@ def make_driver(
     Args:
         catalog: the conf's ``catalog``; an alias (``SciHub``) logs a warning.
         catalog_args: the conf's overrides of ``url``, ``page_size``, ``timeout_s``,
-            ``verify_tls``, ``max_connections`` (``conn_id`` is accepted and left to the task
-            layer; raw credentials are refused).
+            ``verify_tls``, ``max_connections`` and of declared ``options`` such as
+            ``token_url`` (``conn_id`` is accepted and left to the task layer; raw credentials
+            are refused).
         credentials: from the catalog's Airflow Connection, if any.
         catalogs: the configured catalogs (default: ``config/catalogs.yaml``).
 
@@ -199,7 +277,8 @@ def make_driver(
 
     Raises:
         InvalidInputError: unknown catalog (known ones listed), bad or credential-like
-            ``catalog_args``, or a ``url`` override to another host while credentials are used.
+            ``catalog_args``, a ``url`` override to another host (loopback excepted) while
+            credentials are used, or a ``token_url`` off the catalog's host and loopback.
         ConfigError: the catalog names a driver that is not available.
     """
     configured = dict(catalogs) if catalogs is not None else load_catalogs()
@@ -223,10 +302,12 @@ def make_driver(
             name,
         )
     overrides = _catalog_args_overrides(catalog_args or {})
+    option_overrides = {key: overrides.pop(key) for key in OPTION_ARG_KEYS if key in overrides}
     merged = _apply_overrides(config, overrides)
     if "url" in overrides and credentials is not None:
         configured_host = urlsplit(config.url).hostname
-        if urlsplit(merged.url).hostname != configured_host:
+        new_host = urlsplit(merged.url).hostname
+        if new_host != configured_host and not is_loopback_host(new_host):
             raise InvalidInputError(
                 FieldProblem(
                     "catalog_args.url",
@@ -235,6 +316,8 @@ def make_driver(
                     "configure that endpoint as its own catalog in config/catalogs.yaml",
                 )
             )
+    if option_overrides:
+        merged = _apply_option_overrides(name, merged, option_overrides)
     if merged.verify_tls is False and config.verify_tls is not False:
         log.warning("catalog.tls_verify_off catalog=%s: set by catalog_args", name)
     try:

@@ -20,8 +20,18 @@ Scene ids: ``s2:product_uri`` without ``.SAFE`` for Sentinel-2; for Landsat the 
 Computer item ids drop the processing date), else the item id. The item id is kept in
 ``properties["stac_id"]``.
 
-Assets: only files reachable over HTTP(S) are downloadable (``s3://`` requester-pays hrefs such as
-Earth Search's Landsat assets are listed in ``properties["non_http_assets"]`` and skipped).
+Assets: only files reachable over HTTP(S) are downloadable. ``s3://`` hrefs (requester-pays
+buckets: every Earth Search Landsat and Sentinel-2 L1C asset) are listed in
+``properties["non_http_assets"]`` and skipped; a scene with nothing else fails its download with
+an error naming the providers to use instead. Preview-only assets (``visual`` true colour,
+thumbnails, tiles) are not downloaded.
+
+Planetary Computer: its blob storage (``*.blob.core.windows.net``) needs a SAS token per
+collection, from ``GET {sas_url}/token/{collection}`` (answer ``{"token", "msft:expiry"}``). With
+``options.sign_assets: true`` tokens are fetched at download time, cached per collection until
+shortly before they expire, and appended as the query string of blob hrefs; signed URLs are
+never logged. ``sas_url`` defaults to the ``/api/sas/v1`` beside the catalog's ``/api/stac/v1``
+(so ``catalog_args.url`` moves both), else Planetary Computer's own.
 """
 
 from __future__ import annotations
@@ -31,11 +41,13 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -80,8 +92,16 @@ FILE_SIZE_PROP = "file:size"
 FILE_CHECKSUM_PROP = "file:checksum"
 
 DEFAULT_MAX_PAGES = 1000
+PLANETARY_COMPUTER_SAS_URL = "https://planetarycomputer.microsoft.com/api/sas/v1"
+AZURE_BLOB_HOST_SUFFIX = ".blob.core.windows.net"
+SAS_EXPIRY_PROP = "msft:expiry"
+DEFAULT_SAS_REFRESH_MARGIN_S = 300.0
+"""A cached SAS token is renewed when it expires within this many seconds."""
+MGRS_QUERY_STYLES = ("s2", "mgrs")
 DATA_ROLES = frozenset({"data", "reflectance"})
 NON_DATA_ROLES = frozenset({"thumbnail", "overview", "visual", "tiles"})
+NON_DATA_KEYS = frozenset({"visual", "visual-jp2", "preview", "tilejson", "rendered_preview"})
+"""Preview assets some catalogs give a ``data`` role (Planetary Computer's ``visual`` TCI)."""
 DATA_MEDIA_TYPES = ("image/tiff", "image/jp2", "application/x-hdf", "image/vnd.stac.geotiff")
 METADATA_MEDIA_TYPES = frozenset({"application/xml", "text/xml", "text/plain"})
 QUICKLOOK_MEDIA_TYPES = frozenset({"image/png", "image/jpeg", "image/jpg", "image/webp"})
@@ -191,6 +211,8 @@ def select_assets(assets: Mapping[str, Any]) -> tuple[tuple[Asset, ...], list[st
     selected: list[Asset] = []
     skipped: list[str] = []
     for key, raw in assets.items():
+        if str(key).lower() in NON_DATA_KEYS:
+            continue
         if not isinstance(raw, Mapping) or not _is_wanted_asset(raw):
             continue
         href = _http_href(raw)
@@ -325,6 +347,10 @@ def item_to_scene(item: Mapping[str, Any], *, catalog: str, dataset: str) -> Sce
             properties[name] = props[prop]
     if skipped:
         properties["non_http_assets"] = sorted(skipped)
+        if any(
+            str((raw_assets.get(key) or {}).get("href", "")).startswith("s3://") for key in skipped
+        ):
+            properties["requester_pays"] = True
     self_link = _link(item, "self")
     platform = props.get("platform")
     return Scene(
@@ -339,7 +365,7 @@ def item_to_scene(item: Mapping[str, Any], *, catalog: str, dataset: str) -> Sce
         link=str(self_link["href"]) if self_link else None,
         quicklook=_quicklook(item),
         online=True,
-        platform=str(platform) if platform else None,
+        platform=str(platform).strip().lower().replace(" ", "-") if platform else None,
         assets=assets,
         properties=properties,
     )
@@ -403,8 +429,12 @@ class StacApiDriver(CatalogDriver):
     Options (from ``config/catalogs.yaml`` through ``make_driver``): ``catalog`` (the configured
     name), ``datasets`` (conf dataset name -> STAC collection id), ``page_size``, ``timeout_s``,
     ``verify_tls`` (True, False or a CA bundle path), ``max_connections`` (parallel asset
-    downloads and pooled connections), ``max_pages`` (safety cap, default 1000) and
-    ``sign_assets`` (Planetary Computer SAS signing: not implemented yet, see ``sign_assets``).
+    downloads and pooled connections), ``max_pages`` (safety cap, default 1000),
+    ``mgrs_query_style`` (``s2`` for ``s2:mgrs_tile``, ``mgrs`` for Earth Search's
+    ``mgrs:*`` triple; unset: try both and keep the one that works), ``sign_assets``
+    (Planetary Computer SAS signing of blob hrefs), ``sas_url`` (its token endpoint),
+    ``sas_host_suffixes`` (hosts whose hrefs are signed, default Azure blob storage) and
+    ``sas_refresh_margin_s`` (renew a cached token expiring this soon, default 300).
 
     Credentials (token as Bearer, or username/password as Basic) are only sent to the catalog's
     own host, never to asset hosts elsewhere.
@@ -441,7 +471,24 @@ class StacApiDriver(CatalogDriver):
         self._client: httpx.Client | None = None
         self._client_lock = threading.Lock()
         self._use_get = False
-        self._mgrs_style: str | None = None
+        style = self.options.get("mgrs_query_style")
+        if style is not None and style not in MGRS_QUERY_STYLES:
+            raise ConfigError(
+                "catalogs.yaml",
+                f"catalogs.{self.catalog}.options.mgrs_query_style",
+                f"{style!r} is not one of {', '.join(MGRS_QUERY_STYLES)}",
+            )
+        self._mgrs_style: str | None = style
+        self.sign = bool(self.options.get("sign_assets", False))
+        self.sas_url = str(self.options.get("sas_url") or default_sas_url(self.base_url))
+        suffixes = self.options.get("sas_host_suffixes") or (AZURE_BLOB_HOST_SUFFIX,)
+        self.sas_host_suffixes = tuple(str(suffix).lower() for suffix in suffixes)
+        self.sas_refresh_margin_s = float(
+            self.options.get("sas_refresh_margin_s", DEFAULT_SAS_REFRESH_MARGIN_S)
+        )
+        self._sas_tokens: dict[str, tuple[str, float | None]] = {}
+        """collection -> (token, expiry as a time.time() value or None)."""
+        self._sas_lock = threading.Lock()
 
     # -- HTTP ---------------------------------------------------------------------------------
 
@@ -769,24 +816,63 @@ class StacApiDriver(CatalogDriver):
 
     # -- download -----------------------------------------------------------------------------
 
-    def sign_assets(self, assets: Sequence[Asset]) -> tuple[Asset, ...]:
-        """Hook: return ``assets`` with hrefs the provider will serve.
-
-        Planetary Computer needs short-lived SAS tokens appended to blob hrefs (its SAS API);
-        that signing is not implemented yet, so a catalog with ``options.sign_assets: true``
-        refuses to download instead of failing later with 403s. Without it, hrefs are unchanged.
+    def sas_token(self, collection: str) -> str:
+        """Return a Planetary Computer SAS token for ``collection`` (cached until near expiry).
 
         Raises:
-            ConfigError: when ``sign_assets`` is set.
+            ProviderError: the SAS endpoint refused (4xx) or answered no token.
+            ProviderUnavailableError, RateLimitedError: 5xx, timeouts, 429.
         """
-        if self.options.get("sign_assets"):
-            raise ConfigError(
-                "catalogs.yaml",
-                f"catalogs.{self.catalog}.options.sign_assets",
-                "asset signing (Planetary Computer SAS tokens) is not implemented yet; "
-                "download this dataset from another provider (collection providers by priority)",
+        with self._sas_lock:
+            cached = self._sas_tokens.get(collection)
+            if cached is not None:
+                token, expires_at = cached
+                if expires_at is not None and expires_at - time.time() > self.sas_refresh_margin_s:
+                    return token
+            url = f"{self.sas_url.rstrip('/')}/token/{collection}"
+            data = self._request_json("GET", url, action="sas token") or {}
+            answered = data.get("token")
+            if not isinstance(answered, str) or not answered.strip():
+                raise ProviderError(
+                    f"{self.catalog} sas token {redact_url(url)}: the answer holds no token; "
+                    "check options.sas_url of this catalog (Planetary Computer's is "
+                    f"{PLANETARY_COMPUTER_SAS_URL})"
+                )
+            token = answered.strip().lstrip("?")
+            expires_at = _expiry(data.get(SAS_EXPIRY_PROP))
+            self._sas_tokens[collection] = (token, expires_at)
+            log.info(
+                "sas.token catalog=%s collection=%s expires=%s",
+                self.catalog,
+                collection,
+                data.get(SAS_EXPIRY_PROP),
             )
-        return tuple(assets)
+            return token
+
+    def sign_assets(self, scene: Scene) -> tuple[Asset, ...]:
+        """Return ``scene``'s assets with hrefs the provider will serve.
+
+        With ``options.sign_assets`` (Planetary Computer), hrefs on Azure blob storage get the
+        collection's SAS token as their query string (hrefs already carrying a ``sig`` are kept);
+        other hrefs are unchanged. The signed hrefs are secrets: never log them.
+
+        Raises:
+            ProviderError, ProviderUnavailableError, RateLimitedError: as ``sas_token``.
+        """
+        if not self.sign:
+            return tuple(scene.assets)
+        collection = str(
+            scene.properties.get("stac_collection") or self.collection_id(scene.dataset)
+        )
+        signed: list[Asset] = []
+        token: str | None = None
+        for asset in scene.assets:
+            if _needs_sas(asset.href, self.sas_host_suffixes):
+                token = token or self.sas_token(collection)
+                joiner = "&" if urlsplit(asset.href).query else "?"
+                asset = replace(asset, href=f"{asset.href}{joiner}{token}")
+            signed.append(asset)
+        return tuple(signed)
 
     def download(
         self, scene: Scene, dest: Path, *, progress: ProgressFn | None = None
@@ -794,19 +880,14 @@ class StacApiDriver(CatalogDriver):
         """Download every asset of ``scene`` into the folder ``dest`` (``<key><ext>`` each).
 
         Raises:
-            ProviderError: the scene lists no HTTP(S) asset, or a 4xx answer.
-            ConfigError: the catalog needs asset signing (not implemented yet).
+            ProviderError: the scene lists no HTTP(S) asset (requester-pays ``s3://`` only), the
+                SAS endpoint refused, or a 4xx answer.
             ChecksumMismatchError, ProviderUnavailableError, RateLimitedError: as
                 ``download_file``.
         """
-        assets = self.sign_assets(scene.assets)
-        if not assets:
-            skipped = scene.properties.get("non_http_assets") or []
-            raise ProviderError(
-                f"{scene.scene_id}: catalog {self.catalog!r} lists no asset downloadable over "
-                f"HTTP(S) (skipped: {', '.join(skipped) or 'none'}); download this dataset from "
-                "another provider"
-            )
+        if not scene.assets:
+            raise _no_http_assets(scene, self.catalog)
+        assets = self.sign_assets(scene)
         results = download_assets_detailed(
             self.client,
             assets,
@@ -825,6 +906,53 @@ class StacApiDriver(CatalogDriver):
         )
 
 
+def default_sas_url(stac_url: str) -> str:
+    """Return the SAS API beside a Planetary Computer-style STAC API, else Planetary Computer's.
+
+    ``https://host/api/stac/v1`` -> ``https://host/api/sas/v1``.
+    """
+    parts = urlsplit(stac_url)
+    path = parts.path.rstrip("/")
+    if path.endswith("/api/stac/v1"):
+        sas_path = path[: -len("/api/stac/v1")] + "/api/sas/v1"
+        return urlunsplit((parts.scheme, parts.netloc, sas_path, "", ""))
+    return PLANETARY_COMPUTER_SAS_URL
+
+
+def _needs_sas(href: str, host_suffixes: tuple[str, ...]) -> bool:
+    parts = urlsplit(href)
+    host = (parts.hostname or "").lower()
+    return host.endswith(host_suffixes) and "sig=" not in parts.query
+
+
+def _expiry(value: object) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_datetime(value).timestamp()
+    except ValueError:
+        return None
+
+
+def _no_http_assets(scene: Scene, catalog: str) -> ProviderError:
+    skipped = scene.properties.get("non_http_assets") or []
+    listed = ", ".join(skipped) or "none"
+    if not scene.properties.get("requester_pays"):
+        return ProviderError(
+            f"{scene.scene_id}: catalog {catalog!r} lists no asset downloadable over HTTP(S) "
+            f"(skipped: {listed}); download this dataset from another provider"
+        )
+    if scene.scene_id.startswith("L"):
+        instead = "download Landsat from catalog USGS or PlanetaryComputer"
+    else:
+        instead = "download Sentinel-2 L1C from catalog CDSE (L2A: EarthSearch sentinel-2-c1-l2a)"
+    return ProviderError(
+        f"{scene.scene_id}: catalog {catalog!r} keeps its files in requester-pays S3 buckets "
+        f"(s3:// hrefs: {listed}), which this builder does not download; {instead} (list them "
+        "as the collection's providers in config/collections.yaml)"
+    )
+
+
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
@@ -832,6 +960,7 @@ def _aware(value: datetime) -> datetime:
 __all__ = [
     "StacApiDriver",
     "canonical_tile",
+    "default_sas_url",
     "format_datetime",
     "item_to_scene",
     "parse_datetime",

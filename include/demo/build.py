@@ -497,7 +497,13 @@ def build_item(
 
 
 def build_demo_catalog(
-    root: Path, *, scenes: int = 4, size_px: int = 256, seed: int = 0
+    root: Path,
+    *,
+    scenes: int = 4,
+    size_px: int = 256,
+    seed: int = 0,
+    product_metadata: bool = False,
+    l2a: bool = False,
 ) -> list[dict[str, Any]]:
     """Write the demo catalog into ``root`` and return its items (as stored).
 
@@ -510,9 +516,13 @@ def build_demo_catalog(
         scenes: how many scenes (1..100); the first four are the fixed ones.
         size_px: pixels per side of the 10 m-class grid (even, 32..4096).
         seed: the seed of the landscape and the clouds.
+        product_metadata: also write each scene's MTD_MSIL1C.xml as a ``product_metadata``
+            asset (``include.demo.extras``).
+        l2a: also write a ``sentinel-2-l2a`` collection with each scene's L2A product(s)
+            (``include.demo.l2a``).
 
     Returns:
-        The item dicts, in scene order.
+        The L1C item dicts, in scene order.
 
     Raises:
         InvalidInputError: when ``scenes`` or ``size_px`` is out of range.
@@ -527,6 +537,14 @@ def build_demo_catalog(
             spec, root / FILES_DIR / spec.product_name, index=index, size_px=size_px, seed=seed
         )
         item = build_item(spec, files, cloud_pct, seed=seed)
+        if product_metadata or l2a:
+            from include.demo import extras
+
+            if product_metadata:
+                scene_dir = root / FILES_DIR / spec.product_name
+                item = extras.with_l1c_metadata(item, spec, scene_dir, cloud_pct)
+            if l2a:
+                extras.add_l2a_items(backend, root, spec, index, files, seed=seed)
         backend.upsert(item, collection=collection)
         stored = backend.get(COLLECTION_ID, spec.product_name)
         if stored is None:

@@ -7,12 +7,12 @@ name from the target collection's config (``config/collections.yaml``: ``process
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from include.collectors.base import Scene
+from include.collectors.base import CatalogDriver, Scene
 from include.common.config import CollectionConfig
 from include.common.progress import ProgressFn
 
@@ -33,6 +33,14 @@ class ProcessorInputs:
     args: Mapping[str, Any] = field(default_factory=dict)
     source_collection: str | None = None
     progress: ProgressFn | None = None
+    lineage: Mapping[str, Any] = field(default_factory=dict)
+    """What made the input files, root first: ``{"steps": [{"task_type", "collection",
+    "provider", "software"}, ...]}`` as the upstream activities recorded it (may be empty)."""
+    driver_factory: Callable[[str], CatalogDriver] | None = None
+    """Builds a catalog driver by catalog name (credentials included), for processors that fetch
+    (``provider-l2``); None outside a run."""
+    parent_metadata: Mapping[str, Any] = field(default_factory=dict)
+    """The parent node's result metadata (e.g. ``cloud_cover`` and ``flags`` from post)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,17 @@ P = TypeVar("P", bound=type[Processor])
 _PROCESSORS: dict[str, type[Processor]] = {}
 _ALIASES: dict[str, str] = {}
 
-BUILTIN_MODULES: tuple[str, ...] = ("include.processors.publish.processor",)
+BUILTIN_MODULES: tuple[str, ...] = (
+    "include.processors.publish.processor",
+    "include.processors.correction.toa",
+    "include.processors.correction.provider_l2",
+    "include.processors.correction.sen2cor",
+    "include.processors.correction.lasrc",
+    "include.processors.post.qa",
+    "include.processors.post.s2cloudless",
+    "include.processors.post.fmask",
+    "include.processors.harmonization.processor",
+)
 """Modules that register the built-in processors, imported at the bottom of this module."""
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from include.collectors.base import Scene
 from include.common.config import data_dir
 
 ACTIVITIES_DB_ENV = "COLLECTION_BUILDER_DB_URL"
@@ -90,6 +91,21 @@ history_table = sa.Table(
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
 )
 
+scenes_table = sa.Table(
+    "radcor_scenes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(250), nullable=False),
+    sa.Column("scene_id", sa.String(250), nullable=False),
+    sa.Column("catalog", sa.String(64)),
+    sa.Column("tile", sa.String(32)),
+    sa.Column("acquired_at", sa.DateTime(timezone=True)),
+    sa.Column("cloud_pct", sa.Float),
+    sa.Column("footprint", sa.Text),
+    sa.UniqueConstraint("run_id", "scene_id", name="uq_radcor_scene"),
+)
+"""The scene facts of each run (date, tile, cloud, footprint), joined into activity listings."""
+
 
 @dataclass(frozen=True, slots=True)
 class ActivityKey:
@@ -101,6 +117,30 @@ class ActivityKey:
     node_id: str
     task_type: str
     collection: str
+
+
+@dataclass(frozen=True, slots=True)
+class SceneFacts:
+    """What a run knew about an activity's scene: acquisition time, tile, cloud, footprint."""
+
+    scene_id: str
+    catalog: str | None = None
+    tile: str | None = None
+    acquired_at: datetime | None = None
+    cloud_pct: float | None = None
+    footprint: dict[str, Any] | None = None
+    """GeoJSON geometry in WGS84."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-friendly dict."""
+        return {
+            "scene_id": self.scene_id,
+            "catalog": self.catalog,
+            "tile": self.tile,
+            "date": self.acquired_at.isoformat() if self.acquired_at else None,
+            "cloud": self.cloud_pct,
+            "footprint": self.footprint,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +162,8 @@ class Activity:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     updated_at: datetime | None = None
+    scene: SceneFacts | None = None
+    """The scene's facts, when read through ``ActivityStore.query``."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-friendly dict."""
@@ -145,7 +187,99 @@ class Activity:
             "error": self.error,
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+            "scene": self.scene.to_dict() if self.scene else None,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityQuery:
+    """Filters of an activity listing; empty fields do not filter. All given filters must match.
+
+    ``start``/``end`` bound the scene's acquisition time (as a conf's ``start``/``end`` do);
+    ``since``/``until`` bound when the activity last changed.
+    """
+
+    ids: tuple[int, ...] = ()
+    statuses: tuple[str, ...] = ()
+    scene_id: str | None = None
+    collection: str | None = None
+    task_type: str | None = None
+    run_id: str | None = None
+    dag_id: str | None = None
+    dag_ids: frozenset[str] | None = None
+    """Only these DAGs (the ones the caller may read); None means any."""
+    start: datetime | None = None
+    end: datetime | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def is_empty(self) -> bool:
+        """Return whether no filter is set (``dag_ids`` does not count)."""
+        return not (
+            self.ids
+            or self.statuses
+            or any(
+                value is not None
+                for value in (
+                    self.scene_id,
+                    self.collection,
+                    self.task_type,
+                    self.run_id,
+                    self.dag_id,
+                    self.start,
+                    self.end,
+                    self.since,
+                    self.until,
+                )
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityPage:
+    """One page of a listing and the number of rows matching in all."""
+
+    activities: list[Activity]
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInstanceRef:
+    """The orchestrator task instance an activity was last recorded by."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int
+    try_number: int
+
+
+def parse_task_instance(value: str) -> TaskInstanceRef:
+    """Parse the ``dag/run/task/map_index/tryN`` string the task layer records.
+
+    The DAG id and task id never contain ``/``; the run id may, so it is the middle part.
+
+    Raises:
+        ValueError: when ``value`` is not in that form.
+    """
+    dag_id, sep, rest = value.partition("/")
+    parts = rest.rsplit("/", 3)
+    if not sep or len(parts) != 4 or not parts[3].startswith("try"):
+        raise ValueError(f"task instance {value!r} is not dag/run/task/map_index/tryN")
+    run_id, task_id, map_index, try_text = parts
+    if not (dag_id and run_id and task_id):
+        raise ValueError(f"task instance {value!r} has an empty dag, run or task id")
+    try:
+        return TaskInstanceRef(
+            dag_id=dag_id,
+            run_id=run_id,
+            task_id=task_id,
+            map_index=int(map_index),
+            try_number=int(try_text[3:]),
+        )
+    except ValueError as err:
+        raise ValueError(f"task instance {value!r}: map index or try is not a number") from err
 
 
 def default_db_url() -> str:
@@ -295,8 +429,113 @@ class ActivityStore:
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
 
+    def describe_scene(self, run_id: str, scene: Scene) -> None:
+        """Remember ``scene``'s facts for ``run_id`` (once; later calls change nothing)."""
+        table = scenes_table
+        where = sa.and_(table.c.run_id == run_id, table.c.scene_id == scene.scene_id)
+        values = {
+            "run_id": run_id,
+            "scene_id": scene.scene_id,
+            "catalog": scene.catalog,
+            "tile": scene.tile,
+            "acquired_at": scene.datetime,
+            "cloud_pct": scene.cloud_pct,
+            "footprint": json.dumps(scene.footprint) if scene.footprint else None,
+        }
+        with self.engine.connect() as conn:
+            if conn.execute(sa.select(table.c.id).where(where)).first() is not None:
+                return
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(table.insert().values(**values))
+        except sa.exc.IntegrityError:  # another task of the same scene wrote it first
+            return
 
-def _to_activity(row: sa.Row[Any]) -> Activity:
+    def query(self, query: ActivityQuery, *, limit: int = 100, offset: int = 0) -> ActivityPage:
+        """Return the activities matching ``query``, newest change first, with scene facts.
+
+        Args:
+            query: the filters.
+            limit: rows per page (at most this many are returned).
+            offset: rows to skip.
+
+        Returns:
+            The page and the total number of matching rows.
+        """
+        table, scenes = activities_table, scenes_table
+        same_scene = sa.and_(
+            scenes.c.run_id == table.c.run_id, scenes.c.scene_id == table.c.scene_id
+        )
+        joined = table.outerjoin(scenes, same_scene)
+        conditions = _conditions(query)
+        select = (
+            sa.select(
+                table,
+                scenes.c.tile.label("scene_tile"),
+                scenes.c.acquired_at.label("scene_acquired_at"),
+                scenes.c.cloud_pct.label("scene_cloud_pct"),
+                scenes.c.footprint.label("scene_footprint"),
+                scenes.c.catalog.label("scene_catalog"),
+            )
+            .select_from(joined)
+            .where(*conditions)
+            .order_by(table.c.updated_at.desc(), table.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        count = sa.select(sa.func.count()).select_from(joined).where(*conditions)
+        with self.engine.connect() as conn:
+            total = int(conn.execute(count).scalar_one())
+            rows = [_to_activity(row, with_scene=True) for row in conn.execute(select)]
+        return ActivityPage(activities=rows, total=total)
+
+
+def _conditions(query: ActivityQuery) -> list[sa.ColumnElement[bool]]:
+    table, scenes = activities_table, scenes_table
+    conditions: list[sa.ColumnElement[bool]] = []
+    if query.ids:
+        conditions.append(table.c.id.in_(list(query.ids)))
+    if query.statuses:
+        conditions.append(table.c.status.in_(list(query.statuses)))
+    for column, value in (
+        (table.c.scene_id, query.scene_id),
+        (table.c.collection, query.collection),
+        (table.c.task_type, query.task_type),
+        (table.c.run_id, query.run_id),
+        (table.c.dag_id, query.dag_id),
+    ):
+        if value is not None:
+            conditions.append(column == value)
+    if query.dag_ids is not None:
+        conditions.append(table.c.dag_id.in_(sorted(query.dag_ids)))
+    if query.start is not None:
+        conditions.append(scenes.c.acquired_at >= query.start)
+    if query.end is not None:
+        conditions.append(scenes.c.acquired_at <= query.end)
+    if query.since is not None:
+        conditions.append(table.c.updated_at >= query.since)
+    if query.until is not None:
+        conditions.append(table.c.updated_at <= query.until)
+    return conditions
+
+
+def _scene_facts(data: sa.RowMapping) -> SceneFacts | None:
+    if data["scene_acquired_at"] is None and data["scene_tile"] is None:
+        return None
+    acquired_at = data["scene_acquired_at"]
+    if acquired_at is not None and acquired_at.tzinfo is None:  # SQLite drops the zone
+        acquired_at = acquired_at.replace(tzinfo=UTC)
+    return SceneFacts(
+        scene_id=data["scene_id"],
+        catalog=data["scene_catalog"],
+        tile=data["scene_tile"],
+        acquired_at=acquired_at,
+        cloud_pct=data["scene_cloud_pct"],
+        footprint=json.loads(data["scene_footprint"]) if data["scene_footprint"] else None,
+    )
+
+
+def _to_activity(row: sa.Row[Any], *, with_scene: bool = False) -> Activity:
     data = row._mapping
     return Activity(
         id=data["id"],
@@ -321,4 +560,5 @@ def _to_activity(row: sa.Row[Any]) -> Activity:
         started_at=data["started_at"],
         finished_at=data["finished_at"],
         updated_at=data["updated_at"],
+        scene=_scene_facts(data) if with_scene else None,
     )

@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from include.collectors.base import SearchQuery
+from include.collectors.registry import endpoint_override_problem
 from include.collectors.scene_ids import is_mgrs_tile, parse_scene_id, parse_wrs2_pathrow
 from include.common.config import (
     COLLECTION_NAME_RE,
@@ -97,6 +98,8 @@ class CatalogArgs(BaseModel):
     timeout_s: _Finite | None = None
     verify_tls: bool | str | None = None
     max_connections: StrictInt | None = None
+    token_url: StrictStr | None = None
+    """Token endpoint of catalogs that declare one (CDSE); only on the url's host or loopback."""
 
 
 class RadcorConf(BaseModel):
@@ -203,6 +206,8 @@ _FIXES = {
     "catalog_args.timeout_s": "give a number of seconds greater than 0",
     "catalog_args.verify_tls": "give true, false or the path of a CA bundle file",
     "catalog_args.max_connections": "give a whole number from 1 to 64",
+    "catalog_args.token_url": "leave it out (the catalog's own is used), or give the token "
+    "endpoint on the host of catalog_args.url or on loopback",
     "dataset": "name the dataset as the catalog does, e.g. 'S2MSI1C', 'S2MSI2A', "
     "'landsat_ot_c2_l2' or 'sentinel-2-l2a'",
     "start": _DATE_FIX,
@@ -371,7 +376,7 @@ def _check_catalog_args(
     value: Mapping[str, Any], catalog: str | None, checker: _Checker
 ) -> dict[str, Any]:
     args = {str(k): v for k, v in value.items() if v is not None}
-    for key in [k for k in args if _is_credential(k)]:
+    for key in [k for k in args if _is_credential(k) and k not in _ARG_FIELDS]:
         del args[key]
         checker.add(f"catalog_args.{_short(key, quote=False)}",
                     "raw credentials are not accepted in a conf (value not shown)",
@@ -394,6 +399,8 @@ def _check_catalog_args(
         parsed = CatalogArgs.model_validate({k: v for k, v in args.items() if k not in wrong})
     if parsed.url is not None:
         _check_url(parsed.url, catalog, checker)
+    if parsed.token_url is not None:
+        _check_token_url(parsed.token_url, parsed.url, catalog, checker)
     _check_range("catalog_args.page_size", parsed.page_size, 1, 10000, checker)
     _check_range("catalog_args.max_connections", parsed.max_connections, 1, 64, checker)
     if parsed.timeout_s is not None and parsed.timeout_s <= 0:
@@ -408,8 +415,27 @@ def _check_catalog_args(
     return out
 
 
-def _check_url(url: str, catalog: str | None, checker: _Checker) -> None:
-    where = "catalog_args.url"
+def _check_token_url(
+    token_url: str, url: str | None, catalog: str | None, checker: _Checker
+) -> None:
+    """The catalog must declare a token endpoint; it must stay on the url's host or loopback."""
+    where = "catalog_args.token_url"
+    config = checker.catalogs.get(catalog) if catalog else None
+    if config is not None and "token_url" not in config.options:
+        checker.add(where, f"catalog {catalog!r} takes no token_url",
+                    "remove it (only catalogs that log in at a token endpoint, such as cdse)")
+        return
+    before = len(checker.problems)
+    _check_url(token_url, catalog, checker, where=where)
+    home = url or (config.url if config is not None else "")
+    problem = endpoint_override_problem(where, token_url, home_url=home)
+    if len(checker.problems) == before and problem is not None:
+        checker.problems.append(problem)
+
+
+def _check_url(
+    url: str, catalog: str | None, checker: _Checker, *, where: str = "catalog_args.url"
+) -> None:
     try:
         parts = urlsplit(url.strip())
         has_userinfo = "@" in parts.netloc

@@ -15,6 +15,8 @@ from typing import Any
 
 from include.catalog.base import CatalogBackend
 from include.collectors.base import CatalogDriver, Scene
+from include.collectors.limiter import ProviderLimiter
+from include.collectors.providers import download_with_fallback
 from include.common.config import CollectionConfig, load_catalogs, load_collections
 from include.common.errors import (
     CollectionBuilderError,
@@ -137,6 +139,8 @@ class StepOutcome:
 
     states: dict[str, str] = field(default_factory=dict)
     errors: list[CollectionBuilderError | Exception] = field(default_factory=list)
+    published: list[dict[str, str]] = field(default_factory=list)
+    """Items upserted by this step: ``{"collection", "item_id", "scene_id"}`` each."""
 
     @property
     def failed(self) -> bool:
@@ -168,6 +172,7 @@ class StepRunner:
     def run(self, task_type: TaskType) -> StepOutcome:
         """Run every node of ``task_type``; a failing node never stops its siblings."""
         outcome = StepOutcome()
+        self.store.describe_scene(self.context.run_id, self.plan.scene)
         activities = {
             a.key.node_id: a
             for a in self.store.for_run(self.context.run_id, self.plan.scene.scene_id)
@@ -201,6 +206,19 @@ class StepRunner:
                     node.collection,
                     node.skip_reason,
                 )
+                continue
+            flags = _stopping_flags(activities.get(node.parent_id or ""))
+            if flags:  # the parent ended cleanly without files (fully cloudy, sun too low...)
+                reason = f"parent {node.parent_id} flagged {', '.join(flags)}: nothing to process"
+                self.store.record(
+                    key,
+                    ActivityState.SKIPPED,
+                    message=reason,
+                    outputs={"files": {}, "metadata": {"flags": flags}},
+                    task_instance=self.context.task_instance,
+                )
+                statuses[node.node_id] = outcome.states[node.node_id] = ActivityState.SKIPPED
+                self.log.info("%s.skipped node=%s reason=%s", task_type, node.node_id, reason)
                 continue
             runnable, reason = is_runnable(node, statuses)
             if not runnable:
@@ -250,7 +268,9 @@ class StepRunner:
             else:
                 parent = activities.get(node.parent_id) if node.parent_id else None
                 parent_files = parent.outputs.get("files", {}) if parent is not None else {}
-                facts = self._process(node, {k: Path(v) for k, v in parent_files.items()})
+                facts = self._process(
+                    node, {k: Path(v) for k, v in parent_files.items()}, activities
+                )
         except Exception as err:  # the step boundary: record, keep siblings going, re-raise later
             state = _failure_state(err)
             self.store.record(
@@ -270,6 +290,11 @@ class StepRunner:
             outcome.errors.append(err)
             return state
         state = ActivityState.REUSED if facts.pop("reused", False) else ActivityState.SUCCESS
+        item_id = facts.get("outputs", {}).get("item_id")
+        if item_id:
+            outcome.published.append(
+                {"collection": node.collection, "item_id": item_id, "scene_id": scene.scene_id}
+            )
         self.store.record(key, state, task_instance=self.context.task_instance, **facts)
         self.log.info(
             "%s.done node=%s collection=%s state=%s elapsed_s=%.1f",
@@ -286,13 +311,19 @@ class StepRunner:
         dest = archive_dir(node.collection, scene.tile, scene.datetime, scene.scene_id)
         progress = ProgressLogger(self.log, f"download.progress scene={scene.scene_id}")
         started = time.monotonic()
-        with self.driver_factory(scene.catalog) as driver:
-            result = driver.download(scene, dest, progress=progress)
+        result, provider = download_with_fallback(
+            scene,
+            self.collections[node.collection],
+            dest,
+            driver_factory=self.driver_factory,
+            progress=progress,
+            limiter=ProviderLimiter.from_environment(),
+        )
         elapsed_s = max(time.monotonic() - started, 1e-9)
         self.log.info(
             "download.done scene=%s catalog=%s size_bytes=%d mb_s=%.2f elapsed_s=%.1f reused=%s",
             scene.scene_id,
-            scene.catalog,
+            provider,
             result.size_bytes,
             result.size_bytes / 1e6 / elapsed_s,
             elapsed_s,
@@ -300,14 +331,43 @@ class StepRunner:
         )
         files = {Path(p).stem: str(p) for p in result.files} or {"archive": str(result.path)}
         return {
-            "provider": scene.catalog,
+            "provider": provider,
             "size_bytes": result.size_bytes,
             "checksum": result.checksum,
             "outputs": {"path": str(result.path), "files": files},
             "reused": result.reused,
         }
 
-    def _process(self, node: PlanNode, parent_files: Mapping[str, Path]) -> dict[str, Any]:
+    def _lineage(self, node: PlanNode, activities: Mapping[str, Any]) -> dict[str, Any]:
+        """Return what the upstream activities of ``node`` recorded, root first."""
+        nodes = {n.node_id: n for n in self.plan.nodes}
+        steps: list[dict[str, Any]] = []
+        current = nodes.get(node.parent_id) if node.parent_id else None
+        while current is not None:
+            activity = activities.get(current.node_id)
+            provider = activity.provider if activity is not None else None
+            metadata = activity.outputs.get("metadata") or {} if activity is not None else {}
+            software = dict(metadata.get("software") or {})
+            if not software and provider and current.type != TaskType.DOWNLOAD:
+                if provider.lower() in registered_names():
+                    software = {provider: make_processor(provider).version}
+            steps.append(
+                {
+                    "task_type": str(current.type),
+                    "collection": current.collection,
+                    "provider": provider,
+                    "software": software,
+                }
+            )
+            current = nodes.get(current.parent_id) if current.parent_id else None
+        return {"steps": steps[::-1]}
+
+    def _process(
+        self,
+        node: PlanNode,
+        parent_files: Mapping[str, Path],
+        activities: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         scene = self.plan.scene
         collection = self.collections[node.collection]
         if node.type == TaskType.PUBLISH:
@@ -333,6 +393,9 @@ class StepRunner:
                 output_dir=output_dir,
                 args=node.args,
                 source_collection=node.source_collection,
+                lineage=self._lineage(node, activities or {}),
+                driver_factory=self.driver_factory,
+                parent_metadata=_parent_metadata(node, activities or {}),
             )
         )
         facts: dict[str, Any] = {
@@ -343,6 +406,8 @@ class StepRunner:
                 "metadata": result.metadata,
             },
         }
+        if result.metadata.get("flags"):
+            facts["message"] = "flagged: " + ", ".join(map(str, result.metadata["flags"]))
         if result.item is not None:
             from include.catalog.static_stac import collection_from_config
 
@@ -350,6 +415,21 @@ class StepRunner:
             facts["outputs"]["item_id"] = result.item["id"]
             self.log.info("publish.item collection=%s item=%s", node.collection, result.item["id"])
         return facts
+
+
+def _parent_metadata(node: PlanNode, activities: Mapping[str, Any]) -> dict[str, Any]:
+    parent = activities.get(node.parent_id) if node.parent_id else None
+    metadata = parent.outputs.get("metadata") if parent is not None else None
+    return dict(metadata) if isinstance(metadata, Mapping) else {}
+
+
+def _stopping_flags(parent: Any) -> list[str]:
+    """Return the flags of a parent that finished cleanly without files (else ``[]``)."""
+    if parent is None or parent.status not in (*DONE_STATES, ActivityState.SKIPPED):
+        return []
+    outputs = parent.outputs or {}
+    flags = (outputs.get("metadata") or {}).get("flags") or []
+    return [str(flag) for flag in flags] if flags and not outputs.get("files") else []
 
 
 def _failure_state(err: BaseException) -> ActivityState:

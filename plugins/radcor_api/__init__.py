@@ -1,1 +1,60 @@
-"""Airflow glue for the collection builder: DAG building blocks (and, later, REST routes)."""
+"""Airflow glue for the collection builder: the DAG factory, and the radcor API plugin.
+
+The plugin mounts the radcor-compatible REST API (``routes.py``) at ``/radcor-api`` in the Airflow
+API server and adds the *Radcor activities* page to the UI's navigation (an external view served
+by that API). Airflow imports this file in every component that loads plugins, so it stays cheap:
+the FastAPI app is built on its first request, in the API server only. ``plugins/.airflowignore``
+keeps Airflow's plugin loader from importing the other modules here as top-level modules.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from airflow.plugins_manager import AirflowPlugin
+
+URL_PREFIX = "/radcor-api"
+PAGE_ROUTE = "radcor-activities"
+
+
+class LazyRadcorApp:
+    """An ASGI app that builds the radcor FastAPI app when the first request arrives."""
+
+    def __init__(self) -> None:
+        self._app: Any = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> Any:
+        if self._app is None:
+            with self._lock:
+                if self._app is None:
+                    from radcor_api.routes import create_app
+
+                    self._app = create_app()
+        return self._app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Serve one ASGI connection with the real app."""
+        await self._get()(scope, receive, send)
+
+    def __repr__(self) -> str:
+        return "radcor_api.routes:create_app (built on first request)"
+
+
+class RadcorApiPlugin(AirflowPlugin):
+    """The radcor API and the activities page."""
+
+    name = "radcor_api"
+    fastapi_apps = [  # noqa: RUF012 - Airflow reads these class attributes
+        {"app": LazyRadcorApp(), "url_prefix": URL_PREFIX, "name": "Radcor API"}
+    ]
+    external_views = [  # noqa: RUF012
+        {
+            "name": "Radcor activities",
+            "href": f"{URL_PREFIX}/ui/activities",
+            "url_route": PAGE_ROUTE,
+            "destination": "nav",
+            "category": "browse",
+        }
+    ]

@@ -14,7 +14,17 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Connection, Param, dag, get_current_context, task, task_group
+from airflow.sdk import (
+    Asset,
+    AssetAlias,
+    Connection,
+    Param,
+    dag,
+    get_current_context,
+    task,
+    task_group,
+)
+from airflow.sdk import conf as airflow_conf
 from airflow.sdk.exceptions import (
     AirflowFailException,
     AirflowNotFoundException,
@@ -51,6 +61,53 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 STEP_QUEUES = {TaskType.DOWNLOAD: "download"}
 """Celery queue per step; every other step runs on ``processing``."""
+STEP_POOLS = {TaskType.DOWNLOAD: "download"}
+"""Airflow pool per step: all downloads share the global ``download`` pool (create it with
+``airflow pools set download 8 "downloads"``; scripts/prepare_db.sh does). Per-provider limits
+are ``include.collectors.limiter`` (a pool given per mapped instance is ignored, DESIGN 3.1)."""
+
+
+def step_queues(overrides: Mapping[str, str] | None = None) -> dict[TaskType, str]:
+    """Return the Celery queue of every step: overrides, else the Airflow config, else defaults.
+
+    ``[collection_builder] download_queue`` (default ``download``) takes the download step;
+    ``processing_queue`` (default ``processing``) every other step and the DAG's other tasks.
+    Set them in ``airflow.cfg`` or as ``AIRFLOW__COLLECTION_BUILDER__DOWNLOAD_QUEUE``.
+    """
+    download = airflow_conf.get("collection_builder", "download_queue", fallback="download")
+    processing = airflow_conf.get("collection_builder", "processing_queue", fallback="processing")
+    queues = {t: download if STEP_QUEUES.get(t) == "download" else processing for t in TaskType}
+    queues.update({TaskType(step): queue for step, queue in (overrides or {}).items()})
+    return queues
+
+
+PUBLISHED_ALIAS = "collection-builder-published"
+"""The publish step's outlet: an asset alias resolving to one asset per published collection."""
+
+
+def published_asset(collection: str) -> Asset:
+    """Return the Asset a downstream DAG schedules on to run when ``collection`` gets new data."""
+    return Asset(f"stac://collection-builder/{collection}")
+
+
+def _emit_published(published: list[dict[str, str]]) -> None:
+    """Add one asset event per published collection (extra: scene_id, item_id) to the alias."""
+    events = get_current_context()["outlet_events"]
+    seen: set[str] = set()
+    for entry in published:
+        if entry["collection"] in seen:
+            continue
+        seen.add(entry["collection"])
+        events[AssetAlias(PUBLISHED_ALIAS)].add(
+            published_asset(entry["collection"]),
+            extra={"scene_id": entry["scene_id"], "item_id": entry["item_id"]},
+        )
+        log.info(
+            "publish.asset_event collection=%s scene=%s item=%s",
+            entry["collection"],
+            entry["scene_id"],
+            entry["item_id"],
+        )
 
 
 def radcor_params(defaults: Mapping[str, Any] | None = None) -> dict[str, Param]:
@@ -139,6 +196,8 @@ def _run_step(
         driver_factory=_driver_factory(conf),
     )
     outcome = runner.run(task_type)
+    if outcome.published:
+        _emit_published(outcome.published)
     error = first_error_to_raise(outcome)
     if isinstance(error, (InvalidInputError, ProviderError)):
         raise AirflowFailException(f"{type(error).__name__}: {error}") from error
@@ -160,6 +219,10 @@ def build_radcor_dag(
     defaults: Mapping[str, Any] | None = None,
     default_args: Mapping[str, Any] | None = None,
     dates_from_interval: bool = False,
+    end_date: datetime | None = None,
+    max_active_runs: int = 16,
+    queues: Mapping[str, str] | None = None,
+    pools: Mapping[str, str] | None = None,
 ) -> Any:
     """Return a radcor DAG.
 
@@ -173,21 +236,29 @@ def build_radcor_dag(
         defaults: conf defaults shown in the form (a pipeline's fixed conf).
         default_args: overrides of retries and friends.
         dates_from_interval: take ``start``/``end`` from the run's data interval.
+        end_date: last data interval end for scheduled DAGs.
+        max_active_runs: runs of this DAG at once (backfills take their own limit).
+        queues: Celery queue per step (``download``...), over ``step_queues()``.
+        pools: Airflow pool per step, over ``STEP_POOLS``; other steps use ``default_pool``.
 
     Returns:
         The DAG object.
     """
+    queue_of = step_queues(queues)
+    pool_of = {**STEP_POOLS, **{TaskType(step): pool for step, pool in (pools or {}).items()}}
+    other_queue = airflow_conf.get("collection_builder", "processing_queue", fallback="processing")
 
     @dag(
         dag_id=dag_id,
         schedule=schedule,
         start_date=start_date,
+        end_date=end_date,
         catchup=catchup,
         doc_md=doc_md,
         tags=tags or ["radcor"],
         params=radcor_params(defaults),
-        default_args={**DEFAULT_ARGS, **(default_args or {})},
-        max_active_runs=16,
+        default_args={**DEFAULT_ARGS, "queue": other_queue, **(default_args or {})},
+        max_active_runs=max_active_runs,
         render_template_as_native_obj=True,
     )
     def radcor_dag() -> None:
@@ -211,8 +282,11 @@ def build_radcor_dag(
         @task
         def search(conf_dict: dict[str, Any]) -> list[dict[str, Any]]:
             conf = _validated(conf_dict)
-            with _driver_factory(conf)(conf.catalog) as driver:
-                scenes = search_scenes(conf, driver)
+            try:
+                with _driver_factory(conf)(conf.catalog) as driver:
+                    scenes = search_scenes(conf, driver)
+            except (InvalidInputError, ProviderError) as err:  # refused: retrying cannot help
+                raise AirflowFailException(f"{type(err).__name__}: {err}") from err
             get_current_context()["ti"].xcom_push(key="preview", value=preview(scenes))
             plans = plan_scenes(conf, scenes, default_backend())
             log.info("search.planned scenes=%d action=%s", len(plans), conf.action)
@@ -222,8 +296,10 @@ def build_radcor_dag(
             @task(
                 task_id=str(task_type),
                 trigger_rule="all_done" if task_type != TaskType.DOWNLOAD else "all_success",
-                queue=STEP_QUEUES.get(task_type, "processing"),
+                queue=queue_of[task_type],
+                pool=pool_of.get(task_type),
                 map_index_template="{{ scene_id }}",
+                outlets=[AssetAlias(PUBLISHED_ALIAS)] if task_type == TaskType.PUBLISH else [],
             )
             def run(conf_dict: dict[str, Any], plan: dict[str, Any]) -> dict[str, str]:
                 return _run_step(task_type, conf_dict, plan)
@@ -245,8 +321,10 @@ def build_radcor_dag(
             ti = context["ti"]
             if conf_dict.get("action") == Action.PREVIEW:
                 result = ti.xcom_pull(task_ids="search", key="preview")
-                log.info("report.preview scenes=%s", result.get("Results") if result else 0)
-                return dict(result or {"Results": 0})
+                if result is None:  # search failed: a preview of nothing would read as "no scenes"
+                    raise AirflowFailException("preview: the search task failed; see its log")
+                log.info("report.preview scenes=%s", result.get("Results"))
+                return dict(result)
             started = context["dag_run"].start_date
             duration_s = time.time() - started.timestamp() if started else 0.0
             summary = summarize(

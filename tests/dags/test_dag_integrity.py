@@ -86,3 +86,62 @@ def test_radcor_params_reject_malformed_conf(conf: dict[str, object], bad_key: s
     with pytest.raises(ParamValidationError, match=bad_key):
         params.update(conf)
         params.validate()
+
+
+def _pipeline_yamls() -> list[Path]:
+    return sorted(
+        p for p in (DAGS_DIR / "pipelines").iterdir() if p.suffix in (".yaml", ".yml")
+    )
+
+
+def test_pipelines_file_builds_one_interval_dag_per_yaml() -> None:
+    from airflow.sdk import CronDataIntervalTimetable, DeltaDataIntervalTimetable
+
+    bag = _load(DAGS_DIR / "pipelines.py")
+    assert bag.import_errors == {}
+    assert set(bag.dags) == {f"pipeline_{p.stem}" for p in _pipeline_yamls()}
+    assert len(bag.dags) >= 2
+    for dag_id, dag in bag.dags.items():
+        assert isinstance(dag.timetable, CronDataIntervalTimetable | DeltaDataIntervalTimetable)
+        assert "pipeline" in dag.tags
+        assert dag.params["catalog"] and dag.params["tasks"], dag_id
+        assert dag.params["start"] is None and dag.params["end"] is None
+        assert dag.get_task("scene.download").queue == "download"
+        assert dag.get_task("scene.publish").queue == "processing"
+        assert dag.get_task("search").queue == "processing"
+    landsat = next(d for i, d in bag.dags.items() if "landsat" in i)
+    assert landsat.get_task("scene.download").pool == "download_usgs"
+
+
+def test_pipelines_bad_yaml_is_an_import_error_naming_file_and_field(tmp_path: Path) -> None:
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    (tmp_path / "pipelines.py").write_text((DAGS_DIR / "pipelines.py").read_text())
+    good = _pipeline_yamls()[0].read_text()
+    (folder / "good.yaml").write_text(good)
+    (folder / "bad_cloud.yaml").write_text(good.replace("cloud: ", "cloud: 1", 1))  # 170
+    conf_block = good.split("\nconf:")[1]
+    (folder / "bad_schedule.yaml").write_text(
+        "schedule: 'every tuesday'\nstart_date: 2024-01-01\nconf:" + conf_block
+    )
+    bag = _load(tmp_path / "pipelines.py")
+    assert list(bag.dags) == ["pipeline_good"]
+    (error,) = bag.import_errors.values()
+    assert "2 pipeline files are invalid" in error
+    assert f"{folder / 'bad_cloud.yaml'}: conf.cloud:" in error
+    assert f"{folder / 'bad_schedule.yaml'}: schedule: 'every tuesday'" in error
+
+
+def test_step_queues_follow_airflow_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    from radcor_api.dag_factory import step_queues
+
+    monkeypatch.setenv("AIRFLOW__COLLECTION_BUILDER__DOWNLOAD_QUEUE", "net")
+    monkeypatch.setenv("AIRFLOW__COLLECTION_BUILDER__PROCESSING_QUEUE", "cpu")
+    queues = step_queues({"publish": "io"})
+    assert queues == {
+        "download": "net",
+        "correction": "cpu",
+        "harmonization": "cpu",
+        "post": "cpu",
+        "publish": "io",
+    }

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -179,7 +179,7 @@ def evaluate(expression: Expression, values: Mapping[str, FloatArray]) -> FloatA
         if isinstance(node, ast.UnaryOp):
             return _UNARY[type(node.op)](walk(node.operand))
         if isinstance(node, ast.Constant):
-            return np.float32(node.value)
+            return np.float32(cast(float, node.value))
         if isinstance(node, ast.Name):
             if node.id in values:
                 return values[node.id]

@@ -9,12 +9,23 @@ and writes into ``inputs.output_dir``:
 - ``<scene>_quicklook.png`` and ``<scene>_thumbnail.png``: RGB of the collection's quicklook
   bands, percentile stretch, nodata transparent (when the collection has a quicklook config and
   the three bands are present);
+- ``<scene>_<index>.tif`` per spectral index the collection declares (``indices.py``), computed
+  from the band COGs on reflectance, int16 x 10000 or float32; an index whose bands were not
+  all published is skipped with a warning;
 - the STAC Item (returned, not written: the catalog backend stores it).
 
 Every file is written under a temporary name and renamed into place, so a rerun overwrites
 atomically and gives the same item. Task args (all optional): ``compress`` (deflate|zstd),
 ``level``, ``blocksize``, ``num_threads`` (default ``$COLLECTION_BUILDER_NUM_THREADS`` or
-ALL_CPUS), ``overview_resampling``, ``quicklook`` (bool), ``footprint_band``.
+ALL_CPUS), ``overview_resampling``, ``quicklook`` (bool), ``footprint_band``, ``indices`` (bool,
+or a list of index keys to compute; default all the collection declares), ``footprint``
+(``data``: the valid-data outline first, the default; ``metadata``: the product metadata's
+footprint first).
+
+When the input files include product metadata (MTD_MSIL1C/2A.xml + MTD_TL.xml, or a Landsat
+MTL + ANG; see ``metadata.py``), the item takes its datetime, cloud cover and platform from it
+(a cloud cover recomputed by a post step still wins), and its footprint when asked (or when the
+data gives none).
 """
 
 from __future__ import annotations
@@ -30,14 +41,17 @@ import rasterio.warp
 from shapely.geometry import box, mapping
 
 from include.common.config import BandConfig, CollectionConfig
-from include.common.errors import FieldProblem, InvalidInputError
+from include.common.errors import ConfigError, FieldProblem, InvalidInputError
 from include.common.storage import safe_component
 from include.processors.base import Processor, ProcessorInputs, ProcessorResult
 from include.processors.publish.cog import CogInfo, CogOptions, Compression, write_cog
+from include.processors.publish.indices import IndexDefinition, resolve_indices, write_index
+from include.processors.publish.metadata import product_facts
 from include.processors.publish.quicklook import PNG_MEDIA_TYPE, THUMBNAIL_PX, write_quicklook
 from include.processors.publish.stac_item import (
     PublishedBand,
     PublishedFile,
+    PublishedIndex,
     build_item,
     file_checksum,
     footprint,
@@ -55,7 +69,10 @@ _ARG_KEYS = (
     "overview_resampling",
     "quicklook",
     "footprint_band",
+    "indices",
+    "footprint",
 )
+_FOOTPRINT_SOURCES = ("data", "metadata")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +82,8 @@ class PublishOptions:
     cog: CogOptions
     quicklook: bool = True
     footprint_band: str | None = None
+    indices: bool | tuple[str, ...] = True
+    footprint: str = "data"
 
     def for_band(self, band: BandConfig) -> CogOptions:
         """Return the COG options of a band: masks and class bands get nearest overviews.
@@ -105,6 +124,20 @@ class PublishOptions:
                 FieldProblem("args.quicklook", f"{quicklook!r}", "use true or false")
             )
         footprint_band = args.get("footprint_band")
+        indices = args.get("indices", True)
+        if isinstance(indices, list) and all(isinstance(key, str) for key in indices):
+            indices = tuple(indices)
+        elif not isinstance(indices, bool):
+            raise InvalidInputError(
+                FieldProblem(
+                    "args.indices", f"{indices!r}", "use true, false or a list of index names"
+                )
+            )
+        footprint = str(args.get("footprint", "data")).lower()
+        if footprint not in _FOOTPRINT_SOURCES:
+            raise InvalidInputError(
+                FieldProblem("args.footprint", f"{footprint!r}", "use data or metadata")
+            )
         cog = CogOptions(
             compress=cast(Compression, str(args.get("compress", "deflate")).lower()),
             level=level,
@@ -116,6 +149,8 @@ class PublishOptions:
             cog=cog,
             quicklook=quicklook,
             footprint_band=str(footprint_band) if footprint_band is not None else None,
+            indices=indices,
+            footprint=footprint,
         )
 
 
@@ -182,6 +217,19 @@ class PublishProcessor(Processor):
         started = time.monotonic()
         options = PublishOptions.from_args(inputs.args)
         scene, collection = inputs.scene, inputs.collection
+        facts = product_facts(inputs.files)
+        if facts is not None:
+            scene = replace(
+                scene,
+                datetime=facts.datetime or scene.datetime,
+                cloud_pct=(
+                    facts.cloud_cover_pct if facts.cloud_cover_pct is not None else scene.cloud_pct
+                ),
+                platform=facts.platform or scene.platform,
+            )
+        cloud_cover = inputs.parent_metadata.get("cloud_cover")  # recomputed by a post step
+        if isinstance(cloud_cover, int | float) and not isinstance(cloud_cover, bool):
+            scene = replace(scene, cloud_pct=float(cloud_cover))
         scene_id = safe_component(scene.scene_id, "scene.scene_id")
         selected, ignored = select_band_files(inputs.files, collection)
         if not selected:
@@ -241,15 +289,22 @@ class PublishProcessor(Processor):
 
         extras = self._quicklook(scene_id, out_dir, collection, published, options)
         result_files.update({key: extra.path for key, extra in extras.items()})
+        indices = self._indices(scene_id, out_dir, collection, published, options)
+        result_files.update({p.index.key: p.cog.path for p in indices})
 
         by_name = {p.band.name: p for p in published}
         outline_band = by_name[outline_name]
-        geometry = footprint(outline_band.cog.path, nodata=outline_band.cog.nodata)
-        footprint_source = "data"
-        if geometry is None and scene.footprint is not None:
-            geometry, footprint_source = dict(scene.footprint), "catalog"
-        elif geometry is None:
-            geometry, footprint_source = _raster_bounds(outline_band.cog), "raster-bounds"
+        candidates: list[tuple[str, dict[str, Any] | None]] = [
+            ("data", footprint(outline_band.cog.path, nodata=outline_band.cog.nodata)),
+            ("metadata", facts.footprint if facts is not None else None),
+        ]
+        if options.footprint == "metadata":
+            candidates.reverse()
+        candidates += [
+            ("catalog", dict(scene.footprint) if scene.footprint is not None else None),
+            ("raster-bounds", _raster_bounds(outline_band.cog)),
+        ]
+        footprint_source, geometry = next((k, g) for k, g in candidates if g is not None)
 
         item = build_item(
             scene=scene,
@@ -259,9 +314,13 @@ class PublishProcessor(Processor):
             geometry=geometry,
             version=self.version,
             source_collection=inputs.source_collection,
+            indices=indices,
+            lineage=inputs.lineage,
         )
-        size_bytes = sum(p.size_bytes for p in published) + sum(
-            e.size_bytes for e in extras.values()
+        size_bytes = (
+            sum(p.size_bytes for p in published)
+            + sum(e.size_bytes for e in extras.values())
+            + sum(p.size_bytes for p in indices)
         )
         elapsed_s = time.monotonic() - started
         log.info(
@@ -280,12 +339,14 @@ class PublishProcessor(Processor):
                 "scene_id": scene_id,
                 "collection": collection.name,
                 "bands": [p.band.name for p in published],
+                "indices": [p.index.key for p in indices],
                 "ignored_keys": ignored,
                 "checksums": {key: p.checksum for key, p in by_name.items()},
                 "footprint_source": footprint_source,
+                "metadata_source": facts.source if facts is not None else None,
                 "size_bytes": size_bytes,
                 "elapsed_s": round(elapsed_s, 3),
-                "software": {"collection-builder": self.version},
+                "software": {self.name: self.version},
             },
             item=item.to_dict(include_self_link=False, transform_hrefs=False),
         )
@@ -369,3 +430,69 @@ class PublishProcessor(Processor):
                 title=title,
             )
         return extras
+
+    @staticmethod
+    def _indices(
+        scene_id: str,
+        out_dir: Path,
+        collection: CollectionConfig,
+        published: list[PublishedBand],
+        options: PublishOptions,
+    ) -> list[PublishedIndex]:
+        """Write the collection's spectral indices whose bands were all published."""
+        if options.indices is False or not collection.indices:
+            return []
+        try:
+            definitions = resolve_indices(collection)
+        except ConfigError as err:
+            raise InvalidInputError(
+                FieldProblem(
+                    f"{err.file}: {err.field}", str(err), "fix the index in config/collections.yaml"
+                )
+            ) from err
+        wanted: list[IndexDefinition] = definitions
+        if isinstance(options.indices, tuple):
+            known = {d.key.lower(): d for d in definitions}
+            unknown = [key for key in options.indices if key.lower() not in known]
+            if unknown:
+                raise InvalidInputError(
+                    FieldProblem(
+                        "args.indices",
+                        f"{unknown} are not indices of {collection.name}",
+                        f"use some of {', '.join(d.key for d in definitions)}",
+                    )
+                )
+            wanted = [known[key.lower()] for key in options.indices]
+        cogs = {p.band.name: p.cog.path for p in published}
+        result: list[PublishedIndex] = []
+        for definition in wanted:
+            lacking = [band for band in definition.expression.bands if band not in cogs]
+            if lacking:
+                log.warning(
+                    "publish.index.skipped scene=%s collection=%s index=%s missing_bands=%s",
+                    scene_id,
+                    collection.name,
+                    definition.key,
+                    ",".join(lacking),
+                )
+                continue
+            started = time.monotonic()
+            cog = write_index(
+                definition,
+                cogs,
+                out_dir / f"{scene_id}_{definition.key}.tif",
+                options=options.cog,
+            )
+            checksum, size = file_checksum(cog.path)
+            result.append(
+                PublishedIndex(index=definition, cog=cog, checksum=checksum, size_bytes=size)
+            )
+            log.info(
+                "publish.index scene=%s collection=%s index=%s size_bytes=%d elapsed_s=%.2f",
+                scene_id,
+                collection.name,
+                definition.key,
+                size,
+                time.monotonic() - started,
+            )
+        return result

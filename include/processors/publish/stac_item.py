@@ -38,6 +38,7 @@ from include.collectors.base import Scene
 from include.common.config import BandConfig, CollectionConfig
 from include.common.errors import ProcessingError
 from include.processors.publish.cog import COG_MEDIA_TYPE, CogInfo
+from include.processors.publish.indices import IndexDefinition
 from include.processors.publish.quicklook import output_shape
 
 SOFTWARE_NAME = "collection-builder"
@@ -45,9 +46,11 @@ PROCESSING_SCHEMA_URI = "https://stac-extensions.github.io/processing/v1.2.0/sch
 PROCESSING_SOFTWARE_PROP = "processing:software"
 PROCESSING_LINEAGE_PROP = "processing:lineage"
 PROCESSING_LEVEL_PROP = "processing:level"
+PROCESSING_EXPRESSION_PROP = "processing:expression"
 SHA2_256_MULTIHASH_PREFIX = "1220"
 """Multihash prefix of a sha2-256 digest: code 0x12, length 0x20 (STAC ``file:checksum``)."""
 
+COLLECTION_HREF = "../collection.json"
 FOOTPRINT_MAX_PX = 512
 COORDINATE_DECIMALS = 7
 
@@ -61,6 +64,16 @@ class PublishedBand:
     """One band COG as it goes into the item."""
 
     band: BandConfig
+    cog: CogInfo
+    checksum: str
+    size_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedIndex:
+    """One spectral index COG as it goes into the item."""
+
+    index: IndexDefinition
     cog: CogInfo
     checksum: str
     size_bytes: int
@@ -216,6 +229,9 @@ def _set_projection(
             proj.wkt2 = cog.crs_wkt
     proj.shape = [cog.height, cog.width]
     proj.transform = list(cog.transform)
+    a, _, c, _, e, f = cog.transform
+    xs, ys = (c, c + a * cog.width), (f, f + e * cog.height)
+    proj.bbox = [min(xs), min(ys), max(xs), max(ys)]
 
 
 def _add_band_asset(item: pystac.Item, published: PublishedBand) -> pystac.Asset:
@@ -241,8 +257,8 @@ def _add_band_asset(item: pystac.Item, published: PublishedBand) -> pystac.Asset
             nodata=band.nodata if band.nodata is not None else cog.nodata,
             data_type=DataType(cog.dtype),
             spatial_resolution=resolution,
-            scale=band.scale,
-            offset=band.offset,
+            scale=cog.scale if cog.scale is not None else band.scale,
+            offset=cog.offset if cog.offset is not None else band.offset,
         )
     ]
     file_ext = FileExtension.ext(asset, add_if_missing=True)
@@ -251,22 +267,75 @@ def _add_band_asset(item: pystac.Item, published: PublishedBand) -> pystac.Asset
     return asset
 
 
-def lineage(
+def _index_asset(item: pystac.Item, published: PublishedIndex) -> pystac.Asset:
+    index, cog = published.index, published.cog
+    asset = pystac.Asset(
+        href=str(cog.path.resolve()),
+        title=index.title,
+        description=f"{index.key} = {index.expression.text} (reflectance; source: {index.source})",
+        media_type=COG_MEDIA_TYPE,
+        roles=["data", "index"],
+    )
+    item.add_asset(index.key, asset)
+    RasterExtension.ext(asset, add_if_missing=True).bands = [
+        RasterBand.create(
+            nodata=index.nodata,
+            data_type=DataType(cog.dtype),
+            spatial_resolution=cog.resolution_m,
+            scale=index.stored_scale,
+            offset=0.0 if index.stored_scale is not None else None,
+        )
+    ]
+    asset.extra_fields[PROCESSING_EXPRESSION_PROP] = {
+        "format": "band-math",
+        "expression": index.expression.text,
+    }
+    file_ext = FileExtension.ext(asset, add_if_missing=True)
+    file_ext.checksum = published.checksum
+    file_ext.size = published.size_bytes
+    return asset
+
+
+def software_of(version: str, lineage: Mapping[str, Any] | None) -> dict[str, str]:
+    """Return ``processing:software``: ours, the publish processor and every upstream processor."""
+    software = {SOFTWARE_NAME: version, "publish": version}
+    for step in (lineage or {}).get("steps", []):
+        for name, step_version in (step.get("software") or {}).items():
+            software.setdefault(str(name), str(step_version))
+    return software
+
+
+def lineage_text(
     scene: Scene,
     collection: CollectionConfig,
     *,
     version: str,
     source_collection: str | None,
     has_quicklook: bool,
+    indices: Sequence[str] = (),
+    lineage: Mapping[str, Any] | None = None,
 ) -> str:
-    """Return the ``processing:lineage`` text: what was made, from which scene and catalog."""
+    """Return the ``processing:lineage`` text: the source scene and every step that made it."""
     source = f", source collection {source_collection}" if source_collection else ""
+    steps: list[str] = []
+    for step in (lineage or {}).get("steps", []):
+        task_type, provider = step.get("task_type"), step.get("provider")
+        target = step.get("collection")
+        if task_type == "download":
+            steps.append(f"downloaded from {provider} into {target}")
+        else:
+            software = ", ".join(f"{k} {v}" for k, v in (step.get("software") or {}).items())
+            steps.append(f"{task_type} by {software or provider} into {target}")
     made = "bands as Cloud-Optimized GeoTIFF"
     if has_quicklook:
         made += ", RGB quicklook with percentile stretch"
+    if indices:
+        made += f", spectral indices {', '.join(indices)}"
+    history = f"{'; '.join(steps)}; " if steps else ""
     return (
-        f"{collection.name} ({collection.level}) published by {SOFTWARE_NAME} {version} from scene "
-        f"{scene.scene_id} of catalog {scene.catalog} (dataset {scene.dataset}{source}): {made}"
+        f"{collection.name} ({collection.level}) from scene {scene.scene_id} of catalog "
+        f"{scene.catalog} (dataset {scene.dataset}{source}): {history}published by "
+        f"{SOFTWARE_NAME} {version}: {made}"
     )
 
 
@@ -279,6 +348,8 @@ def build_item(
     geometry: Mapping[str, Any],
     version: str,
     source_collection: str | None = None,
+    indices: Sequence[PublishedIndex] = (),
+    lineage: Mapping[str, Any] | None = None,
 ) -> pystac.Item:
     """Return the STAC Item of a published scene.
 
@@ -293,6 +364,8 @@ def build_item(
         geometry: the WGS84 footprint.
         version: the publishing software's version.
         source_collection: the collection the inputs came from, if any.
+        indices: the spectral index COGs.
+        lineage: the upstream steps (``ProcessorInputs.lineage``).
 
     Returns:
         A pystac Item with eo, projection, raster, file, processing (and mgrs/grid) fields.
@@ -330,6 +403,8 @@ def build_item(
             _set_projection(
                 ProjectionExtension.ext(asset, add_if_missing=True), published.cog, with_code=False
             )
+    for published_index in indices:
+        _index_asset(item, published_index)
     for key, extra in files.items():
         asset = pystac.Asset(
             href=str(extra.path.resolve()),
@@ -341,17 +416,29 @@ def build_item(
         file_ext = FileExtension.ext(asset, add_if_missing=True)
         file_ext.checksum = extra.checksum
         file_ext.size = extra.size_bytes
+    for rel in ("collection", "parent"):
+        # relative to the static layout (<collection>/items/<id>.json); backends rewrite links
+        item.add_link(
+            pystac.Link(
+                rel,
+                COLLECTION_HREF,
+                media_type=pystac.MediaType.JSON,
+                title=collection.title,
+            )
+        )
     if not any(asset.has_role("data") for asset in item.assets.values()):
         raise ProcessingError(f"{scene.scene_id}: the item has no data asset")
     if PROCESSING_SCHEMA_URI not in item.stac_extensions:
         item.stac_extensions.append(PROCESSING_SCHEMA_URI)
-    item.properties[PROCESSING_SOFTWARE_PROP] = {SOFTWARE_NAME: version}
+    item.properties[PROCESSING_SOFTWARE_PROP] = software_of(version, lineage)
     item.properties[PROCESSING_LEVEL_PROP] = collection.level
-    item.properties[PROCESSING_LINEAGE_PROP] = lineage(
+    item.properties[PROCESSING_LINEAGE_PROP] = lineage_text(
         scene,
         collection,
         version=version,
         source_collection=source_collection,
         has_quicklook=any(asset.has_role("overview") for asset in item.assets.values()),
+        indices=[published.index.key for published in indices],
+        lineage=lineage,
     )
     return item

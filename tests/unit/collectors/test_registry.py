@@ -98,10 +98,10 @@ def test_make_driver_from_repository_config_builds_stac_driver() -> None:
     assert isinstance(driver, StacApiDriver)
     assert driver.url == "https://earth-search.aws.element84.com/v1"
     assert driver.catalog == "earthsearch"
-    assert driver.options["datasets"]["S2MSI2A"] == "sentinel-2-l2a"
+    assert driver.options["datasets"]["S2MSI2A"] == "sentinel-2-c1-l2a"
     assert driver.options["verify_tls"] is True
-    assert driver.collection_id("S2MSI2A") == "sentinel-2-l2a"
-    assert driver.collection_id("s2msi2a") == "sentinel-2-l2a"
+    assert driver.collection_id("S2MSI2A") == "sentinel-2-c1-l2a"
+    assert driver.collection_id("s2msi2a") == "sentinel-2-c1-l2a"
     assert driver.collection_id("sentinel-2-c1-l2a") == "sentinel-2-c1-l2a"
 
 
@@ -142,8 +142,8 @@ def test_make_driver_unknown_catalog_lists_configured() -> None:
 
 def test_make_driver_configured_driver_missing_raises_config_error() -> None:
     with pytest.raises(ConfigError) as caught:
-        make_driver("SciHub", catalogs=catalogs())
-    assert caught.value.field == "catalogs.cdse.driver"
+        make_driver("legacy", catalogs=catalogs(legacy={"driver": "ftp", "url": "ftp://x.org"}))
+    assert caught.value.field == "catalogs.legacy.driver"
 
 
 def test_make_driver_bad_catalog_arg_value_names_field() -> None:

@@ -223,7 +223,10 @@ def test_parse_scene_id_landsat_item_id_without_processing_date_points_to_produc
 def test_parse_scene_id_landsat_scene_id_gives_pathrow_and_date() -> None:
     identity = parse_scene_id("LC82210692020010LGN00")
     assert (identity.kind, identity.platform, identity.sensor) == (
-        "landsat-scene", "landsat-8", "OLI_TIRS")
+        "landsat-scene",
+        "landsat-8",
+        "OLI_TIRS",
+    )
     assert (identity.tile, identity.datetime) == ("221069", datetime(2020, 1, 10, tzinfo=UTC))
     assert (identity.level, identity.ground_station, identity.archive_version) == (None, "LGN", 0)
 
@@ -233,8 +236,9 @@ def test_parse_scene_id_landsat_scene_id_leap_day_of_year() -> None:
     assert "day of year '366'" in _rejected("LC80120252019366LGN00")
 
 
-@pytest.mark.parametrize("bad", ["LE82210692020010LGN00", "LC82340692020010LGN00",
-                                 "LC8221069202001XLGN00"])
+@pytest.mark.parametrize(
+    "bad", ["LE82210692020010LGN00", "LC82340692020010LGN00", "LC8221069202001XLGN00"]
+)
 def test_parse_scene_id_landsat_scene_id_broken_rejected(bad: str) -> None:
     assert "LXSPPPRRRYYYYDDDGSIVV" in _rejected(bad)
 
@@ -258,8 +262,16 @@ def test_parse_scene_id_not_an_id_rejected_with_examples(bad: Any) -> None:
 
 @pytest.mark.parametrize(
     ("text", "canonical"),
-    [("23LLF", "23LLF"), ("T23LLF", "23LLF"), (" t23llf ", "23LLF"), ("1LAC", "01LAC"),
-     ("01LAC", "01LAC"), ("60VUK", "60VUK"), ("31TDH", "31TDH"), ("59VMF", "59VMF")],
+    [
+        ("23LLF", "23LLF"),
+        ("T23LLF", "23LLF"),
+        (" t23llf ", "23LLF"),
+        ("1LAC", "01LAC"),
+        ("01LAC", "01LAC"),
+        ("60VUK", "60VUK"),
+        ("31TDH", "31TDH"),
+        ("59VMF", "59VMF"),
+    ],
 )
 def test_is_mgrs_tile_valid_canonical(text: str, canonical: str) -> None:
     assert is_mgrs_tile(text) == canonical
@@ -267,8 +279,25 @@ def test_is_mgrs_tile_valid_canonical(text: str, canonical: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["61LLF", "00LAC", "23ILF", "23OLF", "23ALF", "23BLF", "23YLF", "23LAF", "23LSF", "23LLW",
-     "23LIF", "23LLI", "23LLO", "23LLFX", "TT23LLF", "", "221069"],
+    [
+        "61LLF",
+        "00LAC",
+        "23ILF",
+        "23OLF",
+        "23ALF",
+        "23BLF",
+        "23YLF",
+        "23LAF",
+        "23LSF",
+        "23LLW",
+        "23LIF",
+        "23LLI",
+        "23LLO",
+        "23LLFX",
+        "TT23LLF",
+        "",
+        "221069",
+    ],
 )
 def test_is_mgrs_tile_invalid_none(text: str) -> None:
     assert is_mgrs_tile(text) is None
@@ -420,4 +449,7 @@ def test_parse_scene_id_usgs_display_and_entity_ids_agree() -> None:
     for display_id, entity_id in pairs:
         product, scene = parse_scene_id(display_id), parse_scene_id(entity_id)
         assert (product.tile, product.datetime, product.platform) == (
-            scene.tile, scene.datetime, scene.platform)
+            scene.tile,
+            scene.datetime,
+            scene.platform,
+        )

@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import ipaddress
 import json
+import logging
 import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,16 +16,17 @@ from typing import Any
 import pytest
 
 from include.collectors.base import Credentials, Scene, SearchQuery
+from include.collectors.registry import make_driver as registry_make_driver
 from include.collectors.scene_ids import parse_scene_id
 from include.collectors.stac_api import (
     StacApiDriver,
     canonical_tile,
+    default_sas_url,
     format_datetime,
     item_to_scene,
     parse_datetime,
 )
 from include.common.errors import (
-    ConfigError,
     InvalidInputError,
     ProviderError,
     ProviderUnavailableError,
@@ -191,8 +193,10 @@ def test_search_earth_search_landsat_item_maps_wrs_and_product_id(
         http_server.url
         + "/v1/collections/landsat-c2-l2/items/LC08_L2SP_033032_20231008_02_T1/thumbnail"
     )
-    with pytest.raises(ProviderError, match="no asset downloadable over HTTP"):
+    assert scene.properties["requester_pays"] is True
+    with pytest.raises(ProviderError, match="requester-pays S3 buckets.*USGS or PlanetaryComputer"):
         driver.download(scene, tmp_path / scene.scene_id)
+    assert http_server.count("/v1/search") == 2  # the download made no request
 
 
 def test_search_next_link_body_token_pages_until_empty(
@@ -493,7 +497,7 @@ def test_search_planetary_computer_sentinel2_items_mapped(
     scene = by_id["S2A_MSIL2A_20190101T000001_N0212_R116_T60VUK_20201007T214652"]
     assert scene.tile == "60VUK"
     assert scene.cloud_pct == pytest.approx(56.297088)
-    assert scene.platform == "Sentinel-2A"
+    assert scene.platform == "sentinel-2a"  # PC writes "Sentinel-2A"; canonical is lowercase
     assert scene.catalog == "planetarycomputer"
     assert scene.properties["stac_id"] == "S2A_MSIL2A_20190101T000001_R116_T60VUK_20201007T214652"
     assert scene.properties["processing_baseline"] == "02.12"
@@ -501,7 +505,7 @@ def test_search_planetary_computer_sentinel2_items_mapped(
     assert scene.quicklook is not None and "preview.png" in scene.quicklook
     keys = {asset.key for asset in scene.assets}
     assert {"B04", "B8A", "SCL", "product-metadata", "granule-metadata"} <= keys
-    assert not keys & {"preview", "tilejson", "rendered_preview"}
+    assert not keys & {"preview", "tilejson", "rendered_preview", "visual"}  # TCI: preview only
     assert {s.tile for s in scenes} == {f["properties"]["s2:mgrs_tile"] for f in features}
     assert [s.datetime for s in scenes] == sorted(s.datetime for s in scenes)
     assert search_bodies(http_server, "/api/stac/v1/search")[0]["collections"] == ["sentinel-2-l2a"]
@@ -530,18 +534,6 @@ def test_search_planetary_computer_tiles_and_cloud_filtered_client_side(
     assert sorted(s.tile for s in scenes) == ["58UGE", "59VMD"]
     bodies = search_bodies(http_server, "/api/stac/v1/search")
     assert [b["query"]["s2:mgrs_tile"]["eq"] for b in bodies] == ["60VUK", "59VMD", "58UGE"]
-
-
-def test_download_planetary_computer_needs_signing_raises_config_error(
-    http_server: LocalHttpServer, cassette: LoadCassette, driver_factory: Any, tmp_path: Path
-) -> None:
-    feature = cassette(PC_S2).interactions[0].response_json()["features"][0]
-    scene = item_to_scene(feature, catalog="planetarycomputer", dataset="S2MSI2A")
-    driver = pc_driver(http_server, driver_factory, sign_assets=True)
-
-    with pytest.raises(ConfigError, match="sign_assets"):
-        driver.download(scene, tmp_path / scene.scene_id)
-    assert http_server.count() == 0
 
 
 def real_item_served_locally(
@@ -757,3 +749,222 @@ def test_scene_round_trips_through_dict(cassette: LoadCassette) -> None:
     feature = cassette(PC_S2).interactions[0].response_json()["features"][0]
     scene = item_to_scene(feature, catalog="planetarycomputer", dataset="S2MSI2A")
     assert Scene.from_dict(json.loads(json.dumps(scene.to_dict()))) == scene
+
+
+# ----------------------------------------------------------------------------- Earth Search data
+
+
+def filter_features(cassette: LoadCassette, collection: str) -> list[dict[str, Any]]:
+    features = []
+    for interaction in cassette(FILTER).find("POST", "/search"):
+        features += [
+            f for f in interaction.response_json()["features"] if f["collection"] == collection
+        ]
+    return features
+
+
+def test_item_to_scene_earth_search_c1_l2a_assets_carry_checksums_and_sizes(
+    cassette: LoadCassette,
+) -> None:
+    features = filter_features(cassette, "sentinel-2-c1-l2a")
+    assert len(features) == 6
+    for feature in features:
+        scene = item_to_scene(feature, catalog="earthsearch", dataset="sentinel-2-c1-l2a")
+        identity = parse_scene_id(scene.scene_id)
+        assert identity.level == "L2A" and identity.tile == scene.tile
+        assert scene.properties["stac_id"].startswith(f"{scene.scene_id[:3]}_T{scene.tile}_")
+        keys = {a.key for a in scene.assets}
+        assert {"red", "nir", "scl", "granule_metadata", "product_metadata"} <= keys
+        assert not keys & {"visual", "preview", "thumbnail"}
+        assert all(a.checksum and a.checksum.startswith("1220") for a in scene.assets)
+        assert scene.size_bytes == sum(a.size_bytes or 0 for a in scene.assets) > 0
+        assert "non_http_assets" not in scene.properties
+
+
+def test_download_earth_search_l1c_requester_pays_names_cdse(
+    cassette: LoadCassette, driver_factory: Any, tmp_path: Path
+) -> None:
+    (feature, *_) = filter_features(cassette, "sentinel-2-l1c")
+    scene = item_to_scene(feature, catalog="earthsearch", dataset="sentinel-2-l1c")
+    assert scene.assets == () and scene.properties["requester_pays"] is True
+    driver = driver_factory("http://127.0.0.1:9/v1")
+
+    with pytest.raises(ProviderError, match="requester-pays.*from catalog CDSE"):
+        driver.download(scene, tmp_path / scene.scene_id)
+
+
+def test_search_earth_search_mgrs_style_option_asks_triple_first(
+    http_server: LocalHttpServer, driver_factory: Any
+) -> None:
+    http_server.route("/v1/search", json_reply(EMPTY_PAGE))
+    driver = driver_factory(http_server.url + "/v1", mgrs_query_style="mgrs")
+
+    driver.search(SearchQuery(dataset="S2MSI2A", tiles=("13TDE",)))
+
+    first = search_bodies(http_server, "/v1/search")[0]["query"]
+    assert first == {
+        "mgrs:utm_zone": {"eq": 13},
+        "mgrs:latitude_band": {"eq": "T"},
+        "mgrs:grid_square": {"eq": "DE"},
+    }
+
+
+# ----------------------------------------------------------------------------- PC asset signing
+
+SAS_QUERY = (  # the shape of a Planetary Computer SAS token (values made up)
+    "st=2025-07-30T09%3A00%3A00Z&se=2025-07-31T10%3A00%3A00Z&sp=rl&sv=2024-05-04&sr=c"
+    "&skoid=00000000-0000-0000-0000-000000000000&sktid=72f988bf&skt=2025-07-30T09%3A00%3A00Z"
+    "&ske=2025-07-31T09%3A00%3A00Z&sks=b&skv=2024-05-04&sig=TESTSIGNATURE0123456789%3D"
+)
+
+
+class SasEndpoint:
+    """Planetary Computer's SAS API on loopback: GET /api/sas/v1/token/<collection>."""
+
+    def __init__(self, server: LocalHttpServer, *, valid_for: dt.timedelta) -> None:
+        self.valid_for = valid_for
+        self.issued: list[str] = []
+        for collection in ("sentinel-2-l2a", "landsat-c2-l2"):
+            server.route(f"/api/sas/v1/token/{collection}", self.handle)
+
+    def handle(self, request: Request) -> Reply:
+        collection = request.path.rsplit("/", 1)[-1]
+        token = SAS_QUERY.replace("TESTSIGNATURE", f"SIG{collection.upper()}{len(self.issued)}")
+        self.issued.append(collection)
+        expiry = format_datetime(dt.datetime.now(UTC) + self.valid_for)
+        body = {"msft:expiry": expiry, "token": token}
+        return Reply(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
+
+
+def signing_driver(server: LocalHttpServer, factory: Any, **options: Any) -> StacApiDriver:
+    return pc_driver(server, factory, sign_assets=True, **options)
+
+
+def test_default_sas_url_sits_beside_the_stac_api() -> None:
+    assert default_sas_url("https://planetarycomputer.microsoft.com/api/stac/v1/") == (
+        "https://planetarycomputer.microsoft.com/api/sas/v1"
+    )
+    assert default_sas_url("http://127.0.0.1:8080/api/stac/v1") == (
+        "http://127.0.0.1:8080/api/sas/v1"
+    )
+    assert default_sas_url("https://example.org/stac") == (
+        "https://planetarycomputer.microsoft.com/api/sas/v1"
+    )
+
+
+def test_sign_assets_real_pc_items_get_their_collection_token_once(
+    http_server: LocalHttpServer, cassette: LoadCassette, driver_factory: Any
+) -> None:
+    sas = SasEndpoint(http_server, valid_for=dt.timedelta(hours=1))
+    driver = signing_driver(http_server, driver_factory)
+    s2_items = cassette(PC_S2).interactions[0].response_json()["features"][:2]
+    (landsat_page,) = cassette("test_client/test_fallback_strategy.yaml").find("GET", "/items")
+    landsat_item = landsat_page.response_json()["features"][0]
+
+    signed = [
+        driver.sign_assets(item_to_scene(item, catalog="planetarycomputer", dataset="S2MSI2A"))
+        for item in [*s2_items, landsat_item]
+    ]
+
+    assert sas.issued == ["sentinel-2-l2a", "landsat-c2-l2"]  # one token per collection
+    for assets in signed:
+        assert assets and all(".blob.core.windows.net/" in a.href for a in assets)
+        assert all(a.href.count("?") == 1 and "&sig=SIG" in a.href for a in assets)
+    assert "SIGSENTINEL-2-L2A0" in signed[0][0].href
+    assert "SIGLANDSAT-C2-L21" in signed[2][0].href
+    unsigned = item_to_scene(s2_items[0], catalog="planetarycomputer", dataset="S2MSI2A")
+    assert [a.href.split("?")[0] for a in signed[0]] == [a.href for a in unsigned.assets]
+
+
+def test_sas_token_near_expiry_is_fetched_again(
+    http_server: LocalHttpServer, cassette: LoadCassette, driver_factory: Any
+) -> None:
+    sas = SasEndpoint(http_server, valid_for=dt.timedelta(seconds=60))
+    driver = signing_driver(http_server, driver_factory, sas_refresh_margin_s=300)
+    item = cassette(PC_S2).interactions[0].response_json()["features"][0]
+    scene = item_to_scene(item, catalog="planetarycomputer", dataset="S2MSI2A")
+
+    driver.sign_assets(scene)
+    driver.sign_assets(scene)
+
+    assert sas.issued == ["sentinel-2-l2a", "sentinel-2-l2a"]
+
+
+def test_sas_endpoint_errors_are_mapped(
+    http_server: LocalHttpServer, cassette: LoadCassette, driver_factory: Any
+) -> None:
+    item = cassette(PC_S2).interactions[0].response_json()["features"][0]
+    scene = item_to_scene(item, catalog="planetarycomputer", dataset="S2MSI2A")
+    route = "/api/sas/v1/token/sentinel-2-l2a"
+    http_server.route(route, json_reply({"detail": "collection not found"}, status=404))
+    with pytest.raises(ProviderError, match="sas token .*HTTP 404: collection not found"):
+        signing_driver(http_server, driver_factory).sign_assets(scene)
+    http_server.route(route, json_reply({"detail": "busy"}, status=503))
+    with pytest.raises(ProviderUnavailableError, match="busy"):
+        signing_driver(http_server, driver_factory).sign_assets(scene)
+    http_server.route(route, json_reply({"msft:expiry": "2030-01-01T00:00:00Z"}))
+    with pytest.raises(ProviderError, match="holds no token"):
+        signing_driver(http_server, driver_factory).sign_assets(scene)
+
+
+def test_download_pc_blob_assets_signed_and_token_never_logged(
+    http_server: LocalHttpServer,
+    cassette: LoadCassette,
+    driver_factory: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    sas = SasEndpoint(http_server, valid_for=dt.timedelta(hours=1))
+    feature = cassette(PC_S2).interactions[0].response_json()["features"][0]
+    blobs = {"B04": b"\x04" * 70_000, "SCL": b"\x05" * 30_000}
+    item = copy.deepcopy(feature)
+    item["assets"] = {}
+    for key, blob in blobs.items():
+        name = feature["assets"][key]["href"].rsplit("/", 1)[-1]
+
+        def blob_handler(request: Request, blob: bytes = blob) -> Reply:
+            if "sig=SIG" not in request.query:  # Azure answers unsigned requests with 403
+                return Reply(403, b"<Error><Code>AuthenticationFailed</Code></Error>")
+            return serve_bytes(blob)(request)
+
+        url = http_server.route(f"/sentinel2-l2/{name}", blob_handler)
+        asset = dict(feature["assets"][key], href=url.replace("127.0.0.1", "localhost"))
+        asset["file:size"] = len(blob)
+        item["assets"][key] = asset
+    scene = item_to_scene(item, catalog="planetarycomputer", dataset="S2MSI2A")
+    driver = signing_driver(http_server, driver_factory, sas_host_suffixes=["localhost"])
+
+    result = driver.download(scene, tmp_path / scene.scene_id)
+
+    assert sorted(p.name for p in result.files) == ["B04.tif", "SCL.tif"]
+    assert (tmp_path / scene.scene_id / "B04.tif").read_bytes() == blobs["B04"]
+    assert sas.issued == ["sentinel-2-l2a"]
+    blob_requests = [r for r in http_server.requests if r.path.startswith("/sentinel2-l2/")]
+    assert all("sig=SIGSENTINEL-2-L2A0" in r.query for r in blob_requests)
+    assert "SIGSENTINEL" not in caplog.text and "sig=" not in caplog.text
+
+    unsigned = pc_driver(http_server, driver_factory)  # without sign_assets: Azure's 403
+    with pytest.raises(ProviderError, match="HTTP 403"):
+        unsigned.download(scene, tmp_path / "unsigned")
+
+
+def test_make_driver_planetary_computer_url_override_moves_sas_endpoint(
+    http_server: LocalHttpServer,
+) -> None:
+    driver = registry_make_driver(
+        "PlanetaryComputer", catalog_args={"url": http_server.url + "/api/stac/v1"}
+    )
+    try:
+        assert isinstance(driver, StacApiDriver)
+        assert driver.sign is True
+        assert driver.sas_url == http_server.url + "/api/sas/v1"
+    finally:
+        driver.close()
+    earth = registry_make_driver("EarthSearch", catalog_args={"url": http_server.url + "/v1"})
+    try:
+        assert isinstance(earth, StacApiDriver)
+        assert earth.sign is False
+        assert earth.collection_id("S2MSI2A") == "sentinel-2-c1-l2a"  # https + checksums
+    finally:
+        earth.close()

@@ -260,7 +260,9 @@ def test_publish_item_has_stac_extension_fields(published: tuple[ProcessorResult
     assert item.assets["quicklook"].roles == ["overview"]
     assert item.assets["thumbnail"].roles == ["thumbnail"]
     props = item.properties
-    assert props["processing:software"] == {"collection-builder": "0.1.0"}
+    assert props["processing:software"] == {"collection-builder": "0.1.0", "publish": "0.1.0"}
+    assert raster[0].scale == 0.0001  # the collection's band scale, recorded in the COG
+    assert ProjectionExtension.ext(item).bbox == [399960.0, 8590280.0, 420440.0, 8610760.0]
     assert props["processing:level"] == "L1C"
     assert item.id in props["processing:lineage"] and "catalog demo" in props["processing:lineage"]
     assert props["mgrs:utm_zone"] == 23 and props["grid:code"] == "MGRS-23LLF"

@@ -1,0 +1,966 @@
+"""The Copernicus Data Space Ecosystem (CDSE) driver: OData search, orders, ``$value`` downloads.
+
+Protocol (CDSE OData v1, ``https://catalogue.dataspace.copernicus.eu/odata/v1``):
+
+- Search: ``GET {url}/Products`` with ``$filter`` (``Collection/Name eq 'SENTINEL-2'``, the
+  ``productType`` string attribute, ``OData.CSC.Intersects(area=geography'SRID=4326;POLYGON(..)')``,
+  ``ContentDate/Start ge/le``, the ``cloudCover`` double attribute, the ``tileId`` string attribute,
+  ``Name eq '<id>.SAFE'`` for scene ids), ``$expand=Attributes``, ``$top`` (page size, at most
+  1000), ``$orderby=ContentDate/Start asc``. Pages follow ``@odata.nextLink`` verbatim, up to
+  ``max_pages``. Search needs no token, so ``preview`` works without a Connection.
+- One product: ``GET {url}/Products(<Id>)`` (``Online`` tells whether it is in the long-term
+  archive); order an offline one with ``POST {url}/Products(<Id>)/OData.CSC.Order``.
+- Download: ``GET {url}/Products(<Id>)/$value`` with a bearer token; it redirects to
+  ``zipper.dataspace.copernicus.eu``. The Authorization header is sent only to CDSE hosts (the
+  catalog's and token endpoint's hosts and ``*.dataspace.copernicus.eu``, or ``auth_hosts``) and
+  only over HTTPS (plain HTTP to loopback is allowed, for tests), also across redirects.
+- Token: Keycloak password grant at ``token_url`` (client ``cdse-public``) with the login and
+  password of the catalog's Airflow Connection (``cdse_default``), refreshed before expiry,
+  cached per process (``include.collectors.tokens``).
+
+Datasets: ``S2MSI1C`` and ``S2MSI2A`` (collection SENTINEL-2 with that product type),
+``<COLLECTION>/<productType>`` such as ``SENTINEL-1/IW_GRDH_1S``, or a bare collection name such as
+``SENTINEL-1``. Scene ids: the product ``Name`` without ``.SAFE``. For SENTINEL-2 and LANDSAT-*
+collections the id must parse as a Sentinel-2 or Landsat product id (``scene_ids.parse_scene_id``);
+a product whose name does not is skipped with a ``search.product_skipped`` warning, since our
+collections, file layout and processors are built on those ids. Products of any other collection
+(Sentinel-1, Sentinel-3, ...) keep their name as a relaxed id: it only has to be a safe file name;
+they can be previewed and downloaded, not processed.
+
+A scene's archive is the product zip, one ``Asset`` (``archive``) whose checksum comes from the
+product's ``Checksum`` list (BLAKE3 when the ``blake3`` package is installed, else MD5); the
+download lands in ``dest/<scene_id>.zip``, verified, through the engine in ``download.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from include.collectors.base import (
+    Asset,
+    Availability,
+    CatalogDriver,
+    Credentials,
+    DownloadedFile,
+    Scene,
+    SearchQuery,
+)
+from include.collectors.checksums import is_available
+from include.collectors.download import (
+    build_http_client,
+    download_file,
+    error_for_status,
+    error_for_transport,
+    redact_url,
+    reuse_existing,
+)
+from include.collectors.registry import register
+from include.collectors.scene_ids import is_mgrs_tile, parse_scene_id
+from include.collectors.tokens import OidcTokenSource
+from include.common.errors import (
+    FieldProblem,
+    InvalidInputError,
+    ProviderError,
+    SceneOfflineError,
+)
+from include.common.progress import ProgressFn
+from include.common.storage import safe_component
+
+log = logging.getLogger(__name__)
+
+_IDENTITY = "https://identity.dataspace.copernicus.eu/auth/realms/CDSE/protocol/openid-connect"
+DEFAULT_TOKEN_URL = _IDENTITY + "/token"
+"""CDSE's OpenID Connect token endpoint (Keycloak realm CDSE)."""
+DEFAULT_CLIENT_ID = "cdse-public"
+DEFAULT_CONN_ID = "cdse_default"
+DEFAULT_AUTH_HOSTS: tuple[str, ...] = ("dataspace.copernicus.eu",)
+DEFAULT_MAX_PAGES = 100
+"""CDSE refuses ``$skip`` above 10,000: 100 pages of 100 reach it."""
+MAX_TOP = 1000
+"""CDSE's largest ``$top``."""
+SCENE_IDS_PER_REQUEST = 20
+MAX_QUERY_VERTICES = 200
+"""A query geometry with more vertices is sent as its bounding box and filtered here."""
+
+S2_PRODUCT_TYPES = ("S2MSI1C", "S2MSI2A")
+_COLLECTION_RE = re.compile(r"^[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)+$")
+_LITERAL_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
+_FOOTPRINT_RE = re.compile(r"^geography'(?:SRID=(\d+);)?(.*)'$", re.DOTALL | re.IGNORECASE)
+_WKT_TYPE_SPACE = re.compile(r"^([A-Z]+) \(")
+_FRACTION = re.compile(r"\.(\d+)")
+
+_ATTRIBUTE_PROPERTIES = {
+    "productType": "product_type",
+    "processingBaseline": "processing_baseline",
+    "processingLevel": "processing_level",
+    "relativeOrbitNumber": "relative_orbit",
+    "orbitNumber": "orbit",
+    "orbitDirection": "orbit_direction",
+    "platformShortName": "platform_short_name",
+    "platformSerialIdentifier": "platform_serial",
+    "instrumentShortName": "instrument",
+    "tileId": "tile_id",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Datasets, literals and filters
+
+
+@dataclass(frozen=True, slots=True)
+class CdseDataset:
+    """A CDSE collection and, optionally, one product type in it."""
+
+    collection: str
+    product_type: str | None = None
+
+    @property
+    def strict_ids(self) -> bool:
+        """Whether product names must be Sentinel-2 or Landsat product ids."""
+        return self.collection == "SENTINEL-2" or self.collection.startswith("LANDSAT")
+
+
+def parse_dataset(dataset: str) -> CdseDataset:
+    """Return the CDSE collection and product type a conf's ``dataset`` names.
+
+    Accepts ``S2MSI1C``/``S2MSI2A`` (any case), ``<COLLECTION>/<productType>`` and a bare
+    collection name such as ``SENTINEL-1`` (collections in uppercase, as CDSE names them, so a
+    STAC id such as ``sentinel-2-l1c`` is refused rather than sent).
+
+    Raises:
+        InvalidInputError: naming ``dataset`` and the accepted forms.
+    """
+    text = dataset.strip()
+    fix = (
+        "use S2MSI1C or S2MSI2A, a CDSE collection such as 'SENTINEL-1', or "
+        "'<COLLECTION>/<productType>' such as 'SENTINEL-1/IW_GRDH_1S'"
+    )
+    if text.upper() in S2_PRODUCT_TYPES:
+        return CdseDataset("SENTINEL-2", text.upper())
+    collection, slash, product_type = text.partition("/")
+    collection = collection.strip()  # CDSE collection names are uppercase
+    product_type = product_type.strip()
+    if _COLLECTION_RE.match(collection) and (
+        not slash or (product_type and _LITERAL_RE.match(product_type))
+    ):
+        return CdseDataset(collection, product_type or None)
+    raise InvalidInputError(
+        FieldProblem("dataset", f"{dataset!r} is not a CDSE dataset", fix)
+    )
+
+
+def odata_string(value: str) -> str:
+    """Return ``value`` as an OData string literal (quotes doubled)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def format_odata_datetime(value: datetime) -> str:
+    """Return ``value`` as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` in UTC (a naive value is UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_odata_datetime(value: str) -> datetime:
+    """Parse an OData ``DateTimeOffset`` (``Z``, any number of fraction digits) as aware UTC.
+
+    Raises:
+        ValueError: when ``value`` is not a timestamp.
+    """
+    text = value.strip()
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1] + "+00:00"
+    text = _FRACTION.sub(lambda m: "." + (m.group(1) + "000000")[:6], text, count=1)
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _attribute_clause(kind: str, name: str, operator: str, literal: str) -> str:
+    return (
+        f"Attributes/OData.CSC.{kind}/any(att:att/Name eq {odata_string(name)} and "
+        f"att/OData.CSC.{kind}/Value {operator} {literal})"
+    )
+
+
+def _checked_literal(value: str, field: str, fix: str) -> str:
+    if not _LITERAL_RE.match(value):
+        raise InvalidInputError(FieldProblem(field, f"{value!r} cannot be sent to CDSE", fix))
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ODataQuery:
+    """A ``$filter`` and the geometry to check again on this side (None when exact)."""
+
+    filter: str
+    area: Any = None
+    """A shapely geometry when the query sent its bounding box instead of it."""
+
+
+def query_area_wkt(query: SearchQuery) -> tuple[str | None, Any]:
+    """Return the WKT to send for the query's area and the shapely geometry to re-check, if any.
+
+    Raises:
+        InvalidInputError: when ``geometry`` is not a valid GeoJSON geometry.
+    """
+    import shapely
+    from shapely.geometry import box, shape
+
+    if query.bbox is not None:
+        geometry = box(*query.bbox)
+    elif query.geometry is not None:
+        try:
+            geometry = shape(query.geometry)
+        except (ValueError, TypeError, AttributeError, KeyError) as err:
+            raise InvalidInputError(
+                FieldProblem("geom", f"is not a valid GeoJSON geometry ({err})",
+                             "give a GeoJSON Polygon, MultiPolygon or Point in WGS84")
+            ) from err
+    else:
+        return None, None
+    recheck = None
+    if shapely.get_num_coordinates(geometry) > MAX_QUERY_VERTICES:
+        recheck = geometry
+        geometry = box(*geometry.bounds)
+    text = shapely.to_wkt(geometry, rounding_precision=7, trim=True)
+    return _WKT_TYPE_SPACE.sub(r"\1(", text), recheck
+
+
+def build_filter(
+    query: SearchQuery, dataset: CdseDataset, *, scene_ids: Sequence[str] = ()
+) -> ODataQuery:
+    """Return the OData ``$filter`` for ``query`` (or for ``scene_ids`` only, when given).
+
+    Raises:
+        InvalidInputError: a tile that is not MGRS, a product id CDSE cannot be asked for.
+    """
+    clauses = [f"Collection/Name eq {odata_string(dataset.collection)}"]
+    if dataset.product_type:
+        clauses.append(
+            _attribute_clause(
+                "StringAttribute", "productType", "eq", odata_string(dataset.product_type)
+            )
+        )
+    if scene_ids:
+        names = []
+        for index, scene_id in enumerate(scene_ids):
+            checked = _checked_literal(
+                scene_id, f"scenes[{index}]", "give a product name without path or quotes"
+            )
+            if dataset.collection == "SENTINEL-2":
+                names.append(f"Name eq {odata_string(checked + '.SAFE')}")
+            else:
+                names.append(f"startswith(Name,{odata_string(checked)})")
+        clauses.append("(" + " or ".join(names) + ")")
+        return ODataQuery(" and ".join(clauses))
+    wkt, recheck = query_area_wkt(query)
+    if wkt is not None:
+        clauses.append(f"OData.CSC.Intersects(area=geography'SRID=4326;{wkt}')")
+    if query.start is not None:
+        clauses.append(f"ContentDate/Start ge {format_odata_datetime(query.start)}")
+    if query.end is not None:
+        clauses.append(f"ContentDate/Start le {format_odata_datetime(query.end)}")
+    if query.cloud_pct < 100:
+        clauses.append(
+            _attribute_clause("DoubleAttribute", "cloudCover", "le", f"{query.cloud_pct:.2f}")
+        )
+    if query.tiles:
+        tiles = []
+        problems = []
+        for index, tile in enumerate(query.tiles):
+            canonical = is_mgrs_tile(tile)
+            if canonical is None:
+                problems.append(
+                    FieldProblem(
+                        f"tiles[{index}]",
+                        f"{tile!r} is not an MGRS tile; CDSE selects tiles by tileId",
+                        "give MGRS tiles such as '23LLF' (WRS-2 path/rows need a Landsat catalog)",
+                    )
+                )
+            else:
+                tiles.append(
+                    _attribute_clause("StringAttribute", "tileId", "eq", odata_string(canonical))
+                )
+        if problems:
+            raise InvalidInputError(problems)
+        clauses.append("(" + " or ".join(tiles) + ")")
+    return ODataQuery(" and ".join(clauses), recheck)
+
+
+# --------------------------------------------------------------------------------------------
+# Products -> scenes
+
+
+def attributes(product: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a product's expanded ``Attributes`` as name -> value."""
+    found: dict[str, Any] = {}
+    for entry in product.get("Attributes") or ():
+        if isinstance(entry, Mapping) and isinstance(entry.get("Name"), str):
+            found[entry["Name"]] = entry.get("Value")
+    return found
+
+
+def parse_footprint(product: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Return the product's footprint as GeoJSON: ``GeoFootprint``, else the ``Footprint`` WKT.
+
+    ``Footprint`` reads ``geography'SRID=4326;POLYGON ((lon lat, ...))'``; None when absent or
+    unreadable.
+    """
+    geo = product.get("GeoFootprint")
+    if isinstance(geo, Mapping) and isinstance(geo.get("type"), str):
+        return dict(geo)
+    text = product.get("Footprint")
+    if not isinstance(text, str) or not text.strip():
+        return None
+    match = _FOOTPRINT_RE.match(text.strip())
+    if match is None or match.group(1) not in (None, "4326"):
+        return None
+    import shapely.wkt
+    from shapely.errors import ShapelyError
+    from shapely.geometry import mapping
+
+    try:
+        geometry = shapely.wkt.loads(match.group(2))
+    except (ShapelyError, ValueError):
+        return None
+    result: dict[str, Any] = json.loads(json.dumps(mapping(geometry)))
+    return result
+
+
+def select_checksum(entries: object) -> str | None:
+    """Return ``<algo>:<hex>`` of a product's ``Checksum`` list: BLAKE3 if computable, else MD5."""
+    by_algorithm: dict[str, str] = {}
+    for entry in entries if isinstance(entries, list) else ():
+        if not isinstance(entry, Mapping):
+            continue
+        algorithm, value = entry.get("Algorithm"), entry.get("Value")
+        if isinstance(algorithm, str) and isinstance(value, str) and value:
+            by_algorithm[algorithm.strip().lower()] = value.strip().lower()
+    if "blake3" in by_algorithm and is_available("blake3"):
+        return f"blake3:{by_algorithm['blake3']}"
+    if "md5" in by_algorithm:
+        return f"md5:{by_algorithm['md5']}"
+    if "blake3" in by_algorithm:
+        return f"blake3:{by_algorithm['blake3']}"
+    return None
+
+
+def _quicklook(product: Mapping[str, Any]) -> str | None:
+    for entry in product.get("Assets") or ():
+        if not isinstance(entry, Mapping) or str(entry.get("Type", "")).upper() != "QUICKLOOK":
+            continue
+        link = entry.get("DownloadLink")
+        if isinstance(link, str) and link.lower().startswith(("http://", "https://")):
+            return link
+    return None
+
+
+def _float_or_none(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def product_to_scene(
+    product: Mapping[str, Any],
+    *,
+    catalog: str,
+    dataset: str,
+    base_url: str,
+    strict_ids: bool,
+) -> Scene:
+    """Map one OData product entity to a :class:`Scene`.
+
+    Raises:
+        InvalidInputError: the name is not a valid (strict) product id or safe (relaxed) name.
+        ValueError: the entity lacks ``Id``, ``Name`` or a parseable ``ContentDate/Start``.
+    """
+    product_id = product.get("Id")
+    name = product.get("Name")
+    if not isinstance(product_id, str) or not product_id or not isinstance(name, str) or not name:
+        raise ValueError("product has no Id or Name")
+    content_date = product.get("ContentDate")
+    start = content_date.get("Start") if isinstance(content_date, Mapping) else None
+    if not isinstance(start, str):
+        raise ValueError(f"product {name} has no ContentDate/Start")
+    when = parse_odata_datetime(start)
+    attrs = attributes(product)
+    scene_id = name.removesuffix(".SAFE")
+    tile: str | None = None
+    platform: str | None = None
+    if strict_ids:
+        identity = parse_scene_id(scene_id, field="Name")
+        scene_id, tile, platform = identity.scene_id, identity.tile, identity.platform
+    else:
+        safe_component(scene_id, "Name")
+        short, serial = attrs.get("platformShortName"), attrs.get("platformSerialIdentifier")
+        if isinstance(short, str) and short:
+            platform = (short + (serial if isinstance(serial, str) else "")).lower()
+    tile_id = attrs.get("tileId")
+    if isinstance(tile_id, str) and is_mgrs_tile(tile_id):
+        tile = is_mgrs_tile(tile_id)
+    size = product.get("ContentLength")
+    size_bytes = size if isinstance(size, int) and not isinstance(size, bool) else None
+    base = base_url.rstrip("/")
+    checksums = {
+        str(e.get("Algorithm", "")).lower(): e.get("Value")
+        for e in product.get("Checksum") or ()
+        if isinstance(e, Mapping) and e.get("Algorithm") and e.get("Value")
+    }
+    properties: dict[str, Any] = {"product_id": product_id, "product_name": name}
+    for attribute, prop in _ATTRIBUTE_PROPERTIES.items():
+        if attrs.get(attribute) is not None:
+            properties[prop] = attrs[attribute]
+    if checksums:
+        properties["checksums"] = checksums
+    if isinstance(product.get("S3Path"), str):
+        properties["s3_path"] = product["S3Path"]
+    online = product.get("Online")
+    return Scene(
+        scene_id=scene_id,
+        catalog=catalog,
+        dataset=dataset,
+        datetime=when,
+        cloud_pct=_float_or_none(attrs.get("cloudCover")),
+        tile=tile,
+        footprint=parse_footprint(product),
+        size_bytes=size_bytes,
+        link=f"{base}/Products({product_id})",
+        quicklook=_quicklook(product),
+        online=online if isinstance(online, bool) else True,
+        platform=platform,
+        assets=(
+            Asset(
+                key="archive",
+                href=f"{base}/Products({product_id})/$value",
+                size_bytes=size_bytes,
+                checksum=select_checksum(product.get("Checksum")),
+                media_type="application/zip",
+                roles=("data", "archive"),
+            ),
+        ),
+        properties=properties,
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# The driver
+
+
+@register("cdse", aliases=("scihub",))
+class CdseODataDriver(CatalogDriver):
+    """Search, order and download through the CDSE OData API.
+
+    Options (``config/catalogs.yaml`` through ``make_driver``): ``catalog``, ``page_size``
+    (``$top``, at most 1000), ``max_pages`` (default 100), ``timeout_s``, ``verify_tls``,
+    ``max_connections``, ``conn_id`` (named in messages; default ``cdse_default``), ``datasets``,
+    ``token_url``, ``client_id`` (default ``cdse-public``), ``auth_hosts`` (host suffixes that
+    may receive the token; default ``dataspace.copernicus.eu``), ``expand_assets`` (also
+    ``$expand`` Assets, for quicklooks; default false), ``max_attempts`` and
+    ``retry_base_delay_s`` (in-task download retries).
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str | None = None,
+        credentials: Credentials | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(url=url, credentials=credentials, options=options)
+        if not url or not url.lower().startswith(("http://", "https://")):
+            raise InvalidInputError(
+                FieldProblem(
+                    "catalog_args.url",
+                    f"{url!r} is not an HTTP(S) OData URL",
+                    "set url in config/catalogs.yaml (or catalog_args.url), e.g. "
+                    "https://catalogue.dataspace.copernicus.eu/odata/v1",
+                )
+            )
+        self.base_url = url.rstrip("/")
+        self.catalog = str(self.options.get("catalog") or self.name)
+        self.page_size = max(1, min(int(self.options.get("page_size", 100)), MAX_TOP))
+        self.max_pages = int(self.options.get("max_pages", DEFAULT_MAX_PAGES))
+        self.timeout_s = float(self.options.get("timeout_s", 120.0))
+        verify = self.options.get("verify_tls", True)
+        self.verify_tls: bool | str = verify if isinstance(verify, bool | str) else True
+        self.max_connections = int(self.options.get("max_connections", 4))
+        self.conn_id = str(self.options.get("conn_id") or DEFAULT_CONN_ID)
+        datasets = self.options.get("datasets") or {}
+        self._datasets_lower = {str(k).lower(): str(v) for k, v in dict(datasets).items()}
+        self.token_url = str(self.options.get("token_url") or DEFAULT_TOKEN_URL)
+        self.client_id = str(self.options.get("client_id") or DEFAULT_CLIENT_ID)
+        hosts = self.options.get("auth_hosts") or DEFAULT_AUTH_HOSTS
+        self.auth_hosts = tuple(str(h).lower().lstrip(".") for h in hosts)
+        self.expand_assets = bool(self.options.get("expand_assets", False))
+        self.max_attempts = int(self.options.get("max_attempts", 3))
+        self.retry_base_delay_s = float(self.options.get("retry_base_delay_s", 0.5))
+        self.retry_sleep: Callable[[float], None] = time.sleep
+        """The wait between in-task download retries (tests record instead of sleeping)."""
+        self._lock = threading.Lock()
+        self._client: httpx.Client | None = None
+        self._auth_client: httpx.Client | None = None
+        self._token_client: httpx.Client | None = None
+        self._tokens: OidcTokenSource | None = None
+
+    # -- HTTP clients and the token ------------------------------------------------------------
+
+    def _new_client(self) -> httpx.Client:
+        return build_http_client(
+            timeout_s=self.timeout_s,
+            verify_tls=self.verify_tls,
+            max_connections=self.max_connections,
+        )
+
+    @property
+    def client(self) -> httpx.Client:
+        """The client for public requests (search, product entities): never sends a token."""
+        with self._lock:
+            if self._client is None:
+                self._client = self._new_client()
+            return self._client
+
+    @property
+    def auth_client(self) -> httpx.Client:
+        """The client for downloads and orders: adds the token for CDSE hosts on every hop."""
+        with self._lock:
+            if self._auth_client is None:
+                client = self._new_client()
+                client.event_hooks = {"request": [self._authorize], "response": []}
+                self._auth_client = client
+            return self._auth_client
+
+    @property
+    def tokens(self) -> OidcTokenSource:
+        """The account's token source (shared cache per process)."""
+        with self._lock:
+            if self._token_client is None:
+                self._token_client = self._new_client()
+            if self._tokens is None:
+                self._tokens = OidcTokenSource(
+                    token_url=self.token_url,
+                    client_id=self.client_id,
+                    credentials=self.credentials,
+                    client=self._token_client,
+                    catalog=self.catalog,
+                    conn_id=self.conn_id,
+                )
+            return self._tokens
+
+    def close(self) -> None:
+        """Close the HTTP clients (idempotent)."""
+        with self._lock:
+            for client in (self._client, self._auth_client, self._token_client):
+                if client is not None:
+                    client.close()
+            self._client = self._auth_client = self._token_client = None
+            self._tokens = None
+
+    def may_receive_token(self, url: httpx.URL | str) -> bool:
+        """Return whether a request to ``url`` may carry the bearer token.
+
+        Only CDSE hosts (the catalog's and the token endpoint's hosts, ``auth_hosts`` and their
+        subdomains) over HTTPS; plain HTTP only to loopback.
+        """
+        parts = httpx.URL(str(url))
+        host = (parts.host or "").lower()
+        if not host or (parts.scheme != "https" and not _is_loopback(host)):
+            return False
+        own = {(urlsplit(self.base_url).hostname or "").lower(),
+               (urlsplit(self.token_url).hostname or "").lower()}
+        if host in own:
+            return True
+        return any(host == suffix or host.endswith("." + suffix) for suffix in self.auth_hosts)
+
+    def _authorize(self, request: httpx.Request) -> None:
+        if self.may_receive_token(request.url):
+            request.headers["Authorization"] = "Bearer " + self.tokens.access_token()
+        elif "Authorization" in request.headers:
+            del request.headers["Authorization"]
+
+    def _credentials_error(self, err: ProviderError, action: str) -> ProviderError:
+        return ProviderError(
+            f"{err}; CDSE refused the token for {action}: check the login and password of "
+            f"Airflow Connection {self.conn_id!r} and that the account may download",
+            status_code=err.status_code,
+            body=err.body,
+        )
+
+    def _get_json(
+        self, url: str, *, params: Mapping[str, str] | None = None, action: str
+    ) -> dict[str, Any]:
+        """GET a JSON object without credentials.
+
+        Raises:
+            ProviderUnavailableError, RateLimitedError, ProviderError: mapped HTTP failures.
+        """
+        where = f"{self.catalog} {action}"
+        try:
+            response = self.client.get(
+                url, params=dict(params) if params is not None else None,
+                headers={"Accept": "application/json"},
+            )
+        except httpx.RequestError as err:
+            raise error_for_transport(err, url=url, action=where) from err
+        if response.status_code >= 400:
+            error = error_for_status(
+                response.status_code, response.text, url=url, action=where,
+                headers=response.headers,
+            )
+            if isinstance(error, ProviderError) and error.status_code in (401, 403):
+                raise self._credentials_error(error, action)
+            raise error
+        try:
+            data = response.json()
+        except ValueError as err:
+            raise ProviderError(
+                f"{where} {redact_url(url)}: the answer is not JSON; check that url points to "
+                "the CDSE OData root (.../odata/v1)",
+                status_code=response.status_code,
+                body=response.text[:2000],
+            ) from err
+        if not isinstance(data, dict):
+            raise ProviderError(
+                f"{where} {redact_url(url)}: the answer is not a JSON object; check that url "
+                "points to the CDSE OData root (.../odata/v1)",
+                status_code=response.status_code,
+                body=response.text[:2000],
+            )
+        return data
+
+    # -- search -------------------------------------------------------------------------------
+
+    def dataset_of(self, dataset: str) -> CdseDataset:
+        """Return the CDSE collection/product type for a conf dataset (``datasets`` mapped).
+
+        Raises:
+            InvalidInputError: naming ``dataset`` when it is not a CDSE dataset.
+        """
+        return parse_dataset(self._datasets_lower.get(dataset.strip().lower(), dataset))
+
+    def _pages(self, odata_filter: str) -> Iterator[list[dict[str, Any]]]:
+        """Yield the products of every page, following ``@odata.nextLink`` verbatim.
+
+        Raises:
+            InvalidInputError: when ``max_pages`` pages did not exhaust the results.
+            ProviderError: when the server repeats a next link (a paging loop).
+        """
+        url = f"{self.base_url}/Products"
+        params = {
+            "$filter": odata_filter,
+            "$orderby": "ContentDate/Start asc",
+            "$top": str(self.page_size),
+            "$expand": "Attributes,Assets" if self.expand_assets else "Attributes",
+        }
+        data = self._get_json(url, params=params, action="search")
+        pages = 1
+        seen: set[str] = set()
+        while True:
+            products = [p for p in data.get("value") or () if isinstance(p, dict)]
+            yield products
+            next_link = data.get("@odata.nextLink")
+            if not products or not isinstance(next_link, str) or not next_link:
+                return
+            if pages >= self.max_pages:
+                raise InvalidInputError(
+                    FieldProblem(
+                        "start,end",
+                        f"catalog {self.catalog!r} has more than {pages} pages of "
+                        f"{self.page_size} products",
+                        "narrow the area or the period (or raise options.max_pages of this "
+                        "catalog in config/catalogs.yaml; CDSE stops at $skip 10000)",
+                    )
+                )
+            next_url = urljoin(url, next_link)
+            if next_url in seen:
+                raise ProviderError(
+                    f"{self.catalog} search {redact_url(next_url)}: the server repeated a next "
+                    "link; its paging is broken, try again later"
+                )
+            seen.add(next_url)
+            pages += 1
+            data = self._get_json(next_url, action="search")
+
+    def _scene_or_none(
+        self, product: Mapping[str, Any], query: SearchQuery, dataset: CdseDataset
+    ) -> Scene | None:
+        try:
+            return product_to_scene(
+                product,
+                catalog=self.catalog,
+                dataset=query.dataset,
+                base_url=self.base_url,
+                strict_ids=dataset.strict_ids,
+            )
+        except (InvalidInputError, ValueError) as err:
+            log.warning(
+                "search.product_skipped catalog=%s product=%s reason=%s",
+                self.catalog,
+                product.get("Name"),
+                str(err).replace("\n", "; "),
+            )
+            return None
+
+    @staticmethod
+    def _keep(scene: Scene, query: SearchQuery, area: Any) -> bool:
+        """Check again on this side what the server was asked (and the exact area)."""
+        if query.scene_ids:
+            return scene.scene_id in {s.upper() for s in query.scene_ids} or any(
+                scene.scene_id.startswith(s) for s in query.scene_ids
+            )
+        if query.start is not None and scene.datetime < _aware(query.start):
+            return False
+        if query.end is not None and scene.datetime > _aware(query.end):
+            return False
+        if query.cloud_pct < 100 and scene.cloud_pct is not None:
+            if scene.cloud_pct > query.cloud_pct:
+                return False
+        if query.tiles and scene.tile is not None:
+            if scene.tile not in {is_mgrs_tile(t) for t in query.tiles}:
+                return False
+        if area is not None and scene.footprint is not None:
+            from shapely.geometry import shape
+
+            return bool(area.intersects(shape(scene.footprint)))
+        return True
+
+    def _collect(
+        self, odata: ODataQuery, query: SearchQuery, dataset: CdseDataset,
+        found: dict[str, Scene],
+    ) -> None:
+        for products in self._pages(odata.filter):
+            for product in products:
+                scene = self._scene_or_none(product, query, dataset)
+                if scene is not None and self._keep(scene, query, odata.area):
+                    found.setdefault(scene.scene_id, scene)
+            if query.limit is not None and len(found) >= query.limit:
+                return
+
+    def search(self, query: SearchQuery) -> list[Scene]:
+        """Return every product matching ``query`` as scenes, sorted by datetime then id.
+
+        Raises:
+            InvalidInputError: a bad dataset, tile or geometry, or too many pages of results.
+            ProviderUnavailableError: 5xx, timeouts, dropped connections.
+            RateLimitedError: HTTP 429 (``retry_after_s`` from ``Retry-After``).
+            ProviderError: other 4xx (with the server's description), broken paging.
+        """
+        dataset = self.dataset_of(query.dataset)
+        found: dict[str, Scene] = {}
+        if query.scene_ids:
+            ids = list(query.scene_ids)
+            for first in range(0, len(ids), SCENE_IDS_PER_REQUEST):
+                chunk = ids[first : first + SCENE_IDS_PER_REQUEST]
+                self._collect(build_filter(query, dataset, scene_ids=chunk), query, dataset, found)
+        else:
+            self._collect(build_filter(query, dataset), query, dataset, found)
+        scenes = sorted(found.values(), key=lambda scene: (scene.datetime, scene.scene_id))
+        if query.limit is not None:
+            scenes = scenes[: query.limit]
+        log.info(
+            "search.done catalog=%s collection=%s product_type=%s scenes=%d",
+            self.catalog,
+            dataset.collection,
+            dataset.product_type or "-",
+            len(scenes),
+        )
+        return scenes
+
+    # -- one product: availability, order ------------------------------------------------------
+
+    def product_id(self, scene: Scene) -> str:
+        """Return the OData ``Id`` of ``scene`` (from its search, else looked up by name).
+
+        Raises:
+            ProviderError: when CDSE has no product of that name.
+            ProviderUnavailableError, RateLimitedError: transient failures of the lookup.
+        """
+        known = scene.properties.get("product_id")
+        if isinstance(known, str) and known:
+            return known
+        name = _checked_literal(scene.scene_id, "scene_id", "give a bare product name")
+        data = self._get_json(
+            f"{self.base_url}/Products",
+            params={"$filter": f"startswith(Name,{odata_string(name)})", "$top": "5"},
+            action="lookup",
+        )
+        for product in data.get("value") or ():
+            product_name = str(product.get("Name", "")) if isinstance(product, dict) else ""
+            if product_name.removesuffix(".SAFE").upper() == name.upper() and product.get("Id"):
+                return str(product["Id"])
+        raise ProviderError(
+            f"{scene.scene_id}: catalog {self.catalog!r} has no product of that name; "
+            "check the scene id or use another provider",
+            status_code=404,
+        )
+
+    def product(self, scene: Scene) -> dict[str, Any]:
+        """Return the product entity of ``scene`` as CDSE has it now.
+
+        Raises:
+            ProviderError: 404 (the product is gone) and other 4xx.
+            ProviderUnavailableError, RateLimitedError: transient failures.
+        """
+        return self._get_json(
+            f"{self.base_url}/Products({self.product_id(scene)})", action="product"
+        )
+
+    def availability(self, scene: Scene) -> Availability:
+        """Return ONLINE or OFFLINE from the product's ``Online`` flag, read again now.
+
+        Raises:
+            ProviderError, ProviderUnavailableError, RateLimitedError: as ``product``.
+        """
+        online = self.product(scene).get("Online", True)
+        return Availability.ONLINE if online is not False else Availability.OFFLINE
+
+    def order(self, scene: Scene) -> None:
+        """Ask CDSE to restore an offline product from its long-term archive (idempotent).
+
+        ``POST {url}/Products(<Id>)/OData.CSC.Order`` with the token; an online product is not
+        ordered, and an order already placed (HTTP 409) counts as done. Nothing is recorded
+        here: callers poll ``availability``.
+
+        Raises:
+            ProviderError: no credentials, 401/403 (check the Connection), other 4xx.
+            ProviderUnavailableError, RateLimitedError: transient failures.
+        """
+        if self.availability(scene) == Availability.ONLINE:
+            log.info("order.skipped scene=%s catalog=%s reason=online", scene.scene_id,
+                     self.catalog)
+            return
+        url = f"{self.base_url}/Products({self.product_id(scene)})/OData.CSC.Order"
+        self.tokens.access_token()  # fail fast without credentials
+        try:
+            response = self.auth_client.post(url, json={}, headers={"Accept": "application/json"})
+        except httpx.RequestError as err:
+            raise error_for_transport(err, url=url, action=f"{self.catalog} order") from err
+        if response.status_code == 409:
+            log.info("order.already scene=%s catalog=%s", scene.scene_id, self.catalog)
+            return
+        if response.status_code >= 400:
+            error = error_for_status(
+                response.status_code, response.text, url=url, action=f"{self.catalog} order",
+                headers=response.headers,
+            )
+            if isinstance(error, ProviderError) and error.status_code in (401, 403):
+                raise self._credentials_error(error, "order")
+            raise error
+        status = "-"
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            value = body.get("value")
+            entity: dict[str, Any] = value if isinstance(value, dict) else body
+            status = str(entity.get("Status") or "-")
+        log.info("order.placed scene=%s catalog=%s status=%s", scene.scene_id, self.catalog,
+                 status)
+
+    # -- download -----------------------------------------------------------------------------
+
+    def download(
+        self, scene: Scene, dest: Path, *, progress: ProgressFn | None = None
+    ) -> DownloadedFile:
+        """Download the product zip of ``scene`` to ``dest/<scene_id>.zip``, verified.
+
+        A verified copy already in place (size and checksum as searched) is reused without any
+        request. Otherwise the product is read again: an offline product raises
+        ``SceneOfflineError``; the size and checksum to verify come from that fresh entity.
+
+        Raises:
+            SceneOfflineError: the product is in the long-term archive (order it, wait).
+            ProviderError: no credentials, 401/403 (check Connection ``cdse_default``), 404.
+            ChecksumMismatchError, ProviderUnavailableError, RateLimitedError, DiskFullError:
+                as ``download_file``.
+        """
+        target = dest / f"{safe_component(scene.scene_id, 'scene_id')}.zip"
+        known = scene.assets[0] if scene.assets else None
+        kept = reuse_existing(
+            target,
+            expected_size=scene.size_bytes,
+            checksum=known.checksum if known is not None else None,
+        )
+        if kept is not None:  # a rerun: no request at all
+            if progress is not None:
+                progress(kept.size_bytes, kept.size_bytes)
+            return kept
+        product_id = self.product_id(scene)
+        product = self._get_json(f"{self.base_url}/Products({product_id})", action="product")
+        size = product.get("ContentLength")
+        size_bytes = size if isinstance(size, int) and not isinstance(size, bool) else None
+        checksum = select_checksum(product.get("Checksum"))
+        if product.get("Online") is False:
+            raise SceneOfflineError(
+                scene.scene_id,
+                self.catalog,
+                f"{scene.scene_id}: offline at catalog {self.catalog!r} (in the long-term "
+                "archive); order it and wait until it is online",
+            )
+        self.tokens.access_token()  # fail fast without credentials
+        href = f"{self.base_url}/Products({product_id})/$value"
+        for attempt in (1, 2):
+            try:
+                return download_file(
+                    self.auth_client,
+                    href,
+                    target,
+                    expected_size=size_bytes,
+                    checksum=checksum,
+                    progress=progress,
+                    max_attempts=self.max_attempts,
+                    base_delay_s=self.retry_base_delay_s,
+                    sleep=self.retry_sleep,
+                )
+            except ProviderError as err:
+                if err.status_code == 401 and attempt == 1:
+                    log.info("download.token_refused catalog=%s; logging in again", self.catalog)
+                    self.tokens.invalidate()
+                    continue
+                if err.status_code in (401, 403):
+                    raise self._credentials_error(err, "download") from err
+                raise
+        raise ProviderError(f"{scene.scene_id}: download did not finish")  # pragma: no cover
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+__all__ = [
+    "CdseDataset",
+    "CdseODataDriver",
+    "ODataQuery",
+    "build_filter",
+    "format_odata_datetime",
+    "parse_dataset",
+    "parse_footprint",
+    "product_to_scene",
+    "select_checksum",
+]

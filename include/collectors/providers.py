@@ -1,0 +1,204 @@
+"""Provider priority and fallback for downloads (DESIGN 1.2, issue 3 "Provider priority").
+
+``download_with_fallback`` tries, in order:
+
+1. the scene's own catalog (the one the run searched), with the scene as found there;
+2. each of the collection's ``providers`` (``config/collections.yaml``: catalog + dataset, highest
+   priority first), skipping the catalog already tried. Such a provider must find the same scene
+   by id through its own search (``SearchQuery(dataset, scene_ids=(scene_id,))``).
+
+Each download attempt holds one of the provider's download slots (``limiter.slot``, sized by the
+catalog's ``max_connections``). A provider whose attempt raises ``TransientError``,
+``ProviderError``, ``SceneOfflineError``, ``IntegrityError`` (a corrupt file) or ``ConfigError``
+(the provider cannot serve this, e.g. unsigned assets) is logged (``download.fallthrough``) and
+the next one is tried. Other errors (bad input, a full disk, bugs) stop at once.
+
+When every provider failed, the most relevant error is raised: a ``SceneOfflineError`` if any
+provider had the scene offline (so the run waits for it); else the last error of a provider that
+had the scene and failed to deliver it; else (nobody could even look the scene up) the last error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from include.collectors.base import CatalogDriver, DownloadedFile, Scene, SearchQuery
+from include.collectors.limiter import ProviderLimiter
+from include.common.config import CatalogConfig, CollectionConfig, load_catalogs
+from include.common.errors import (
+    CollectionBuilderError,
+    ConfigError,
+    IntegrityError,
+    ProviderError,
+    SceneOfflineError,
+    TransientError,
+)
+from include.common.progress import ProgressFn
+
+log = logging.getLogger(__name__)
+
+FALLTHROUGH_ERRORS: tuple[type[CollectionBuilderError], ...] = (
+    TransientError,
+    ProviderError,
+    SceneOfflineError,
+    IntegrityError,
+    ConfigError,
+)
+"""Errors after which the next provider is tried."""
+
+Stage = Literal["lookup", "download"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderAttempt:
+    """One provider tried for one scene and why it did not deliver."""
+
+    catalog: str
+    stage: Stage
+    """``lookup``: finding the scene there failed; ``download``: it had the scene."""
+    error: CollectionBuilderError
+
+
+def candidates(scene: Scene, collection: CollectionConfig) -> list[tuple[str, str | None]]:
+    """Return ``(catalog, dataset)`` in the order to try; dataset None means "as searched"."""
+    order: list[tuple[str, str | None]] = [(scene.catalog.lower(), None)]
+    tried = {scene.catalog.lower()}
+    for provider in collection.providers:
+        name = provider.catalog.lower()
+        if name not in tried:
+            order.append((name, provider.dataset))
+            tried.add(name)
+    return order
+
+
+def find_same_scene(driver: CatalogDriver, scene: Scene, dataset: str, catalog: str) -> Scene:
+    """Return ``scene`` as provider ``catalog`` has it, searched by id in ``dataset``.
+
+    Raises:
+        ProviderError: when the provider has no scene with that id (HTTP-404-like).
+        ProviderUnavailableError, RateLimitedError, ProviderError: from the provider's search.
+    """
+    found = driver.search(SearchQuery(dataset=dataset, scene_ids=(scene.scene_id,)))
+    for candidate in found:
+        if candidate.scene_id == scene.scene_id:
+            return candidate
+    raise ProviderError(
+        f"{scene.scene_id}: provider {catalog!r} has no scene with this id in dataset "
+        f"{dataset!r}; it cannot serve as a fallback for it",
+        status_code=404,
+    )
+
+
+def most_relevant_error(attempts: list[ProviderAttempt]) -> CollectionBuilderError:
+    """Pick the error to raise when no provider delivered (see the module docstring).
+
+    Raises:
+        ValueError: when ``attempts`` is empty.
+    """
+    if not attempts:
+        raise ValueError("no provider was tried")
+    for attempt in attempts:
+        if isinstance(attempt.error, SceneOfflineError):
+            return attempt.error
+    delivered = [a for a in attempts if a.stage == "download"]
+    return (delivered or attempts)[-1].error
+
+
+def _max_slots(catalog: str, catalogs: Mapping[str, CatalogConfig]) -> int:
+    config = catalogs.get(catalog)
+    return config.max_connections if config is not None else 1
+
+
+@contextlib.contextmanager
+def _no_limit() -> Iterator[int]:
+    yield 0
+
+
+def download_with_fallback(
+    scene: Scene,
+    collection: CollectionConfig,
+    dest: Path,
+    *,
+    driver_factory: Callable[[str], CatalogDriver],
+    progress: ProgressFn | None = None,
+    limiter: ProviderLimiter | None = None,
+    catalogs: Mapping[str, CatalogConfig] | None = None,
+) -> tuple[DownloadedFile, str]:
+    """Download ``scene`` into ``dest`` from the best provider; return the file and the provider.
+
+    Args:
+        scene: the scene as its own catalog (``scene.catalog``) found it.
+        collection: the collection being built (its ``providers`` are the fallbacks).
+        dest: the scene's archive folder.
+        driver_factory: builds a driver by catalog name (the task layer adds credentials).
+        progress: download progress callback.
+        limiter: per-provider download slots (None: no limit).
+        catalogs: the configured catalogs (default ``config/catalogs.yaml``), for slot counts.
+
+    Returns:
+        ``(downloaded file, catalog name that delivered it)``.
+
+    Raises:
+        SceneOfflineError: when no provider delivered and one had the scene offline.
+        TransientError, ProviderError, IntegrityError, ConfigError: the most relevant error
+            when no provider delivered (see ``most_relevant_error``).
+        CollectionBuilderError: other errors (bad input, a full disk) at once, without fallback.
+    """
+    configured = catalogs if catalogs is not None else load_catalogs()
+    attempts: list[ProviderAttempt] = []
+    order = candidates(scene, collection)
+    for position, (catalog, dataset) in enumerate(order):
+        stage: Stage = "lookup"
+        try:
+            with driver_factory(catalog) as driver:
+                candidate = scene
+                if dataset is not None:
+                    candidate = find_same_scene(driver, scene, dataset, catalog)
+                stage = "download"
+                slots = limiter.slot(catalog, _max_slots(catalog, configured)) if limiter else None
+                with slots if slots is not None else _no_limit():
+                    result = driver.download(candidate, dest, progress=progress)
+        except FALLTHROUGH_ERRORS as err:
+            attempts.append(ProviderAttempt(catalog, stage, err))
+            following = order[position + 1][0] if position + 1 < len(order) else None
+            log.warning(
+                "download.fallthrough scene=%s provider=%s stage=%s error=%s: %s; %s",
+                scene.scene_id,
+                catalog,
+                stage,
+                type(err).__name__,
+                err,
+                f"trying {following}" if following else "no provider left",
+            )
+            continue
+        if attempts:
+            log.info(
+                "download.fallback_used scene=%s provider=%s after=%s",
+                scene.scene_id,
+                catalog,
+                ",".join(a.catalog for a in attempts),
+            )
+        return result, catalog
+    error = most_relevant_error(attempts)
+    log.error(
+        "download.all_providers_failed scene=%s attempts=%s raised=%s",
+        scene.scene_id,
+        ",".join(f"{a.catalog}:{a.stage}:{type(a.error).__name__}" for a in attempts),
+        type(error).__name__,
+    )
+    raise error
+
+
+__all__ = [
+    "FALLTHROUGH_ERRORS",
+    "ProviderAttempt",
+    "candidates",
+    "download_with_fallback",
+    "find_same_scene",
+    "most_relevant_error",
+]

@@ -1,0 +1,262 @@
+"""Bearer tokens from an OpenID Connect token endpoint (Keycloak), cached per process.
+
+CDSE's identity service is a Keycloak realm: ``POST <token_url>`` with the form
+``grant_type=password&username=..&password=..&client_id=cdse-public`` answers
+``{"access_token", "expires_in", "refresh_token", "refresh_expires_in", ...}``; the same endpoint
+with ``grant_type=refresh_token&refresh_token=..`` renews the access token without the password.
+
+``OidcTokenSource.access_token()`` returns a token valid for at least ``margin_s`` more seconds:
+the cached one, else a refreshed one (refresh grant while the refresh token lives), else a new
+one (password grant). The cache is module-global, keyed by (token URL, client id, username and a
+fingerprint of the password), so every driver of one process shares one login; Airflow 3 runs each
+task instance in its own process, so in practice a token is reused within one task (several
+downloads, fallbacks, retries in the task) and fetched again by the next task.
+
+Tokens and passwords are never logged and never put in error messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from include.collectors.base import Credentials
+from include.collectors.download import error_for_status, error_for_transport, redact_url
+from include.common.errors import ProviderError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MARGIN_S = 60.0
+"""Refresh an access token this long before it expires."""
+
+
+@dataclass(slots=True)
+class _TokenState:
+    access_token: str
+    expires_at: float
+    refresh_token: str | None
+    refresh_expires_at: float
+
+
+_CacheKey = tuple[str, str, str, str]
+_CACHE: dict[_CacheKey, _TokenState] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def clear_token_cache() -> None:
+    """Forget every cached token of this process (tests; a credentials change)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def cached_token_count() -> int:
+    """Return how many logins this process holds tokens for."""
+    with _CACHE_LOCK:
+        return len(_CACHE)
+
+
+class OidcTokenSource:
+    """Access tokens for one account at one OpenID Connect token endpoint.
+
+    Args:
+        token_url: the realm's token endpoint.
+        client_id: the public client to log in through (``cdse-public`` at CDSE).
+        credentials: username and password (from the catalog's Airflow Connection).
+        client: the HTTP client for the token endpoint (no auth hooks on it).
+        catalog: the catalog name, for messages.
+        conn_id: the Airflow Connection holding the credentials, for messages.
+        margin_s: refresh this long before expiry.
+        clock: seconds since the epoch (injected by tests).
+    """
+
+    def __init__(
+        self,
+        *,
+        token_url: str,
+        client_id: str,
+        credentials: Credentials | None,
+        client: httpx.Client,
+        catalog: str,
+        conn_id: str,
+        margin_s: float = DEFAULT_MARGIN_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.token_url = token_url
+        self.client_id = client_id
+        self.credentials = credentials
+        self.catalog = catalog
+        self.conn_id = conn_id
+        self.margin_s = margin_s
+        self._client = client
+        self._clock = clock
+
+    def _key(self) -> _CacheKey:
+        username, password = self._login()
+        fingerprint = hashlib.sha256(password.encode("utf-8")).hexdigest()[:16]
+        return (self.token_url, self.client_id, username, fingerprint)
+
+    def _login(self) -> tuple[str, str]:
+        credentials = self.credentials
+        if credentials is None or not credentials.username or not credentials.password:
+            raise ProviderError(
+                f"{self.catalog}: no login and password to get an access token; create the "
+                f"Airflow Connection {self.conn_id!r} with your account's login and password "
+                f"(airflow connections add {self.conn_id} --conn-type http --conn-login <user> "
+                "--conn-password <password>)"
+            )
+        return credentials.username, credentials.password
+
+    def access_token(self) -> str:
+        """Return an access token valid for at least ``margin_s`` seconds.
+
+        Raises:
+            ProviderError: no credentials, or the identity service refused them (401/400).
+            ProviderUnavailableError: the identity service answered 5xx or was unreachable.
+            RateLimitedError: the identity service answered 429.
+        """
+        key = self._key()
+        with _CACHE_LOCK:
+            state = _CACHE.get(key)
+            now = self._clock()
+            if state is not None and state.expires_at - now > self.margin_s:
+                return state.access_token
+            if state is not None and state.refresh_token and state.refresh_expires_at - now > 5:
+                renewed = self._refresh(state.refresh_token)
+                if renewed is not None:
+                    _CACHE[key] = renewed
+                    return renewed.access_token
+            fresh = self._password_grant()
+            _CACHE[key] = fresh
+            return fresh.access_token
+
+    def invalidate(self) -> None:
+        """Drop this account's cached token (after the provider answered 401 to it)."""
+        key = self._key()
+        with _CACHE_LOCK:
+            _CACHE.pop(key, None)
+
+    def _password_grant(self) -> _TokenState:
+        username, password = self._login()
+        state = self._post(
+            {
+                "grant_type": "password",
+                "username": username,
+                "password": password,
+                "client_id": self.client_id,
+            },
+            grant="password",
+        )
+        if state is None:  # pragma: no cover - _post only returns None for refresh grants
+            raise ProviderError(f"{self.catalog}: login failed")
+        return state
+
+    def _refresh(self, refresh_token: str) -> _TokenState | None:
+        return self._post(
+            {
+                "grant_type": "refresh_token",
+                "refresh_token": refresh_token,
+                "client_id": self.client_id,
+            },
+            grant="refresh_token",
+        )
+
+    def _post(self, form: dict[str, str], *, grant: str) -> _TokenState | None:
+        """Ask the token endpoint; None when a refresh grant is refused (log in again).
+
+        Raises:
+            ProviderError, ProviderUnavailableError, RateLimitedError: as ``access_token``.
+        """
+        action = f"{self.catalog} token"
+        started = self._clock()
+        try:
+            response = self._client.post(
+                self.token_url, data=form, headers={"Accept": "application/json"}
+            )
+        except httpx.RequestError as err:
+            raise error_for_transport(err, url=self.token_url, action=action) from err
+        if response.status_code in (400, 401) and grant == "refresh_token":
+            log.info(
+                "token.refresh_refused catalog=%s status=%d; logging in again",
+                self.catalog,
+                response.status_code,
+            )
+            return None
+        if response.status_code in (400, 401, 403):
+            reason = _oidc_error(response)
+            raise ProviderError(
+                f"{action} {redact_url(self.token_url)}: the identity service refused the login "
+                f"(HTTP {response.status_code}{': ' + reason if reason else ''}); check the login "
+                f"and password of Airflow Connection {self.conn_id!r}",
+                status_code=response.status_code,
+                body=reason,
+            )
+        if response.status_code >= 400:
+            raise error_for_status(
+                response.status_code,
+                response.text,
+                url=self.token_url,
+                action=action,
+                headers=response.headers,
+            )
+        state = self._parse(response, started)
+        log.info(
+            "token.obtained catalog=%s grant=%s user=%s expires_in_s=%.0f",
+            self.catalog,
+            grant,
+            form.get("username") or (self.credentials.username if self.credentials else "-"),
+            state.expires_at - started,
+        )
+        return state
+
+    def _parse(self, response: httpx.Response, started: float) -> _TokenState:
+        try:
+            parsed: Any = response.json()
+        except ValueError:
+            parsed = None
+        data: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
+        token = data.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise ProviderError(
+                f"{self.catalog} token {redact_url(self.token_url)}: the answer holds no "
+                "access_token; check that token_url is the realm's OpenID Connect token endpoint",
+                status_code=response.status_code,
+            )
+        expires_in = _seconds(data.get("expires_in"), default=300.0)
+        refresh = data.get("refresh_token")
+        refresh_in = _seconds(data.get("refresh_expires_in"), default=0.0)
+        return _TokenState(
+            access_token=token,
+            expires_at=started + expires_in,
+            refresh_token=refresh if isinstance(refresh, str) and refresh else None,
+            refresh_expires_at=started + refresh_in,
+        )
+
+
+def _seconds(value: object, *, default: float) -> float:
+    if isinstance(value, bool):
+        return default
+    if isinstance(value, int | float) and value >= 0:
+        return float(value)
+    return default
+
+
+def _oidc_error(response: httpx.Response) -> str:
+    """Return ``error: error_description`` of an OAuth error answer (never holds secrets)."""
+    try:
+        data = response.json()
+    except ValueError:
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    parts = [str(data[k]) for k in ("error", "error_description") if data.get(k)]
+    return ": ".join(parts)[:300]
+
+
+__all__ = ["OidcTokenSource", "cached_token_count", "clear_token_cache"]

@@ -1,0 +1,1 @@
+"""Correction processors: ``toa``, ``provider-l2``, ``sen2cor``, ``lasrc``."""

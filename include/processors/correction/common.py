@@ -1,0 +1,476 @@
+"""What the correction processors share: options, product opening, reflectance encoding, checks.
+
+Output convention (docs/processors.md): one GeoTIFF per band holding reflectance encoded as
+``round((reflectance - offset) / scale)`` in the target band's ``data_type`` (``int16`` by
+default; ``uint16`` when the collection's nodata is 0) with ``scale``/``offset`` from the
+collection's band config (default 0.0001 and 0, i.e. reflectance x 10000), the band's nodata
+wherever the source is nodata, and the scale/offset recorded in the raster metadata (GDAL band
+scale/offset and tags). Valid values that would collide with nodata are nudged by one unit;
+values beyond the type's range are clipped. Quality bands (SCL, QA_PIXEL, Fmask) are copied as
+they are. Conversion streams in row strips, never the whole band in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+import rasterio
+from pydantic import BaseModel, ConfigDict, ValidationError
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+
+from include.common.config import BandConfig, CollectionConfig
+from include.common.errors import FieldProblem, InvalidInputError, ProcessingError
+from include.common.progress import ProgressFn
+from include.processors.base import ProcessorInputs, ProcessorResult
+from include.processors.products.archive import is_archive
+from include.processors.products.landsat import MTL_SUFFIXES, LandsatProduct
+from include.processors.products.sentinel2 import (
+    PRODUCT_METADATA_NAMES,
+    Sentinel2Product,
+    canonical_band,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SCALE = 0.0001
+STRIP_PIXELS = 4_000_000
+"""Pixels per processing strip (~16 MB of float32): bounded memory whatever the band size."""
+FLAG_SUN_TOO_LOW = "sun_too_low"
+FLAG_FULLY_CLOUDY = "fully_cloudy"
+FLAG_NO_DATA = "no_valid_pixels"
+_DTYPE_RANGES = {
+    "int16": (-32768, 32767),
+    "uint16": (0, 65535),
+    "int32": (-(2**31), 2**31 - 1),
+    "uint8": (0, 255),
+}
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+
+
+class ProcessorOptions(BaseModel):
+    """Base of every processor's options model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def options_for(
+    inputs: ProcessorInputs, task_type: str, model: type[OptionsT], *, name: str
+) -> OptionsT:
+    """Return the processor's options: the collection's config, overridden by the node's args.
+
+    The collection's ``processors.<task_type>.options`` apply only when that entry names this
+    processor (``name``); the node's args always apply.
+
+    Raises:
+        InvalidInputError: naming each unknown or badly typed option.
+    """
+    configured = inputs.collection.processors.get(task_type)
+    same = configured is not None and configured.name.strip().lower() == name
+    merged: dict[str, Any] = dict(configured.options) if configured is not None and same else {}
+    merged.update(inputs.args)
+    try:
+        return model.model_validate(merged)
+    except ValidationError as err:
+        raise InvalidInputError(
+            [
+                FieldProblem(
+                    "args." + ".".join(str(part) for part in error["loc"]),
+                    error["msg"],
+                    f"fix it in the task args or in collections.yaml "
+                    f"({inputs.collection.name}.processors.{task_type}.options); known options: "
+                    f"{', '.join(sorted(model.model_fields))}",
+                )
+                for error in err.errors()
+            ]
+        ) from err
+
+
+# --------------------------------------------------------------------------------------------
+# Opening the parent's product
+
+
+Product = Sentinel2Product | LandsatProduct
+
+
+def _looks_landsat(files: Mapping[str, Path]) -> bool:
+    for key, path in files.items():
+        name = path.name.upper()
+        if any(name.endswith(suffix.upper()) for suffix in MTL_SUFFIXES):
+            return True
+        if key.lower().startswith("mtl"):
+            return True
+    return False
+
+
+def _looks_sentinel2(files: Mapping[str, Path]) -> bool:
+    for key, path in files.items():
+        if path.name in PRODUCT_METADATA_NAMES or key.lower() in (
+            "product_metadata",
+            "granule_metadata",
+        ):
+            return True
+        if path.suffix.lower() in (".jp2", ".tif") and canonical_band(key) is not None:
+            if key.upper().startswith("B") and len(key) == 3:
+                return True
+    return False
+
+
+def open_product(
+    files: Mapping[str, Path], work_dir: Path, *, baseline_hint: str | None = None
+) -> Product:
+    """Open the parent's output as a Sentinel-2 or Landsat product.
+
+    ``files`` is a folder of STAC assets (keys ``B04``/``red``, ``product_metadata``,
+    ``mtl.txt``...), or one archive/folder (a CDSE SAFE ``.zip``, a USGS ``.tar`` bundle),
+    which is extracted safely into ``work_dir``.
+
+    Raises:
+        InvalidInputError: nothing recognisable as either product.
+    """
+    missing = [key for key, path in files.items() if not path.exists()]
+    if missing:
+        raise InvalidInputError(
+            FieldProblem(
+                f"files[{missing[0]}]",
+                f"{files[missing[0]]} does not exist",
+                "run the download again",
+            )
+        )
+    containers = [p for p in files.values() if p.is_dir() or is_archive(p)]
+    if len(files) == 1 and containers:
+        container = containers[0]
+        source = container
+        if container.is_file():
+            from include.processors.products.archive import extract_archive
+
+            source = extract_archive(container, work_dir / "unpacked" / container.name)
+        listing = {p.stem: p for p in sorted(source.rglob("*")) if p.is_file()}
+        if _looks_landsat(listing):
+            return LandsatProduct.from_files(listing)
+        return Sentinel2Product.open(source)
+    if _looks_landsat(files):
+        return LandsatProduct.from_files(files)
+    if _looks_sentinel2(files):
+        return Sentinel2Product.from_files(files, baseline_hint=baseline_hint)
+    raise InvalidInputError(
+        FieldProblem(
+            "files",
+            f"neither a Sentinel-2 nor a Landsat product among {sorted(files)}",
+            "download the scene with its metadata (MTD_MSIL1C.xml / _MTL.txt) and bands",
+        )
+    )
+
+
+def sun_elevation_of(product: Product, scene_properties: Mapping[str, Any]) -> float | None:
+    """Return the scene's (mean) sun elevation in degrees, from the product or the catalog."""
+    if isinstance(product, LandsatProduct):
+        if product.metadata.sun_elevation_deg is not None:
+            return product.metadata.sun_elevation_deg
+    else:
+        tile = product.tile_metadata
+        if tile is not None and tile.sun_elevation_deg is not None:
+            return tile.sun_elevation_deg
+    value = scene_properties.get("sun_elevation")
+    return float(value) if isinstance(value, int | float) else None
+
+
+# --------------------------------------------------------------------------------------------
+# Encoding and writing
+
+
+@dataclass(frozen=True, slots=True)
+class Encoding:
+    """How reflectance is stored: type, nodata and the scale/offset back to reflectance."""
+
+    dtype: str = "int16"
+    nodata: float = -9999
+    scale: float = DEFAULT_SCALE
+    offset: float = 0.0
+
+    @classmethod
+    def for_band(cls, band: BandConfig | None) -> Encoding:
+        """Return the encoding the collection declares for ``band`` (defaults: int16, x10000).
+
+        Raises:
+            InvalidInputError: for a data type that cannot hold scaled reflectance.
+        """
+        if band is None:
+            return cls()
+        dtype = band.data_type.lower()
+        if dtype not in ("int16", "uint16", "int32", "float32"):
+            raise InvalidInputError(
+                FieldProblem(
+                    f"collections.bands[{band.name}].data_type",
+                    f"{band.data_type!r} cannot hold reflectance",
+                    "use int16 (or uint16 with nodata 0, or float32)",
+                )
+            )
+        default_nodata = 0 if dtype == "uint16" else -9999
+        nodata = band.nodata if band.nodata is not None else default_nodata
+        scale = (
+            band.scale if band.scale is not None else (1.0 if dtype == "float32" else DEFAULT_SCALE)
+        )
+        return cls(
+            dtype=dtype, nodata=float(nodata), scale=float(scale), offset=float(band.offset or 0.0)
+        )
+
+    def encode(
+        self, reflectance: npt.NDArray[np.float64], valid: npt.NDArray[np.bool_]
+    ) -> npt.NDArray[Any]:
+        """Return ``reflectance`` encoded, nodata where ``valid`` is False."""
+        if self.dtype == "float32":
+            out32 = ((reflectance - self.offset) / self.scale).astype(np.float32)
+            out32[~valid] = self.nodata
+            return out32
+        low, high = _DTYPE_RANGES[self.dtype]
+        nodata = int(self.nodata)
+        if nodata == low:
+            low += 1
+        elif nodata == high:
+            high -= 1
+        values = np.rint((reflectance - self.offset) / self.scale)
+        np.clip(values, low, high, out=values)
+        encoded = values.astype(self.dtype)
+        if low < nodata < high:
+            encoded[(encoded == nodata) & valid] = nodata + 1
+        encoded[~valid] = nodata
+        return encoded
+
+
+def _strips(width: int, height: int) -> Iterable[Window]:
+    rows = max(1, STRIP_PIXELS // max(width, 1))
+    for row in range(0, height, rows):
+        yield Window(0, row, width, min(rows, height - row))
+
+
+def _tmp_name(dest: Path) -> Path:
+    return dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
+
+
+@dataclass(frozen=True, slots=True)
+class BandStats:
+    """Counts from one converted band."""
+
+    valid_pixels: int
+    total_pixels: int
+
+
+def convert_linear(
+    src: Path,
+    dest: Path,
+    *,
+    gain: float,
+    bias: float,
+    encoding: Encoding,
+    source_nodata: Iterable[float] = (0,),
+    tags: Mapping[str, str] | None = None,
+    valid_fn: Callable[[npt.NDArray[Any]], npt.NDArray[np.bool_]] | None = None,
+) -> BandStats:
+    """Write ``reflectance = DN * gain + bias`` of ``src`` band 1 to ``dest``, strip by strip.
+
+    Pixels equal to one of ``source_nodata`` (and, if given, where ``valid_fn`` is False) are
+    nodata. The file is written under a temporary name and renamed into place.
+
+    Raises:
+        InvalidInputError: ``src`` cannot be read or is not georeferenced.
+        ProcessingError: GDAL failed writing.
+    """
+    fills = tuple(float(value) for value in source_nodata)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(dest)
+    valid_total = 0
+    try:
+        with rasterio.open(src) as ds:
+            _require_georeferenced(ds, src)
+            profile = _output_profile(ds, encoding.dtype, encoding.nodata)
+            total = ds.width * ds.height
+            with rasterio.open(tmp, "w", **profile) as out:
+                for window in _strips(ds.width, ds.height):
+                    dn = ds.read(1, window=window)
+                    valid = np.ones(dn.shape, dtype=bool)
+                    for fill in fills:
+                        valid &= dn != fill
+                    if valid_fn is not None:
+                        valid &= valid_fn(dn)
+                    reflectance = dn.astype(np.float64) * gain + bias
+                    out.write(encoding.encode(reflectance, valid), 1, window=window)
+                    valid_total += int(valid.sum())
+                out.scales = (encoding.scale,)
+                out.offsets = (encoding.offset,)
+                out.update_tags(1, scale=repr(encoding.scale), offset=repr(encoding.offset))
+                out.update_tags(
+                    **{
+                        "reflectance_gain": repr(gain),
+                        "reflectance_bias": repr(bias),
+                        **(tags or {}),
+                    }
+                )
+        os.replace(tmp, dest)
+    except RasterioError as err:
+        raise ProcessingError(f"{dest.name}: GDAL failed converting {src.name}: {err}") from err
+    finally:
+        tmp.unlink(missing_ok=True)
+    return BandStats(valid_pixels=valid_total, total_pixels=total)
+
+
+def copy_band(src: Path, dest: Path, *, nodata: float | None = None) -> Path:
+    """Copy a quality band (SCL, QA_PIXEL, Fmask) as a tiled GeoTIFF, values unchanged.
+
+    Raises:
+        InvalidInputError: ``src`` cannot be read or is not georeferenced.
+        ProcessingError: GDAL failed writing.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(dest)
+    try:
+        with rasterio.open(src) as ds:
+            _require_georeferenced(ds, src)
+            declared = nodata if nodata is not None else ds.nodata
+            profile = _output_profile(ds, ds.dtypes[0], declared)
+            with rasterio.open(tmp, "w", **profile) as out:
+                for window in _strips(ds.width, ds.height):
+                    out.write(ds.read(1, window=window), 1, window=window)
+        os.replace(tmp, dest)
+    except RasterioError as err:
+        raise ProcessingError(f"{dest.name}: GDAL failed copying {src.name}: {err}") from err
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def classification_to_cloud_mask(src: Path, dest: Path, *, cloud_bands: tuple[int, ...]) -> Path:
+    """Write a 0/1 cloud mask (nodata 255) from a 0/1 multi-band classification raster.
+
+    A pixel is cloud (1) when any of ``cloud_bands`` (1-based) is non-zero, else clear (0);
+    used for the L1C MSK_CLASSI (band 1 opaque clouds, band 2 cirrus).
+
+    Raises:
+        InvalidInputError: ``src`` cannot be read or is not georeferenced.
+        ProcessingError: GDAL failed writing.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(dest)
+    try:
+        with rasterio.open(src) as ds:
+            _require_georeferenced(ds, src)
+            indexes = [band for band in cloud_bands if band <= ds.count]
+            profile = _output_profile(ds, "uint8", 255)
+            with rasterio.open(tmp, "w", **profile) as out:
+                for window in _strips(ds.width, ds.height):
+                    flags = ds.read(indexes, window=window)
+                    out.write((flags != 0).any(axis=0).astype(np.uint8), 1, window=window)
+                out.update_tags(mask_kind="cloud_mask", source=src.name)
+        os.replace(tmp, dest)
+    except RasterioError as err:
+        raise ProcessingError(f"{dest.name}: GDAL failed reading {src.name}: {err}") from err
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def _output_profile(ds: Any, dtype: str, nodata: float | None) -> dict[str, Any]:
+    profile: dict[str, Any] = {
+        "driver": "GTiff",
+        "width": ds.width,
+        "height": ds.height,
+        "count": 1,
+        "dtype": dtype,
+        "crs": ds.crs,
+        "transform": ds.transform,
+        "nodata": nodata,
+        "compress": "deflate",
+        "predictor": 3 if dtype.startswith("float") else 2,
+        "BIGTIFF": "IF_SAFER",
+    }
+    if ds.width >= 256 and ds.height >= 256:
+        profile.update(tiled=True, blockxsize=256, blockysize=256)
+    return profile
+
+
+def _require_georeferenced(ds: Any, path: Path) -> None:
+    if ds.crs is None or ds.transform.is_identity:
+        raise InvalidInputError(
+            FieldProblem(
+                f"files[{path.name}]",
+                "is not georeferenced (no CRS or no geotransform)",
+                "give the provider's georeferenced band file",
+            )
+        )
+
+
+def validate_raster(path: Path, *, band: str) -> tuple[int, int]:
+    """Check that ``path`` is a readable, georeferenced raster; return ``(width, height)``.
+
+    Reads one small window, so a truncated file fails here rather than in publish.
+
+    Raises:
+        ProcessingError: naming the band and what is wrong.
+    """
+    if not path.is_file() or path.stat().st_size == 0:
+        raise ProcessingError(f"output {band}: {path} is missing or empty")
+    try:
+        with rasterio.open(path) as ds:
+            if ds.crs is None or ds.transform.is_identity:
+                raise ProcessingError(f"output {band}: {path.name} is not georeferenced")
+            size = min(ds.width, 64), min(ds.height, 64)
+            ds.read(1, window=Window(ds.width - size[0], ds.height - size[1], *size))
+            return ds.width, ds.height
+    except RasterioError as err:
+        raise ProcessingError(f"output {band}: {path.name} cannot be read: {err}") from err
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+
+
+def flagged_result(flags: list[str], metadata: Mapping[str, Any]) -> ProcessorResult:
+    """Return a successful result with no files and ``flags`` (the branch stops cleanly)."""
+    log.warning("processor.flagged flags=%s %s", ",".join(flags), dict(metadata))
+    return ProcessorResult(files={}, metadata={**metadata, "flags": list(flags)})
+
+
+def sun_too_low(sun_elevation_deg: float | None, min_sun_elevation_deg: float | None) -> bool:
+    """Return whether the sun is below the processor's limit (unknown elevation never is)."""
+    if sun_elevation_deg is None or min_sun_elevation_deg is None:
+        return False
+    return sun_elevation_deg < min_sun_elevation_deg
+
+
+def collection_band_for(collection: CollectionConfig, product_band: str) -> BandConfig | None:
+    """Return the collection band whose name or alias names ``product_band``."""
+    return collection.band(product_band)
+
+
+def reset_dir(path: Path) -> None:
+    """Empty (or create) a folder the processor owns."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+
+
+def report_progress(progress: ProgressFn | None, done: int, total: int) -> None:
+    """Call ``progress`` when given (units: bands)."""
+    if progress is not None:
+        progress(done, total)
+
+
+def percent(part: int, whole: int) -> float:
+    """Return ``100 * part / whole`` rounded to 2 decimals (0 when ``whole`` is 0)."""
+    return round(100.0 * part / whole, 2) if whole else 0.0
+
+
+def is_finite(value: float | None) -> bool:
+    """Return whether ``value`` is a finite number."""
+    return value is not None and math.isfinite(value)

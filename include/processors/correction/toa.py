@@ -1,0 +1,284 @@
+"""``toa``: Level-1 digital numbers to top-of-atmosphere reflectance, from the product metadata.
+
+- Sentinel-2 L1C: ``rho = (DN + RADIO_ADD_OFFSET[b]) / QUANTIFICATION_VALUE`` (MTD_MSIL1C.xml;
+  no offset before baseline 04.00); DN 0 is nodata.
+  When the L1C has its cloud classification (``MSK_CLASSI``, baseline 04.00+) and the
+  collection a ``CLOUD_MASK`` band, that band is written (1 opaque cloud or cirrus, 0 clear).
+- Landsat Level-1 (Collection 1 or 2): ``rho = (DN * REFLECTANCE_MULT_BAND_n +
+  REFLECTANCE_ADD_BAND_n) / sin(SUN_ELEVATION)`` (MTL); DN 0 is fill. QA_PIXEL (or C1 BQA) is
+  copied when the collection has that band.
+
+Every band of the target collection that the product has is written as ``<band>.tif`` in the
+collection's encoding (see ``correction.common``), strip by strip. Options
+(``collections.yaml`` ``processors.correction.options``, overridable by task args):
+``min_sun_elevation_deg`` (default 5; below it the scene ends as succeeded with the flag
+``sun_too_low`` and no files) and ``bands`` (a subset of the collection's bands).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, ClassVar
+
+from include.common.config import BandConfig
+from include.common.errors import FieldProblem, InvalidInputError
+from include.processors.base import Processor, ProcessorInputs, ProcessorResult
+from include.processors.correction.common import (
+    FLAG_NO_DATA,
+    FLAG_SUN_TOO_LOW,
+    Encoding,
+    ProcessorOptions,
+    classification_to_cloud_mask,
+    convert_linear,
+    copy_band,
+    flagged_result,
+    open_product,
+    options_for,
+    percent,
+    report_progress,
+    sun_elevation_of,
+    sun_too_low,
+)
+from include.processors.products.landsat import LandsatProduct
+from include.processors.products.sentinel2 import (
+    MSK_CLASSI,
+    S2_BANDS,
+    Sentinel2Product,
+    canonical_band,
+)
+from include.processors.registry import register
+
+log = logging.getLogger(__name__)
+
+TOA_VERSION = "0.1.0"
+QUALITY_BANDS = ("QA_PIXEL", "BQA")
+CLOUD_MASK_BAND = "CLOUD_MASK"
+"""Written from the L1C's MSK_CLASSI (opaque or cirrus = 1) when the collection has it."""
+
+
+class ToaOptions(ProcessorOptions):
+    """Options of ``toa``."""
+
+    min_sun_elevation_deg: float | None = 5.0
+    bands: list[str] | None = None
+
+
+def _wanted_bands(inputs: ProcessorInputs, options: ToaOptions) -> list[BandConfig]:
+    bands = list(inputs.collection.bands)
+    if options.bands is None:
+        return bands
+    chosen: list[BandConfig] = []
+    for name in options.bands:
+        band = inputs.collection.band(name)
+        if band is None:
+            raise InvalidInputError(
+                FieldProblem(
+                    "args.bands",
+                    f"{name!r} is not a band of {inputs.collection.name}",
+                    f"use some of: {', '.join(b.name for b in bands)}",
+                )
+            )
+        chosen.append(band)
+    return chosen
+
+
+@register("toa")
+class ToaProcessor(Processor):
+    """Convert a Level-1 scene to TOA reflectance (Sentinel-2 L1C or Landsat Level-1).
+
+    Idempotent: outputs have fixed names in ``output_dir`` and are replaced atomically.
+    Raises ``InvalidInputError`` for a Level-2 input or a product without its metadata;
+    a sun below ``min_sun_elevation_deg`` ends as success with the flag ``sun_too_low``.
+    """
+
+    name: ClassVar[str] = "toa"
+    version: ClassVar[str] = TOA_VERSION
+    task_type: ClassVar[str] = "correction"
+
+    def run(self, inputs: ProcessorInputs) -> ProcessorResult:
+        """Convert every band the collection wants and the product has.
+
+        Raises:
+            InvalidInputError: a Level-2 product, missing metadata, no wanted band, bad options.
+            ProcessingError: GDAL failed.
+        """
+        started = time.monotonic()
+        options = options_for(inputs, self.task_type, ToaOptions, name=self.name)
+        baseline_hint = inputs.scene.properties.get("processing_baseline")
+        product = open_product(
+            inputs.files,
+            inputs.output_dir,
+            baseline_hint=str(baseline_hint) if baseline_hint else None,
+        )
+        sun_elevation = sun_elevation_of(product, inputs.scene.properties)
+        common: dict[str, Any] = {
+            "processor": self.name,
+            "version": self.version,
+            "sun_elevation_deg": sun_elevation,
+            "min_sun_elevation_deg": options.min_sun_elevation_deg,
+        }
+        if sun_too_low(sun_elevation, options.min_sun_elevation_deg):
+            return flagged_result([FLAG_SUN_TOO_LOW], common)
+        if isinstance(product, LandsatProduct):
+            files, radiometry, counts = self._landsat(product, inputs, options)
+            common.update(
+                product_id=product.metadata.product_id,
+                sensor=product.metadata.sensor,
+                mtl_format=product.metadata.mtl_format,
+            )
+        else:
+            files, radiometry, counts = self._sentinel2(product, inputs, options)
+            meta = product.metadata
+            common.update(
+                product_id=meta.product_uri,
+                processing_baseline=meta.processing_baseline,
+                quantification_value=meta.quantification_value,
+                radio_add_offsets=dict(meta.offsets),
+                radiometry_source=meta.source,
+            )
+        valid, total = counts
+        common.update(
+            bands=sorted(files),
+            radiometry=radiometry,
+            valid_pct=percent(valid, total),
+            elapsed_s=round(time.monotonic() - started, 3),
+        )
+        if total and valid == 0:
+            for path in files.values():
+                path.unlink(missing_ok=True)
+            return flagged_result([FLAG_NO_DATA], common)
+        log.info(
+            "toa.done scene=%s bands=%d valid_pct=%.2f elapsed_s=%.2f",
+            inputs.scene.scene_id,
+            len(files),
+            common["valid_pct"],
+            common["elapsed_s"],
+        )
+        return ProcessorResult(files=files, metadata=common)
+
+    def _sentinel2(
+        self, product: Sentinel2Product, inputs: ProcessorInputs, options: ToaOptions
+    ) -> tuple[dict[str, Any], dict[str, Any], tuple[int, int]]:
+        if product.level != "L1C":
+            raise InvalidInputError(
+                FieldProblem(
+                    "files",
+                    f"toa needs a Level-1C product, got {product.level}",
+                    "give toa the L1C download (the L2A is already surface reflectance)",
+                )
+            )
+        meta = product.metadata
+        wanted = _wanted_bands(inputs, options)
+        jobs = []
+        for band in wanted:
+            name = canonical_band(band.name) or next(
+                (canonical_band(alias) for alias in band.aliases if canonical_band(alias)), None
+            )
+            if name in S2_BANDS and product.has_band(name):
+                jobs.append((band, name))
+        if not jobs:
+            raise InvalidInputError(
+                FieldProblem(
+                    "files",
+                    f"the product has none of {inputs.collection.name}'s bands",
+                    f"download its bands (product has: {', '.join(sorted(product.bands))})",
+                )
+            )
+        files: dict[str, Any] = {}
+        radiometry: dict[str, Any] = {}
+        valid = total = 0
+        for done, (band, name) in enumerate(jobs, start=1):
+            gain, bias = meta.reflectance_scale_offset(name)
+            encoding = Encoding.for_band(band)
+            dest = inputs.output_dir / f"{band.name}.tif"
+            stats = convert_linear(
+                product.band_path(name),
+                dest,
+                gain=gain,
+                bias=bias,
+                encoding=encoding,
+                source_nodata=(meta.nodata_value,),
+                tags={"processor": "toa", "band": name, "product": meta.product_uri or ""},
+            )
+            files[band.name] = dest
+            radiometry[band.name] = {
+                "gain": gain,
+                "bias": bias,
+                "radio_add_offset": meta.offset(name),
+                "scale": encoding.scale,
+                "offset": encoding.offset,
+            }
+            valid, total = valid + stats.valid_pixels, total + stats.total_pixels
+            report_progress(inputs.progress, done, len(jobs))
+        mask_band = inputs.collection.band(CLOUD_MASK_BAND)
+        if mask_band is not None and product.has_band(MSK_CLASSI):
+            files[mask_band.name] = classification_to_cloud_mask(
+                product.band_path(MSK_CLASSI),
+                inputs.output_dir / f"{mask_band.name}.tif",
+                cloud_bands=(1, 2),
+            )
+        return files, radiometry, (valid, total)
+
+    def _landsat(
+        self, product: LandsatProduct, inputs: ProcessorInputs, options: ToaOptions
+    ) -> tuple[dict[str, Any], dict[str, Any], tuple[int, int]]:
+        meta = product.metadata
+        if meta.is_level2:
+            raise InvalidInputError(
+                FieldProblem(
+                    "files",
+                    f"toa needs a Level-1 product, got {meta.processing_level}",
+                    "give toa the Level-1 (L1TP/L1GT) bundle",
+                )
+            )
+        wanted = _wanted_bands(inputs, options)
+        files: dict[str, Any] = {}
+        radiometry: dict[str, Any] = {}
+        valid = total = 0
+        reflective = []
+        for band in wanted:
+            if band.name.upper() in QUALITY_BANDS or any(
+                a.upper() in ("QA_PIXEL",) for a in band.aliases
+            ):
+                if product.qa_pixel is not None:
+                    files[band.name] = copy_band(
+                        product.qa_pixel, inputs.output_dir / f"{band.name}.tif", nodata=band.nodata
+                    )
+                continue
+            band_id = band.name.upper().removeprefix("B")
+            if band_id in product.bands and band_id in meta.toa_mult:
+                reflective.append((band, band_id))
+        if not reflective:
+            raise InvalidInputError(
+                FieldProblem(
+                    "files",
+                    f"the product has none of {inputs.collection.name}'s reflective bands",
+                    f"download its bands (product has: {', '.join(sorted(product.bands))})",
+                )
+            )
+        for done, (band, band_id) in enumerate(reflective, start=1):
+            gain, bias = meta.toa_scale_offset(band_id)
+            encoding = Encoding.for_band(band)
+            dest = inputs.output_dir / f"{band.name}.tif"
+            stats = convert_linear(
+                product.band_path(band_id),
+                dest,
+                gain=gain,
+                bias=bias,
+                encoding=encoding,
+                source_nodata=(0,),
+                tags={"processor": "toa", "band": f"B{band_id}", "product": meta.product_id or ""},
+            )
+            files[band.name] = dest
+            radiometry[band.name] = {
+                "reflectance_mult": meta.toa_mult[band_id],
+                "reflectance_add": meta.toa_add[band_id],
+                "gain": gain,
+                "bias": bias,
+                "scale": encoding.scale,
+                "offset": encoding.offset,
+            }
+            valid, total = valid + stats.valid_pixels, total + stats.total_pixels
+            report_progress(inputs.progress, done, len(reflective))
+        return files, radiometry, (valid, total)

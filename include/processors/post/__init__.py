@@ -1,0 +1,1 @@
+"""Post processors: ``qa-post``, ``s2cloudless``, ``fmask`` (quality mask on the grid)."""

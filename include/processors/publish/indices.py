@@ -1,0 +1,445 @@
+"""Spectral indices: resolved from config, computed windowed in float32, written as COGs.
+
+An index is declared per collection in ``config/collections.yaml`` (``indices:``), either
+
+- by name from the Awesome Spectral Indices catalog, which the ``spyndex`` package ships as JSON
+  (``spyndex/data/spectral-indices-dict.json``; read from the installed package, never online).
+  Its formula uses standard band symbols (``B G R N N2 RE1 RE2 RE3 S1 S2 A WV``...), mapped to
+  the collection's bands through their STAC ``common_name`` (or an alias), then through the
+  symbol's wavelength range when no band has that common name (Landsat OLI's B5 is ``nir08``
+  but serves as ``N``); constants (``L``, ``g``, ``C1``...) take the catalog's defaults unless
+  the config's ``params`` set them; or
+- as an ``expression`` over band names, checked by ``expressions.parse_expression``.
+
+Both end up as a checked expression over our band names. ``write_index`` evaluates it window by
+window (strips of ``blocksize`` rows) on the grid of the finest input band, in float32 and on
+reflectance: each input is scaled with the scale/offset its COG declares (from the product
+metadata or the collection's band config). A pixel is nodata when any input is nodata or the
+result is not finite (division by zero). ``int16`` outputs store ``round(value / scale)``,
+clipped to +-32767, nodata -32768; ``float32`` outputs store the value, nodata -9999.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from include.common.config import BandConfig, CollectionConfig, IndexConfig
+from include.common.errors import ConfigError, ProcessingError
+from include.processors.publish.cog import CogInfo, CogOptions, write_cog
+from include.processors.publish.expressions import Expression, evaluate, parse_expression
+
+log = logging.getLogger(__name__)
+
+CATALOG_NAME = "Awesome Spectral Indices"
+INT16_NODATA = -32768
+INT16_LIMIT = 32767
+FLOAT32_NODATA = -9999.0
+_SYNONYMS = {
+    "rededge071": ("rededge1",),
+    "rededge075": ("rededge2",),
+    "rededge078": ("rededge3",),
+    "nir08": ("nir08", "narrow_nir"),
+}
+"""Older STAC common names (and our aliases) that mean the catalog's band."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexDefinition:
+    """A resolved index: the checked expression over band names and how to store it."""
+
+    key: str
+    title: str
+    expression: Expression
+    data_type: str
+    scale: float
+    source: str
+    formula: str
+    reference: str | None = None
+
+    @property
+    def nodata(self) -> float:
+        """Return the nodata value of the stored index."""
+        return float(INT16_NODATA) if self.data_type == "int16" else FLOAT32_NODATA
+
+    @property
+    def stored_scale(self) -> float | None:
+        """Return the scale to apply to stored values (None for float32)."""
+        return self.scale if self.data_type == "int16" else None
+
+
+def _spyndex_json(name: str) -> dict[str, Any]:
+    try:
+        text = files("spyndex").joinpath("data", name).read_text(encoding="utf-8")
+    except (ModuleNotFoundError, FileNotFoundError) as err:
+        raise ConfigError(
+            "requirements.txt",
+            "spyndex",
+            f"the spyndex package or its {name} is missing; pip install -r requirements.txt",
+        ) from err
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+@cache
+def catalog_indices() -> dict[str, dict[str, Any]]:
+    """Return the Awesome Spectral Indices catalog (``spyndex``'s JSON), keyed by short name.
+
+    Raises:
+        ConfigError: when spyndex is not installed.
+    """
+    indices: dict[str, dict[str, Any]] = _spyndex_json("spectral-indices-dict.json")[
+        "SpectralIndices"
+    ]
+    return indices
+
+
+@cache
+def catalog_bands() -> dict[str, dict[str, Any]]:
+    """Return the catalog's standard band symbols (``N``, ``R``, ``RE1``...) with common names.
+
+    Raises:
+        ConfigError: when spyndex is not installed.
+    """
+    return _spyndex_json("bands.json")
+
+
+@cache
+def catalog_constants() -> dict[str, float | None]:
+    """Return the catalog's constants (``L``, ``g``, ``C1``...) and their defaults.
+
+    Raises:
+        ConfigError: when spyndex is not installed.
+    """
+    return {
+        name: (float(body["default"]) if body.get("default") is not None else None)
+        for name, body in _spyndex_json("constants.json").items()
+    }
+
+
+def band_for_symbol(symbol: str, collection: CollectionConfig) -> BandConfig | None:
+    """Return the collection band that plays the catalog's band ``symbol``, or None.
+
+    First a spectral band whose ``common_name`` or alias is the symbol's common name (or an
+    older synonym, e.g. ``rededge1`` for ``rededge071``); else the one spectral band whose
+    centre wavelength lies in the symbol's range (the nearest to the range's middle if several).
+    """
+    info = catalog_bands().get(symbol)
+    if info is None:
+        return None
+    spectral = [band for band in collection.bands if band.center_wavelength_um is not None]
+    common = str(info["common_name"]).lower()
+    wanted = {common, *_SYNONYMS.get(common, ())}
+    for band in spectral:
+        names = {(band.common_name or "").lower(), *(alias.lower() for alias in band.aliases)}
+        if names & wanted:
+            return band
+    low, high = float(info["min_wavelength"]), float(info["max_wavelength"])
+    middle = (low + high) / 2
+    inside = [
+        band
+        for band in spectral
+        if band.center_wavelength_um is not None and low <= band.center_wavelength_um * 1000 <= high
+    ]
+    if not inside:
+        return None
+    return min(inside, key=lambda band: abs((band.center_wavelength_um or 0) * 1000 - middle))
+
+
+class _Rename(ast.NodeTransformer):
+    """Replace catalog band symbols by band names and constants by their values."""
+
+    def __init__(self, bands: Mapping[str, str], constants: Mapping[str, float]) -> None:
+        self.bands = bands
+        self.constants = constants
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:  # noqa: N802 - ast visitor protocol
+        if node.id in self.bands:
+            return ast.copy_location(ast.Name(id=self.bands[node.id], ctx=node.ctx), node)
+        if node.id in self.constants:
+            return ast.copy_location(ast.Constant(value=self.constants[node.id]), node)
+        return node
+
+
+def resolve_index(key: str, config: IndexConfig, collection: CollectionConfig) -> IndexDefinition:
+    """Resolve one configured index into a checked expression over the collection's bands.
+
+    Args:
+        key: the index's key under ``indices:`` (its asset key).
+        config: its config.
+        collection: the collection it belongs to.
+
+    Returns:
+        The resolved index.
+
+    Raises:
+        ConfigError: unknown catalog index, a band the collection lacks, an unset constant, or
+            an expression token that is not allowed; naming collection, index and the culprit.
+    """
+    band_names = [band.name for band in collection.bands]
+    field = f"collections.{collection.name}.indices.{key}"
+    if config.expression is not None:
+        expression = parse_expression(
+            config.expression, bands=band_names, collection=collection.name, index=key
+        )
+        return IndexDefinition(
+            key=key,
+            title=key,
+            expression=expression,
+            data_type=config.data_type,
+            scale=config.scale,
+            source="expression",
+            formula=config.expression,
+        )
+    name = config.name or key
+    entry = catalog_indices().get(name)
+    if entry is None:
+        raise ConfigError(
+            "collections.yaml",
+            field,
+            f"{name!r} is not in the {CATALOG_NAME} catalog (spyndex); use its short name "
+            "such as NDVI, EVI, SAVI, NBR, NDWI, NDMI, or give an expression",
+        )
+    formula = str(entry["formula"])
+    constants_known = catalog_constants()
+    symbols: dict[str, str] = {}
+    constants: dict[str, float] = {}
+    for symbol in entry.get("bands", []):
+        if symbol in catalog_bands():
+            band = band_for_symbol(symbol, collection)
+            if band is None:
+                common = catalog_bands()[symbol]["common_name"]
+                raise ConfigError(
+                    "collections.yaml",
+                    field,
+                    f"{name} needs band {symbol} ({common}), which {collection.name} lacks; "
+                    f"give a band common_name {common!r} or write an expression",
+                )
+            symbols[symbol] = band.name
+        elif symbol in config.params:
+            constants[symbol] = float(config.params[symbol])
+        elif constants_known.get(symbol) is not None:
+            constants[symbol] = float(constants_known[symbol] or 0.0)
+        else:
+            raise ConfigError(
+                "collections.yaml",
+                f"{field}.params.{symbol}",
+                f"{name} needs constant {symbol}, which has no default; set it under params",
+            )
+    unknown_params = sorted(set(config.params) - set(constants))
+    if unknown_params:
+        raise ConfigError(
+            "collections.yaml",
+            f"{field}.params",
+            f"{unknown_params} are not constants of {name} (it uses {sorted(constants) or 'none'})",
+        )
+    tree = ast.parse(formula, mode="eval")
+    renamed = ast.fix_missing_locations(_Rename(symbols, constants).visit(tree))
+    text = ast.unparse(renamed)
+    expression = parse_expression(text, bands=band_names, collection=collection.name, index=key)
+    return IndexDefinition(
+        key=key,
+        title=f"{name}: {entry.get('long_name', name)}",
+        expression=expression,
+        data_type=config.data_type,
+        scale=config.scale,
+        source=CATALOG_NAME,
+        formula=formula,
+        reference=entry.get("reference"),
+    )
+
+
+def resolve_indices(collection: CollectionConfig) -> list[IndexDefinition]:
+    """Resolve every index the collection declares, in config order.
+
+    Raises:
+        ConfigError: for the first index that does not resolve.
+    """
+    return [resolve_index(key, config, collection) for key, config in collection.indices.items()]
+
+
+@dataclass(frozen=True, slots=True)
+class _Input:
+    path: Path
+    scale: float
+    offset: float
+    nodata: float | None
+    is_scaled: bool
+
+
+def _reflectance(
+    raw: np.ndarray[Any, Any], source: _Input
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    valid = np.ones(raw.shape, dtype=bool)
+    if source.nodata is not None:
+        valid &= ~np.isnan(raw) if np.isnan(source.nodata) else raw != source.nodata
+    values = raw.astype(np.float32)
+    if source.is_scaled:
+        values = values * np.float32(source.scale) + np.float32(source.offset)
+    return values, valid
+
+
+def write_index(
+    definition: IndexDefinition,
+    bands: Mapping[str, Path],
+    dest: Path,
+    *,
+    options: CogOptions,
+) -> CogInfo:
+    """Compute an index from band rasters and write it as a validated COG, atomically.
+
+    Args:
+        definition: the resolved index.
+        bands: a raster per band the expression reads (the published band COGs).
+        dest: the COG to write.
+        options: COG options (block size, compression, threads).
+
+    Returns:
+        The written COG's layout.
+
+    Raises:
+        ProcessingError: when a band is missing or unreadable, or GDAL fails.
+    """
+    missing = [name for name in definition.expression.bands if name not in bands]
+    if missing:
+        raise ProcessingError(f"{dest.name}: index {definition.key} lacks band(s) {missing}")
+    inputs: dict[str, _Input] = {}
+    grids: dict[str, tuple[float, int, int]] = {}
+    try:
+        for name in definition.expression.bands:
+            with rasterio.open(bands[name]) as ds:
+                scale, offset = ds.scales[0], ds.offsets[0]
+                is_scaled = (scale, offset) != (1.0, 0.0)
+                inputs[name] = _Input(
+                    path=bands[name],
+                    scale=float(scale),
+                    offset=float(offset),
+                    nodata=ds.nodata,
+                    is_scaled=is_scaled,
+                )
+                grids[name] = (abs(ds.transform.a), ds.width, ds.height)
+    except RasterioError as err:
+        raise ProcessingError(
+            f"{dest.name}: cannot read the bands of {definition.key}: {err}"
+        ) from err
+    unscaled = [name for name, item in inputs.items() if not item.is_scaled]
+    if unscaled:
+        log.warning(
+            "publish.index.unscaled index=%s bands=%s: no scale/offset declared, the index is "
+            "computed on raw values",
+            definition.key,
+            ",".join(unscaled),
+        )
+    finest = min(grids, key=lambda name: grids[name][0])
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.raw.tif")
+    out_dtype = "int16" if definition.data_type == "int16" else "float32"
+    try:
+        with rasterio.open(inputs[finest].path) as ref:
+            profile = {
+                "driver": "GTiff",
+                "width": ref.width,
+                "height": ref.height,
+                "count": 1,
+                "dtype": out_dtype,
+                "crs": ref.crs,
+                "transform": ref.transform,
+                "nodata": definition.nodata,
+                "tiled": True,
+                "blockxsize": options.blocksize,
+                "blockysize": options.blocksize,
+                "compress": "ZSTD",
+                "zstd_level": 1,
+                "bigtiff": "IF_SAFER",
+            }
+            grid = (ref.crs, ref.transform, ref.width, ref.height)
+        _compute(definition, inputs, grid, tmp, profile, options.blocksize)
+        return write_cog(
+            tmp,
+            dest,
+            nodata=definition.nodata,
+            options=options,
+            scale=definition.stored_scale,
+            offset=0.0 if definition.stored_scale is not None else None,
+        )
+    except RasterioError as err:
+        raise ProcessingError(
+            f"{dest.name}: GDAL failed computing {definition.key}: {err}"
+        ) from err
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _compute(
+    definition: IndexDefinition,
+    inputs: Mapping[str, _Input],
+    grid: tuple[Any, Any, int, int],
+    tmp: Path,
+    profile: dict[str, Any],
+    rows_per_strip: int,
+) -> None:
+    crs, transform, width, height = grid
+    opened = {name: rasterio.open(item.path) for name, item in inputs.items()}
+    readers: dict[str, Any] = {}
+    try:
+        for name, ds in opened.items():
+            same = ds.crs == crs and ds.transform == transform and ds.shape == (height, width)
+            readers[name] = (
+                ds
+                if same
+                else WarpedVRT(
+                    ds,
+                    crs=crs,
+                    transform=transform,
+                    width=width,
+                    height=height,
+                    resampling=Resampling.nearest,
+                    src_nodata=ds.nodata,
+                    nodata=ds.nodata,
+                )
+            )
+        with rasterio.open(tmp, "w", **profile) as out:
+            for row in range(0, height, rows_per_strip):
+                window = Window(0, row, width, min(rows_per_strip, height - row))
+                values: dict[str, np.ndarray[Any, Any]] = {}
+                valid = np.ones((int(window.height), width), dtype=bool)
+                for name, reader in readers.items():
+                    band_values, band_valid = _reflectance(
+                        reader.read(1, window=window), inputs[name]
+                    )
+                    values[name] = band_values
+                    valid &= band_valid
+                result = evaluate(definition.expression, values)
+                valid &= np.isfinite(result)
+                if definition.data_type == "int16":
+                    stored = np.full(result.shape, INT16_NODATA, dtype=np.int16)
+                    scaled = np.clip(
+                        np.rint(result[valid] / np.float32(definition.scale)),
+                        -INT16_LIMIT,
+                        INT16_LIMIT,
+                    )
+                    stored[valid] = scaled.astype(np.int16)
+                    out.write(stored, 1, window=window)
+                else:
+                    out.write(np.where(valid, result, np.float32(FLOAT32_NODATA)), 1, window=window)
+    finally:
+        for reader in readers.values():
+            if isinstance(reader, WarpedVRT):
+                reader.close()
+        for ds in opened.values():
+            ds.close()

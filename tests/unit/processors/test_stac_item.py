@@ -1,0 +1,179 @@
+"""Published STAC items: every field the issue lists, lineage, and stac-validator (offline core)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from include.catalog.static_stac import StaticStacBackend, collection_from_config
+from include.collectors.base import Scene
+from include.common.config import load_collections
+from include.demo.build import build_demo_catalog
+from include.processors.base import ProcessorInputs, ProcessorResult
+from include.processors.publish import PublishProcessor
+from tests.helpers.stac_validation import validate_offline
+
+LINEAGE = {
+    "steps": [
+        {"task_type": "download", "collection": "S2_L1C-1", "provider": "demo"},
+        {
+            "task_type": "correction",
+            "collection": "S2_L2A-1",
+            "provider": "provider-l2",
+            "software": {"provider-l2": "0.3.0"},
+        },
+    ]
+}
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory) -> tuple[ProcessorResult, Path]:
+    root = tmp_path_factory.mktemp("demo")
+    item = build_demo_catalog(root, scenes=1, size_px=256)[0]
+    scene = Scene(
+        scene_id=item["id"],
+        catalog="demo",
+        dataset="S2MSI2A",
+        datetime=datetime.fromisoformat(item["properties"]["datetime"]),
+        cloud_pct=item["properties"]["eo:cloud_cover"],
+        tile="23LLF",
+        footprint=None,
+    )
+    files = {k: root / a["href"].lstrip("/") for k, a in item["assets"].items()}
+    out = tmp_path_factory.mktemp("out")
+    result = PublishProcessor().run(
+        ProcessorInputs(
+            scene=scene,
+            collection=load_collections()["S2_L2A-1"],
+            files=files,
+            output_dir=out,
+            source_collection="S2_L2A-1",
+            lineage=LINEAGE,
+        )
+    )
+    return result, out
+
+
+def item_of(published: tuple[ProcessorResult, Path]) -> dict[str, Any]:
+    item = published[0].item
+    assert item is not None
+    return item
+
+
+def test_publish_item_has_every_field_of_the_issue(
+    published: tuple[ProcessorResult, Path],
+) -> None:
+    item = item_of(published)
+    props = item["properties"]
+    assert item["id"].startswith("S2A_") and item["collection"] == "S2_L2A-1"
+    assert item["geometry"]["type"] in ("Polygon", "MultiPolygon")
+    assert props["datetime"].endswith("Z") and "eo:cloud_cover" in props
+    assert (props["platform"], props["constellation"], props["instruments"]) == (
+        "sentinel-2a",
+        "sentinel-2",
+        ["msi"],
+    )
+    assert props["proj:code"] == "EPSG:32723" and props["proj:shape"] == [256, 256]
+    assert len(props["proj:transform"]) == 6 and len(props["proj:bbox"]) == 4
+    for key in ("B04", "NDVI", "quicklook"):
+        asset = item["assets"][key]
+        assert asset["file:checksum"].startswith("1220") and asset["file:size"] > 0
+    b04 = item["assets"]["B04"]
+    assert b04["eo:bands"][0]["common_name"] == "red"
+    assert b04["raster:bands"][0] == {
+        "nodata": 0,
+        "data_type": "uint16",
+        "spatial_resolution": 80.0,
+        "scale": 0.0001,
+    }
+    ndvi = item["assets"]["NDVI"]
+    assert ndvi["raster:bands"][0]["data_type"] == "int16"
+    assert ndvi["processing:expression"]["expression"] == "(B08 - B04) / (B08 + B04)"
+    assert {link["rel"] for link in item["links"]} == {"collection", "parent"}
+
+
+def test_publish_item_lineage_names_source_provider_and_processors(
+    published: tuple[ProcessorResult, Path],
+) -> None:
+    props = item_of(published)["properties"]
+    assert props["processing:software"] == {
+        "collection-builder": "0.1.0",
+        "publish": "0.1.0",
+        "provider-l2": "0.3.0",
+    }
+    lineage = props["processing:lineage"]
+    assert "scene S2A_MSIL1C_20200109T132231" in lineage and "catalog demo" in lineage
+    assert "downloaded from demo into S2_L1C-1" in lineage
+    assert "correction by provider-l2 0.3.0 into S2_L2A-1" in lineage
+    assert "spectral indices NDVI, EVI, SAVI, NDWI, NDMI" in lineage
+
+
+def test_publish_item_passes_stac_validator_offline(
+    published: tuple[ProcessorResult, Path], tmp_path: Path
+) -> None:
+    # core schemas only: extension schemas are not available offline (see the helper)
+    path = tmp_path / "item.json"
+    path.write_text(json.dumps(item_of(published)))
+    valid, messages = validate_offline(path)
+    assert valid, messages
+
+
+def test_static_catalog_item_and_collection_pass_stac_validator_offline(
+    published: tuple[ProcessorResult, Path], tmp_path: Path
+) -> None:
+    backend = StaticStacBackend(tmp_path / "stac")
+    backend.upsert(item_of(published), collection_from_config(load_collections()["S2_L2A-1"]))
+    item_path = backend.item_path("S2_L2A-1", item_of(published)["id"])
+    for path in (item_path, backend.collection_path("S2_L2A-1"), backend.catalog_path()):
+        valid, messages = validate_offline(path)
+        assert valid, (path, messages)
+
+
+def test_stac_validator_offline_rejects_an_item_without_datetime(
+    published: tuple[ProcessorResult, Path], tmp_path: Path
+) -> None:
+    item = dict(item_of(published))
+    item["properties"] = {k: v for k, v in item["properties"].items() if k != "datetime"}
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(item))
+    valid, _ = validate_offline(path)
+    assert not valid
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        ({"footprint": "catalog"}, "args.footprint"),
+        ({"indices": "NDVI"}, "args.indices"),
+        ({"indices": ["NOPE"]}, "args.indices"),
+    ],
+)
+def test_publish_bad_index_or_footprint_args_raise_invalid_input(
+    published: tuple[ProcessorResult, Path], tmp_path: Path, args: dict[str, Any], field: str
+) -> None:
+    from include.common.errors import InvalidInputError
+
+    result, out = published
+    files = {key: path for key, path in result.files.items() if key in ("B04", "B08")}
+    scene = Scene(
+        scene_id=item_of(published)["id"],
+        catalog="demo",
+        dataset="S2MSI2A",
+        datetime=datetime(2020, 1, 9),
+        cloud_pct=None,
+        tile="23LLF",
+        footprint=None,
+    )
+    inputs = ProcessorInputs(
+        scene=scene,
+        collection=load_collections()["S2_L2A-1"],
+        files=files,
+        output_dir=tmp_path,
+        args=args,
+    )
+    with pytest.raises(InvalidInputError, match=field):
+        PublishProcessor().run(inputs)
