@@ -329,7 +329,11 @@ def make_driver(
             f"{merged.driver!r} is not an available driver; use one of: "
             f"{', '.join(known_drivers())}",
         ) from err
-    return cls(url=merged.url, credentials=credentials, options=driver_options(name, merged))
+    options = driver_options(name, merged)
+    conn_id = (catalog_args or {}).get("conn_id")
+    if isinstance(conn_id, str) and conn_id:
+        options["conn_id"] = conn_id  # the Connection actually used, for messages
+    return cls(url=merged.url, credentials=credentials, options=options)
 
 
 def _import_builtin_drivers() -> None:

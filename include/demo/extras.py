@@ -78,6 +78,12 @@ def with_l1c_metadata(
         "file:size": mask_size,
     }
     result = dict(item)
+    # what a real item of this tile and date would say (23LLF, mid-January, ~13:22 UTC)
+    result["properties"] = {
+        **item["properties"],
+        "view:sun_elevation": 63.8,
+        "view:sun_azimuth": 101.5,
+    }
     result["assets"] = {
         **item["assets"],
         "product_metadata": asset.to_dict(),

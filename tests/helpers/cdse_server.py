@@ -2,7 +2,7 @@
 
 Use it in any test that needs a Copernicus Data Space Ecosystem to talk to::
 
-    server = CdseServer()                      # starts on 127.0.0.1:<ephemeral>
+    server = CdseServer()                      # starts on 127.0.0.1:<ephemeral> (or use `with`)
     server.add_s2_product(name, zip_bytes, footprint=..., cloud_pct=12.5)
     server.load_recorded_pages(realdata / "cdsetool/query/mock/sentinel_1")  # real S1 products
     driver = CdseODataDriver(url=server.odata_url, credentials=Credentials("alice", "s3cret"),
@@ -531,6 +531,12 @@ class CdseServer(LocalHttpServer):
         self._state = threading.Lock()
         port = self.url.rsplit(":", 1)[1]
         self.other_origin = f"http://localhost:{port}"
+
+    def __enter__(self) -> CdseServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- URLs -----------------------------------------------------------------------------
 

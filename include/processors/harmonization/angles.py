@@ -213,13 +213,15 @@ class AngleGrid:
 class WindowInterpolator:
     """Separable bilinear interpolation of a node grid at fixed fractional row/col positions.
 
+    Interpolating is two small matrix products, ``W_rows @ nodes @ W_cols.T``, with at most two
+    non-zero weights per pixel row/column: BLAS does it in a few milliseconds per megapixel.
     Positions outside the grid take the edge value (the grids cover their tile or scene).
     """
 
-    row0: npt.NDArray[np.intp]
-    row_frac: FloatArray
-    col0: npt.NDArray[np.intp]
-    col_frac: FloatArray
+    row_weights: FloatArray
+    """(window rows, node rows in ``rows``) weights."""
+    col_weights: FloatArray
+    """(window cols, node cols in ``cols``) weights."""
     rows: slice
     cols: slice
 
@@ -227,35 +229,33 @@ class WindowInterpolator:
     def build(
         cls, row_pos: FloatArray, col_pos: FloatArray, rows: int, cols: int
     ) -> WindowInterpolator:
-        """Precompute indices and weights for fractional node positions."""
-        r0, rf = _axis(row_pos, rows)
-        c0, cf = _axis(col_pos, cols)
-        row_lo, row_hi = int(r0.min()), int(r0.max()) + 2
-        col_lo, col_hi = int(c0.min()), int(c0.max()) + 2
-        return cls(
-            row0=r0 - row_lo,
-            row_frac=rf,
-            col0=c0 - col_lo,
-            col_frac=cf,
-            rows=slice(row_lo, min(row_hi, rows)),
-            cols=slice(col_lo, min(col_hi, cols)),
-        )
+        """Precompute the weights for fractional node positions."""
+        row_weights, row_slice = _weights(row_pos, rows)
+        col_weights, col_slice = _weights(col_pos, cols)
+        return cls(row_weights=row_weights, col_weights=col_weights, rows=row_slice, cols=col_slice)
 
-    def __call__(self, nodes: FloatArray) -> FloatArray:
-        """Return the node values interpolated at the window's pixels, shape (rows, cols)."""
-        sub = np.asarray(nodes, dtype=np.float64)[self.rows, self.cols]
-        if sub.shape[0] == 1:
-            sub = np.vstack([sub, sub])
-        if sub.shape[1] == 1:
-            sub = np.hstack([sub, sub])
-        # interpolate along columns (small: node rows x window cols), then along rows
-        left = sub[:, self.col0]
-        right = sub[:, self.col0 + 1]
-        across = left + (right - left) * self.col_frac[None, :]
-        top = across[self.row0]
-        bottom = across[self.row0 + 1]
-        result: FloatArray = top + (bottom - top) * self.row_frac[:, None]
-        return result
+    def __call__(self, nodes: FloatArray, dtype: type[np.floating[Any]] = np.float64) -> Any:
+        """Return the node values interpolated at the window's pixels, shape (rows, cols).
+
+        Args:
+            nodes: the grid's node values.
+            dtype: the result's float type (float32 halves the memory traffic).
+        """
+        sub = np.asarray(nodes, dtype=dtype)[self.rows, self.cols]
+        rows_first = self.row_weights.astype(dtype, copy=False) @ sub
+        return rows_first @ self.col_weights.astype(dtype, copy=False).T
+
+
+def _weights(pos: FloatArray, size: int) -> tuple[FloatArray, slice]:
+    index, frac = _axis(pos, size)
+    lo = int(index.min())
+    hi = min(int(index.max()) + 2, size)
+    weights = np.zeros((pos.size, hi - lo))
+    lines = np.arange(pos.size)
+    np.add.at(weights, (lines, index - lo), 1.0 - frac)
+    if hi - lo > 1:
+        np.add.at(weights, (lines, np.minimum(index - lo + 1, hi - lo - 1)), frac)
+    return weights, slice(lo, hi)
 
 
 def _axis(pos: FloatArray, size: int) -> tuple[npt.NDArray[np.intp], FloatArray]:

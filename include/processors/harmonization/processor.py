@@ -21,18 +21,21 @@ array operations per window instead of a dozen transcendental functions per pixe
 
 Options (collection ``processors.harmonization.options``, overridden by the task ``args``):
 ``target_sun_zenith`` (``latitude-polynomial`` default | ``scene``), ``bandpass`` (bool, default
-true; Sentinel-2 only), ``window_px`` (default 1024), ``gdal_cache_mb`` (default 256),
-``compress``/``level``/``num_threads`` (COG writing).
+true; Sentinel-2 only), ``window_px`` (default 1024), ``workers`` (bands at a time, default the
+CPUs up to 4), ``gdal_cache_mb`` (default 256, per process), ``compress``/``level``/
+``num_threads`` (COG writing).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -128,12 +131,18 @@ _OPTION_KEYS = (
     "target_sun_zenith",
     "bandpass",
     "window_px",
+    "workers",
     "gdal_cache_mb",
     "compress",
     "level",
     "num_threads",
 )
 _LANDSAT_BAND_RE = re.compile(r"^(?:SR_)?B(\d{1,2})$", re.IGNORECASE)
+
+
+def default_workers() -> int:
+    """Return the default band parallelism: the CPUs, at most 4."""
+    return max(1, min(os.cpu_count() or 1, 4))
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +152,8 @@ class NbarOptions:
     target_sun_zenith: TargetSunZenith = "latitude-polynomial"
     bandpass: bool = True
     window_px: int = 1024
+    workers: int = 2
+    """Bands processed at the same time (threads)."""
     gdal_cache_mb: int = 256
     cog: CogOptions = field(default_factory=CogOptions)
 
@@ -186,6 +197,9 @@ class NbarOptions:
             problems.append(
                 FieldProblem("args.window_px", f"{window_px!r} is not valid", "use 64..8192")
             )
+        workers = args.get("workers", default_workers())
+        if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= 32:
+            problems.append(FieldProblem("args.workers", f"{workers!r} is not valid", "use 1..32"))
         cache = args.get("gdal_cache_mb", 256)
         if not isinstance(cache, int) or isinstance(cache, bool) or not 16 <= cache <= 4096:
             problems.append(
@@ -200,6 +214,7 @@ class NbarOptions:
             target_sun_zenith=target,
             bandpass=bandpass,
             window_px=window_px,
+            workers=workers,
             gdal_cache_mb=cache,
             cog=cog,
         )
@@ -671,7 +686,7 @@ def harmonize_band(
                     row, col = int(window.row_off), int(window.col_off)
                     h, w = int(window.height), int(window.width)
                     interp = grid.interpolator(src.transform, row, col, h, w)
-                    cfac = interp(c_nodes).astype(np.float32)
+                    cfac = interp(c_nodes, np.float32)
                     data = src.read(1, window=window)
                     out, valid = _transform_window(data, cfac, a, b, k, scaling.nodata, nodata_out)
                     count = int(valid.sum())
@@ -776,35 +791,56 @@ class NbarProcessor(Processor):
         result_files: dict[str, Path] = {}
         reports: dict[str, BandReport] = {}
         total = len(jobs) + len(quality)
-        with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb):
-            for done, job in enumerate(jobs, start=1):
-                band_started = time.monotonic()
-                dest = out_dir / f"{scene_id}_{job.band.name}.tif"
-                reports[job.band.name] = harmonize_band(
-                    job, grid, context, target_zenith=target, dest=dest, options=options
+
+        def harmonize(job: BandJob) -> BandReport:
+            band_started = time.monotonic()
+            with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb):
+                report = harmonize_band(
+                    job,
+                    grid,
+                    context,
+                    target_zenith=target,
+                    dest=out_dir / f"{scene_id}_{job.band.name}.tif",
+                    options=options,
                 )
-                result_files[job.band.name] = dest
-                log.info(
-                    "harmonization.band scene=%s band=%s role=%s c_mean=%.4f elapsed_s=%.2f",
-                    scene_id,
-                    job.band.name,
-                    job.role,
-                    reports[job.band.name].c_mean,
-                    time.monotonic() - band_started,
-                )
-                if inputs.progress is not None:
-                    inputs.progress(done, total)
-            for done, (band, path) in enumerate(quality, start=len(jobs) + 1):
-                dest = out_dir / f"{scene_id}_{safe_component(band.name, 'files')}.tif"
-                write_cog(
+            log.info(
+                "harmonization.band scene=%s band=%s role=%s c_mean=%.4f elapsed_s=%.2f",
+                scene_id,
+                job.band.name,
+                job.role,
+                report.c_mean,
+                time.monotonic() - band_started,
+            )
+            return report
+
+        def carry(band: BandConfig, path: Path) -> Path:
+            dest = out_dir / f"{scene_id}_{safe_component(band.name, 'files')}.tif"
+            with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb):
+                return write_cog(
                     path,
                     dest,
                     nodata=None,
                     options=replace(options.cog, overview_resampling="nearest"),
-                )
-                result_files[band.name] = dest
-                if inputs.progress is not None:
-                    inputs.progress(done, total)
+                ).path
+
+        # bands are independent: GDAL I/O, compression and numpy release the GIL
+        with ThreadPoolExecutor(max_workers=options.workers) as pool:
+            try:
+                band_futures = {job.band.name: pool.submit(harmonize, job) for job in jobs}
+                quality_futures = {band.name: pool.submit(carry, band, p) for band, p in quality}
+                pending: list[Future[Any]] = [*band_futures.values(), *quality_futures.values()]
+                for done, future in enumerate(as_completed(pending), start=1):
+                    future.result()
+                    if inputs.progress is not None:
+                        inputs.progress(done, total)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+        for job in jobs:
+            reports[job.band.name] = band_futures[job.band.name].result()
+            result_files[job.band.name] = out_dir / f"{scene_id}_{job.band.name}.tif"
+        for name, future in quality_futures.items():
+            result_files[name] = future.result()
         for key in sorted(context.metadata.keys):
             if key in inputs.files and inputs.files[key].is_file():
                 result_files.setdefault(key, inputs.files[key])

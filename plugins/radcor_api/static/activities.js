@@ -97,20 +97,23 @@
     var north = Math.min(bounds.getNorth(), 85);
     var step = graticuleStep(Math.max(east - west, north - south));
     var style = { color: "#9fb3c8", weight: 1, opacity: 0.7, interactive: false };
+    var digits = step < 1 ? 2 : 0;
     var lon;
     var lat;
     for (lon = Math.ceil(west / step) * step; lon <= east; lon += step) {
       L.polyline([[south, lon], [north, lon]], style).addTo(graticuleLayer);
-      L.marker([south, lon], {
-        interactive: false,
-        icon: L.divIcon({ className: "graticule-label", html: "", iconSize: null })
-      }).bindTooltip(lon.toFixed(step < 1 ? 2 : 0) + "\u00b0", {
-        permanent: true, direction: "top", className: "graticule-label", offset: [0, -2]
-      }).addTo(graticuleLayer);
+      label([south, lon], lon.toFixed(digits) + "\u00b0", "top");
     }
     for (lat = Math.ceil(south / step) * step; lat <= north; lat += step) {
       L.polyline([[lat, west], [lat, east]], style).addTo(graticuleLayer);
+      label([lat, west], lat.toFixed(digits) + "\u00b0", "right");
     }
+  }
+
+  function label(latlng, text, direction) {
+    L.tooltip({ permanent: true, direction: direction, className: "graticule-label",
+      interactive: false })
+      .setLatLng(latlng).setContent(text).addTo(graticuleLayer);
   }
 
   function drawFootprints(activities) {
@@ -147,7 +150,7 @@
     });
     var count = Object.keys(scenes).length;
     if (count) {
-      map.fitBounds(footprintLayer.getBounds(), { padding: [20, 20], maxZoom: 12 });
+      map.fitBounds(footprintLayer.getBounds(), { padding: [40, 40], maxZoom: 11 });
     }
     drawGraticule();
     return count;
@@ -174,8 +177,9 @@
       img.onload = function () { img.setAttribute("data-loaded", "1"); };
       img.src = objectUrl;
     }).catch(function () {
-      img.setAttribute("data-loaded", "0");
-      img.alt = "no quicklook";
+      var missing = element("span", { "class": "no-quicklook", "data-loaded": "0" }, "missing");
+      missing.title = "the quicklook file is gone (moved or removed)";
+      img.replaceWith(missing);
     });
   }
 

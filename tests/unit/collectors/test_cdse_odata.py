@@ -340,6 +340,25 @@ def test_cdse_search_bbox_returns_s2_products_in_area_with_fields(
     assert query["$orderby"] == "ContentDate/Start asc"
 
 
+def test_cdse_search_detailed_geometry_sent_as_bbox_is_rechecked_exactly(
+    cdse: CdseServer, products: dict[str, tuple[bytes, dict[str, Any]]],
+    make_cdse_driver: Callable[..., CdseODataDriver],
+) -> None:
+    import math
+
+    serve(cdse, products, T46RER)  # footprint near lon 93.0-93.4, lat 27.0-28.0
+    ring = [[92.0 + 1.2 * math.cos(i / 150 * math.pi), 26.0 + 1.2 * math.sin(i / 150 * math.pi)]
+            for i in range(300)]
+    ring.append(ring[0])
+    circle = {"type": "Polygon", "coordinates": [ring]}  # its bbox overlaps, the circle does not
+    driver = make_cdse_driver(cdse)
+    assert driver.search(SearchQuery(dataset="S2MSI1C", geometry=circle)) == []
+    assert "POLYGON((93.2 " in search_queries(cdse)[0]["$filter"]
+    near = {"type": "Polygon", "coordinates": [[[93.1, 27.5], [93.2, 27.5], [93.2, 27.6],
+                                                [93.1, 27.5]]]}
+    assert len(driver.search(SearchQuery(dataset="S2MSI1C", geometry=near))) == 1
+
+
 def test_cdse_search_sends_no_token_and_needs_no_credentials(
     cdse: CdseServer, products: dict[str, tuple[bytes, dict[str, Any]]],
     make_cdse_driver: Callable[..., CdseODataDriver],
@@ -791,6 +810,15 @@ def test_make_driver_scihub_catalog_alias_warns_esa_closed_it(
     finally:
         driver.close()
     assert "ESA closed SciHub in 2023" in caplog.text
+
+
+def test_make_driver_conn_id_of_the_conf_is_named_in_messages() -> None:
+    driver = make_driver("cdse", catalog_args={"conn_id": "cdse_team_b"})
+    try:
+        assert isinstance(driver, CdseODataDriver)
+        assert driver.conn_id == "cdse_team_b"
+    finally:
+        driver.close()
 
 
 def test_make_driver_loopback_url_and_token_url_with_credentials_accepted() -> None:

@@ -355,7 +355,7 @@ def test_nbar_outputs_are_valid_cogs_and_a_rerun_is_identical(
     assert leftovers == []
 
 
-def test_nbar_window_size_does_not_change_results(
+def test_nbar_window_size_and_workers_do_not_change_results(
     s2_raw_bands: dict[str, Path], make_inputs: MakeInputs
 ) -> None:
     files = {
@@ -363,8 +363,9 @@ def test_nbar_window_size_does_not_change_results(
         "granule_metadata": real(T31TDH_TILE),
         "product_metadata": real(f"{T31TDH_PRODUCT}/MTD_MSIL1C.xml"),
     }
-    small = run(make_inputs("S2_NBAR-1", files, scene_id=S2A_ID, args={"window_px": 64}))
-    large = run(make_inputs("S2_NBAR-1", files, scene_id=S2A_ID, out="large"))
+    args = {"window_px": 64, "workers": 1}
+    small = run(make_inputs("S2_NBAR-1", files, scene_id=S2A_ID, args=args))
+    large = run(make_inputs("S2_NBAR-1", files, scene_id=S2A_ID, out="large", args={"workers": 3}))
     for band in S2_TEST_BANDS:
         np.testing.assert_array_equal(read(small.files[band])[0], read(large.files[band])[0])
 
@@ -577,6 +578,7 @@ def test_nbar_bands_in_another_crs_are_refused(make_inputs: MakeInputs, tmp_path
         ({"target_sun_zenith": "noon"}, "args.target_sun_zenith"),
         ({"bandpass": "yes"}, "args.bandpass"),
         ({"window_px": 10}, "args.window_px"),
+        ({"workers": 0}, "args.workers"),
         ({"brdf": "ross"}, "unknown harmonization option"),
         ({"compress": "lzma"}, "args.compress"),
     ],

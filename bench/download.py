@@ -1,0 +1,366 @@
+"""Benchmark: our download engine vs ``curl`` on a 1 GiB file served on 127.0.0.1, same run.
+
+Usage: ``.venv/bin/python bench/download.py [--size-mib 1024] [--parallel 4] [--repeat 3]``
+
+A file of ``--size-mib`` MiB (incompressible bytes) is written to a temporary folder and served
+by a stdlib ``ThreadingHTTPServer`` in its own process (HTTP/1.1, ``Content-Length``, single
+``Range`` requests answered 206, the body sent with ``sendfile``; it counts the body bytes it
+sends). Clients run in their own processes so neither shares a GIL with the server:
+
+- ``curl -s -o <file> <url>``;
+- ours: ``include.collectors.download.download_file`` (streamed to ``.part``, SHA-256 of the
+  bytes, fsync, atomic rename) in a worker process that has imported everything and waits for a
+  "go" line, so Python's start-up is not timed (a worker is a long-running process).
+
+Measured, interleaved ``--repeat`` times (the median is reported):
+
+1. one download: MB/s of curl and ours, and the ratio ours / curl (target >= 0.95);
+2. ``--parallel`` downloads of the same file at once (as parallel scenes run in separate
+   worker processes): aggregate MB/s and the ratio;
+3. resume: a worker is killed (SIGKILL) when its ``.part`` holds half the file, a new worker
+   resumes it; the server's body bytes for both / file size (target <= 1.05).
+
+Benchmarks are not tests: nothing here asserts; it prints the figures and whether each target is
+met. See docs/download-bench.md for figures measured on the development machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+MIB = 1 << 20
+_RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
+
+
+# --------------------------------------------------------------------------------------------
+# The file server (run as ``download.py --serve FILE``)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: _FileServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        return
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        if self.path == "/stats":
+            body = json.dumps({"sent_bytes": self.server.sent_bytes}).encode()
+            self._headers(200, len(body), "application/json")
+            self.wfile.write(body)
+            return
+        if self.path == "/reset":
+            with self.server.lock:
+                self.server.sent_bytes = 0
+            self._headers(204, 0, "text/plain")
+            return
+        size = self.server.size
+        start, end, status = 0, size - 1, 200
+        match = _RANGE.match(self.headers.get("Range", ""))
+        if match:
+            start = int(match.group(1))
+            end = min(int(match.group(2)) if match.group(2) else size - 1, size - 1)
+            if start >= size:
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{size}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            status = 206
+        length = end - start + 1
+        self.send_response(status)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(length))
+        self.send_header("Accept-Ranges", "bytes")
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.end_headers()
+        self.wfile.flush()
+        with self.server.path.open("rb") as handle:
+            sent = 0
+            try:
+                while sent < length:
+                    count = os.sendfile(
+                        self.connection.fileno(), handle.fileno(), start + sent, length - sent
+                    )
+                    if count == 0:
+                        break
+                    sent += count
+            except OSError:
+                self.close_connection = True
+            finally:
+                with self.server.lock:
+                    self.server.sent_bytes += sent
+
+    def _headers(self, status: int, length: int, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+
+
+class _FileServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.path = path
+        self.size = path.stat().st_size
+        self.sent_bytes = 0
+        self.lock = threading.Lock()
+
+
+def serve(path: Path) -> None:
+    """Serve ``path`` until stdin closes; print the URL first."""
+    server = _FileServer(path)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    print(f"http://127.0.0.1:{server.server_address[1]}/file.bin", flush=True)
+    sys.stdin.read()
+    server.shutdown()
+
+
+# --------------------------------------------------------------------------------------------
+# Our engine in a worker (run as ``download.py --worker``): waits for "go URL DEST" lines
+
+
+def worker() -> None:
+    """Read ``URL DEST`` lines; download each with ``download_file``; print the elapsed time."""
+    sys.path.insert(0, str(REPO))
+    from include.collectors.download import build_http_client, download_file
+
+    client = build_http_client(timeout_s=120, max_connections=1)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        url, dest = line.split()
+        started = time.perf_counter()
+        result = download_file(client, url, Path(dest), max_attempts=1)
+        elapsed = time.perf_counter() - started
+        print(json.dumps({"elapsed_s": elapsed, "size_bytes": result.size_bytes}), flush=True)
+
+
+def _start_worker() -> subprocess.Popen[str]:
+    process = subprocess.Popen(  # noqa: S603 - our own script
+        [sys.executable, __file__, "--worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    return process
+
+
+# --------------------------------------------------------------------------------------------
+# Runs
+
+
+def _get(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - our loopback server
+        body = response.read()
+    return json.loads(body) if body else {}
+
+
+def run_curl(url: str, dests: list[Path]) -> float:
+    """Run one curl per destination at once; return the wall time until all are done."""
+    started = time.perf_counter()
+    processes = [
+        subprocess.Popen(["curl", "-s", "-o", str(dest), url])  # noqa: S603, S607 - the baseline
+        for dest in dests
+    ]
+    for process in processes:
+        if process.wait() != 0:
+            raise RuntimeError(f"curl failed with exit code {process.returncode}")
+    return time.perf_counter() - started
+
+
+def run_ours(url: str, dests: list[Path], workers: list[subprocess.Popen[str]]) -> float:
+    """Give each ready worker one destination at once; return the wall time until all are done."""
+    started = time.perf_counter()
+    for process, dest in zip(workers, dests, strict=False):
+        assert process.stdin is not None
+        process.stdin.write(f"{url} {dest}\n")
+        process.stdin.flush()
+    for process in workers[: len(dests)]:
+        assert process.stdout is not None
+        json.loads(process.stdout.readline())
+    return time.perf_counter() - started
+
+
+def _clean(folder: Path) -> None:
+    for path in folder.iterdir():
+        path.unlink()
+
+
+def measure(
+    label: str,
+    size: int,
+    count: int,
+    repeat: int,
+    out: Path,
+    curl: Callable[[list[Path]], float],
+    ours: Callable[[list[Path]], float],
+) -> tuple[float, float]:
+    """Interleave curl and ours ``repeat`` times; return the median MB/s of each."""
+    curl_rates: list[float] = []
+    our_rates: list[float] = []
+    for _ in range(repeat):
+        for name, runner, rates in (("curl", curl, curl_rates), ("ours", ours, our_rates)):
+            dests = [out / f"{name}-{index}.bin" for index in range(count)]
+            elapsed = runner(dests)
+            for dest in dests:
+                if dest.stat().st_size != size:
+                    raise RuntimeError(f"{name}: {dest} has {dest.stat().st_size} bytes")
+            rates.append(count * size / 1e6 / elapsed)
+            _clean(out)
+    curl_rate, our_rate = statistics.median(curl_rates), statistics.median(our_rates)
+    print(
+        f"{label:<22} curl {curl_rate:8.0f} MB/s   ours {our_rate:8.0f} MB/s   "
+        f"ours/curl {our_rate / curl_rate:5.2f}   (runs: curl "
+        + ", ".join(f"{r:.0f}" for r in curl_rates)
+        + "; ours "
+        + ", ".join(f"{r:.0f}" for r in our_rates)
+        + ")"
+    )
+    return curl_rate, our_rate
+
+
+def measure_resume(url: str, size: int, out: Path) -> float:
+    """Kill a worker at half the file, resume with another; return server bytes / size."""
+    base = url.rsplit("/", 1)[0]
+    _get(base + "/reset")
+    dest = out / "resumed.bin"
+    part = dest.with_name(dest.name + ".part")
+    first = _start_worker()
+    assert first.stdin is not None
+    first.stdin.write(f"{url} {dest}\n")
+    first.stdin.flush()
+    while True:
+        try:
+            if part.stat().st_size >= size // 2:
+                break
+        except FileNotFoundError:
+            pass
+        if first.poll() is not None:
+            raise RuntimeError("the worker finished before it could be killed; use a bigger file")
+        time.sleep(0.002)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    killed_at = part.stat().st_size
+    (dest.with_name(dest.name + ".lock")).unlink(missing_ok=True)
+    second = _start_worker()
+    run_ours(url, [dest], [second])
+    second.stdin.close()  # type: ignore[union-attr]
+    second.wait()
+    sent = int(_get(base + "/stats")["sent_bytes"])
+    if dest.stat().st_size != size:
+        raise RuntimeError("the resumed file has the wrong size")
+    ratio = sent / size
+    print(
+        f"{'resume after kill':<22} killed with .part at {killed_at / size:.0%}; server sent "
+        f"{sent / MIB:.1f} MiB for a {size / MIB:.0f} MiB file: total / size {ratio:.3f}"
+    )
+    _clean(out)
+    return ratio
+
+
+def write_source(path: Path, size: int) -> None:
+    """Write ``size`` incompressible bytes (a 16 MiB random block repeated)."""
+    block = os.urandom(16 * MIB)
+    with path.open("wb") as handle:
+        left = size
+        while left:
+            handle.write(block[: min(left, len(block))])
+            left -= min(left, len(block))
+
+
+def main() -> None:
+    """Run the benchmark and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--parallel", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--tmp", type=Path, default=None, help="folder for the temporary files")
+    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
+    if args.worker:
+        worker()
+        return
+    if shutil.which("curl") is None:
+        raise SystemExit("curl is not installed: apt-get install -y curl")
+    size = args.size_mib * MIB
+    with tempfile.TemporaryDirectory(prefix="bench-download-", dir=args.tmp) as tmp:
+        root = Path(tmp)
+        source, out = root / "file.bin", root / "out"
+        out.mkdir()
+        write_source(source, size)
+        server = subprocess.Popen(  # noqa: S603 - our own script
+            [sys.executable, __file__, "--serve", str(source)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        workers: list[subprocess.Popen[str]] = []
+        try:
+            assert server.stdout is not None
+            url = server.stdout.readline().strip()
+            workers = [_start_worker() for _ in range(max(1, args.parallel))]
+            print(
+                f"file {args.size_mib} MiB on {url}; {os.cpu_count()} CPUs; median of "
+                f"{args.repeat} interleaved runs"
+            )
+            single = measure(
+                "single download",
+                size,
+                1,
+                args.repeat,
+                out,
+                lambda dests: run_curl(url, dests),
+                lambda dests: run_ours(url, dests, workers),
+            )
+            parallel = measure(
+                f"{args.parallel} parallel downloads",
+                size,
+                args.parallel,
+                args.repeat,
+                out,
+                lambda dests: run_curl(url, dests),
+                lambda dests: run_ours(url, dests, workers),
+            )
+            resume = measure_resume(url, size, out)
+        finally:
+            for process in [*workers, server]:
+                if process.stdin is not None:
+                    process.stdin.close()
+                process.wait(timeout=30)
+    print("targets:")
+    for name, (curl_rate, our_rate) in (("single", single), ("parallel", parallel)):
+        ratio = our_rate / curl_rate
+        print(f"  {name:<9} ours/curl {ratio:.2f} (target >= 0.95): {'met' if ratio >= 0.95 else 'NOT met'}")
+    print(f"  resume    total/size {resume:.3f} (target <= 1.05): {'met' if resume <= 1.05 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
