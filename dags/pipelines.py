@@ -3,8 +3,9 @@
 Each file holds a radcor conf without dates plus its schedule (cron, preset or a period such as
 `16 days`), `start_date`, `catchup`, tags, owner, retries, pools and queues. Every run collects
 its data interval, so `airflow backfill create` fills a past period one interval per run. A
-malformed file is reported as an import error of this file naming the YAML file, the field and
-the fix; the other pipelines still load. See docs/deploy.md, "Scheduling a collection".
+malformed file is skipped here (the other pipelines still load and run) and reported by
+`dags/pipeline_check.py` as an import error naming the YAML file, the field and the fix.
+See docs/deploy.md, "Scheduling a collection".
 """
 
 from __future__ import annotations

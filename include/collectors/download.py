@@ -20,6 +20,7 @@ import fcntl
 import json
 import logging
 import os
+import queue
 import random
 import re
 import shutil
@@ -401,6 +402,56 @@ def _write(handle: IO[bytes], data: bytes) -> None:
     handle.write(data)
 
 
+_STAGE_QUEUE_CHUNKS = 64
+"""Chunks (about 64 KiB each from httpx) a stage may lag behind the network: ~4 MiB."""
+_END = b""
+
+
+class _Stage:
+    """A thread applying ``consume`` to every chunk, in order, behind a bounded queue.
+
+    The download loop receives from the socket while the file write and the checksum run in
+    their own stages (both release the GIL on large buffers), so a download costs about the
+    slowest of the three rather than their sum (bench/download.py). The first error of
+    ``consume`` is kept, stops the stage and is raised by the next ``put`` or by ``finish``.
+    """
+
+    def __init__(self, name: str, consume: Callable[[bytes], None]) -> None:
+        self._consume = consume
+        self._queue: queue.Queue[bytes] = queue.Queue(maxsize=_STAGE_QUEUE_CHUNKS)
+        self.error: BaseException | None = None
+        self.done_bytes = 0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            chunk = self._queue.get()
+            if chunk is _END:
+                return
+            if self.error is not None:
+                continue  # drain without work so a blocked put() wakes up
+            try:
+                self._consume(chunk)
+                self.done_bytes += len(chunk)
+            except BaseException as err:  # handed to the download loop by put()/finish()
+                self.error = err
+
+    def put(self, chunk: bytes) -> None:
+        """Queue ``chunk`` (blocks while the stage is ``_STAGE_QUEUE_CHUNKS`` behind)."""
+        if self.error is not None:
+            raise self.error
+        if chunk:
+            self._queue.put(chunk)
+
+    def finish(self) -> None:
+        """Wait until every queued chunk is consumed; raise the stage's error, if any."""
+        self._queue.put(_END)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 # --------------------------------------------------------------------------------------------
 # One HTTP exchange
 
@@ -520,21 +571,31 @@ def _fetch_once(
                 )
             if progress is not None:
                 progress(done, total)
+            base, written = done, 0
             try:
                 with part.open(mode, buffering=chunk_bytes) as handle:
-                    for chunk in response.iter_bytes():
-                        _write(handle, chunk)
-                        hasher.update(chunk)
-                        done += len(chunk)
-                        if progress is not None:
-                            progress(done, total)
+                    writer = _Stage("download-write", lambda chunk: _write(handle, chunk))
+                    checksum = _Stage("download-hash", hasher.update)
+                    try:
+                        for chunk in response.iter_bytes():
+                            writer.put(chunk)
+                            checksum.put(chunk)
+                            done += len(chunk)
+                            if progress is not None:
+                                progress(done, total)
+                    finally:  # keep what arrived (a resume starts there), even on a dropped link
+                        try:
+                            writer.finish()
+                        finally:
+                            written = writer.done_bytes
+                            checksum.finish()
                     handle.flush()
                     os.fsync(handle.fileno())
             except OSError as err:
                 if err.errno != errno.ENOSPC:
                     raise
                 free = shutil.disk_usage(part.parent).free
-                needed = total - done if total is not None else None
+                needed = total - (base + written) if total is not None else None
                 raise DiskFullError(part.parent, free, needed) from err
     except httpx.RequestError as err:
         raise error_for_transport(err, url=url, action="download") from err

@@ -268,9 +268,10 @@ class StepRunner:
             else:
                 parent = activities.get(node.parent_id) if node.parent_id else None
                 parent_files = parent.outputs.get("files", {}) if parent is not None else {}
-                facts = self._process(
-                    node, {k: Path(v) for k, v in parent_files.items()}, activities
-                )
+                files = {k: Path(v) for k, v in parent_files.items()}
+                if node.type == TaskType.HARMONIZATION:
+                    files.update(_upstream_folders(node, self.plan, activities))
+                facts = self._process(node, files, activities)
         except Exception as err:  # the step boundary: record, keep siblings going, re-raise later
             state = _failure_state(err)
             self.store.record(
@@ -415,6 +416,26 @@ class StepRunner:
             facts["outputs"]["item_id"] = result.item["id"]
             self.log.info("publish.item collection=%s item=%s", node.collection, result.item["id"])
         return facts
+
+
+def _upstream_folders(
+    node: PlanNode, plan: ScenePlan, activities: Mapping[str, Any]
+) -> dict[str, Path]:
+    """Return the output folders of ``node``'s ancestors, keyed ``upstream_<type>_<node id>``.
+
+    The harmonization finds the product's angle metadata there (MTD_TL.xml, MTL, ANG.txt) when
+    the parent's files (a correction's bands) do not carry it.
+    """
+    nodes = {n.node_id: n for n in plan.nodes}
+    folders: dict[str, Path] = {}
+    current = nodes.get(node.parent_id) if node.parent_id else None
+    while current is not None:
+        activity = activities.get(current.node_id)
+        path = (activity.outputs or {}).get("path") if activity is not None else None
+        if path and Path(path).is_dir():
+            folders[f"upstream_{current.type}_{current.node_id}"] = Path(path)
+        current = nodes.get(current.parent_id) if current.parent_id else None
+    return folders
 
 
 def _parent_metadata(node: PlanNode, activities: Mapping[str, Any]) -> dict[str, Any]:

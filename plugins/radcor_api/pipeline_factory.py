@@ -1,11 +1,11 @@
 """Builds one scheduled radcor DAG per pipeline YAML (``dags/pipelines/*.yaml``).
 
-Each file's DAG is built on its own: a bad file never breaks the others. Airflow attributes
-import errors to the Python file that builds the DAGs (``dags/pipelines.py``), so the bad files
-are reported through one placeholder DAG whose ``validate()`` raises their errors: the DagBag
-records that as the import error of ``pipelines.py`` (file, field and fix in the message,
-shown in the UI's *DAG Import Errors* and ``GET /api/v2/importErrors``) and still registers
-every valid pipeline's DAG. The placeholder is never registered itself.
+Two DAG files share this module. ``dags/pipelines.py`` builds a DAG for every *valid* file and
+skips the invalid ones; ``dags/pipeline_check.py`` builds nothing and raises the invalid files'
+errors, so Airflow shows them as *its* import error (file, field and fix in the message, in the
+UI's *DAG Import Errors* and ``GET /api/v2/importErrors``). The split matters: Airflow marks
+every DAG of a file that has an import error as stale and stops scheduling them, so the errors
+must never be raised from the file that holds the good pipelines.
 
 Runs cover data intervals (``CronDataIntervalTimetable`` / ``DeltaDataIntervalTimetable``, not
 Airflow 3's point-in-time defaults), so a run's ``start``/``end`` are its interval and
@@ -20,30 +20,15 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, DeltaDataIntervalTimetable
+from airflow.sdk import CronDataIntervalTimetable, DeltaDataIntervalTimetable
 from airflow.sdk.exceptions import AirflowTimetableInvalid
 
-from include.common.errors import ConfigError, FieldProblem
+from include.common.errors import FieldProblem
 from include.processors.registry import registered_names
 from include.radcor.pipelines import Pipeline, PipelineError, PipelineSet, load_pipelines
 from radcor_api.dag_factory import build_radcor_dag
 
 log = logging.getLogger(__name__)
-
-INVALID_PIPELINES_DAG_ID = "pipelines_invalid_files"
-
-
-class InvalidPipelinesDag(DAG):
-    """Placeholder carrying the pipeline files' errors; the DagBag's ``validate()`` raises them."""
-
-    def validate(self) -> None:
-        """Raise the pipeline errors so Airflow records them as this file's import error.
-
-        Raises:
-            ConfigError: always; the message names each bad file, its fields and their fixes.
-        """
-        error: ConfigError = self.__dict__["pipeline_error"]
-        raise error
 
 
 def timetable_of(pipeline: Pipeline) -> Any:
@@ -77,26 +62,37 @@ def doc_of(pipeline: Pipeline, module_doc: str) -> str:
     return "\n".join(lines)
 
 
-def build_pipeline_dag(pipeline: Pipeline, module_doc: str) -> Any:
-    """Return the scheduled radcor DAG of one validated pipeline.
+def check_pipelines(folder: Path) -> PipelineSet:
+    """Load and check every pipeline file of ``folder``, Airflow's schedule check included.
 
-    Raises:
-        PipelineError: when Airflow refuses a setting the file gave (named by field).
+    Returns:
+        The valid pipelines and one ``PipelineError`` per invalid file.
     """
+    loaded = load_pipelines(folder, processor_names=registered_names())
+    valid: list[Pipeline] = []
+    errors = list(loaded.errors)
+    for pipeline in loaded.pipelines:
+        try:
+            timetable_of(pipeline).validate()
+        except (AirflowTimetableInvalid, ValueError) as err:
+            errors.append(PipelineError(pipeline.path, [FieldProblem(
+                "schedule", f"{pipeline.schedule.text!r} is refused by Airflow: {err}",
+                "give a 5-field cron expression, a preset or a period such as '16 days'")]))
+            continue
+        valid.append(pipeline)
+    errors.sort(key=lambda error: error.path.name)
+    return PipelineSet(pipelines=valid, errors=errors)
+
+
+def build_pipeline_dag(pipeline: Pipeline, module_doc: str) -> Any:
+    """Return the scheduled radcor DAG of one checked pipeline."""
     default_args: dict[str, Any] = {"owner": pipeline.owner, "retries": pipeline.retries}
     if pipeline.retry_delay is not None:
         default_args["retry_delay"] = pipeline.retry_delay
-    try:
-        timetable = timetable_of(pipeline)
-        timetable.validate()
-    except (AirflowTimetableInvalid, ValueError) as err:  # Airflow's own schedule check
-        raise PipelineError(pipeline.path, [FieldProblem(
-            "schedule", f"{pipeline.schedule.text!r} is refused by Airflow: {err}",
-            "give a 5-field cron expression, a preset or a period such as '16 days'")]) from err
     return build_radcor_dag(
         pipeline.dag_id,
         doc_md=doc_of(pipeline, module_doc),
-        schedule=timetable,
+        schedule=timetable_of(pipeline),
         start_date=pipeline.start_date,
         end_date=pipeline.end_date,
         catchup=pipeline.catchup,
@@ -113,10 +109,9 @@ def build_pipeline_dag(pipeline: Pipeline, module_doc: str) -> Any:
 def register_pipeline_dags(
     folder: Path, namespace: MutableMapping[str, Any], *, module_doc: str
 ) -> PipelineSet:
-    """Build one DAG per pipeline file of ``folder`` into ``namespace`` (a DAG file's globals).
+    """Build one DAG ``pipeline_<stem>`` per valid pipeline file into ``namespace``.
 
-    Valid files become DAGs ``pipeline_<stem>``. When some files are invalid, one
-    ``InvalidPipelinesDag`` joins the namespace so Airflow reports them as an import error.
+    Invalid files are logged and skipped here; ``raise_pipeline_errors`` reports them.
 
     Args:
         folder: the pipelines folder.
@@ -124,26 +119,24 @@ def register_pipeline_dags(
         module_doc: the DAG file's docstring (a fallback description).
 
     Returns:
-        The loaded pipelines and the errors of the invalid files.
+        The valid pipelines and the errors of the invalid files.
     """
-    loaded = load_pipelines(folder, processor_names=registered_names())
-    built: list[Pipeline] = []
-    errors = list(loaded.errors)
-    for pipeline in loaded.pipelines:
-        try:
-            namespace[pipeline.dag_id] = build_pipeline_dag(pipeline, module_doc)
-        except PipelineError as err:
-            errors.append(err)
-            continue
-        built.append(pipeline)
-    result = PipelineSet(pipelines=built, errors=errors)
-    error = result.error()
+    checked = check_pipelines(folder)
+    for pipeline in checked.pipelines:
+        namespace[pipeline.dag_id] = build_pipeline_dag(pipeline, module_doc)
+    for error in checked.errors:
+        log.warning("pipeline.skipped file=%s problems=%d (see the import error of "
+                    "pipeline_check.py)", error.path, len(error.problems))
+    return checked
+
+
+def raise_pipeline_errors(folder: Path) -> None:
+    """Raise the errors of the invalid pipeline files of ``folder``, if any.
+
+    Raises:
+        PipelineError: one file is invalid (file, fields and fixes in the message).
+        PipelineFilesError: several files are invalid; the message lists each.
+    """
+    error = check_pipelines(folder).error()
     if error is not None:
-        for bad in errors:
-            log.error("pipeline.invalid file=%s problems=%s", bad.path, len(bad.problems))
-        placeholder = InvalidPipelinesDag(
-            dag_id=INVALID_PIPELINES_DAG_ID, schedule=None, doc_md=str(error)
-        )
-        placeholder.__dict__["pipeline_error"] = error
-        namespace[INVALID_PIPELINES_DAG_ID] = placeholder
-    return result
+        raise error

@@ -4,7 +4,7 @@ The demo catalog has one scene on 2020-01-09, one on 2020-01-10 and none on 2020
 23LLF). A daily pipeline backfilled over those three days must make three runs, each collecting
 exactly its own day; reprocessing one day through ``POST /api/v2/backfills`` must leave the
 published catalog as it was. A malformed YAML beside it is reported as an import error naming
-the file and the field while the good pipeline loads.
+the file and the field (by ``pipeline_check.py``) while the good pipeline loads and runs.
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AirflowSta
     build_demo_catalog(root / "catalog", scenes=4, size_px=96)
     dags = root / "dags"
     (dags / "pipelines").mkdir(parents=True)
-    shutil.copy(REPO / "dags" / "pipelines.py", dags / "pipelines.py")
+    for name in ("pipelines.py", "pipeline_check.py"):
+        shutil.copy(REPO / "dags" / name, dags / name)
     with serve(root / "catalog", port=0) as server:
         (dags / "pipelines" / "demo_daily.yaml").write_text(PIPELINE.format(url=server.url))
         broken = PIPELINE.format(url=server.url).replace("dataset: S2MSI1C", "dataset: S2MSI1C\n"
@@ -113,9 +114,11 @@ def test_pipeline_bad_yaml_is_an_import_error_while_the_good_one_loads(
     airflow, _ = stack
     assert airflow.client is not None
     errors = airflow.client.get("/api/v2/importErrors").json()["import_errors"]
-    (error,) = [e for e in errors if e["filename"].endswith("pipelines.py")]
+    (error,) = errors
+    assert error["filename"] == "pipeline_check.py"
     assert "broken.yaml: conf.cloud:" in error["stack_trace"]
     dag = airflow.client.get(f"/api/v2/dags/{DAG_ID}").json()
+    assert dag["has_import_errors"] is False and dag["is_stale"] is False
     assert dag["timetable_summary"] == "0 0 * * *"
     assert "pipeline" in {t["name"] for t in dag["tags"]}
 

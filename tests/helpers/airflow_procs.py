@@ -195,6 +195,8 @@ def running_stack(
     try:
         migrate = stack.airflow("db", "migrate", timeout_s=300)
         assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
+        pool = stack.airflow("pools", "set", "download", "8", "downloads")  # as prepare_db.sh
+        assert pool.returncode == 0, pool.stderr[-2000:]
         yield stack
     finally:
         stack.stop()

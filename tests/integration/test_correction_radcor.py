@@ -80,8 +80,9 @@ def test_radcor_toa_post_publish_records_cloud_cover_and_flags(
 
     items = _items(data_dir)
     assert sorted(items) == sorted(
-        a.key.scene_id for a in activities if a.key.task_type == "publish"
-        and str(a.status) == "success"
+        a.key.scene_id
+        for a in activities
+        if a.key.task_type == "publish" and str(a.status) == "success"
     )
     assert CLOUDY_SCENE not in items and len(items) == 3
     for scene_id, item in items.items():

@@ -13,7 +13,6 @@ they are. Conversion streams in row strips, never the whole band in memory.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 import uuid
@@ -29,11 +28,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from include.common.config import BandConfig, CollectionConfig
+from include.common.config import BandConfig
 from include.common.errors import FieldProblem, InvalidInputError, ProcessingError
 from include.common.progress import ProgressFn
 from include.processors.base import ProcessorInputs, ProcessorResult
-from include.processors.products.archive import is_archive
+from include.processors.products.archive import extract_archive, is_archive
 from include.processors.products.landsat import MTL_SUFFIXES, LandsatProduct
 from include.processors.products.sentinel2 import (
     PRODUCT_METADATA_NAMES,
@@ -153,8 +152,6 @@ def open_product(
         container = containers[0]
         source = container
         if container.is_file():
-            from include.processors.products.archive import extract_archive
-
             source = extract_archive(container, work_dir / "unpacked" / container.name)
         listing = {p.stem: p for p in sorted(source.rglob("*")) if p.is_file()}
         if _looks_landsat(listing):
@@ -448,11 +445,6 @@ def sun_too_low(sun_elevation_deg: float | None, min_sun_elevation_deg: float | 
     return sun_elevation_deg < min_sun_elevation_deg
 
 
-def collection_band_for(collection: CollectionConfig, product_band: str) -> BandConfig | None:
-    """Return the collection band whose name or alias names ``product_band``."""
-    return collection.band(product_band)
-
-
 def reset_dir(path: Path) -> None:
     """Empty (or create) a folder the processor owns."""
     if path.exists():
@@ -469,8 +461,3 @@ def report_progress(progress: ProgressFn | None, done: int, total: int) -> None:
 def percent(part: int, whole: int) -> float:
     """Return ``100 * part / whole`` rounded to 2 decimals (0 when ``whole`` is 0)."""
     return round(100.0 * part / whole, 2) if whole else 0.0
-
-
-def is_finite(value: float | None) -> bool:
-    """Return whether ``value`` is a finite number."""
-    return value is not None and math.isfinite(value)

@@ -214,11 +214,9 @@ class MetadataFiles:
     """The input keys recognised as metadata (so they are not taken for bands)."""
 
 
-_DIR_PATTERNS = (
-    "MTD_TL.xml", "metadata.xml", "MTD_MSIL1C.xml", "MTD_MSIL2A.xml",
-    "*_MTL.txt", "*_MTL.xml", "*_MTL.json", "*_ANG.txt",
-    "*_SZA.TIF", "*_SAA.TIF", "*_VZA.TIF", "*_VAA.TIF",
-)  # fmt: skip
+_DIR_SUFFIXES = frozenset({".xml", ".txt", ".json", ".tif", ".tiff"})
+"""Files looked at inside folders (by content for xml/txt/json, by name for angle rasters)."""
+_DIR_MAX_FILES = 5000
 
 
 def _sniff(path: Path) -> str:
@@ -271,7 +269,8 @@ def find_metadata(files: Mapping[str, Path]) -> MetadataFiles:
 
     Files are recognised by content (XML root element, ODL first group) and by the USGS file name
     suffixes, so the asset keys providers use (``granule_metadata``, ``product-metadata``,
-    ``mtl.txt``, ``ang``...) all work. The first of each kind wins.
+    ``mtl.txt``, ``ang``...) all work. Files given directly come before files found in folders
+    (an upstream step's output folder); the first of each kind wins.
 
     Args:
         files: the parent step's files by key; values may be folders (an extracted product).
@@ -282,13 +281,10 @@ def find_metadata(files: Mapping[str, Path]) -> MetadataFiles:
     found: dict[str, Path] = {}
     angle_bands: dict[str, Path] = {}
     keys: set[str] = set()
-    candidates: list[tuple[str, Path]] = []
-    for key, path in files.items():
-        if path.is_dir():
-            for pattern in _DIR_PATTERNS:
-                candidates.extend((p.stem, p) for p in sorted(path.rglob(pattern)) if p.is_file())
-        else:
-            candidates.append((key, path))
+    candidates: list[tuple[str, Path]] = [(k, p) for k, p in files.items() if not p.is_dir()]
+    for path in (p for p in files.values() if p.is_dir()):  # files given directly win
+        inside = sorted(p for p in path.rglob("*") if p.suffix.lower() in _DIR_SUFFIXES)
+        candidates.extend((p.stem, p) for p in inside[:_DIR_MAX_FILES] if p.is_file())
     for key, path in candidates:
         if not path.is_file():
             continue

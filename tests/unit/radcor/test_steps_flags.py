@@ -42,9 +42,7 @@ def _conf(url: str, min_sun_elevation_deg: float) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _run_all(
-    server: DemoStacServer, tmp_path: Path, min_sun: float
-) -> dict[str, Any]:
+def _run_all(server: DemoStacServer, tmp_path: Path, min_sun: float) -> dict[str, Any]:
     conf = validate_request(_conf(server.url, min_sun))
     driver = make_driver("demo", catalog_args={"url": server.url})
     with driver:
@@ -92,6 +90,7 @@ def test_step_runner_unflagged_chain_publishes_with_recomputed_cloud_cover(
     item_id = activities["publish"].outputs["item_id"]
     item = StaticStacBackend(tmp_path / "stac").get("S2_TOA-1", item_id)
     assert item is not None
-    assert item["properties"]["eo:cloud_cover"] == (
-        activities["post"].outputs["metadata"]["cloud_cover"]
+    assert (
+        item["properties"]["eo:cloud_cover"]
+        == (activities["post"].outputs["metadata"]["cloud_cover"])
     )

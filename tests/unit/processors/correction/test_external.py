@@ -140,9 +140,7 @@ def test_sen2cor_hang_is_killed_with_its_process_group(
     monkeypatch.setenv("FAKE_CHILD_PID_FILE", str(pid_file))
     started = time.monotonic()
     with pytest.raises(ProcessingError, match="killed after 2 s") as caught:
-        sen2cor(
-            safe_zip, tmp_path / "out", command=[PY, str(FAKES / "fake_hang.py")], timeout_s=2
-        )
+        sen2cor(safe_zip, tmp_path / "out", command=[PY, str(FAKES / "fake_hang.py")], timeout_s=2)
     assert time.monotonic() - started < 15
     assert "fake: working..." in str(caught.value)
     child = int(pid_file.read_text())
@@ -234,7 +232,12 @@ def test_container_invocation_mounts_input_output_aux_and_limits_memory(tmp_path
     assert f"{aux.resolve()}:/mnt/aux:ro" in argv
     assert argv[argv.index("--memory") + 1] == "8g"
     image_at = argv.index("registry.example/sen2cor:2.11")
-    assert argv[image_at + 1 :] == ["L2A_Process", "--output_dir", "/mnt/output", "/mnt/input/X.SAFE"]
+    assert argv[image_at + 1 :] == [
+        "L2A_Process",
+        "--output_dir",
+        "/mnt/output",
+        "/mnt/input/X.SAFE",
+    ]
     name = argv[argv.index("--name") + 1]
     assert invocation.on_timeout == ("podman", "rm", "-f", name)
 

@@ -57,9 +57,7 @@ def l1_scene(scene_id: str, when: datetime, tile: str, catalog: str = "demo") ->
     )  # fmt: skip
 
 
-def run(
-    scene: Scene, url: str | None, out: Path, collection: str, **args: Any
-) -> ProcessorResult:
+def run(scene: Scene, url: str | None, out: Path, collection: str, **args: Any) -> ProcessorResult:
     return make_processor("provider-l2").run(
         ProcessorInputs(
             scene=scene,
@@ -172,8 +170,10 @@ def landsat_catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     files = root / "files" / L2SP_ID
     files.mkdir(parents=True)
     assets: dict[str, Any] = {}
-    names = {"blue": "SR_B2", "green": "SR_B3", "red": "SR_B4", "nir08": "SR_B5",
-             "coastal": "SR_B1", "swir16": "SR_B6", "swir22": "SR_B7", "qa_pixel": "QA_PIXEL"}  # fmt: skip
+    names = {
+        "blue": "SR_B2", "green": "SR_B3", "red": "SR_B4", "nir08": "SR_B5", "coastal": "SR_B1",
+        "swir16": "SR_B6", "swir22": "SR_B7", "qa_pixel": "QA_PIXEL",
+    }  # fmt: skip
     for key, suffix in names.items():
         shutil.copy(mtl.parent / f"{L2SP_ID}_{suffix}.TIF", files)
         assets[key] = {
@@ -222,9 +222,10 @@ def test_provider_l2_landsat_l2sp_converts_sr_scaling(
     same = run(scene, url, tmp_path / "usgs", "LC8_SR-1", providers=providers)
     assert same.metadata["l2_scene_id"] == L2SP_ID
     assert sorted(same.files) == ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "QA_PIXEL"]
-    with rasterio.open(source / f"{L2SP_ID}_SR_B4.TIF") as src, rasterio.open(
-        same.files["B4"]
-    ) as out:
+    with (
+        rasterio.open(source / f"{L2SP_ID}_SR_B4.TIF") as src,
+        rasterio.open(same.files["B4"]) as out,
+    ):
         # LC8_SR-1 keeps USGS's own scaling (2.75e-05, -0.2): the DNs come back unchanged
         assert (src.read(1) == out.read(1)).all()
         assert out.scales == (2.75e-05,) and out.offsets == (-0.2,)

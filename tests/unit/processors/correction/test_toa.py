@@ -26,9 +26,7 @@ L1TP = "eo-datasets/LC08_L1TP_090084_20160121_20200907_02_T1"
 SINERGISE = (
     "eo-datasets/sinergise_s2_l1c/S2B_MSIL1C_20201011T000249_N0209_R030_T55HFA_20201011T011446"
 )
-L2SP_MTL = (
-    "stactools-landsat/data-files/assets3/LC08_L2SP_008059_20191201_20200825_02_T1_MTL.txt"
-)
+L2SP_MTL = "stactools-landsat/data-files/assets3/LC08_L2SP_008059_20191201_20200825_02_T1_MTL.txt"
 
 
 def scene(scene_id: str, tile: str, **properties: object) -> Scene:
@@ -75,9 +73,10 @@ def test_toa_landsat_l1tp_converts_with_mult_add_and_sun_elevation(tmp_path: Pat
         dn = src.read(1)
     assert ((dn == 0) == (values == -9999)).all()  # the 1200 fill pixels stay nodata
     assert int((values == -9999).sum()) == 1200
-    with rasterio.open(result.files["QA_PIXEL"]) as qa, rasterio.open(
-        folder / f"{folder.name}_QA_PIXEL.TIF"
-    ) as original:
+    with (
+        rasterio.open(result.files["QA_PIXEL"]) as qa,
+        rasterio.open(folder / f"{folder.name}_QA_PIXEL.TIF") as original,
+    ):
         assert (qa.read(1) == original.read(1)).all()
     assert result.metadata["sun_elevation_deg"] == 55.486483
     assert result.metadata["valid_pct"] == 66.67

@@ -594,3 +594,15 @@ def test_nbar_bad_option_is_refused_with_field(
 def test_nbar_without_reflectance_bands_lists_expected_keys(make_inputs: MakeInputs) -> None:
     with pytest.raises(InvalidInputError, match="give bands keyed like B02"):
         run(make_inputs("S2_NBAR-1", {"granule_metadata": real(T31TDH_TILE)}, scene_id=S2A_ID))
+
+
+def test_nbar_finds_metadata_in_an_upstream_folder(make_inputs: MakeInputs, tmp_path: Path) -> None:
+    # what the step runner adds for harmonization: the download's folder, where a STAC download
+    # stored the granule metadata as <asset key>.xml
+    download = tmp_path / "download"
+    download.mkdir()
+    (download / "granule_metadata.xml").write_bytes(real(T31TDH_TILE).read_bytes())
+    files = {**correction_like_bands(tmp_path), "upstream_download_0": download}
+    result = run(make_inputs("S2_NBAR-1", files, scene_id=S2A_ID))
+    assert result.metadata["angles_source"].startswith("granule_metadata.xml: Sentinel-2 5 km")
+    assert "upstream_download_0" not in result.files

@@ -152,9 +152,11 @@ def test_s2cloudless_on_real_l1c_agrees_with_esa_cloud_cover(tmp_path: Path) -> 
     # ESA's CLOUDY_PIXEL_PERCENTAGE in this granule's metadata.xml is 24.9912
     assert meta["cloud_cover"] == pytest.approx(24.99, abs=3.0)
     assert meta["mask_kind"] == "cloud_mask" and meta["model"].startswith("s2cloudless")
-    with rasterio.open(result.files["CLOUD_MASK"]) as mask, rasterio.open(
-        result.files["CLOUD_PROB"]
-    ) as prob, rasterio.open(files["B02"]) as blue:
+    with (
+        rasterio.open(result.files["CLOUD_MASK"]) as mask,
+        rasterio.open(result.files["CLOUD_PROB"]) as prob,
+        rasterio.open(files["B02"]) as blue,
+    ):
         assert mask.shape == blue.shape == prob.shape
         values = mask.read(1)
         assert set(np.unique(values)) <= {0, 1, 255}

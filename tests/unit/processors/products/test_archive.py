@@ -82,7 +82,7 @@ def test_extract_zip_symlink_member_is_refused(tmp_path: Path) -> None:
     archive = tmp_path / "link.zip"
     with zipfile.ZipFile(archive, "w") as handle:
         info = zipfile.ZipInfo("link")
-        info.external_attr = (0o120777 << 16)
+        info.external_attr = 0o120777 << 16
         handle.writestr(info, "/etc/passwd")
     with pytest.raises(UnsafeArchiveError, match="symbolic link"):
         extract_archive(archive, tmp_path / "out")
@@ -92,7 +92,9 @@ def test_extract_zip_symlink_member_is_refused(tmp_path: Path) -> None:
     ("kind", "reason"),
     [(tarfile.SYMTYPE, "is a link"), (tarfile.LNKTYPE, "is a link"), (tarfile.FIFOTYPE, "device")],
 )
-def test_extract_tar_links_and_devices_are_refused(tmp_path: Path, kind: bytes, reason: str) -> None:
+def test_extract_tar_links_and_devices_are_refused(
+    tmp_path: Path, kind: bytes, reason: str
+) -> None:
     info = tarfile.TarInfo("odd")
     info.type = kind
     info.linkname = "/etc/passwd"

@@ -20,7 +20,9 @@ from tests.helpers.realdata import realdata
 
 L1TP_C2 = "eo-datasets/LC08_L1TP_090084_20160121_20200907_02_T1"
 L1TP_C1 = "eo-datasets/LC08_L1TP_090084_20160121_20170405_01_T1"
-L1GT = "eo-datasets/LC08_L1GT_089074_20220506_20220512_02_T2/LC08_L1GT_089074_20220506_20220512_02_T2"
+L1GT = (
+    "eo-datasets/LC08_L1GT_089074_20220506_20220512_02_T2/LC08_L1GT_089074_20220506_20220512_02_T2"
+)
 L2SP = "stactools-landsat/data-files/assets3/LC08_L2SP_008059_20191201_20200825_02_T1"
 L2SR = "stactools-landsat/data-files/oli-tirs/LC08_L2SR_084024_20160111_20201016_02_T1"
 TM = "stactools-landsat/data-files/tm/LT05_L2SP_010067_19860424_20200918_02_T2_MTL.xml"
@@ -128,7 +130,7 @@ def test_mtl_tm_and_mss_sensors() -> None:
 
 def test_parse_odl_reads_arrays_over_lines_and_objects() -> None:
     text = (
-        "GROUP = A\n  OBJECT = B\n    X = ( 1, 2,\n      3 )\n    S = \"q\"\n  END_OBJECT = B\n"
+        'GROUP = A\n  OBJECT = B\n    X = ( 1, 2,\n      3 )\n    S = "q"\n  END_OBJECT = B\n'
         "  N = 02\nEND_GROUP = A\nEND\n"
     )
     assert parse_odl(text) == {"A": {"B": {"X": "( 1, 2, 3 )", "S": "q"}, "N": "02"}}

@@ -164,9 +164,7 @@ def test_parse_metadata_of_another_document_is_invalid(tmp_path: Path) -> None:
 
 
 def test_parse_tile_metadata_reads_sun_angles_epsg_and_baseline() -> None:
-    path = realdata(
-        f"{EODAG_N0206}/GRANULE/L1C_T31TDH_A013204_20180101T105435/MTD_TL.xml"
-    )
+    path = realdata(f"{EODAG_N0206}/GRANULE/L1C_T31TDH_A013204_20180101T105435/MTD_TL.xml")
     tile = parse_tile_metadata(path)
     assert tile.tile_id == "S2A_OPER_MSI_L1C_TL_SGS__20180101T124911_A013204_T31TDH_N02.06"
     assert tile.processing_baseline == "02.06"
