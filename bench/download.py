@@ -358,8 +358,10 @@ def main() -> None:
     print("targets:")
     for name, (curl_rate, our_rate) in (("single", single), ("parallel", parallel)):
         ratio = our_rate / curl_rate
-        print(f"  {name:<9} ours/curl {ratio:.2f} (target >= 0.95): {'met' if ratio >= 0.95 else 'NOT met'}")
-    print(f"  resume    total/size {resume:.3f} (target <= 1.05): {'met' if resume <= 1.05 else 'NOT met'}")
+        verdict = "met" if ratio >= 0.95 else "NOT met"
+        print(f"  {name:<9} ours/curl {ratio:.2f} (target >= 0.95): {verdict}")
+    verdict = "met" if resume <= 1.05 else "NOT met"
+    print(f"  resume    total/size {resume:.3f} (target <= 1.05): {verdict}")
 
 
 if __name__ == "__main__":

@@ -213,8 +213,12 @@ class CatalogDriver(abc.ABC):
         """Return whether ``scene`` can be downloaded now (default: what search said)."""
         return Availability.ONLINE if scene.online else Availability.OFFLINE
 
-    def order(self, scene: Scene) -> None:
-        """Ask the provider to bring ``scene`` online (default: nothing to do)."""
+    def order(self, scene: Scene) -> str | None:
+        """Ask the provider to bring ``scene`` online; return its order id when it gives one.
+
+        Idempotent: ordering a scene already ordered (or online) is harmless (default: nothing
+        to do, no id).
+        """
         return None
 
     @abc.abstractmethod

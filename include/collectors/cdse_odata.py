@@ -839,12 +839,15 @@ class CdseODataDriver(CatalogDriver):
         online = self.product(scene).get("Online", True)
         return Availability.ONLINE if online is not False else Availability.OFFLINE
 
-    def order(self, scene: Scene) -> None:
+    def order(self, scene: Scene) -> str | None:
         """Ask CDSE to restore an offline product from its long-term archive (idempotent).
 
         ``POST {url}/Products(<Id>)/OData.CSC.Order`` with the token; an online product is not
-        ordered, and an order already placed (HTTP 409) counts as done. Nothing is recorded
-        here: callers poll ``availability``.
+        ordered, and an order already placed (HTTP 409) counts as done. A token CDSE refuses
+        (401) is renewed once. Callers poll ``availability``.
+
+        Returns:
+            The order's ``Id`` when CDSE gives one (None for an online product or a 409).
 
         Raises:
             ProviderError: no credentials, 401/403 (check the Connection), other 4xx.
@@ -853,16 +856,23 @@ class CdseODataDriver(CatalogDriver):
         if self.availability(scene) == Availability.ONLINE:
             log.info("order.skipped scene=%s catalog=%s reason=online", scene.scene_id,
                      self.catalog)
-            return
+            return None
         url = f"{self.base_url}/Products({self.product_id(scene)})/OData.CSC.Order"
         self.tokens.access_token()  # fail fast without credentials
-        try:
-            response = self.auth_client.post(url, json={}, headers={"Accept": "application/json"})
-        except httpx.RequestError as err:
-            raise error_for_transport(err, url=url, action=f"{self.catalog} order") from err
+        for attempt in (1, 2):
+            try:
+                response = self.auth_client.post(
+                    url, json={}, headers={"Accept": "application/json"}
+                )
+            except httpx.RequestError as err:
+                raise error_for_transport(err, url=url, action=f"{self.catalog} order") from err
+            if response.status_code != 401 or attempt == 2:
+                break
+            log.info("order.token_refused catalog=%s; logging in again", self.catalog)
+            self.tokens.invalidate()
         if response.status_code == 409:
             log.info("order.already scene=%s catalog=%s", scene.scene_id, self.catalog)
-            return
+            return None
         if response.status_code >= 400:
             error = error_for_status(
                 response.status_code, response.text, url=url, action=f"{self.catalog} order",
@@ -872,6 +882,7 @@ class CdseODataDriver(CatalogDriver):
                 raise self._credentials_error(error, "order")
             raise error
         status = "-"
+        order_id: str | None = None
         try:
             body = response.json()
         except ValueError:
@@ -880,8 +891,10 @@ class CdseODataDriver(CatalogDriver):
             value = body.get("value")
             entity: dict[str, Any] = value if isinstance(value, dict) else body
             status = str(entity.get("Status") or "-")
-        log.info("order.placed scene=%s catalog=%s status=%s", scene.scene_id, self.catalog,
-                 status)
+            order_id = str(entity["Id"]) if entity.get("Id") else None
+        log.info("order.placed scene=%s catalog=%s status=%s order_id=%s", scene.scene_id,
+                 self.catalog, status, order_id or "-")
+        return order_id
 
     # -- download -----------------------------------------------------------------------------
 

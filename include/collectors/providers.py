@@ -64,8 +64,14 @@ class ProviderAttempt:
     error: CollectionBuilderError
 
 
-def candidates(scene: Scene, collection: CollectionConfig) -> list[tuple[str, str | None]]:
-    """Return ``(catalog, dataset)`` in the order to try; dataset None means "as searched"."""
+def candidates(
+    scene: Scene, collection: CollectionConfig, *, prefer: str | None = None
+) -> list[tuple[str, str | None]]:
+    """Return ``(catalog, dataset)`` in the order to try; dataset None means "as searched".
+
+    ``prefer`` (a provider of the collection the ``wait_online`` step found the scene online at)
+    moves that provider to the front; the rest keep their order.
+    """
     order: list[tuple[str, str | None]] = [(scene.catalog.lower(), None)]
     tried = {scene.catalog.lower()}
     for provider in collection.providers:
@@ -73,6 +79,9 @@ def candidates(scene: Scene, collection: CollectionConfig) -> list[tuple[str, st
         if name not in tried:
             order.append((name, provider.dataset))
             tried.add(name)
+    if prefer is not None:
+        wanted = prefer.lower()
+        order.sort(key=lambda entry: entry[0] != wanted)  # stable: only the preferred moves
     return order
 
 
@@ -128,6 +137,7 @@ def download_with_fallback(
     progress: ProgressFn | None = None,
     limiter: ProviderLimiter | None = None,
     catalogs: Mapping[str, CatalogConfig] | None = None,
+    prefer: str | None = None,
 ) -> tuple[DownloadedFile, str]:
     """Download ``scene`` into ``dest`` from the best provider; return the file and the provider.
 
@@ -139,6 +149,7 @@ def download_with_fallback(
         progress: download progress callback.
         limiter: per-provider download slots (None: no limit).
         catalogs: the configured catalogs (default ``config/catalogs.yaml``), for slot counts.
+        prefer: a provider to try first (the one ``wait_online`` found the scene online at).
 
     Returns:
         ``(downloaded file, catalog name that delivered it)``.
@@ -151,7 +162,7 @@ def download_with_fallback(
     """
     configured = catalogs if catalogs is not None else load_catalogs()
     attempts: list[ProviderAttempt] = []
-    order = candidates(scene, collection)
+    order = candidates(scene, collection, prefer=prefer)
     for position, (catalog, dataset) in enumerate(order):
         stage: Stage = "lookup"
         try:

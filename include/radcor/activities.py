@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from include.collectors.base import Scene
 from include.common.config import data_dir
+from include.common.errors import TransientError
 
 ACTIVITIES_DB_ENV = "COLLECTION_BUILDER_DB_URL"
 
@@ -292,9 +293,45 @@ def default_db_url() -> str:
     return f"sqlite:///{folder / 'activities.sqlite'}"
 
 
+class DatabaseUnavailableError(TransientError):
+    """The activities database cannot be reached (down, restarting, wrong URL); retried later."""
+
+    def __init__(self, where: str, detail: str) -> None:
+        self.where = where
+        super().__init__(
+            f"database {where} unreachable ({detail}); check {ACTIVITIES_DB_ENV} and that "
+            "PostgreSQL runs and accepts connections there (the task is retried)"
+        )
+
+
+def database_location(url: str) -> str:
+    """Return ``host:port/database`` of a database URL (a SQLite file's path); never secrets."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return parsed.database or ":memory:"
+    return f"{parsed.host or 'localhost'}:{parsed.port or 5432}/{parsed.database or ''}"
+
+
+def _report_unreachable(engine: sa.Engine, url: str) -> None:
+    """Turn failed connections (at connect or a dropped one) into ``DatabaseUnavailableError``.
+
+    Pre-ping failures are left alone: the pool replaces a stale connection by itself.
+    """
+
+    @sa.event.listens_for(engine, "handle_error")
+    def _unreachable(context: sa.engine.ExceptionContext) -> None:
+        if context.is_pre_ping or not (context.is_disconnect or context.connection is None):
+            return
+        detail = " ".join(str(context.original_exception).split())[:200]
+        raise DatabaseUnavailableError(database_location(url), detail) from (
+            context.original_exception
+        )
+
+
 @cache
 def _engine(url: str) -> sa.Engine:
     engine = sa.create_engine(url, pool_pre_ping=True, future=True)
+    _report_unreachable(engine, url)
     metadata.create_all(engine, checkfirst=True)
     return engine
 

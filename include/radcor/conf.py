@@ -42,6 +42,7 @@ from include.common.config import (
     resolve_catalog_name,
 )
 from include.common.errors import FieldProblem, InvalidInputError
+from include.radcor.wait_settings import check_wait_args
 
 log = logging.getLogger(__name__)
 
@@ -732,6 +733,8 @@ def _check_node(
         _check_collection(raw.collection, f"{where}.collection", task_type, checker)
     args = raw.args or {}
     _check_args(args, f"{where}.args", checker)
+    if task_type == TaskType.DOWNLOAD:  # how an offline scene is waited for (wait_settings.py)
+        checker.problems.extend(check_wait_args(args, f"{where}.args"))
     children = _check_nodes(raw.tasks or [], f"{where}.tasks", task_type, depth + 1, checker)
     if task_type is None or len(checker.problems) > problems_before:
         return None

@@ -112,6 +112,17 @@ class RunScenes:
             return int(conn.execute(query).scalar_one())
 
 
+def resolve_plan(plan_or_ref: dict[str, Any], store: RunScenes | None = None) -> dict[str, Any]:
+    """Return a scene plan dict: itself, or the stored plan a reference ``{run_id, idx}`` names.
+
+    Raises:
+        KeyError: when the reference names no stored plan.
+    """
+    if "scene" in plan_or_ref:
+        return plan_or_ref
+    return (store or RunScenes()).load(str(plan_or_ref["run_id"]), "plan", int(plan_or_ref["idx"]))
+
+
 def _scene_id(body: dict[str, Any]) -> str:
     if "scene" in body and isinstance(body["scene"], dict):
         return str(body["scene"]["scene_id"])

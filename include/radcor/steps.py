@@ -17,6 +17,7 @@ from include.catalog.base import CatalogBackend
 from include.collectors.base import CatalogDriver, Scene
 from include.collectors.limiter import ProviderLimiter
 from include.collectors.providers import download_with_fallback
+from include.collectors.retries import call_with_retries
 from include.common.config import CollectionConfig, load_catalogs, load_collections
 from include.common.errors import (
     CollectionBuilderError,
@@ -31,12 +32,14 @@ from include.processors.registry import make_processor, registered_names
 from include.radcor.activities import (
     BAD_STATES,
     DONE_STATES,
+    Activity,
     ActivityKey,
     ActivityState,
     ActivityStore,
 )
 from include.radcor.conf import Action, RadcorConf, TaskType, to_search_query, validate_conf
 from include.radcor.plan import PlanNode, ScenePlan, is_runnable, nodes_of_type, plan_scene
+from include.radcor.waiting import preferred_provider
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +69,14 @@ def validate_request(raw: Mapping[str, Any]) -> RadcorConf:
 
 
 def search_scenes(conf: RadcorConf, driver: CatalogDriver) -> list[Scene]:
-    """Search the conf's catalog and return the matching scenes, oldest first."""
+    """Search the conf's catalog and return the matching scenes, oldest first.
+
+    Transient provider failures are retried in the task (``retries.call_with_retries``).
+    """
     catalog = load_catalogs()[conf.catalog]
     query = to_search_query(conf, catalog)
     started = time.monotonic()
-    scenes = driver.search(query)
+    scenes = call_with_retries(lambda: driver.search(query), what=f"{conf.catalog} search")
     log.info(
         "search.done catalog=%s dataset=%s scenes=%d elapsed_s=%.1f",
         conf.catalog,
@@ -319,6 +325,9 @@ class StepRunner:
             driver_factory=self.driver_factory,
             progress=progress,
             limiter=ProviderLimiter.from_environment(),
+            prefer=preferred_provider(
+                self.store, self.context.run_id, scene.scene_id, node.node_id
+            ),
         )
         elapsed_s = max(time.monotonic() - started, 1e-9)
         self.log.info(
@@ -501,8 +510,11 @@ def summarize(
     done = skipped = 0
     failed: list[str] = []
     bytes_downloaded = 0
+    by_scene: dict[str, dict[str, Activity]] = {}
+    for activity in store.for_run(run_id):
+        by_scene.setdefault(activity.key.scene_id, {})[activity.key.node_id] = activity
     for plan in plans:
-        activities = {a.key.node_id: a for a in store.for_run(run_id, plan.scene.scene_id)}
+        activities = by_scene.get(plan.scene.scene_id, {})
         states = [
             activities[n.node_id].status if n.node_id in activities else None for n in plan.nodes
         ]

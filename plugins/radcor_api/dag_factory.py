@@ -8,7 +8,10 @@ anything else unchanged. No Connection, Variable, network or DB access happens a
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import os
 import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -34,11 +37,12 @@ from airflow.sdk.exceptions import (
 from include.catalog.registry import default_backend
 from include.collectors.base import CatalogDriver, Credentials
 from include.collectors.registry import make_driver
-from include.common.config import load_catalogs
+from include.common.config import data_dir, load_catalogs
 from include.common.errors import FieldProblem, InvalidInputError, ProviderError
 from include.radcor.activities import ActivityState, ActivityStore
 from include.radcor.conf import Action, RadcorConf, TaskType, params_schema
 from include.radcor.plan import ScenePlan, nodes_of_type
+from include.radcor.run_scenes import RunScenes, resolve_plan, split_into_groups
 from include.radcor.steps import (
     RunContext,
     StepRunner,
@@ -49,6 +53,7 @@ from include.radcor.steps import (
     summarize,
     validate_request,
 )
+from radcor_api.sensors import SceneOnlineSensor
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +64,29 @@ DEFAULT_ARGS: dict[str, Any] = {
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=30),
 }
+
+
+def task_retry_args() -> dict[str, Any]:
+    """Return Airflow's retry arguments of the tasks from ``[collection_builder]`` (docs/faults.md).
+
+    ``task_retries`` (default 2), ``task_retry_delay_s`` (30), ``task_retry_exponential_backoff``
+    (the delay multiplier, 2.0; 0 turns it off) and ``task_max_retry_delay_s`` (1800); set them in
+    ``airflow.cfg`` or as ``AIRFLOW__COLLECTION_BUILDER__TASK_RETRIES`` and so on. ``validate``
+    and ``report`` never retry; permanent errors fail without retry whatever these say.
+    """
+    section = "collection_builder"
+    return {
+        "retries": airflow_conf.getint(section, "task_retries", fallback=2),
+        "retry_delay": timedelta(
+            seconds=airflow_conf.getfloat(section, "task_retry_delay_s", fallback=30.0)
+        ),
+        "retry_exponential_backoff": airflow_conf.getfloat(
+            section, "task_retry_exponential_backoff", fallback=2.0
+        ),
+        "max_retry_delay": timedelta(
+            seconds=airflow_conf.getfloat(section, "task_max_retry_delay_s", fallback=1800.0)
+        ),
+    }
 STEP_QUEUES = {TaskType.DOWNLOAD: "download"}
 """Celery queue per step; every other step runs on ``processing``."""
 STEP_POOLS = {TaskType.DOWNLOAD: "download"}
@@ -79,6 +107,40 @@ def step_queues(overrides: Mapping[str, str] | None = None) -> dict[TaskType, st
     queues = {t: download if STEP_QUEUES.get(t) == "download" else processing for t in TaskType}
     queues.update({TaskType(step): queue for step, queue in (overrides or {}).items()})
     return queues
+
+
+INLINE_PREVIEW_SCENES = 1000
+"""A preview with more scenes goes to a file (and the run-scenes table); XCom keeps a reference."""
+
+
+def scene_grouping() -> tuple[int, int]:
+    """Return (scenes per mapped group, number of groups) for this deployment.
+
+    Airflow maps at most ``[core] max_map_length`` instances per task (DESIGN 3), so a run's
+    scenes are spread over several identical mapped task groups (``scene``, ``scene_2``...).
+    ``COLLECTION_BUILDER_SCENE_GROUPS`` sets how many (default: enough for 10,240 scenes).
+    """
+    group_size = airflow_conf.getint("core", "max_map_length", fallback=1024)
+    default_groups = max(1, math.ceil(10240 / group_size))
+    groups = int(os.environ.get("COLLECTION_BUILDER_SCENE_GROUPS", default_groups))
+    return group_size, max(1, groups)
+
+
+def _store_preview(run_id: str, result: dict[str, Any]) -> dict[str, Any]:
+    """Keep a small preview inline; write a large one to a file and return a reference."""
+    count = int(result.get("Results", 0))
+    if count <= INLINE_PREVIEW_SCENES:
+        return result
+    folder = data_dir() / "runs" / run_id.replace("/", "_").replace(":", "_")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "preview.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result), encoding="utf-8")
+    tmp.replace(path)
+    entries = [v for k, v in result.items() if k != "Results"]
+    RunScenes().save(run_id, "preview", entries)
+    log.info("search.preview_stored scenes=%d path=%s", count, path)
+    return {"Results": count, "file": str(path), "table": "radcor_run_scenes", "run_id": run_id}
 
 
 PUBLISHED_ALIAS = "collection-builder-published"
@@ -183,7 +245,7 @@ def _run_context() -> RunContext:
 def _run_step(
     task_type: TaskType, conf_dict: dict[str, Any], plan_dict: dict[str, Any]
 ) -> dict[str, str]:
-    plan = ScenePlan.from_dict(plan_dict)
+    plan = ScenePlan.from_dict(resolve_plan(plan_dict))
     get_current_context()["scene_id"] = plan.scene.scene_id  # type: ignore[typeddict-unknown-key]
     if not nodes_of_type(plan, task_type):
         raise AirflowSkipException(f"no {task_type} in this conf for {plan.scene.scene_id}")
@@ -244,6 +306,7 @@ def build_radcor_dag(
     Returns:
         The DAG object.
     """
+    group_size, groups = scene_grouping()
     queue_of = step_queues(queues)
     pool_of = {**STEP_POOLS, **{TaskType(step): pool for step, pool in (pools or {}).items()}}
     other_queue = airflow_conf.get("collection_builder", "processing_queue", fallback="processing")
@@ -257,7 +320,9 @@ def build_radcor_dag(
         doc_md=doc_md,
         tags=tags or ["radcor"],
         params=radcor_params(defaults),
-        default_args={**DEFAULT_ARGS, "queue": other_queue, **(default_args or {})},
+        default_args={
+            **DEFAULT_ARGS, **task_retry_args(), "queue": other_queue, **(default_args or {})
+        },
         max_active_runs=max_active_runs,
         render_template_as_native_obj=True,
     )
@@ -287,15 +352,40 @@ def build_radcor_dag(
                     scenes = search_scenes(conf, driver)
             except (InvalidInputError, ProviderError) as err:  # refused: retrying cannot help
                 raise AirflowFailException(f"{type(err).__name__}: {err}") from err
-            get_current_context()["ti"].xcom_push(key="preview", value=preview(scenes))
+            ti = get_current_context()["ti"]
+            ti.xcom_push(key="preview", value=_store_preview(ti.run_id, preview(scenes)))
             plans = plan_scenes(conf, scenes, default_backend())
-            log.info("search.planned scenes=%d action=%s", len(plans), conf.action)
-            return plans
+            try:
+                indices = split_into_groups(len(plans), group_size, groups)
+            except ValueError as err:
+                raise AirflowFailException(f"search: {err}") from err
+            RunScenes().save(ti.run_id, "plan", plans)
+            log.info(
+                "search.planned scenes=%d action=%s groups_used=%d group_size=%d",
+                len(plans),
+                conf.action,
+                sum(1 for g in indices if g),
+                group_size,
+            )
+            refs = [[{"run_id": ti.run_id, "idx": i} for i in group] for group in indices]
+            ti.xcom_push(key="count", value=len(plans))
+            ti.xcom_push(key="overflow", value=refs[1:])
+            return refs[0]
+
+        @task(retries=0)
+        def more_scenes(group: int) -> list[dict[str, Any]]:
+            """Hand one extra mapped group its share of a run larger than max_map_length."""
+            overflow = get_current_context()["ti"].xcom_pull(task_ids="search", key="overflow")
+            refs: list[dict[str, Any]] = (overflow or [])[group - 1] if overflow else []
+            if not refs:
+                raise AirflowSkipException(f"the run fits in {group} mapped group(s)")
+            return refs
 
         def step(task_type: TaskType) -> Any:
             @task(
                 task_id=str(task_type),
-                trigger_rule="all_done" if task_type != TaskType.DOWNLOAD else "all_success",
+                # download follows wait_online: it runs when the wait succeeded or was skipped
+                trigger_rule="all_done" if task_type != TaskType.DOWNLOAD else "none_failed",
                 queue=queue_of[task_type],
                 pool=pool_of.get(task_type),
                 map_index_template="{{ scene_id }}",
@@ -308,7 +398,13 @@ def build_radcor_dag(
 
         @task_group(group_id="scene")
         def scene(conf_dict: dict[str, Any], plan: dict[str, Any]) -> None:
-            previous = None
+            previous: Any = SceneOnlineSensor(  # offline scenes: order, then wait (sensors.py)
+                task_id="wait_online",
+                conf_dict=conf_dict,
+                plan=plan,
+                queue=queue_of[TaskType.DOWNLOAD],
+                map_index_template="{{ scene_id }}",
+            )
             for task_type in TaskType:
                 current = step(task_type)(conf_dict, plan)
                 if previous is not None:
@@ -316,7 +412,7 @@ def build_radcor_dag(
                 previous = current
 
         @task(trigger_rule="all_done", retries=0)
-        def report(conf_dict: dict[str, Any], plans: list[dict[str, Any]] | None) -> dict[str, Any]:
+        def report(conf_dict: dict[str, Any]) -> dict[str, Any]:
             context = get_current_context()
             ti = context["ti"]
             if conf_dict.get("action") == Action.PREVIEW:
@@ -327,8 +423,14 @@ def build_radcor_dag(
                 return dict(result)
             started = context["dag_run"].start_date
             duration_s = time.time() - started.timestamp() if started else 0.0
+            count = ti.xcom_pull(task_ids="search", key="count")
+            if count is None:  # search failed: "0 scenes" would read as a successful empty run
+                raise AirflowFailException("report: the search task failed; see its log")
+            plans = [ScenePlan.from_dict(p) for p in RunScenes().iterate(ti.run_id, "plan")]
+            if len(plans) != count:
+                raise AirflowFailException(f"report: {count} scenes planned, {len(plans)} stored")
             summary = summarize(
-                [ScenePlan.from_dict(p) for p in plans or []],
+                plans,
                 ti.run_id,
                 ActivityStore(),
                 duration_s,
@@ -352,8 +454,18 @@ def build_radcor_dag(
             return summary.to_dict()
 
         conf = validate()
-        plans = search(conf)  # type: ignore[arg-type]  # TaskFlow passes XComArgs
-        scenes = scene.partial(conf_dict=conf).expand(plan=plans)
-        scenes >> report(conf, plans)  # type: ignore[arg-type]
+        first = search(conf)  # type: ignore[arg-type]  # TaskFlow passes XComArgs
+        shares = [first] + [
+            more_scenes.override(task_id=f"scenes_{k + 1}")(k) for k in range(1, groups)
+        ]
+        for share in shares[1:]:
+            first >> share
+        chains = [
+            scene.override(group_id="scene" if k == 0 else f"scene_{k + 1}")
+            .partial(conf_dict=conf)
+            .expand(plan=share)
+            for k, share in enumerate(shares)
+        ]
+        chains >> report(conf)  # type: ignore[arg-type]
 
     return radcor_dag()

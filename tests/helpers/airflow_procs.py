@@ -178,7 +178,7 @@ class AirflowStack:
 
 @contextmanager
 def running_stack(
-    root: Path, dags_folder: Path, data_dir: Path, **env: str
+    root: Path, dags_folder: Path, data_dir: Path, *, celery: bool = False, **env: str
 ) -> Iterator[AirflowStack]:
     """Yield a stack (processes not started yet) on its own migrated database; clean up after.
 
@@ -186,11 +186,23 @@ def running_stack(
         root: the stack's own folder (AIRFLOW_HOME, logs, process logs).
         dags_folder: the DAGs folder the dag-processor parses.
         data_dir: DATA_DIR of the tasks.
-        **env: more environment (e.g. ``AIRFLOW__CORE__EXECUTOR``).
+        celery: use the CeleryExecutor with the local Redis as broker (keys prefixed with the
+            database name, so parallel stacks never share queues) and the stack's PostgreSQL
+            database as result backend.
+        **env: more environment.
     """
     db = f"cb_e2e_{root.name[:20].lower()}_{os.getpid()}_{int(time.time())}".replace("-", "_")
     subprocess.run([*PSQL, "-c", f'create database "{db}"'], check=True, timeout=60)
     db_url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{db}"
+    if celery:
+        env = {
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CELERY__BROKER_URL": "redis://127.0.0.1:6379/0",
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://postgres@127.0.0.1:5432/{db}",
+            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": f"{db}:",
+            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "3600",
+            **env,
+        }
     stack = _make_stack(root, dags_folder, data_dir, db_url=db_url, **env)
     try:
         migrate = stack.airflow("db", "migrate", timeout_s=300)
@@ -247,3 +259,18 @@ def start_core(stack: AirflowStack) -> None:
     )
     stack.start("scheduler", [AIRFLOW, "scheduler", "--skip-serve-logs"])
     stack.start("dag-processor", [AIRFLOW, "dag-processor"])
+
+
+def start_celery_worker(stack: AirflowStack, queue: str, *, concurrency: int = 2) -> None:
+    """Start ``airflow celery worker -q <queue>`` named ``<queue>@...``; its task instances
+    record the hostname ``worker-<queue>`` (through ``[core] hostname_callable``)."""
+    stack.start(
+        f"worker-{queue}",
+        [AIRFLOW, "celery", "worker", "--queues", queue, "--concurrency", str(concurrency),
+         "--celery-hostname", f"{queue}@%h", "--skip-serve-logs", "--without-gossip",
+         "--without-mingle"],
+        extra_env={
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.helpers.worker_name.worker_hostname",
+            "CB_WORKER_NAME": f"worker-{queue}",
+        },
+    )

@@ -1,48 +1,35 @@
-"""A started Airflow for the REST plugin's e2e tests (``tests/e2e/conftest.py``).
+"""Start and stop a real Airflow stack for end-to-end tests (see tests/e2e/conftest.py).
 
-NOTE: the original version of this file (written by the REST-plugin session) was overwritten by
-mistake by the issue #8 session; this is a reconstruction from its callers
-(``tests/e2e/conftest.py``, ``tests/e2e/test_radcor_api.py``). Its owner should compare it with
-their version and restore theirs if it differs.
-
-``started_stack`` creates a throwaway PostgreSQL database, migrates Airflow into it, builds and
-serves the demo catalog, starts api-server, scheduler, dag-processor and triggerer on free
-loopback ports (own AIRFLOW_HOME, logs and DATA_DIR), waits for the ``radcor`` DAG and unpauses
-it; on exit it stops every process by its process group and drops the database.
+The stack gets its own throwaway PostgreSQL database, folder and free loopback ports, and is
+started with ``scripts/prepare_db.sh`` and ``scripts/services.py`` exactly as ``make demo`` does
+(api-server, scheduler, dag-processor, triggerer and the demo STAC catalog); on exit it is stopped
+the same way and its database dropped.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 REPO = Path(__file__).resolve().parents[2]
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-SEARCH_TIMEOUT_S = 8
-"""The plugin's synchronous search budget in the stack ($RADCOR_API_SEARCH_TIMEOUT_S)."""
+START_TIMEOUT_S = 240
+SEARCH_TIMEOUT_S = 5
+"""The radcor API's synchronous search budget in this stack (``RADCOR_API_SEARCH_TIMEOUT_S``)."""
 ADMIN = ("admin", "admin")
-PSQL = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qAt"]
-
-
-def postgres_ready() -> bool:
-    """Return True when ``psql`` exists and PostgreSQL answers on 127.0.0.1:5432."""
-    if shutil.which("psql") is None:
-        return False
-    done = subprocess.run([*PSQL, "-c", "select 1"], capture_output=True, timeout=10, check=False)  # noqa: S603
-    return done.returncode == 0
+_DROPPED_PREFIXES = ("AIRFLOW__", "AIRFLOW_HOME", "AIRFLOW_CONFIG", "CB_", "COLLECTION_BUILDER_")
+_DROPPED = ("VAR_DIR", "DATA_DIR", "REPO_DIR")
+"""Inherited settings (``make test`` exports its own) that ``scripts/env.sh`` must recompute."""
 
 
 def _free_port() -> int:
@@ -51,163 +38,138 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def postgres_ready() -> bool:
+    """Return True when ``psql`` exists and PostgreSQL listens on 127.0.0.1:5432."""
+    if shutil.which("psql") is None:
+        return False
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
 @dataclass
 class AirflowStack:
-    """The started processes and what tests need to reach them."""
+    """A started Airflow: its URLs, folders, environment and an admin token."""
 
-    root: Path
-    env: dict[str, str]
-    port: int
+    api: str
     catalog_url: str
-    demo_root: Path
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    token: str = ""
-
-    @property
-    def api(self) -> str:
-        """The api-server's base URL."""
-        return f"http://127.0.0.1:{self.port}"
+    var_dir: Path
+    data_dir: Path
+    env: dict[str, str]
+    token: str
 
     @property
     def radcor_api(self) -> str:
         """The radcor plugin's base URL."""
         return f"{self.api}/radcor-api"
 
+    @property
+    def demo_root(self) -> Path:
+        """The demo catalog's folder (``scripts/services.py`` builds it under DATA_DIR)."""
+        return self.data_dir / "demo-catalog"
+
     def client(self, *, authenticated: bool = True) -> httpx.Client:
         """Return an HTTP client on the api-server (with the admin's token by default)."""
         headers = {"Authorization": f"Bearer {self.token}"} if authenticated else {}
         return httpx.Client(base_url=self.api, headers=headers, timeout=60)
 
+    def logs(self, lines: int = 25) -> str:
+        """Return the last lines of every service log, for assertion messages."""
+        parts = []
+        for path in sorted((self.var_dir / "run").glob("*.log")):
+            text = path.read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"--- {path}\n" + "\n".join(text))
+        return "\n".join(parts) + f"\n(task logs under {self.var_dir / 'airflow' / 'logs'})"
+
     def wait_for_run(
-        self, run_id: str, dag_id: str = "radcor", timeout_s: float = 240
+        self, run_id: str, dag_id: str = "radcor", timeout_s: float = 300
     ) -> dict[str, Any]:
         """Poll the run until it succeeds or fails; return it."""
         deadline = time.monotonic() + timeout_s
         with self.client() as client:
             while time.monotonic() < deadline:
-                self._check_alive()
                 run = client.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}").json()
                 if run.get("state") in ("success", "failed"):
                     return dict(run)
-                time.sleep(2)
-        raise AssertionError(f"run {run_id} not finished in {timeout_s} s\n{self.logs()}")
-
-    def logs(self, lines: int = 30) -> str:
-        """Return the last lines of every process log (for assertion messages)."""
-        parts = []
-        for name in self.procs:
-            path = self.root / f"{name}.log"
-            text = path.read_text(errors="replace") if path.exists() else ""
-            parts.append(f"--- {name}\n" + "\n".join(text.splitlines()[-lines:]))
-        return "\n".join(parts)
-
-    def start(self, name: str, argv: list[str]) -> None:
-        """Start one process in its own session, logging to ``<root>/<name>.log``."""
-        with (self.root / f"{name}.log").open("ab") as log:
-            self.procs[name] = subprocess.Popen(  # noqa: S603 - fixed argv
-                argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=self.root,
-            )
-
-    def stop(self) -> None:
-        """SIGTERM every process group, SIGKILL what is left after 20 s."""
-        for proc in self.procs.values():
-            with suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for proc in self.procs.values():
-            with suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            if proc.poll() is None:
-                with suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-
-    def _check_alive(self) -> None:
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
-                raise AssertionError(f"{name} exited ({proc.returncode})\n{self.logs()}")
+                time.sleep(1)
+        raise AssertionError(f"run {run_id} did not finish in {timeout_s:.0f} s\n{self.logs()}")
 
 
-def _login(stack: AirflowStack, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        stack._check_alive()
-        with suppress(httpx.TransportError):
-            response = httpx.post(f"{stack.api}/auth/token", timeout=5,
-                                  json={"username": ADMIN[0], "password": ADMIN[1]})
-            if response.status_code in (200, 201):
-                stack.token = str(response.json()["access_token"])
-                return
-        time.sleep(1)
-    raise AssertionError(f"api-server not ready in {timeout_s} s\n{stack.logs()}")
+def _services(env: dict[str, str], action: str) -> subprocess.CompletedProcess[str]:
+    prepare = "scripts/prepare_db.sh && " if action == "start" else ""
+    script = f"source scripts/env.sh && {prepare}{sys.executable} scripts/services.py {action}"
+    return subprocess.run(
+        ["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=START_TIMEOUT_S, check=False,
+    )
 
 
-def _wait_radcor(stack: AirflowStack, timeout_s: float = 120) -> None:
+def _token(api: str) -> str:
+    response = httpx.post(f"{api}/auth/token", timeout=30,
+                          json={"username": ADMIN[0], "password": ADMIN[1]})
+    response.raise_for_status()
+    return str(response.json()["access_token"])
+
+
+def _wait_for_dag(stack: AirflowStack, dag_id: str, timeout_s: float = 180) -> None:
     deadline = time.monotonic() + timeout_s
     with stack.client() as client:
         while time.monotonic() < deadline:
-            stack._check_alive()
-            if client.get("/api/v2/dags/radcor").status_code == 200:
-                client.patch("/api/v2/dags/radcor", json={"is_paused": False}).raise_for_status()
+            if client.get(f"/api/v2/dags/{dag_id}").status_code == 200:
+                client.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}
+                             ).raise_for_status()
                 return
             time.sleep(1)
         errors = client.get("/api/v2/importErrors").json()
-    raise AssertionError(f"radcor not registered in {timeout_s} s: {errors}\n{stack.logs()}")
+    raise AssertionError(f"DAG {dag_id} did not appear in {timeout_s:.0f} s; import errors: "
+                         f"{errors}\n{stack.logs()}")
 
 
 @contextmanager
 def started_stack(var_dir: Path) -> Iterator[AirflowStack]:
-    """Start the stack under ``var_dir``; stop it and drop its database on exit."""
-    from include.demo.build import build_demo_catalog
-    from include.demo.server import serve
+    """Start Airflow and the demo catalog with their own database under ``var_dir``; stop after.
 
-    db = f"cb_e2e_{os.getpid()}_{int(time.time())}"
-    subprocess.run([*PSQL, "-c", f'create database "{db}"'], check=True, timeout=60)  # noqa: S603
-    db_url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{db}"
-    port = _free_port()
-    home = var_dir / "airflow"
-    home.mkdir(parents=True, exist_ok=True)
-    passwords = home / "simple_auth_manager_passwords.json.generated"
-    passwords.write_text(json.dumps({ADMIN[0]: ADMIN[1]}))
-    demo_root = var_dir / "demo-catalog"
-    build_demo_catalog(demo_root, scenes=4, size_px=96)
-    server = serve(demo_root, port=0)
-    server.__enter__()
+    Raises:
+        AssertionError: when the services do not start or the radcor DAG does not appear.
+    """
+    api_port, catalog_port = _free_port(), _free_port()
     env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW_CONFIG": str(REPO / "airflow.cfg"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_url,
-        "COLLECTION_BUILDER_DB_URL": db_url,
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-        "AIRFLOW__API_AUTH__JWT_SECRET": "collection-builder-e2e-secret",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
-        "DATA_DIR": str(var_dir / "data"),
-        "RADCOR_API_SEARCH_TIMEOUT_S": str(SEARCH_TIMEOUT_S),
-        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "plugins")]),
-        "NO_PROXY": "127.0.0.1,localhost",
+        key: value for key, value in os.environ.items()
+        if not key.startswith(_DROPPED_PREFIXES) and key not in _DROPPED
     }
-    stack = AirflowStack(root=var_dir, env=env, port=port, catalog_url=server.url,
-                         demo_root=demo_root)
+    env.update(
+        REPO_DIR=str(REPO),
+        CB_PG_DB=f"cb_e2e_{os.getpid()}_{int(time.time())}",
+        CB_ADMIN_PASSWORD=ADMIN[1],
+        VAR_DIR=str(var_dir),
+        DATA_DIR=str(var_dir / "data"),
+        CB_API_PORT=str(api_port),
+        CB_CATALOG_PORT=str(catalog_port),
+        RADCOR_API_SEARCH_TIMEOUT_S=str(SEARCH_TIMEOUT_S),
+        NO_PROXY="127.0.0.1,localhost",
+    )
+    api = f"http://127.0.0.1:{api_port}"
     try:
-        migrate = subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True,  # noqa: S603
-                                 text=True, timeout=300, check=False)
-        assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
-        stack.start("api-server", [AIRFLOW, "api-server", "--host", "127.0.0.1", "--port",
-                                   str(port), "--workers", "1"])
-        stack.start("scheduler", [AIRFLOW, "scheduler", "--skip-serve-logs"])
-        stack.start("dag-processor", [AIRFLOW, "dag-processor"])
-        stack.start("triggerer", [AIRFLOW, "triggerer", "--skip-serve-logs"])
-        _login(stack)
-        _wait_radcor(stack)
+        started = _services(env, "start")
+        assert started.returncode == 0, (
+            f"services did not start:\n{started.stdout}\n{started.stderr}\nlogs: {var_dir / 'run'}"
+        )
+        stack = AirflowStack(
+            api=api,
+            catalog_url=f"http://127.0.0.1:{catalog_port}",
+            var_dir=var_dir,
+            data_dir=var_dir / "data",
+            env=env,
+            token=_token(api),
+        )
+        _wait_for_dag(stack, "radcor")
         yield stack
     finally:
-        stack.stop()
-        server.__exit__(None, None, None)
-        subprocess.run([*PSQL, "-c", f'drop database if exists "{db}" with (force)'],  # noqa: S603
-                       timeout=60, check=False)
+        _services(env, "stop")
+        subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc",
+             f'drop database if exists "{env["CB_PG_DB"]}" with (force)'],
+            capture_output=True, timeout=60, check=False,
+        )

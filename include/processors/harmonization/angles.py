@@ -43,7 +43,6 @@ from include.processors.harmonization.metadata import (
     LandsatFacts,
     find_local,
     iter_local,
-    local_name,
     parse_ang,
     parse_xml,
 )
@@ -152,13 +151,6 @@ class AngleGrid:
             view_azimuth=view_azimuth,
             view_seen=seen,
         )
-
-    def node_coordinates(self) -> tuple[FloatArray, FloatArray]:
-        """Return the map x of the node columns and the map y of the node rows."""
-        g = self.geometry
-        xs: FloatArray = g.x0 + np.arange(g.cols, dtype=np.float64) * g.dx
-        ys: FloatArray = g.y0 - np.arange(g.rows, dtype=np.float64) * g.dy
-        return xs, ys
 
     def interpolator(
         self, transform: Affine, row_off: int, col_off: int, height: int, width: int
@@ -899,11 +891,6 @@ def read_landsat_angle_bands(
     )
 
 
-def node_names(grid: AngleGrid) -> list[str]:
-    """Return the band keys with view grids, sorted (for metadata and messages)."""
-    return sorted(grid.view_zenith)
-
-
 __all__ = [
     "ALL_BANDS",
     "AngleGrid",
@@ -912,8 +899,6 @@ __all__ = [
     "WindowInterpolator",
     "angles_from_components",
     "fill_plane",
-    "local_name",
-    "node_names",
     "read_landsat_angle_bands",
     "read_landsat_ang",
     "read_s2_tile_angles",

@@ -18,7 +18,6 @@ azimuth, so 0 means the sensor looks from the sun's side (backscatter, where the
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Final
 
@@ -218,13 +217,3 @@ def weights_for(role: str) -> KernelWeights:
     except KeyError:
         known = ", ".join(ROY_COEFFICIENTS)
         raise KeyError(f"no NBAR coefficients for band role {role!r}; known: {known}") from None
-
-
-def degrees_between(a: float, b: float) -> float:
-    """Return the signed difference ``a - b`` wrapped to (-180, 180] degrees."""
-    diff = math.fmod(a - b, 360.0)
-    if diff <= -180.0:
-        diff += 360.0
-    elif diff > 180.0:
-        diff -= 360.0
-    return diff

@@ -1,0 +1,110 @@
+"""A radcor run through the CeleryExecutor and two workers, one per queue.
+
+Broker: the machine's Redis (keys prefixed per stack); result backend: the stack's PostgreSQL
+database (``db+postgresql://``). Worker ``download`` serves only queue ``download``, worker
+``processing`` only ``processing``; each task instance records which worker ran it (its
+``hostname``), so the test reads from the metadata DB, through REST, who ran what.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.helpers.airflow_procs import (
+    AirflowStack,
+    postgres_ready,
+    running_stack,
+    start_celery_worker,
+    start_core,
+)
+
+pytestmark = pytest.mark.timeout(300)
+
+REPO = Path(__file__).resolve().parents[2]
+SCENES = {
+    "S2A_MSIL1C_20200109T132231_N0208_R038_T23LLF_20200109T145429",
+    "S2B_MSIL1C_20200110T131239_N0208_R138_T23LLF_20200110T150351",
+}
+
+
+def _redis_ready() -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis(host="127.0.0.1", port=6379, socket_timeout=2).ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AirflowStack, str]]:
+    """A started Airflow on Celery with one worker per queue; yields (stack, catalog url)."""
+    if not postgres_ready() or not _redis_ready():
+        pytest.skip("needs PostgreSQL on 127.0.0.1:5432 (psql) and Redis on 127.0.0.1:6379")
+    from include.demo.build import build_demo_catalog
+    from include.demo.server import serve
+
+    root = tmp_path_factory.mktemp("celery")
+    build_demo_catalog(root / "catalog", scenes=4, size_px=96)
+    dags = root / "dags"
+    dags.mkdir()
+    shutil.copy(REPO / "dags" / "radcor.py", dags / "radcor.py")
+    with serve(root / "catalog", port=0) as server, running_stack(
+        root / "stack", dags, root / "data", celery=True
+    ) as airflow:
+        start_core(airflow)
+        start_celery_worker(airflow, "download")
+        start_celery_worker(airflow, "processing")
+        airflow.wait_ready()
+        airflow.wait_dag("radcor")
+        airflow.unpause("radcor")
+        yield airflow, server.url
+
+
+def test_celery_run_sends_downloads_to_download_worker_and_the_rest_to_processing(
+    stack: tuple[AirflowStack, str],
+) -> None:
+    airflow, catalog_url = stack
+    assert airflow.client is not None
+    conf = json.loads((REPO / "examples" / "demo_conf.json").read_text())
+    conf.update(catalog_args={"url": catalog_url}, start="2020-01-09", end="2020-01-10")
+    response = airflow.client.post(
+        "/api/v2/dags/radcor/dagRuns", json={"logical_date": None, "conf": conf}
+    )
+    assert response.status_code == 200, response.text
+    run_id = response.json()["dag_run_id"]
+    assert airflow.wait_run("radcor", run_id) == "success", (
+        airflow.tail("worker-download") + airflow.tail("worker-processing")
+    )
+
+    ran = [t for t in airflow.task_instances("radcor", run_id) if t["hostname"]]
+    by_task: dict[str, set[tuple[str, str]]] = {}
+    for ti in ran:
+        by_task.setdefault(ti["task_id"], set()).add((ti["queue"], ti["hostname"]))
+    assert by_task.pop("scene.download") == {("download", "worker-download")}
+    assert {"validate", "search", "scene.publish", "report"} <= set(by_task)
+    assert set().union(*by_task.values()) == {("processing", "worker-processing")}
+    downloads = [t for t in ran if t["task_id"] == "scene.download"]
+    assert {t["rendered_map_index"] for t in downloads} == SCENES
+    assert all(t["state"] == "success" for t in downloads)
+
+    # every try went through Celery: one SUCCESS row each in the PostgreSQL result backend
+    engine = sa.create_engine(airflow.env["COLLECTION_BUILDER_DB_URL"])
+    try:
+        with engine.connect() as connection:
+            done = connection.execute(
+                sa.text("select count(*) from celery_taskmeta where status = 'SUCCESS'")
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    tries = {(t["task_id"], t["map_index"]): t["try_number"] for t in ran}
+    assert done == sum(tries.values()), tries
+    assert "received" in airflow.log_text("worker-download")
+    items = (airflow.root.parent / "data" / "stac" / "S2_L1C-1" / "items").glob("*.json")
+    assert {p.stem for p in items} == SCENES
