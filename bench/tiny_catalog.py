@@ -18,7 +18,9 @@ from typing import Any
 PAYLOAD = b"collection-builder-bench-payload-0123456789abcdef0123456789abcd"
 FOOTPRINT = {
     "type": "Polygon",
-    "coordinates": [[[-46.0, -12.8], [-45.6, -12.8], [-45.6, -12.5], [-46.0, -12.5], [-46.0, -12.8]]],
+    "coordinates": [
+        [[-46.0, -12.8], [-45.6, -12.8], [-45.6, -12.5], [-46.0, -12.5], [-46.0, -12.8]]
+    ],
 }
 
 
@@ -31,31 +33,35 @@ def make_items(count: int, base_url: str) -> list[dict[str, Any]]:
         when = start + timedelta(minutes=index)
         stamp = when.strftime("%Y%m%dT%H%M%S")
         name = f"S2A_MSIL1C_{stamp}_N0500_R038_T23LLF_{stamp}"
-        items.append({
-            "type": "Feature",
-            "stac_version": "1.0.0",
-            "id": name,
-            "collection": "sentinel-2-l1c",
-            "geometry": FOOTPRINT,
-            "bbox": [-46.0, -12.8, -45.6, -12.5],
-            "properties": {
-                "datetime": when.isoformat().replace("+00:00", "Z"),
-                "eo:cloud_cover": 0.0,
-                "platform": "sentinel-2a",
-                "s2:product_uri": f"{name}.SAFE",
-                "s2:mgrs_tile": "23LLF",
-            },
-            "assets": {
-                "B04": {
-                    "href": f"{base_url}/files/{name}/B04.tif",
-                    "type": "image/tiff; application=geotiff",
-                    "roles": ["data"],
-                    "file:size": len(PAYLOAD),
-                    "file:checksum": checksum,
-                }
-            },
-            "links": [{"rel": "self", "href": f"{base_url}/collections/sentinel-2-l1c/items/{name}"}],
-        })
+        items.append(
+            {
+                "type": "Feature",
+                "stac_version": "1.0.0",
+                "id": name,
+                "collection": "sentinel-2-l1c",
+                "geometry": FOOTPRINT,
+                "bbox": [-46.0, -12.8, -45.6, -12.5],
+                "properties": {
+                    "datetime": when.isoformat().replace("+00:00", "Z"),
+                    "eo:cloud_cover": 0.0,
+                    "platform": "sentinel-2a",
+                    "s2:product_uri": f"{name}.SAFE",
+                    "s2:mgrs_tile": "23LLF",
+                },
+                "assets": {
+                    "B04": {
+                        "href": f"{base_url}/files/{name}/B04.tif",
+                        "type": "image/tiff; application=geotiff",
+                        "roles": ["data"],
+                        "file:size": len(PAYLOAD),
+                        "file:checksum": checksum,
+                    }
+                },
+                "links": [
+                    {"rel": "self", "href": f"{base_url}/collections/sentinel-2-l1c/items/{name}"}
+                ],
+            }
+        )
     return items
 
 
@@ -101,9 +107,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(PAYLOAD)
         elif self.path in ("/", ""):
-            self._json({"type": "Catalog", "id": "tiny", "stac_version": "1.0.0",
-                        "description": "bench", "links": [],
-                        "conformsTo": ["https://api.stacspec.org/v1.0.0/item-search"]})
+            self._json(
+                {
+                    "type": "Catalog",
+                    "id": "tiny",
+                    "stac_version": "1.0.0",
+                    "description": "bench",
+                    "links": [],
+                    "conformsTo": ["https://api.stacspec.org/v1.0.0/item-search"],
+                }
+            )
         else:
             self.send_error(404)
 
@@ -115,10 +128,23 @@ class _Handler(BaseHTTPRequestHandler):
         page = self.server.items[offset : offset + limit]
         links = []
         if offset + limit < len(self.server.items):
-            links.append({"rel": "next", "href": f"{self.server.url}/search", "method": "POST",
-                          "body": {**body, "token": str(offset + limit)}})
-        self._json({"type": "FeatureCollection", "features": page, "links": links,
-                    "numberMatched": len(self.server.items), "numberReturned": len(page)})
+            links.append(
+                {
+                    "rel": "next",
+                    "href": f"{self.server.url}/search",
+                    "method": "POST",
+                    "body": {**body, "token": str(offset + limit)},
+                }
+            )
+        self._json(
+            {
+                "type": "FeatureCollection",
+                "features": page,
+                "links": links,
+                "numberMatched": len(self.server.items),
+                "numberReturned": len(page),
+            }
+        )
 
 
 def main() -> None:

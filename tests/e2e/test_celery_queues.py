@@ -84,12 +84,18 @@ def test_celery_run_sends_downloads_to_download_worker_and_the_rest_to_processin
     )
 
     ran = [t for t in airflow.task_instances("radcor", run_id) if t["hostname"]]
-    by_task: dict[str, set[tuple[str, str]]] = {}
+    network = ("download", "wait_online")  # the download step and the wait for online scenes
+    workers: dict[str, set[tuple[str, str]]] = {"download": set(), "processing": set()}
     for ti in ran:
-        by_task.setdefault(ti["task_id"], set()).add((ti["queue"], ti["hostname"]))
-    assert by_task.pop("scene.download") == {("download", "worker-download")}
-    assert {"validate", "search", "scene.publish", "report"} <= set(by_task)
-    assert set().union(*by_task.values()) == {("processing", "worker-processing")}
+        side = "download" if ti["task_id"].split(".")[-1] in network else "processing"
+        workers[side].add((ti["queue"], ti["hostname"]))
+    assert workers == {
+        "download": {("download", "worker-download")},
+        "processing": {("processing", "worker-processing")},
+    }
+    assert {"validate", "search", "scene.download", "scene.publish", "report"} <= {
+        t["task_id"] for t in ran
+    }
     downloads = [t for t in ran if t["task_id"] == "scene.download"]
     assert {t["rendered_map_index"] for t in downloads} == SCENES
     assert all(t["state"] == "success" for t in downloads)

@@ -214,6 +214,20 @@ def running_stack(
         stack.stop()
         subprocess.run([*PSQL, "-c", f'drop database if exists "{db}" with (force)'],
                        timeout=60, check=False, capture_output=True)
+        if celery:
+            _drop_redis_keys(f"{db}:")
+
+
+def _drop_redis_keys(prefix: str) -> None:
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=5)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=500))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 def _make_stack(
@@ -262,8 +276,10 @@ def start_core(stack: AirflowStack) -> None:
 
 
 def start_celery_worker(stack: AirflowStack, queue: str, *, concurrency: int = 2) -> None:
-    """Start ``airflow celery worker -q <queue>`` named ``<queue>@...``; its task instances
-    record the hostname ``worker-<queue>`` (through ``[core] hostname_callable``)."""
+    """Start ``airflow celery worker -q <queue>``, Celery node ``<queue>@<host>``.
+
+    Its task instances record the hostname ``worker-<queue>`` (``[core] hostname_callable``).
+    """
     stack.start(
         f"worker-{queue}",
         [AIRFLOW, "celery", "worker", "--queues", queue, "--concurrency", str(concurrency),

@@ -1,0 +1,243 @@
+"""Orchestration overhead: the radcor DAG vs a bare mapped DAG with the same tasks per scene.
+
+Starts a real Airflow (api-server, scheduler, dag-processor; LocalExecutor) on a throwaway
+PostgreSQL database, serves N tiny scenes from an in-memory STAC API, and times trigger -> done
+for (a) `radcor` with a download-only conf and (b) `bench_bare`, a DAG with the same shape
+(validate, search, one mapped group with one no-op task per radcor step, report), in the same
+run. Prints seconds, per-scene overhead and the ratio (a)/(b); for the largest N also the peak
+RSS of the Airflow processes and the metadata DB growth.
+
+Usage: .venv/bin/python bench/dag_overhead.py [--scenes 100 1000] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "plugins"))
+
+BARE_DAG = '''"""Bare Airflow DAG for bench/dag_overhead.py: the radcor shape with no-op tasks."""
+from __future__ import annotations
+
+from airflow.sdk import dag, task, task_group
+
+STEPS = {steps!r}
+
+
+@dag(dag_id="bench_bare", schedule=None, tags=["bench"], max_active_runs=1)
+def bench_bare():
+    @task
+    def validate(**context):
+        return dict(context["params"])
+
+    @task
+    def search(conf):
+        return list(range(int(conf.get("scenes", 1))))
+
+    @task_group(group_id="scene")
+    def scene(plan):
+        previous = None
+        for name in STEPS:
+            current = task(task_id=name, trigger_rule="all_done")(lambda plan: plan)(plan)
+            if previous is not None:
+                previous >> current
+            previous = current
+
+    @task(trigger_rule="all_done")
+    def report(plans):
+        return len(plans)
+
+    conf = validate()
+    plans = search(conf)
+    scene.expand(plan=plans) >> report(plans)
+
+
+bench_bare()
+'''
+
+
+def _env(var_dir: Path, db: str, port: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "REPO_DIR": str(REPO),
+            "VAR_DIR": str(var_dir),
+            "CB_PG_DB": db,
+            "CB_API_PORT": str(port),
+            "DATA_DIR": str(var_dir / "data"),
+            "COLLECTION_BUILDER_SCENE_GROUPS": "10",
+        }
+    )
+    out = subprocess.run(
+        ["bash", "-c", "source scripts/env.sh && env"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    env.update(dict(line.split("=", 1) for line in out.splitlines() if "=" in line))
+    dags = var_dir / "dags"
+    env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags)
+    env["AIRFLOW__CORE__PARALLELISM"] = "8"
+    return env
+
+
+def _steps() -> list[str]:
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(REPO / "dags" / "radcor.py")).dags["radcor"]
+    return [
+        t.task_id.split(".", 1)[1] for t in dag.topological_sort() if t.task_id.startswith("scene.")
+    ]
+
+
+def _client(port: int) -> httpx.Client:
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+    token = client.post("/auth/token", json={"username": "admin", "password": "admin"})
+    token.raise_for_status()
+    client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+    return client
+
+
+def _wait_dag(client: httpx.Client, dag_id: str) -> None:
+    for _ in range(300):
+        if client.get(f"/api/v2/dags/{dag_id}").status_code == 200:
+            client.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
+            return
+        time.sleep(1)
+    raise SystemExit(f"{dag_id} never appeared")
+
+
+def _run(client: httpx.Client, dag_id: str, conf: dict[str, object], timeout_s: float) -> float:
+    started = time.monotonic()
+    body = {"logical_date": None, "conf": conf}
+    response = client.post(f"/api/v2/dags/{dag_id}/dagRuns", json=body)
+    response.raise_for_status()
+    run_id = response.json()["dag_run_id"]
+    while time.monotonic() - started < timeout_s:
+        state = client.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}").json()["state"]
+        if state in ("success", "failed"):
+            if state != "success":
+                print(f"  warning: {dag_id} run {run_id} ended {state}")
+            return time.monotonic() - started
+        time.sleep(1)
+    raise SystemExit(f"{dag_id} did not finish within {timeout_s:.0f} s")
+
+
+def _peak_rss_mb(var_dir: Path) -> dict[str, float]:
+    """Sum VmHWM (peak RSS) over the live processes of each service's process group."""
+    groups = {p.stem: int(p.read_text().strip()) for p in (var_dir / "run").glob("*.pid")}
+    peaks = dict.fromkeys(groups, 0.0)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pgrp = int(stat.read_text().rsplit(")", 1)[1].split()[2])
+            status = (stat.parent / "status").read_text()
+        except (OSError, IndexError, ValueError):
+            continue
+        for name, pid in groups.items():
+            if pgrp == pid:
+                hwm = next((line for line in status.splitlines() if line.startswith("VmHWM")), "")
+                peaks[name] += float(hwm.split()[1]) / 1024 if hwm else 0.0
+    return peaks
+
+
+def _db_size_mb(db: str) -> float:
+    out = subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-tAc", f"select pg_database_size('{db}')"],
+        capture_output=True,
+        text=True,
+    )
+    return int(out.stdout.strip() or 0) / 1e6
+
+
+def main() -> None:
+    """Run the benchmark and print the table."""
+    from tiny_catalog import TinyCatalog
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scenes", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--port", type=int, default=8093)
+    parser.add_argument("--keep", action="store_true", help="keep the database and folder")
+    args = parser.parse_args()
+    db = f"cb_bench_{int(time.time())}"
+    var_dir = REPO / "var" / db
+    env = _env(var_dir, db, args.port)
+    (var_dir / "dags").mkdir(parents=True)
+    shutil.copy(REPO / "dags" / "radcor.py", var_dir / "dags" / "radcor.py")
+    (var_dir / "dags" / "bench_bare.py").write_text(BARE_DAG.format(steps=_steps()))
+    services = [sys.executable, "scripts/services.py"]
+    names = ["api-server", "scheduler", "dag-processor"]
+    subprocess.run(["scripts/prepare_db.sh"], cwd=REPO, env=env, check=True)
+    subprocess.run([*services, "start", *names], cwd=REPO, env=env, check=True)
+    rows = []
+    try:
+        client = _client(args.port)
+        _wait_dag(client, "radcor")
+        _wait_dag(client, "bench_bare")
+        for count in args.scenes:
+            catalog = TinyCatalog(count).start()
+            db_before = _db_size_mb(db)
+            conf = {
+                "w": -45.9,
+                "s": -12.74,
+                "e": -45.8,
+                "n": -12.6,
+                "catalog": "demo",
+                "catalog_args": {"url": catalog.url, "page_size": 1000},
+                "dataset": "S2MSI1C",
+                "start": "2020-01-01T00:00:00",
+                "end": "2020-12-31T23:59:59",
+                "action": "start",
+                "tasks": [{"type": "download", "collection": "S2_L1C-1"}],
+            }
+            timeout_s = 120 + count * 3.0
+            bare_s = _run(client, "bench_bare", {"scenes": count}, timeout_s)
+            ours_s = _run(client, "radcor", conf, timeout_s)
+            catalog.stop()
+            rows.append((count, ours_s, bare_s, _db_size_mb(db) - db_before))
+            print(
+                f"N={count}: radcor {ours_s:.1f} s, bare {bare_s:.1f} s, "
+                f"ratio {ours_s / bare_s:.2f}, per-scene overhead "
+                f"{(ours_s - bare_s) / count * 1000:.0f} ms",
+                flush=True,
+            )
+        peaks = _peak_rss_mb(var_dir)
+    finally:
+        subprocess.run([*services, "stop", *names], cwd=REPO, env=env, check=False)
+        if not args.keep:
+            subprocess.run(
+                [
+                    "psql",
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                    "-qc",
+                    f'drop database if exists "{db}" with (force)',
+                ],
+                check=False,
+            )
+            shutil.rmtree(var_dir, ignore_errors=True)
+    print("\n| scenes | radcor s | bare s | ratio | overhead ms/scene | DB growth MB |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for count, ours_s, bare_s, growth in rows:
+        print(
+            f"| {count} | {ours_s:.1f} | {bare_s:.1f} | {ours_s / bare_s:.2f} | "
+            f"{(ours_s - bare_s) / count * 1000:.0f} | {growth:.1f} |"
+        )
+    print("peak RSS (MB, process groups):", {k: round(v) for k, v in peaks.items()})
+
+
+if __name__ == "__main__":
+    main()
