@@ -104,19 +104,20 @@ def start(names: list[str]) -> None:
 
 
 def stop(names: list[str]) -> None:
-    """Stop the named processes: SIGTERM to the process group, SIGKILL after 20 s."""
-    for name in reversed(names):
-        pid = _running(name)
-        if pid is None:
+    """Stop the named processes: SIGTERM to every process group, SIGKILL after 20 s."""
+    running = {name: pid for name in names if (pid := _running(name)) is not None}
+    for name in names:
+        if name not in running:
             _pid_file(name).unlink(missing_ok=True)
-            continue
+    for pid in running.values():
         try:
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-        deadline = time.monotonic() + 20
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
+    deadline = time.monotonic() + 20
+    while any(_alive(pid) for pid in running.values()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for name, pid in running.items():
         if _alive(pid):
             try:
                 os.killpg(pid, signal.SIGKILL)

@@ -1,4 +1,4 @@
-"""Pipeline YAML files: schedules, the conf checked as the REST conf, errors naming file and field."""
+"""Pipeline YAML files: schedules, the conf checked as the REST conf, errors naming the field."""
 
 from __future__ import annotations
 

@@ -1,0 +1,199 @@
+"""The wait_online step without Airflow: OnlineWait against a loopback CDSE, activities in SQLite.
+
+The fallback provider is the demo STAC API; the download that follows is StepRunner's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from include.catalog.static_stac import StaticStacBackend
+from include.collectors.base import CatalogDriver
+from include.collectors.tokens import clear_token_cache
+from include.common.config import CatalogConfig
+from include.radcor.activities import ActivityState, ActivityStore
+from include.radcor.conf import TaskType
+from include.radcor.plan import PlanNode, ScenePlan
+from include.radcor.steps import RunContext, StepRunner
+from include.radcor.waiting import OnlineWait, preferred_provider, wait_node_id
+from tests.helpers.cdse_server import CdseServer
+from tests.helpers.offline import (
+    DEMO_SCENE,
+    FOOTPRINT,
+    ZIP,
+    catalogs_for,
+    cdse_scene,
+    download_plan,
+    factory_for,
+    two_providers,
+)
+
+RUN = "run-wait"
+
+
+@pytest.fixture(scope="module")
+def demo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from include.demo.build import build_demo_catalog
+    from include.demo.server import serve
+
+    root = tmp_path_factory.mktemp("demo")
+    build_demo_catalog(root, scenes=1, size_px=32)
+    with serve(root, port=0) as server:
+        yield server.url
+
+
+@pytest.fixture
+def cdse() -> Iterator[CdseServer]:
+    clear_token_cache()
+    server = CdseServer(order_polls=2)
+    try:
+        yield server
+    finally:
+        server.close()
+        clear_token_cache()
+
+
+@pytest.fixture
+def catalogs(cdse: CdseServer, demo_url: str) -> dict[str, CatalogConfig]:
+    return catalogs_for(cdse, demo_url)
+
+
+@pytest.fixture
+def factory(catalogs: dict[str, CatalogConfig]) -> Callable[[str], CatalogDriver]:
+    return factory_for(catalogs)
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ActivityStore:
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    return ActivityStore(f"sqlite:///{tmp_path / 'activities.sqlite'}")
+
+
+def _wait(
+    plan: ScenePlan, store: ActivityStore, factory: Callable[[str], CatalogDriver],
+    catalogs: dict[str, CatalogConfig], *, try_number: int = 1,
+) -> OnlineWait:
+    context = RunContext("radcor", RUN, f"radcor/{RUN}/scene.wait_online/0/try{try_number}")
+    return OnlineWait(plan, context, store=store, driver_factory=factory,
+                      collections={"S2_L1C-1": two_providers()}, catalogs=catalogs, env={},
+                      sleep=lambda s: None)
+
+
+def _rows(store: ActivityStore) -> dict[str, object]:
+    return {a.key.node_id: a for a in store.for_run(RUN)}
+
+
+def test_online_wait_online_scene_succeeds_at_once_recording_nothing(
+    cdse: CdseServer, factory: Callable[[str], CatalogDriver],
+    catalogs: dict[str, CatalogConfig], store: ActivityStore,
+) -> None:
+    cdse.add_s2_product(DEMO_SCENE + ".SAFE", ZIP, footprint=FOOTPRINT)
+    start = _wait(download_plan(cdse_scene(factory)), store, factory, catalogs).start()
+    assert start.outcome == "online" and not start.is_waiting
+    assert store.for_run(RUN) == [] and cdse.orders == []
+
+
+def test_online_wait_offline_orders_once_records_then_closes_when_online(
+    cdse: CdseServer, factory: Callable[[str], CatalogDriver],
+    catalogs: dict[str, CatalogConfig], store: ActivityStore,
+) -> None:
+    entity = cdse.add_s2_product(DEMO_SCENE + ".SAFE", ZIP, footprint=FOOTPRINT, online=False)
+    plan = download_plan(cdse_scene(factory), fallback_online=False, poll_interval_s=15)
+    wait = _wait(plan, store, factory, catalogs)
+    start = wait.start()
+    assert start.is_waiting and start.started_at is not None
+    assert start.settings.poll_interval_s == 15
+    row = _rows(store)[wait_node_id("0")]
+    assert row.status == ActivityState.RUNNING and row.key.task_type == "wait_online"
+    assert row.outputs["order"]["order_id"] and row.outputs["order"]["catalog"] == "cdse"
+    assert "ordered at cdse" in (row.message or "") and "poll every 15 s" in (row.message or "")
+    assert cdse.orders == [entity["Id"]]
+
+    before = len(cdse.requests)
+    again = _wait(plan, store, factory, catalogs).start()  # a reschedule of the same try
+    assert again.is_waiting and len(cdse.requests) == before
+
+    assert not wait.check().is_online
+    assert wait.check().is_online
+    assert "online at cdse after" in wait.mark_online()
+    row = _rows(store)[wait_node_id("0")]
+    assert row.status == ActivityState.SUCCESS and row.outputs["provider"] == "cdse"
+    assert row.outputs["order"]["order_id"] and "waited_s" in row.outputs
+    assert [h["status"] for h in store.history(row.id)] == ["running", "success"]
+
+
+def test_online_wait_new_try_orders_again_idempotently(
+    cdse: CdseServer, factory: Callable[[str], CatalogDriver],
+    catalogs: dict[str, CatalogConfig], store: ActivityStore,
+) -> None:
+    cdse.order_polls = 10
+    entity = cdse.add_s2_product(DEMO_SCENE + ".SAFE", ZIP, footprint=FOOTPRINT, online=False)
+    plan = download_plan(cdse_scene(factory), fallback_online=False)
+    first = _wait(plan, store, factory, catalogs).start()
+    second = _wait(plan, store, factory, catalogs, try_number=2).start()
+    assert first.is_waiting and second.is_waiting
+    assert cdse.orders == [entity["Id"], entity["Id"]]  # CDSE answers the same order twice
+    assert _rows(store)[wait_node_id("0")].attempts == 2
+
+
+def test_online_wait_fallback_online_is_recorded_and_download_prefers_it(
+    cdse: CdseServer, factory: Callable[[str], CatalogDriver],
+    catalogs: dict[str, CatalogConfig], store: ActivityStore, tmp_path: Path,
+) -> None:
+    entity = cdse.add_s2_product(DEMO_SCENE + ".SAFE", ZIP, footprint=FOOTPRINT, online=False)
+    plan = download_plan(cdse_scene(factory))
+    start = _wait(plan, store, factory, catalogs).start()
+    assert start.outcome == "online" and "online at demo" in start.message
+    row = _rows(store)[wait_node_id("0")]
+    assert (row.status, row.provider, row.outputs["fallback"]) == (
+        ActivityState.SUCCESS, "demo", True)
+    assert cdse.orders == []
+    assert preferred_provider(store, RUN, DEMO_SCENE, "0") == "demo"
+
+    cdse.set_online(str(entity["Id"]), True)  # without the preference CDSE would now serve it
+    runner = StepRunner(plan, RunContext("radcor", RUN, "x"), store=store,
+                        backend=StaticStacBackend(tmp_path / "stac"), driver_factory=factory,
+                        collections={"S2_L1C-1": two_providers()})
+    outcome = runner.run(TaskType.DOWNLOAD)
+    assert not outcome.errors, outcome.errors
+    download = _rows(store)["0"]
+    assert download.status == ActivityState.SUCCESS and download.provider == "demo"
+    assert cdse.requests_to(cdse.value_path(str(entity["Id"]))) == []
+
+
+def test_online_wait_archive_in_place_or_published_is_skipped(
+    cdse: CdseServer, factory: Callable[[str], CatalogDriver],
+    catalogs: dict[str, CatalogConfig], store: ActivityStore,
+) -> None:
+    from include.common.storage import archive_dir
+
+    cdse.add_s2_product(DEMO_SCENE + ".SAFE", ZIP, footprint=FOOTPRINT, online=False)
+    scene = cdse_scene(factory)
+    folder = archive_dir("S2_L1C-1", scene.tile, scene.datetime, scene.scene_id)
+    folder.mkdir(parents=True)
+    (folder / f"{DEMO_SCENE}.zip").write_bytes(ZIP)
+    start = _wait(download_plan(scene), store, factory, catalogs).start()
+    assert start.outcome == "skipped" and "archive in place" in start.message
+    published = ScenePlan(scene, (PlanNode("0", TaskType.DOWNLOAD, "S2_L1C-1",
+                                           skip_reason="already published in S2_L1C-1"),))
+    assert _wait(published, store, factory, catalogs).start().outcome == "skipped"
+    no_download = ScenePlan(scene, ())
+    assert _wait(no_download, store, factory, catalogs).start().message == (
+        "no download node in this conf")
+    assert cdse.orders == [] and store.for_run(RUN) == []
+
+
+def test_online_wait_mark_failed_records_the_error(
+    cdse: CdseServer, factory: Callable[[str], CatalogDriver],
+    catalogs: dict[str, CatalogConfig], store: ActivityStore,
+) -> None:
+    cdse.add_s2_product(DEMO_SCENE + ".SAFE", ZIP, footprint=FOOTPRINT, online=False)
+    wait = _wait(download_plan(cdse_scene(factory), fallback_online=False), store, factory,
+                 catalogs)
+    wait.start()
+    wait.mark_failed("still offline after 60 s")
+    row = _rows(store)[wait_node_id("0")]
+    assert row.status == ActivityState.FAILED and row.error == "still offline after 60 s"
