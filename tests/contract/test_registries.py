@@ -7,12 +7,14 @@ import inspect
 import pytest
 
 from include.catalog.base import CatalogBackend
-from include.catalog.registry import backend_class, registered_names as backend_names
+from include.catalog.registry import backend_class
+from include.catalog.registry import registered_names as backend_names
 from include.collectors.base import CatalogDriver
 from include.collectors.registry import driver_class, known_drivers
 from include.common.errors import InvalidInputError
 from include.processors.base import Processor
-from include.processors.registry import processor_class, registered_names as processor_names
+from include.processors.registry import processor_class
+from include.processors.registry import registered_names as processor_names
 
 
 @pytest.mark.parametrize("name", known_drivers())
