@@ -201,8 +201,9 @@ def main() -> None:
                 "action": "start",
                 "tasks": [{"type": "download", "collection": "S2_L1C-1"}],
             }
-            timeout_s = 120 + count * 3.0
+            timeout_s = 600 + count * 12.0
             bare_s = _run(client, "bench_bare", {"scenes": count}, timeout_s)
+            print(f"N={count}: bare {bare_s:.1f} s", flush=True)
             ours_s = _run(client, "radcor", conf, timeout_s)
             catalog.stop()
             rows.append((count, ours_s, bare_s, _db_size_mb(db) - db_before))

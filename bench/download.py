@@ -151,10 +151,12 @@ def worker() -> None:
     print("ready", flush=True)
     for line in sys.stdin:
         url, dest = line.split()
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), os.times()
         result = download_file(client, url, Path(dest), max_attempts=1)
-        elapsed = time.perf_counter() - started
-        print(json.dumps({"elapsed_s": elapsed, "size_bytes": result.size_bytes}), flush=True)
+        elapsed, cpu_after = time.perf_counter() - started, os.times()
+        cpu_s = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
+        answer = {"elapsed_s": elapsed, "cpu_s": cpu_s, "size_bytes": result.size_bytes}
+        print(json.dumps(answer), flush=True)
 
 
 def _start_worker() -> subprocess.Popen[str]:
@@ -179,30 +181,37 @@ def _get(url: str) -> dict[str, Any]:
     return json.loads(body) if body else {}
 
 
-def run_curl(url: str, dests: list[Path]) -> float:
-    """Run one curl per destination at once; return the wall time until all are done."""
+def run_curl(url: str, dests: list[Path]) -> tuple[float, float]:
+    """Run one curl per destination at once; return (wall time until all are done, CPU s)."""
     started = time.perf_counter()
     processes = [
         subprocess.Popen(["curl", "-s", "-o", str(dest), url])  # noqa: S603, S607 - the baseline
         for dest in dests
     ]
+    cpu_s = 0.0
     for process in processes:
-        if process.wait() != 0:
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        cpu_s += usage.ru_utime + usage.ru_stime
+        if process.returncode != 0:
             raise RuntimeError(f"curl failed with exit code {process.returncode}")
-    return time.perf_counter() - started
+    return time.perf_counter() - started, cpu_s
 
 
-def run_ours(url: str, dests: list[Path], workers: list[subprocess.Popen[str]]) -> float:
-    """Give each ready worker one destination at once; return the wall time until all are done."""
+def run_ours(
+    url: str, dests: list[Path], workers: list[subprocess.Popen[str]]
+) -> tuple[float, float]:
+    """Give each ready worker one destination at once; return (wall time, CPU s of the work)."""
     started = time.perf_counter()
     for process, dest in zip(workers, dests, strict=False):
         assert process.stdin is not None
         process.stdin.write(f"{url} {dest}\n")
         process.stdin.flush()
+    cpu_s = 0.0
     for process in workers[: len(dests)]:
         assert process.stdout is not None
-        json.loads(process.stdout.readline())
-    return time.perf_counter() - started
+        cpu_s += float(json.loads(process.stdout.readline())["cpu_s"])
+    return time.perf_counter() - started, cpu_s
 
 
 def _clean(folder: Path) -> None:
@@ -216,28 +225,35 @@ def measure(
     count: int,
     repeat: int,
     out: Path,
-    curl: Callable[[list[Path]], float],
-    ours: Callable[[list[Path]], float],
+    curl: Callable[[list[Path]], tuple[float, float]],
+    ours: Callable[[list[Path]], tuple[float, float]],
 ) -> tuple[float, float]:
-    """Interleave curl and ours ``repeat`` times; return the median MB/s of each."""
-    curl_rates: list[float] = []
-    our_rates: list[float] = []
+    """Interleave curl and ours ``repeat`` times; return the median MB/s of each.
+
+    Also prints the CPU seconds each spent per GiB (user + system, median): unlike MB/s it
+    hardly moves when other processes compete for the CPUs.
+    """
+    rates: dict[str, list[float]] = {"curl": [], "ours": []}
+    cpu: dict[str, list[float]] = {"curl": [], "ours": []}
     for _ in range(repeat):
-        for name, runner, rates in (("curl", curl, curl_rates), ("ours", ours, our_rates)):
+        for name, runner in (("curl", curl), ("ours", ours)):
             dests = [out / f"{name}-{index}.bin" for index in range(count)]
-            elapsed = runner(dests)
+            elapsed, cpu_s = runner(dests)
             for dest in dests:
                 if dest.stat().st_size != size:
                     raise RuntimeError(f"{name}: {dest} has {dest.stat().st_size} bytes")
-            rates.append(count * size / 1e6 / elapsed)
+            rates[name].append(count * size / 1e6 / elapsed)
+            cpu[name].append(cpu_s / (count * size / (1 << 30)))
             _clean(out)
-    curl_rate, our_rate = statistics.median(curl_rates), statistics.median(our_rates)
+    curl_rate, our_rate = statistics.median(rates["curl"]), statistics.median(rates["ours"])
+    curl_cpu, our_cpu = statistics.median(cpu["curl"]), statistics.median(cpu["ours"])
     print(
-        f"{label:<22} curl {curl_rate:8.0f} MB/s   ours {our_rate:8.0f} MB/s   "
-        f"ours/curl {our_rate / curl_rate:5.2f}   (runs: curl "
-        + ", ".join(f"{r:.0f}" for r in curl_rates)
+        f"{label:<22} curl {curl_rate:6.0f} MB/s   ours {our_rate:6.0f} MB/s   "
+        f"ours/curl {our_rate / curl_rate:5.2f}   CPU s/GiB curl {curl_cpu:.2f} ours "
+        f"{our_cpu:.2f}   (MB/s runs: curl "
+        + ", ".join(f"{r:.0f}" for r in rates["curl"])
         + "; ours "
-        + ", ".join(f"{r:.0f}" for r in our_rates)
+        + ", ".join(f"{r:.0f}" for r in rates["ours"])
         + ")"
     )
     return curl_rate, our_rate
@@ -328,8 +344,8 @@ def main() -> None:
             url = server.stdout.readline().strip()
             workers = [_start_worker() for _ in range(max(1, args.parallel))]
             print(
-                f"file {args.size_mib} MiB on {url}; {os.cpu_count()} CPUs; median of "
-                f"{args.repeat} interleaved runs"
+                f"file {args.size_mib} MiB on {url}; {os.cpu_count()} CPUs; load average "
+                f"{os.getloadavg()[0]:.1f}; median of {args.repeat} interleaved runs"
             )
             single = measure(
                 "single download",

@@ -720,8 +720,10 @@ def test_cdse_order_offline_product_comes_online_after_polls_then_downloads(
     driver = make_cdse_driver(cdse)
     scene = one_scene(driver, T46RER)
     assert driver.availability(scene) == Availability.OFFLINE
-    assert driver.order(scene) is None
-    driver.order(scene)  # idempotent; its availability check is the first poll since the order
+    order_id = driver.order(scene)
+    assert order_id  # the order's Id, recorded by the wait_online step
+    # idempotent (the same order); its availability check is the first poll since the order
+    assert driver.order(scene) == order_id
     assert cdse.orders == [entity["Id"], entity["Id"]]
     assert driver.availability(scene) == Availability.ONLINE  # the second poll
     driver.order(scene)  # online now: nothing is ordered

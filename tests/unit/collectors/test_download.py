@@ -143,12 +143,13 @@ def test_download_file_verified_checksum_renames_into_place(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.zip"]
 
 
-def test_download_file_no_checksum_records_sha256(
+def test_download_file_no_checksum_records_blake3(
     http_server: LocalHttpServer, client: httpx.Client, tmp_path: Path
 ) -> None:
+    blake3 = pytest.importorskip("blake3")
     url = http_server.route("/f", serve_bytes(DATA))
     result = download_file(client, url, tmp_path / "f")
-    assert result.checksum == "sha256:" + hashlib.sha256(DATA).hexdigest()
+    assert result.checksum == "blake3:" + blake3.blake3(DATA).hexdigest()
 
 
 def test_download_file_dropped_connection_resumes_with_range(
