@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,15 +102,21 @@ def test_celery_run_sends_downloads_to_download_worker_and_the_rest_to_processin
     assert all(t["state"] == "success" for t in downloads)
 
     # every try went through Celery: one SUCCESS row each in the PostgreSQL result backend
+    # (a worker stores the last result just after the run ends: wait a little for it)
+    tries = {(t["task_id"], t["map_index"]): t["try_number"] for t in ran}
     engine = sa.create_engine(airflow.env["COLLECTION_BUILDER_DB_URL"])
     try:
-        with engine.connect() as connection:
-            done = connection.execute(
-                sa.text("select count(*) from celery_taskmeta where status = 'SUCCESS'")
-            ).scalar_one()
+        deadline = time.monotonic() + 20
+        while True:
+            with engine.connect() as connection:
+                done = connection.execute(
+                    sa.text("select count(*) from celery_taskmeta where status = 'SUCCESS'")
+                ).scalar_one()
+            if done >= sum(tries.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
     finally:
         engine.dispose()
-    tries = {(t["task_id"], t["map_index"]): t["try_number"] for t in ran}
     assert done == sum(tries.values()), tries
     assert "received" in airflow.log_text("worker-download")
     items = (airflow.root.parent / "data" / "stac" / "S2_L1C-1" / "items").glob("*.json")
