@@ -181,11 +181,16 @@ def _get(url: str) -> dict[str, Any]:
     return json.loads(body) if body else {}
 
 
-def run_curl(url: str, dests: list[Path]) -> tuple[float, float]:
-    """Run one curl per destination at once; return (wall time until all are done, CPU s)."""
+def run_curl(url: str, dests: list[Path], *, sync: bool = False) -> tuple[float, float]:
+    """Run one curl per destination at once; return (wall time until all are done, CPU s).
+
+    With ``sync`` each file is flushed to disk after its download (``sync FILE``), as our
+    engine does before its rename: the durable baseline.
+    """
     started = time.perf_counter()
+    command = 'curl -s -o "$1" "$2"' + (' && sync "$1"' if sync else "")
     processes = [
-        subprocess.Popen(["curl", "-s", "-o", str(dest), url])  # noqa: S603, S607 - the baseline
+        subprocess.Popen(["sh", "-c", command, "sh", str(dest), url])  # noqa: S603, S607
         for dest in dests
     ]
     cpu_s = 0.0
@@ -225,19 +230,19 @@ def measure(
     count: int,
     repeat: int,
     out: Path,
-    curl: Callable[[list[Path]], tuple[float, float]],
-    ours: Callable[[list[Path]], tuple[float, float]],
+    runners: dict[str, Callable[[list[Path]], tuple[float, float]]],
 ) -> tuple[float, float]:
-    """Interleave curl and ours ``repeat`` times; return the median MB/s of each.
+    """Interleave ``curl``, ``curl+sync`` and ``ours`` ``repeat`` times; return the median MB/s
+    of curl and ours.
 
     Also prints the CPU seconds each spent per GiB (user + system, median): unlike MB/s it
     hardly moves when other processes compete for the CPUs.
     """
-    rates: dict[str, list[float]] = {"curl": [], "ours": []}
-    cpu: dict[str, list[float]] = {"curl": [], "ours": []}
+    rates: dict[str, list[float]] = {name: [] for name in runners}
+    cpu: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(repeat):
-        for name, runner in (("curl", curl), ("ours", ours)):
-            dests = [out / f"{name}-{index}.bin" for index in range(count)]
+        for name, runner in runners.items():
+            dests = [out / f"{name.replace('+', '-')}-{index}.bin" for index in range(count)]
             elapsed, cpu_s = runner(dests)
             for dest in dests:
                 if dest.stat().st_size != size:
@@ -245,18 +250,20 @@ def measure(
             rates[name].append(count * size / 1e6 / elapsed)
             cpu[name].append(cpu_s / (count * size / (1 << 30)))
             _clean(out)
-    curl_rate, our_rate = statistics.median(rates["curl"]), statistics.median(rates["ours"])
-    curl_cpu, our_cpu = statistics.median(cpu["curl"]), statistics.median(cpu["ours"])
+    median = {name: statistics.median(values) for name, values in rates.items()}
     print(
-        f"{label:<22} curl {curl_rate:6.0f} MB/s   ours {our_rate:6.0f} MB/s   "
-        f"ours/curl {our_rate / curl_rate:5.2f}   CPU s/GiB curl {curl_cpu:.2f} ours "
-        f"{our_cpu:.2f}   (MB/s runs: curl "
-        + ", ".join(f"{r:.0f}" for r in rates["curl"])
-        + "; ours "
-        + ", ".join(f"{r:.0f}" for r in rates["ours"])
-        + ")"
+        f"{label}: MB/s "
+        + ", ".join(f"{name} {median[name]:.0f}" for name in runners)
+        + f"; ours/curl {median['ours'] / median['curl']:.2f}, ours/(curl+sync) "
+        + f"{median['ours'] / median['curl+sync']:.2f}"
     )
-    return curl_rate, our_rate
+    print(
+        "    CPU s/GiB "
+        + ", ".join(f"{name} {statistics.median(cpu[name]):.2f}" for name in runners)
+        + "; runs MB/s "
+        + "; ".join(f"{name} " + " ".join(f"{r:.0f}" for r in rates[name]) for name in runners)
+    )
+    return median["curl"], median["ours"]
 
 
 def measure_resume(url: str, size: int, out: Path) -> float:
@@ -291,7 +298,7 @@ def measure_resume(url: str, size: int, out: Path) -> float:
         raise RuntimeError("the resumed file has the wrong size")
     ratio = sent / size
     print(
-        f"{'resume after kill':<22} killed with .part at {killed_at / size:.0%}; server sent "
+        f"resume after kill: killed with .part at {killed_at / size:.0%}; server sent "
         f"{sent / MIB:.1f} MiB for a {size / MIB:.0f} MiB file: total / size {ratio:.3f}"
     )
     _clean(out)
@@ -347,23 +354,19 @@ def main() -> None:
                 f"file {args.size_mib} MiB on {url}; {os.cpu_count()} CPUs; load average "
                 f"{os.getloadavg()[0]:.1f}; median of {args.repeat} interleaved runs"
             )
-            single = measure(
-                "single download",
-                size,
-                1,
-                args.repeat,
-                out,
-                lambda dests: run_curl(url, dests),
-                lambda dests: run_ours(url, dests, workers),
-            )
+            runners: dict[str, Callable[[list[Path]], tuple[float, float]]] = {
+                "curl": lambda dests: run_curl(url, dests),
+                "curl+sync": lambda dests: run_curl(url, dests, sync=True),
+                "ours": lambda dests: run_ours(url, dests, workers),
+            }
+            single = measure("single download", size, 1, args.repeat, out, runners)
             parallel = measure(
                 f"{args.parallel} parallel downloads",
                 size,
                 args.parallel,
                 args.repeat,
                 out,
-                lambda dests: run_curl(url, dests),
-                lambda dests: run_ours(url, dests, workers),
+                runners,
             )
             resume = measure_resume(url, size, out)
         finally:

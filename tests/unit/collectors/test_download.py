@@ -530,3 +530,21 @@ def socket_bound_but_closed() -> Iterator[str]:
     port = probe.getsockname()[1]
     probe.close()
     yield f"http://127.0.0.1:{port}/f.bin"
+
+
+def test_download_file_gzip_encoded_answer_is_stored_decoded(
+    http_server: LocalHttpServer, client: httpx.Client, tmp_path: Path
+) -> None:
+    import gzip
+
+    encoded = gzip.compress(DATA)
+
+    def handle(request: Request) -> Reply:
+        return Reply(200, encoded, {"Content-Encoding": "gzip"})  # ignores our identity ask
+
+    url = http_server.route("/f.bin", handle)
+
+    result = download_file(client, url, tmp_path / "f.bin")
+
+    assert (tmp_path / "f.bin").read_bytes() == DATA
+    assert result.size_bytes == len(DATA)
