@@ -41,8 +41,8 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def radcor_dag():  # noqa: ANN201 - an Airflow DAG
+@pytest.fixture
+def radcor_dag():  # noqa: ANN201 - an Airflow DAG; fresh per test: dag.test() keeps conf in params
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(REPO / "dags" / "radcor.py"))
