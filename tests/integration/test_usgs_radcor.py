@@ -175,3 +175,55 @@ def test_radcor_earth_search_preview_from_recorded_answer(radcor_dag: Any, data_
     entry = result["LC08_L2SP_033032_20231008_20231017_02_T1"]
     assert entry["pathrow"] == "033032"
     assert entry["cloud"] == pytest.approx(0.06)
+
+
+def test_radcor_planetary_computer_preview_from_recorded_answer(
+    radcor_dag: Any, data_dir: Path
+) -> None:
+    from tests.helpers.http_server import Cassette
+
+    realdata = _realdata("pystac-client")
+    recorded = Cassette(
+        realdata
+        / "pystac-client"
+        / "test_item_search"
+        / "TestItemSearch.test_datetime_results.yaml"
+    )
+    server = LocalHttpServer()
+    try:
+        server.route(
+            "/api/stac/v1/search",
+            replay(
+                recorded.interactions,
+                origin="https://planetarycomputer.microsoft.com",
+                server_url=server.url,
+            ),
+        )
+        conf = {
+            "tiles": None,
+            "geom": None,  # dag.test keeps Params of earlier runs in this process
+            "w": 170.0,
+            "s": 50.0,
+            "e": 180.0,
+            "n": 70.0,
+            "catalog": "PlanetaryComputer",
+            "catalog_args": {"url": server.url + "/api/stac/v1"},
+            "dataset": "S2MSI2A",
+            "start": "2019-01-01T00:00:00",
+            "end": "2019-01-01T00:00:10",
+            "cloud": 40,
+            "action": "preview",
+            "tasks": [{"type": "download", "collection": "S2_L2A-1", "args": {}}],
+        }
+        run = radcor_dag.test(run_conf=conf)
+    finally:
+        server.close()
+
+    assert str(run.state) == "success", _states(run)
+    result = _result(run)
+    scenes = {key: value for key, value in result.items() if key != "Results"}
+    assert result["Results"] == len(scenes) > 0
+    assert all(entry["cloud"] <= 40 for entry in scenes.values())
+    entry = scenes["S2A_MSIL2A_20190101T000001_N0212_R116_T58UGE_20201007T214656"]
+    assert entry["tileid"] == "58UGE"
+    assert "/api/data/v1/item/preview.png?collection=sentinel-2-l2a" in entry["icon"]
