@@ -3,7 +3,55 @@
 from __future__ import annotations
 
 import abc
+import copy
+from collections.abc import Callable
 from typing import Any
+
+import pystac
+
+from include.common.errors import FieldProblem, InvalidInputError
+
+
+def check_item(
+    item: dict[str, Any],
+    collection: dict[str, Any] | None,
+    extent: Callable[[dict[str, Any]], object],
+) -> str:
+    """Return the collection id of ``item`` after checking it is a STAC Item a backend can store.
+
+    ``extent`` is the backend's own reader of the item's box and dates; it must raise
+    ``KeyError``, ``TypeError`` or ``ValueError`` on an item it cannot index.
+
+    Raises:
+        InvalidInputError: naming the field that is wrong.
+    """
+    if not isinstance(item, dict) or item.get("type") != "Feature":
+        raise InvalidInputError(
+            FieldProblem("item.type", "is not a STAC Item (Feature)", "give an Item dict")
+        )
+    collection_id = item.get("collection")
+    if not collection_id:
+        raise InvalidInputError(
+            FieldProblem("item.collection", "is missing", "set the item's collection id")
+        )
+    if collection is not None and collection.get("id") != collection_id:
+        raise InvalidInputError(
+            FieldProblem(
+                "collection.id",
+                f"{collection.get('id')!r} is not the item's collection {collection_id!r}",
+                "pass the item's own collection",
+            )
+        )
+    try:
+        pystac.Item.from_dict(copy.deepcopy(item), preserve_dict=False)
+        extent(item)
+    except (pystac.STACError, KeyError, TypeError, ValueError) as err:
+        raise InvalidInputError(
+            FieldProblem(
+                f"item[{item.get('id')}]", f"is not a valid STAC Item: {err}", "fix the item"
+            )
+        ) from err
+    return str(collection_id)
 
 
 class CatalogBackend(abc.ABC):

@@ -28,7 +28,7 @@ from psycopg.types.json import Jsonb
 from pystac.utils import datetime_to_str, str_to_datetime
 from shapely.geometry import shape
 
-from include.catalog.base import CatalogBackend
+from include.catalog.base import CatalogBackend, check_item
 from include.catalog.registry import register
 from include.common.errors import FieldProblem, InvalidInputError, TransientError
 
@@ -247,32 +247,7 @@ class PgstacBackend(CatalogBackend):
     # writing -----------------------------------------------------------------------------
     @staticmethod
     def _validated(item: dict[str, Any], collection: dict[str, Any] | None) -> str:
-        if not isinstance(item, dict) or item.get("type") != "Feature":
-            raise InvalidInputError(
-                FieldProblem("item.type", "is not a STAC Item (Feature)", "give an Item dict")
-            )
-        collection_id = item.get("collection")
-        if not collection_id:
-            raise InvalidInputError(
-                FieldProblem("item.collection", "is missing", "set the item's collection id")
-            )
-        if collection is not None and collection.get("id") != collection_id:
-            raise InvalidInputError(
-                FieldProblem(
-                    "collection.id",
-                    f"{collection.get('id')!r} is not the item's collection {collection_id!r}",
-                    "pass the item's own collection",
-                )
-            )
-        try:
-            pystac.Item.from_dict(copy.deepcopy(item), preserve_dict=False)
-            _item_box(item)
-        except (pystac.STACError, KeyError, TypeError, ValueError) as err:
-            raise InvalidInputError(
-                FieldProblem(
-                    f"item[{item.get('id')}]", f"is not a valid STAC Item: {err}", "fix the item"
-                )
-            ) from err
+        collection_id = check_item(item, collection, _item_box)
         return str(collection_id)
 
     def upsert(self, item: dict[str, Any], collection: dict[str, Any] | None = None) -> None:

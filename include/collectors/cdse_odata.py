@@ -63,6 +63,7 @@ from include.collectors.download import (
     download_file,
     error_for_status,
     error_for_transport,
+    json_object,
     redact_url,
     reuse_existing,
 )
@@ -635,23 +636,10 @@ class CdseODataDriver(CatalogDriver):
             if isinstance(error, ProviderError) and error.status_code in (401, 403):
                 raise self._credentials_error(error, action)
             raise error
-        try:
-            data = response.json()
-        except ValueError as err:
-            raise ProviderError(
-                f"{where} {redact_url(url)}: the answer is not JSON; check that url points to "
-                "the CDSE OData root (.../odata/v1)",
-                status_code=response.status_code,
-                body=response.text[:2000],
-            ) from err
-        if not isinstance(data, dict):
-            raise ProviderError(
-                f"{where} {redact_url(url)}: the answer is not a JSON object; check that url "
-                "points to the CDSE OData root (.../odata/v1)",
-                status_code=response.status_code,
-                body=response.text[:2000],
-            )
-        return data
+        return json_object(
+            response, where=where, url=url,
+            hint="check that url points to the CDSE OData root (.../odata/v1)",
+        )
 
     # -- search -------------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -218,6 +218,29 @@ def parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def json_object(response: httpx.Response, *, where: str, url: str, hint: str) -> dict[str, Any]:
+    """Return the response body as a JSON object.
+
+    Raises:
+        ProviderError: when the body is not JSON or not an object; ``hint`` says what to check.
+    """
+    try:
+        data = response.json()
+    except ValueError as err:
+        raise ProviderError(
+            f"{where} {redact_url(url)}: the answer is not JSON; {hint}",
+            status_code=response.status_code,
+            body=response.text[:2000],
+        ) from err
+    if not isinstance(data, dict):
+        raise ProviderError(
+            f"{where} {redact_url(url)}: the answer is not a JSON object; {hint}",
+            status_code=response.status_code,
+            body=response.text[:2000],
+        )
+    return data
 
 
 def error_for_status(

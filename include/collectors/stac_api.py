@@ -64,6 +64,7 @@ from include.collectors.download import (
     download_assets_detailed,
     error_for_status,
     error_for_transport,
+    json_object,
     redact_url,
 )
 from include.collectors.registry import register
@@ -558,23 +559,10 @@ class StacApiDriver(CatalogDriver):
                 action=f"{self.catalog} {action}",
                 headers=response.headers,
             )
-        try:
-            data = response.json()
-        except ValueError as err:
-            raise ProviderError(
-                f"{self.catalog} {action} {redact_url(url)}: the answer is not JSON; "
-                "check that url points to a STAC API root",
-                status_code=response.status_code,
-                body=response.text[:2000],
-            ) from err
-        if not isinstance(data, dict):
-            raise ProviderError(
-                f"{self.catalog} {action} {redact_url(url)}: the answer is not a JSON object; "
-                "check that url points to a STAC API root",
-                status_code=response.status_code,
-                body=response.text[:2000],
-            )
-        return data
+        return json_object(
+            response, where=f"{self.catalog} {action}", url=url,
+            hint="check that url points to a STAC API root",
+        )
 
     def get_collection(self, dataset: str) -> dict[str, Any]:
         """Return the STAC collection document for ``dataset`` (mapped through ``datasets``).
