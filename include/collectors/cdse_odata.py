@@ -69,6 +69,7 @@ from include.collectors.download import (
 )
 from include.collectors.registry import register
 from include.collectors.scene_ids import is_mgrs_tile, parse_scene_id
+from include.collectors.timestamps import parse_utc_timestamp
 from include.collectors.tokens import OidcTokenSource
 from include.common.errors import (
     FieldProblem,
@@ -100,7 +101,6 @@ _COLLECTION_RE = re.compile(r"^[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)+$")
 _LITERAL_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
 _FOOTPRINT_RE = re.compile(r"^geography'(?:SRID=(\d+);)?(.*)'$", re.DOTALL | re.IGNORECASE)
 _WKT_TYPE_SPACE = re.compile(r"^([A-Z]+) \(")
-_FRACTION = re.compile(r"\.(\d+)")
 
 _ATTRIBUTE_PROPERTIES = {
     "productType": "product_type",
@@ -175,19 +175,12 @@ def format_odata_datetime(value: datetime) -> str:
 
 
 def parse_odata_datetime(value: str) -> datetime:
-    """Parse an OData ``DateTimeOffset`` (``Z``, any number of fraction digits) as aware UTC.
+    """Parse an OData ``DateTimeOffset`` as aware UTC (see ``timestamps.parse_utc_timestamp``).
 
     Raises:
         ValueError: when ``value`` is not a timestamp.
     """
-    text = value.strip()
-    if text[-1:] in ("Z", "z"):
-        text = text[:-1] + "+00:00"
-    text = _FRACTION.sub(lambda m: "." + (m.group(1) + "000000")[:6], text, count=1)
-    parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    return parse_utc_timestamp(value)
 
 
 def _attribute_clause(kind: str, name: str, operator: str, literal: str) -> str:

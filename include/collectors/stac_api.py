@@ -69,6 +69,7 @@ from include.collectors.download import (
 )
 from include.collectors.registry import register
 from include.collectors.scene_ids import is_mgrs_tile, parse_wrs2_pathrow
+from include.collectors.timestamps import parse_utc_timestamp
 from include.common.errors import (
     ConfigError,
     FieldProblem,
@@ -115,7 +116,6 @@ _LANDSAT_PRODUCT_ID = re.compile(
 _LANDSAT_FULL_ID_IN_HREF = re.compile(
     r"(?<![A-Z0-9])(L[COTEM]0\d_L[0-9A-Z]{3}_\d{6}_\d{8}_\d{8}_\d{2}_(?:T1|T2|RT))(?=[_./]|$)"
 )
-_FRACTION = re.compile(r"\.(\d+)")
 _PROPERTY_SELECTION = {
     "s2:processing_baseline": "processing_baseline",
     "s2:product_type": "product_type",
@@ -139,19 +139,12 @@ def canonical_tile(tile: str) -> str | None:
 
 
 def parse_datetime(value: str) -> datetime:
-    """Parse an RFC 3339 timestamp (``Z``, any fraction digits) into an aware UTC datetime.
+    """Parse an RFC 3339 timestamp as aware UTC (see ``timestamps.parse_utc_timestamp``).
 
     Raises:
         ValueError: when ``value`` is not a timestamp.
     """
-    text = value.strip()
-    if text[-1:] in ("Z", "z"):
-        text = text[:-1] + "+00:00"
-    text = _FRACTION.sub(lambda m: "." + (m.group(1) + "000000")[:6], text, count=1)
-    parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    return parse_utc_timestamp(value)
 
 
 def format_datetime(value: datetime) -> str:
