@@ -8,13 +8,19 @@ by a stdlib ``ThreadingHTTPServer`` in its own process (HTTP/1.1, ``Content-Leng
 sends). Clients run in their own processes so neither shares a GIL with the server:
 
 - ``curl -s -o <file> <url>``;
-- ours: ``include.collectors.download.download_file`` (streamed to ``.part``, SHA-256 of the
-  bytes, fsync, atomic rename) in a worker process that has imported everything and waits for a
-  "go" line, so Python's start-up is not timed (a worker is a long-running process).
+- ``curl`` then ``sync <file>``: the durable baseline;
+- ours: ``include.collectors.download.download_file`` with its defaults (streamed to ``.part``
+  with the body read straight from the socket, BLAKE3 of the bytes, flushed to disk in the
+  background, fsync, atomic rename) in a worker process that has imported everything and
+  waits for a "go" line, so Python's start-up is not timed (a worker is a long-running
+  process);
+- ours-nofsync: the same with ``fsync=False`` (``COLLECTION_BUILDER_DOWNLOAD_FSYNC=0``): the
+  data left to the kernel, as curl does.
 
 Measured, interleaved ``--repeat`` times (the median is reported):
 
-1. one download: MB/s of curl and ours, and the ratio ours / curl (target >= 0.95);
+1. one download: MB/s of each, the ratio ours / curl (target >= 0.95) and
+   ours / (curl+sync), the like-for-like durable comparison;
 2. ``--parallel`` downloads of the same file at once (as parallel scenes run in separate
    worker processes): aggregate MB/s and the ratio;
 3. resume: a worker is killed (SIGKILL) when its ``.part`` holds half the file, a new worker
@@ -143,16 +149,16 @@ def serve(path: Path) -> None:
 
 
 def worker() -> None:
-    """Read ``URL DEST`` lines; download each with ``download_file``; print the elapsed time."""
+    """Read ``URL DEST FSYNC`` lines; download each with ``download_file``; print the time."""
     sys.path.insert(0, str(REPO))
     from include.collectors.download import build_http_client, download_file
 
     client = build_http_client(timeout_s=120, max_connections=1)
     print("ready", flush=True)
     for line in sys.stdin:
-        url, dest = line.split()
+        url, dest, fsync = line.split()
         started, cpu_before = time.perf_counter(), os.times()
-        result = download_file(client, url, Path(dest), max_attempts=1)
+        result = download_file(client, url, Path(dest), max_attempts=1, fsync=fsync == "1")
         elapsed, cpu_after = time.perf_counter() - started, os.times()
         cpu_s = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
         answer = {"elapsed_s": elapsed, "cpu_s": cpu_s, "size_bytes": result.size_bytes}
@@ -204,13 +210,13 @@ def run_curl(url: str, dests: list[Path], *, sync: bool = False) -> tuple[float,
 
 
 def run_ours(
-    url: str, dests: list[Path], workers: list[subprocess.Popen[str]]
+    url: str, dests: list[Path], workers: list[subprocess.Popen[str]], *, fsync: bool = True
 ) -> tuple[float, float]:
     """Give each ready worker one destination at once; return (wall time, CPU s of the work)."""
     started = time.perf_counter()
     for process, dest in zip(workers, dests, strict=False):
         assert process.stdin is not None
-        process.stdin.write(f"{url} {dest}\n")
+        process.stdin.write(f"{url} {dest} {int(fsync)}\n")
         process.stdin.flush()
     cpu_s = 0.0
     for process in workers[: len(dests)]:
@@ -232,8 +238,7 @@ def measure(
     out: Path,
     runners: dict[str, Callable[[list[Path]], tuple[float, float]]],
 ) -> tuple[float, float]:
-    """Interleave ``curl``, ``curl+sync`` and ``ours`` ``repeat`` times; return the median MB/s
-    of curl and ours.
+    """Interleave every runner ``repeat`` times; return the median MB/s of curl and ours.
 
     Also prints the CPU seconds each spent per GiB (user + system, median): unlike MB/s it
     hardly moves when other processes compete for the CPUs.
@@ -255,7 +260,8 @@ def measure(
         f"{label}: MB/s "
         + ", ".join(f"{name} {median[name]:.0f}" for name in runners)
         + f"; ours/curl {median['ours'] / median['curl']:.2f}, ours/(curl+sync) "
-        + f"{median['ours'] / median['curl+sync']:.2f}"
+        + f"{median['ours'] / median['curl+sync']:.2f}, ours-nofsync/curl "
+        + f"{median['ours-nofsync'] / median['curl']:.2f}"
     )
     print(
         "    CPU s/GiB "
@@ -274,7 +280,7 @@ def measure_resume(url: str, size: int, out: Path) -> float:
     part = dest.with_name(dest.name + ".part")
     first = _start_worker()
     assert first.stdin is not None
-    first.stdin.write(f"{url} {dest}\n")
+    first.stdin.write(f"{url} {dest} 1\n")
     first.stdin.flush()
     while True:
         try:
@@ -358,6 +364,7 @@ def main() -> None:
                 "curl": lambda dests: run_curl(url, dests),
                 "curl+sync": lambda dests: run_curl(url, dests, sync=True),
                 "ours": lambda dests: run_ours(url, dests, workers),
+                "ours-nofsync": lambda dests: run_ours(url, dests, workers, fsync=False),
             }
             single = measure("single download", size, 1, args.repeat, out, runners)
             parallel = measure(

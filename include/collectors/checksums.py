@@ -64,7 +64,7 @@ class UnsupportedChecksumError(ValueError):
 class Hasher(Protocol):
     """What we need of a hash object: ``update`` then ``hexdigest``."""
 
-    def update(self, data: bytes, /) -> None:
+    def update(self, data: bytes | memoryview, /) -> None:
         """Feed bytes."""
 
     def hexdigest(self) -> str:
@@ -186,7 +186,7 @@ class _Blake3Hasher:
         self._hash = module.blake3()
         self._digest_bytes = digest_bytes
 
-    def update(self, data: bytes, /) -> None:
+    def update(self, data: bytes | memoryview, /) -> None:
         self._hash.update(data)
 
     def hexdigest(self) -> str:

@@ -20,14 +20,14 @@ import fcntl
 import json
 import logging
 import os
-import queue
 import random
 import re
 import shutil
+import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -36,7 +36,10 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
+import h11
+import httpcore
 import httpx
+from httpcore._backends.sync import SyncStream
 
 from include.collectors.base import Asset, DownloadedFile
 from include.collectors.checksums import (
@@ -68,6 +71,40 @@ DEFAULT_RECORD_ALGORITHM = "blake3" if is_available("blake3") else "sha256"
 """Algorithm of ``DownloadedFile.checksum`` when the catalog gives no checksum: BLAKE3 (a
 pinned dependency; ~8 GB/s against SHA-256's ~2 GB/s here, see docs/download-bench.md), else
 SHA-256."""
+
+FSYNC_ENV = "COLLECTION_BUILDER_DOWNLOAD_FSYNC"
+"""Set to ``0`` (or ``false``/``no``/``off``) to leave downloads to the kernel's writeback."""
+
+SOCKET_READ_BYTES = 1 << 20
+"""Bytes httpcore asks the socket for per read (its default is 64 KiB): larger reads cut the
+per-read Python work of a body by 16x (bench/download.py: about -0.5 CPU s/GiB)."""
+
+
+def _raise_socket_read_size() -> None:
+    """Make httpcore's HTTP/1.1 connections read ``SOCKET_READ_BYTES`` at a time.
+
+    httpcore has no per-client setting for it; its class attribute is read per receive, and a
+    larger read only changes how much one ``recv`` may return (small answers are unaffected).
+    """
+    connection = httpcore._sync.http11.HTTP11Connection
+    connection.READ_NUM_BYTES = max(connection.READ_NUM_BYTES, SOCKET_READ_BYTES)
+
+
+_raise_socket_read_size()
+
+
+def fsync_enabled() -> bool:
+    """Return whether downloads are flushed to disk before their rename (``FSYNC_ENV``, default on).
+
+    On, a file is on disk when it gets its final name, so even a machine crash cannot leave a
+    renamed but incomplete archive; the data is flushed in the background while it arrives,
+    which on the development VM is also faster than leaving gigabytes of dirty pages to the
+    kernel (docs/download-bench.md). Off, as with curl or wget, a killed task still loses
+    nothing the kernel accepted, and after a machine crash the reuse check (size, checksum)
+    re-downloads a file whose data did not reach the disk.
+    """
+    return os.environ.get(FSYNC_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
 
 _BODY_EXCERPT_CHARS = 300
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
@@ -423,79 +460,59 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _write(handle: IO[bytes], data: bytes) -> None:
+def _write(handle: IO[bytes], data: bytes | memoryview) -> None:
     """Write one chunk (a seam for tests simulating a full disk)."""
     handle.write(data)
 
 
 _SYNC_EVERY_BYTES = 64 << 20
-"""The writer flushes to disk every this many bytes, so the disk writes while the network
-reads and the final fsync finds little left (bench/download.py: +25 % on a virtual disk)."""
+"""With fsync on, the disk is asked to catch up every this many bytes, in the background, so
+the final fsync finds little left (bench/download.py)."""
 
 
-class _SyncingWriter:
-    """Writes chunks to ``handle``; data-syncs every ``_SYNC_EVERY_BYTES``."""
+class _BackgroundSync:
+    """Flushes a file's written data to disk in a thread while the download goes on.
+
+    ``written`` counts bytes and, every ``_SYNC_EVERY_BYTES``, wakes the thread, which calls
+    ``fdatasync`` (it releases the GIL: the network loop keeps receiving). ``close`` stops the
+    thread and raises its error, if any (a disk that cannot write fails the download).
+    """
 
     def __init__(self, handle: IO[bytes]) -> None:
         self._handle = handle
         self._unsynced = 0
-
-    def __call__(self, chunk: bytes) -> None:
-        _write(self._handle, chunk)
-        self._unsynced += len(chunk)
-        if self._unsynced >= _SYNC_EVERY_BYTES:
-            self._handle.flush()
-            getattr(os, "fdatasync", os.fsync)(self._handle.fileno())
-            self._unsynced = 0
-
-
-_STAGE_QUEUE_BATCHES = 4
-"""Batches (``chunk_bytes`` each, 1 MiB by default) a stage may lag behind the network."""
-_END: tuple[bytes, ...] = ()
-
-
-class _Stage:
-    """A thread applying ``consume`` to every chunk, in order, behind a bounded queue.
-
-    The download loop receives from the socket while the file write and the checksum run in
-    their own stages (both release the GIL on large buffers), so a download costs about the
-    slowest of the three rather than their sum (bench/download.py). Chunks travel in batches
-    of about ``chunk_bytes`` to keep queue hand-offs rare. The first error of ``consume`` is
-    kept, stops the stage and is raised by the next ``put`` or by ``finish``.
-    """
-
-    def __init__(self, name: str, consume: Callable[[bytes], None]) -> None:
-        self._consume = consume
-        self._queue: queue.Queue[tuple[bytes, ...]] = queue.Queue(maxsize=_STAGE_QUEUE_BATCHES)
-        self.error: BaseException | None = None
-        self.done_bytes = 0
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._wake = threading.Event()
+        self._closing = False
+        self.error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="download-fsync", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while True:
-            batch = self._queue.get()
-            if batch is _END:
+            self._wake.wait()
+            self._wake.clear()
+            if self._closing:
                 return
-            if self.error is not None:
-                continue  # drain without work so a blocked put() wakes up
             try:
-                for chunk in batch:
-                    self._consume(chunk)
-                    self.done_bytes += len(chunk)
-            except BaseException as err:  # handed to the download loop by put()/finish()
+                getattr(os, "fdatasync", os.fsync)(self._handle.fileno())
+            except OSError as err:
                 self.error = err
+                return
 
-    def put(self, batch: tuple[bytes, ...]) -> None:
-        """Queue ``batch`` (blocks while the stage is ``_STAGE_QUEUE_BATCHES`` behind)."""
+    def written(self, nbytes: int) -> None:
+        """Count ``nbytes`` more written (and flushed to the kernel) bytes."""
         if self.error is not None:
             raise self.error
-        if batch:
-            self._queue.put(batch)
+        self._unsynced += nbytes
+        if self._unsynced >= _SYNC_EVERY_BYTES:
+            self._handle.flush()
+            self._unsynced = 0
+            self._wake.set()
 
-    def finish(self) -> None:
-        """Wait until every queued chunk is consumed; raise the stage's error, if any."""
-        self._queue.put(_END)
+    def close(self) -> None:
+        """Stop the thread; raise the error of a background flush, if any."""
+        self._closing = True
+        self._wake.set()
         self._thread.join()
         if self.error is not None:
             raise self.error
@@ -503,6 +520,73 @@ class _Stage:
 
 # --------------------------------------------------------------------------------------------
 # One HTTP exchange
+
+
+def _socket_body(response: httpx.Response, buffer: bytearray) -> Iterator[memoryview] | None:
+    """Return the rest of an identity HTTP/1.1 body read straight from its socket, or None.
+
+    httpx's body path copies every byte four times in user space (httpcore's socket read, then
+    h11's buffer, slice and extraction), which costs about as much CPU as the kernel's own
+    work: with four downloads on two CPUs that made the engine CPU-bound at 0.8 of curl
+    (docs/download-bench.md). Here the socket fills one reused ``buffer`` (``recv_into``) and
+    only the bytes h11 had already buffered are taken from it (``h11.Connection.trailing_data``).
+    The connection is then closed, not reused, when the response closes (h11 never saw the
+    body end). Anything unexpected (HTTP/2, chunked, a proxy tunnel in TLS, other httpcore
+    internals) returns None and the download takes httpx's path; a test pins that this path
+    is taken with the pinned httpx/httpcore.
+    """
+    length = response.headers.get("content-length", "")
+    if response.http_version != "HTTP/1.1" or not length.isdigit():
+        return None
+    if "transfer-encoding" in response.headers:
+        return None
+    stream: Any = response.extensions.get("network_stream")
+    if type(stream) is not SyncStream:  # not a TLS-in-TLS tunnel, not another backend
+        return None
+    sock = stream.get_extra_info("socket")
+    body: Any = response.stream
+    try:  # httpx -> httpcore pool -> HTTP/1.1 connection -> its h11 state (private attributes)
+        h11_state = body._stream._httpcore_stream._stream._connection._h11_state
+    except AttributeError:
+        return None
+    if not isinstance(sock, socket.socket) or h11_state.their_state is not h11.SEND_BODY:
+        return None
+    buffered, _ = h11_state.trailing_data
+    remaining = int(length) - len(buffered)
+    if remaining < 0:
+        return None
+    timeout = response.request.extensions.get("timeout", {}).get("read")
+    return _read_socket(response.request, sock, bytes(buffered), remaining, buffer, timeout)
+
+
+def _read_socket(
+    request: httpx.Request,
+    sock: socket.socket,
+    buffered: bytes,
+    remaining: int,
+    buffer: bytearray,
+    timeout: float | None,
+) -> Iterator[memoryview]:
+    """Yield ``buffered``, then up to ``remaining`` bytes of ``sock``, in ``buffer``-sized views.
+
+    Stops early when the peer closes (the caller reports the short read); socket errors are
+    raised as httpx's, so they map like any other transport failure.
+    """
+    if buffered:
+        yield memoryview(buffered)
+    view = memoryview(buffer)
+    sock.settimeout(timeout)
+    while remaining > 0:
+        try:
+            received = sock.recv_into(view, min(len(view), remaining))
+        except TimeoutError as err:
+            raise httpx.ReadTimeout(str(err) or "read timed out", request=request) from err
+        except OSError as err:
+            raise httpx.ReadError(str(err) or type(err).__name__, request=request) from err
+        if received == 0:
+            return
+        remaining -= received
+        yield view[:received]
 
 
 class _RestartFromZero(Exception):
@@ -542,6 +626,7 @@ def _fetch_once(
     progress: ProgressFn | None,
     chunk_bytes: int,
     allow_resume: bool,
+    fsync: bool,
 ) -> _Fetched:
     """Make one GET, resuming ``part`` when allowed and honoured; return what was written.
 
@@ -623,39 +708,38 @@ def _fetch_once(
             base, written = done, 0
             try:
                 with part.open(mode, buffering=chunk_bytes) as handle:
-                    writer = _Stage("download-write", _SyncingWriter(handle))
-                    checksum = _Stage("download-hash", hasher.update)
-                    batch: list[bytes] = []
-                    batch_bytes = 0
+                    # One loop receives, writes and hashes: with 1 MiB socket reads this costs
+                    # less CPU than handing chunks to writer/hasher threads (bench/download.py).
+                    # A chunk is written as soon as it arrives, so a dropped link keeps it.
+                    syncer = _BackgroundSync(handle) if fsync else None
                     encoding = response.headers.get("content-encoding", "").strip().lower()
                     # identity bodies skip httpx's decoder layers (~15 % faster, bench)
                     plain = encoding in ("", "identity")
-                    chunks = response.iter_raw() if plain else response.iter_bytes()
+                    chunks: Iterable[bytes | memoryview] | None = None
+                    if plain:
+                        chunks = _socket_body(response, bytearray(chunk_bytes))
+                    if chunks is None:
+                        chunks = response.iter_raw() if plain else response.iter_bytes()
+                    reported = done
                     try:
                         for chunk in chunks:
-                            batch.append(chunk)
-                            batch_bytes += len(chunk)
+                            _write(handle, chunk)
+                            written += len(chunk)
+                            hasher.update(chunk)
                             done += len(chunk)
-                            if batch_bytes >= chunk_bytes:
-                                writer.put(tuple(batch))
-                                checksum.put(tuple(batch))
-                                batch, batch_bytes = [], 0
-                                if progress is not None:
-                                    progress(done, total)
-                    finally:  # keep what arrived (a resume starts there), even on a dropped link
-                        try:
-                            writer.put(tuple(batch))
-                            checksum.put(tuple(batch))
-                        finally:
-                            try:
-                                writer.finish()
-                            finally:
-                                written = writer.done_bytes
-                                checksum.finish()
+                            if syncer is not None:
+                                syncer.written(len(chunk))
+                            if progress is not None and done - reported >= chunk_bytes:
+                                progress(done, total)
+                                reported = done
+                    finally:
+                        if syncer is not None:
+                            syncer.close()
                     if progress is not None:
                         progress(done, total)
                     handle.flush()
-                    os.fsync(handle.fileno())
+                    if fsync:
+                        os.fsync(handle.fileno())
             except OSError as err:
                 if err.errno != errno.ENOSPC:
                     raise
@@ -705,6 +789,7 @@ def download_file(
     base_delay_s: float = 0.5,
     max_delay_s: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,
+    fsync: bool | None = None,
 ) -> DownloadedFile:
     """Download ``url`` to ``dest`` (streamed, resumable, verified, renamed into place atomically).
 
@@ -721,6 +806,8 @@ def download_file(
         base_delay_s: first backoff delay; doubled per attempt, with jitter.
         max_delay_s: longest in-task wait; a longer ``Retry-After`` is not waited for here.
         sleep: the wait function (injected by tests).
+        fsync: flush the file and its folder to disk before returning; None reads
+            ``fsync_enabled()``.
 
     Returns:
         The verified file; ``reused`` when a valid copy was already in place (no request made).
@@ -747,6 +834,7 @@ def download_file(
                 path=dest, size_bytes=size, checksum=str(existing), reused=True, files=(dest,)
             )
         started = time.monotonic()
+        durable = fsync_enabled() if fsync is None else fsync
         log.info("download.start url=%s dest=%s", redact_url(url), dest)
         attempt = 0
         allow_resume = True
@@ -762,6 +850,7 @@ def download_file(
                     progress=progress,
                     chunk_bytes=chunk_bytes,
                     allow_resume=allow_resume,
+                    fsync=durable,
                 )
                 break
             except _RestartFromZero:
@@ -793,7 +882,8 @@ def download_file(
                 allow_resume = True
         _verify(part, fetched, expected)
         os.replace(part, dest)
-        _fsync_dir(dest.parent)
+        if durable:
+            _fsync_dir(dest.parent)
         elapsed_s = max(time.monotonic() - started, 1e-9)
         log.info(
             "download.done url=%s dest=%s size_bytes=%d mb_s=%.2f elapsed_s=%.2f checksum=%s",

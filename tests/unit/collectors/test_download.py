@@ -152,6 +152,80 @@ def test_download_file_no_checksum_records_blake3(
     assert result.checksum == "blake3:" + blake3.blake3(DATA).hexdigest()
 
 
+@pytest.mark.parametrize(
+    ("env", "argument", "synced"),
+    [("", None, True), ("0", None, False), ("off", True, True), ("1", False, False)],
+)
+def test_download_file_fsyncs_only_when_asked(
+    http_server: LocalHttpServer,
+    client: httpx.Client,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    env: str,
+    argument: bool | None,
+    synced: bool,
+) -> None:
+    synced_fds: list[int] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced_fds.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(engine.os, "fsync", recording_fsync)
+    if env:
+        monkeypatch.setenv(engine.FSYNC_ENV, env)
+    else:
+        monkeypatch.delenv(engine.FSYNC_ENV, raising=False)
+    url = http_server.route("/f", serve_bytes(DATA))
+
+    download_file(client, url, tmp_path / "f", expected_size=len(DATA), fsync=argument)
+
+    assert (tmp_path / "f").read_bytes() == DATA
+    assert bool(synced_fds) is synced  # the file, then its folder
+
+
+def test_socket_body_reads_plain_http11_bodies_straight_from_the_socket(
+    http_server: LocalHttpServer, client: httpx.Client
+) -> None:
+    url = http_server.route("/f", serve_bytes(DATA))
+    with client.stream("GET", url, headers={"Accept-Encoding": "identity"}) as response:
+        chunks = engine._socket_body(response, bytearray(64 << 10))
+        assert chunks is not None, "the pinned httpx/httpcore no longer allow the fast path"
+        assert b"".join(bytes(chunk) for chunk in chunks) == DATA
+    # the connection h11 did not see finish is closed, not reused: the next request works
+    assert client.get(url).content == DATA
+
+
+def test_socket_body_declines_encoded_bodies(
+    http_server: LocalHttpServer, client: httpx.Client
+) -> None:
+    def chunked(request: Request) -> Reply:
+        return Reply(200, b"4\r\nWiki\r\n0\r\n\r\n", {"Transfer-Encoding": "chunked"})
+
+    url = http_server.route("/chunked", chunked)
+    with client.stream("GET", url) as response:
+        assert engine._socket_body(response, bytearray(1024)) is None
+        assert response.read() == b"Wiki"
+
+
+def test_download_file_fast_path_dropped_link_is_a_short_read_and_keeps_the_partial(
+    http_server: LocalHttpServer, tmp_path: Path
+) -> None:
+    url = http_server.route("/f", serve_bytes(DATA, drop_after=len(DATA) // 2))
+    dest = tmp_path / "f"
+    with httpx.Client(timeout=5.0) as http:
+        with pytest.raises(ProviderUnavailableError, match="short read"):
+            download_file(http, url, dest, max_attempts=1)
+    assert (tmp_path / "f.part").read_bytes() == DATA[: len(DATA) // 2]
+
+
+def test_socket_reads_are_raised_to_one_mib() -> None:
+    import httpcore
+
+    assert httpcore._sync.http11.HTTP11Connection.READ_NUM_BYTES >= engine.SOCKET_READ_BYTES
+
+
 def test_download_file_dropped_connection_resumes_with_range(
     http_server: LocalHttpServer, client: httpx.Client, tmp_path: Path, sleeps: list[float]
 ) -> None:
