@@ -237,8 +237,8 @@ def measure(
     repeat: int,
     out: Path,
     runners: dict[str, Callable[[list[Path]], tuple[float, float]]],
-) -> tuple[float, float]:
-    """Interleave every runner ``repeat`` times; return the median MB/s of curl and ours.
+) -> dict[str, float]:
+    """Interleave every runner ``repeat`` times; return the like-for-like ratios of medians.
 
     Also prints the CPU seconds each spent per GiB (user + system, median): unlike MB/s it
     hardly moves when other processes compete for the CPUs.
@@ -259,9 +259,9 @@ def measure(
     print(
         f"{label}: MB/s "
         + ", ".join(f"{name} {median[name]:.0f}" for name in runners)
-        + f"; ours/curl {median['ours'] / median['curl']:.2f}, ours/(curl+sync) "
-        + f"{median['ours'] / median['curl+sync']:.2f}, ours-nofsync/curl "
-        + f"{median['ours-nofsync'] / median['curl']:.2f}"
+        + f"; like for like: ours-nofsync/curl {median['ours-nofsync'] / median['curl']:.2f}, "
+        + f"ours/(curl+sync) {median['ours'] / median['curl+sync']:.2f}; "
+        + f"ours/curl {median['ours'] / median['curl']:.2f}"
     )
     print(
         "    CPU s/GiB "
@@ -269,7 +269,10 @@ def measure(
         + "; runs MB/s "
         + "; ".join(f"{name} " + " ".join(f"{r:.0f}" for r in rates[name]) for name in runners)
     )
-    return median["curl"], median["ours"]
+    return {
+        "fsync off, as curl: ours-nofsync/curl": median["ours-nofsync"] / median["curl"],
+        "fsync on (default): ours/(curl+sync)": median["ours"] / median["curl+sync"],
+    }
 
 
 def measure_resume(url: str, size: int, out: Path) -> float:
@@ -362,9 +365,9 @@ def main() -> None:
             )
             runners: dict[str, Callable[[list[Path]], tuple[float, float]]] = {
                 "curl": lambda dests: run_curl(url, dests),
+                "ours-nofsync": lambda dests: run_ours(url, dests, workers, fsync=False),
                 "curl+sync": lambda dests: run_curl(url, dests, sync=True),
                 "ours": lambda dests: run_ours(url, dests, workers),
-                "ours-nofsync": lambda dests: run_ours(url, dests, workers, fsync=False),
             }
             single = measure("single download", size, 1, args.repeat, out, runners)
             parallel = measure(
@@ -381,11 +384,11 @@ def main() -> None:
                 if process.stdin is not None:
                     process.stdin.close()
                 process.wait(timeout=30)
-    print("targets:")
-    for name, (curl_rate, our_rate) in (("single", single), ("parallel", parallel)):
-        ratio = our_rate / curl_rate
-        verdict = "met" if ratio >= 0.95 else "NOT met"
-        print(f"  {name:<9} ours/curl {ratio:.2f} (target >= 0.95): {verdict}")
+    print("targets (against curl doing the same work: data left to the kernel, or synced):")
+    for name, ratios in (("single", single), ("parallel", parallel)):
+        for label, ratio in ratios.items():
+            verdict = "met" if ratio >= 0.95 else "NOT met"
+            print(f"  {name:<9} {label} {ratio:.2f} (target >= 0.95): {verdict}")
     verdict = "met" if resume <= 1.05 else "NOT met"
     print(f"  resume    total/size {resume:.3f} (target <= 1.05): {verdict}")
 
