@@ -157,7 +157,9 @@ def parse_dataset(dataset: str) -> CdseDataset:
         not slash or (product_type and _LITERAL_RE.match(product_type))
     ):
         return CdseDataset(collection, product_type or None)
-    raise InvalidInputError(FieldProblem("dataset", f"{dataset!r} is not a CDSE dataset", fix))
+    raise InvalidInputError(
+        FieldProblem("dataset", f"{dataset!r} is not a CDSE dataset", fix)
+    )
 
 
 def odata_string(value: str) -> str:
@@ -219,11 +221,8 @@ def query_area_wkt(query: SearchQuery) -> tuple[str | None, Any]:
             geometry = shape(query.geometry)
         except (ValueError, TypeError, AttributeError, KeyError) as err:
             raise InvalidInputError(
-                FieldProblem(
-                    "geom",
-                    f"is not a valid GeoJSON geometry ({err})",
-                    "give a GeoJSON Polygon, MultiPolygon or Point in WGS84",
-                )
+                FieldProblem("geom", f"is not a valid GeoJSON geometry ({err})",
+                             "give a GeoJSON Polygon, MultiPolygon or Point in WGS84")
             ) from err
     else:
         return None, None
@@ -586,10 +585,8 @@ class CdseODataDriver(CatalogDriver):
         host = (parts.host or "").lower()
         if not host or (parts.scheme != "https" and not _is_loopback(host)):
             return False
-        own = {
-            (urlsplit(self.base_url).hostname or "").lower(),
-            (urlsplit(self.token_url).hostname or "").lower(),
-        }
+        own = {(urlsplit(self.base_url).hostname or "").lower(),
+               (urlsplit(self.token_url).hostname or "").lower()}
         if host in own:
             return True
         return any(host == suffix or host.endswith("." + suffix) for suffix in self.auth_hosts)
@@ -619,27 +616,21 @@ class CdseODataDriver(CatalogDriver):
         where = f"{self.catalog} {action}"
         try:
             response = self.client.get(
-                url,
-                params=dict(params) if params is not None else None,
+                url, params=dict(params) if params is not None else None,
                 headers={"Accept": "application/json"},
             )
         except httpx.RequestError as err:
             raise error_for_transport(err, url=url, action=where) from err
         if response.status_code >= 400:
             error = error_for_status(
-                response.status_code,
-                response.text,
-                url=url,
-                action=where,
+                response.status_code, response.text, url=url, action=where,
                 headers=response.headers,
             )
             if isinstance(error, ProviderError) and error.status_code in (401, 403):
                 raise self._credentials_error(error, action)
             raise error
         return json_object(
-            response,
-            where=where,
-            url=url,
+            response, where=where, url=url,
             hint="check that url points to the CDSE OData root (.../odata/v1)",
         )
 
@@ -740,10 +731,7 @@ class CdseODataDriver(CatalogDriver):
         return True
 
     def _collect(
-        self,
-        odata: ODataQuery,
-        query: SearchQuery,
-        dataset: CdseDataset,
+        self, odata: ODataQuery, query: SearchQuery, dataset: CdseDataset,
         found: dict[str, Scene],
     ) -> None:
         for products in self._pages(odata.filter):
@@ -847,9 +835,8 @@ class CdseODataDriver(CatalogDriver):
             ProviderUnavailableError, RateLimitedError: transient failures.
         """
         if self.availability(scene) == Availability.ONLINE:
-            log.info(
-                "order.skipped scene=%s catalog=%s reason=online", scene.scene_id, self.catalog
-            )
+            log.info("order.skipped scene=%s catalog=%s reason=online", scene.scene_id,
+                     self.catalog)
             return None
         url = f"{self.base_url}/Products({self.product_id(scene)})/OData.CSC.Order"
         self.tokens.access_token()  # fail fast without credentials
@@ -869,10 +856,7 @@ class CdseODataDriver(CatalogDriver):
             return None
         if response.status_code >= 400:
             error = error_for_status(
-                response.status_code,
-                response.text,
-                url=url,
-                action=f"{self.catalog} order",
+                response.status_code, response.text, url=url, action=f"{self.catalog} order",
                 headers=response.headers,
             )
             if isinstance(error, ProviderError) and error.status_code in (401, 403):
@@ -889,13 +873,8 @@ class CdseODataDriver(CatalogDriver):
             entity: dict[str, Any] = value if isinstance(value, dict) else body
             status = str(entity.get("Status") or "-")
             order_id = str(entity["Id"]) if entity.get("Id") else None
-        log.info(
-            "order.placed scene=%s catalog=%s status=%s order_id=%s",
-            scene.scene_id,
-            self.catalog,
-            status,
-            order_id or "-",
-        )
+        log.info("order.placed scene=%s catalog=%s status=%s order_id=%s", scene.scene_id,
+                 self.catalog, status, order_id or "-")
         return order_id
 
     # -- download -----------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import (
@@ -40,12 +40,12 @@ from include.common.errors import (
     ProviderError,
     SceneOfflineError,
 )
-from include.radcor.activities import ActivityStore
-from include.radcor.plan import ScenePlan
-from include.radcor.run_scenes import resolve_plan
+from include.radcor.conf import TaskType, task_types
 from include.radcor.wait_settings import WaitMode
-from include.radcor.waiting import OnlineWait, WaitStart, timeout_message
-from radcor_api.triggers import SceneOnlineTrigger
+
+if TYPE_CHECKING:  # imported when the sensor runs: every task process parses the DAG file
+    from include.radcor.waiting import OnlineWait, WaitStart
+    from radcor_api.triggers import SceneOnlineTrigger
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +80,17 @@ class SceneOnlineSensor(BaseSensorOperator):
     # -- helpers ------------------------------------------------------------------------------
 
     def _online_wait(self, context: Any) -> OnlineWait:
-        from radcor_api.dag_factory import _driver_factory, _run_context, _validated
+        from include.radcor.activities import ActivityStore
+        from include.radcor.plan import ScenePlan
+        from include.radcor.run_scenes import resolve_plan
+        from include.radcor.waiting import OnlineWait
+        from radcor_api.task_bodies import driver_factory, run_context, validated_conf
 
         plan = ScenePlan.from_dict(resolve_plan(self.plan))
         context["scene_id"] = plan.scene.scene_id
-        conf = _validated(self.conf_dict)
+        conf = validated_conf(self.conf_dict)
         self._wait = OnlineWait(
-            plan, _run_context(), store=ActivityStore(), driver_factory=_driver_factory(conf)
+            plan, run_context(), store=ActivityStore(), driver_factory=driver_factory(conf)
         )
         return self._wait
 
@@ -96,6 +100,8 @@ class SceneOnlineSensor(BaseSensorOperator):
         return AirflowFailException(message)
 
     def _trigger(self, wait: OnlineWait, start: WaitStart) -> SceneOnlineTrigger:
+        from radcor_api.triggers import SceneOnlineTrigger
+
         conf_args = dict(self.conf_dict.get("catalog_args") or {})
         catalog = wait.scene.catalog.lower()
         configured = load_catalogs().get(catalog)
@@ -114,6 +120,10 @@ class SceneOnlineSensor(BaseSensorOperator):
 
     def execute(self, context: Any) -> Any:
         """Decide (and order) once per try; then succeed, skip, reschedule or defer."""
+        if TaskType.DOWNLOAD not in task_types(self.conf_dict):  # nothing to wait for
+            scene_id = self.plan.get("scene_id") or self.plan.get("scene", {}).get("scene_id")
+            context["scene_id"] = str(scene_id)
+            raise AirflowSkipException(f"{scene_id}: no download in this conf")
         wait = self._online_wait(context)
         try:
             start = wait.start()
@@ -138,6 +148,8 @@ class SceneOnlineSensor(BaseSensorOperator):
         try:
             return super().execute(context)
         except AirflowSensorTimeout as err:
+            from include.radcor.waiting import timeout_message
+
             message = timeout_message(wait.scene.scene_id, wait.scene.catalog, settings)
             wait.mark_failed(message)
             raise AirflowSensorTimeout(message) from err
@@ -165,6 +177,8 @@ class SceneOnlineSensor(BaseSensorOperator):
             return {"status": "online", "message": wait.mark_online()}
         if status == "timeout":
             settings = wait.settings()
+            from include.radcor.waiting import timeout_message
+
             message = timeout_message(wait.scene.scene_id, wait.scene.catalog, settings)
             wait.mark_failed(message)
             raise AirflowSensorTimeout(message)

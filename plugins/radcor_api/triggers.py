@@ -80,10 +80,10 @@ class SceneOnlineTrigger(BaseTrigger):
 
     def _check(self) -> PollResult:
         """One availability check (blocking: run it in a thread)."""
-        from radcor_api.dag_factory import _credentials
+        from radcor_api.task_bodies import task_credentials
 
         explicit = bool(self.catalog_args.get("conn_id"))
-        credentials = _credentials(self.conn_id, required=explicit)
+        credentials = task_credentials(self.conn_id, required=explicit)
         with make_driver(
             self.catalog, catalog_args=self.catalog_args, credentials=credentials
         ) as driver:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -151,3 +154,23 @@ def test_step_queues_follow_airflow_config(monkeypatch: pytest.MonkeyPatch) -> N
         "post": "cpu",
         "publish": "io",
     }
+
+
+def test_parsing_the_radcor_dag_leaves_the_task_work_unimported() -> None:
+    """Every task process parses the DAG file: the heavy work modules load only in tasks."""
+    repo = DAGS_DIR.parent
+    code = (
+        "import sys, runpy; runpy.run_path(sys.argv[1]); "
+        "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('rasterio', 'pystac', 'shapely', 'numpy', 'radcor_api') "
+        "or m.startswith('include.radcor.steps') or m.startswith('include.processors'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(DAGS_DIR / "radcor.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": f"{repo}:{repo / 'plugins'}"},
+    )
+    loaded = set(result.stdout.split())
+    assert loaded == {"radcor_api", "radcor_api.dag_factory", "radcor_api.sensors"}, loaded

@@ -45,9 +45,8 @@ def http() -> Iterator[httpx.Client]:
         yield client
 
 
-def source(
-    server: CdseServer, client: httpx.Client, clock: FakeClock, password: str = PASSWORD
-) -> OidcTokenSource:
+def source(server: CdseServer, client: httpx.Client, clock: FakeClock,
+           password: str = PASSWORD) -> OidcTokenSource:
     return OidcTokenSource(
         token_url=server.token_url,
         client_id="cdse-public",
@@ -106,9 +105,8 @@ def test_token_refresh_refused_by_server_falls_back_to_password(
     tokens = source(identity, http, clock)
     tokens.access_token()
     clock.now += 580
-    identity.fail(
-        "token", 400, {"error": "invalid_grant", "error_description": "Session not active"}
-    )
+    identity.fail("token", 400, {"error": "invalid_grant", "error_description": "Session not "
+                                 "active"})
     tokens.access_token()
     assert identity.grants == ["password"] + ["password"]  # the refused refresh is not recorded
     assert len(identity.requests_to("/auth/realms/CDSE/protocol/openid-connect/token")) == 3
@@ -131,12 +129,8 @@ def test_token_wrong_password_raises_provider_error_without_secrets(
     [(503, {}, ProviderUnavailableError), (429, {"Retry-After": "30"}, RateLimitedError)],
 )
 def test_token_endpoint_transient_failures_map_to_transient_errors(
-    identity: CdseServer,
-    http: httpx.Client,
-    clock: FakeClock,
-    status: int,
-    headers: dict[str, str],
-    error: type[Exception],
+    identity: CdseServer, http: httpx.Client, clock: FakeClock,
+    status: int, headers: dict[str, str], error: type[Exception],
 ) -> None:
     identity.fail("token", status, b"busy", headers)
     with pytest.raises(error):
@@ -158,10 +152,7 @@ def test_token_without_credentials_raises_provider_error_naming_connection(
         token_url="http://127.0.0.1:9/token",  # noqa: S106 - a URL
         client_id="cdse-public",
         credentials=None,
-        client=http,
-        catalog="cdse",
-        conn_id="cdse_default",
-        clock=clock,
+        client=http, catalog="cdse", conn_id="cdse_default", clock=clock,
     )
     with pytest.raises(ProviderError, match="airflow connections add cdse_default"):
         tokens.access_token()

@@ -477,3 +477,16 @@ def test_params_schema_own_dump_accepted() -> None:
 )
 def test_params_schema_malformed_conf_rejected(raw: dict[str, Any]) -> None:
     assert not schema_accepts(raw)
+
+
+def test_task_types_walks_the_whole_tree_of_a_validated_conf() -> None:
+    from include.radcor.conf import TaskType, task_types
+
+    conf = {
+        "tasks": [
+            {"type": "download", "tasks": [{"type": "correction", "tasks": [{"type": "publish"}]}]},
+            {"type": "download", "tasks": []},
+        ]
+    }
+    assert task_types(conf) == {TaskType.DOWNLOAD, TaskType.CORRECTION, TaskType.PUBLISH}
+    assert task_types({"tasks": []}) == frozenset()

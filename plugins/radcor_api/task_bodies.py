@@ -1,0 +1,270 @@
+"""What the radcor DAG's tasks do, imported only when a task runs.
+
+``dag_factory`` builds the DAG's shape with light imports, because every task process parses
+the DAG file again; the work of each task (drivers, processors, the catalog backend, rasterio,
+pystac, shapely...) is imported from here inside the task, so a task that has nothing to do
+for its scene never pays for it (bench/dag_overhead.py, docs/scale.md).
+
+Each function is a thin wrapper: it turns Airflow context into plain values, calls
+``include.radcor.steps`` and maps errors to Airflow outcomes (STYLE 2.3):
+``InvalidInputError`` -> fail without retry; ``TransientError`` -> raise so Airflow retries;
+anything else unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import AssetAlias, Connection, get_current_context
+from airflow.sdk.exceptions import (
+    AirflowFailException,
+    AirflowNotFoundException,
+    AirflowSkipException,
+)
+
+from include.catalog.registry import default_backend
+from include.collectors.base import CatalogDriver, Credentials
+from include.collectors.registry import make_driver
+from include.common.config import data_dir, load_catalogs
+from include.common.errors import FieldProblem, InvalidInputError, ProviderError
+from include.radcor.activities import ActivityState, ActivityStore
+from include.radcor.conf import Action, RadcorConf, TaskType
+from include.radcor.plan import ScenePlan, nodes_of_type
+from include.radcor.run_scenes import RunScenes, resolve_plan, split_into_groups
+from include.radcor.steps import (
+    RunContext,
+    StepRunner,
+    first_error_to_raise,
+    plan_scenes,
+    preview,
+    search_scenes,
+    summarize,
+    validate_request,
+)
+from radcor_api.dag_factory import PUBLISHED_ALIAS, published_asset
+
+log = logging.getLogger(__name__)
+
+INLINE_PREVIEW_SCENES = 1000
+"""A preview with more scenes goes to a file (and the run-scenes table); XCom keeps a reference."""
+
+
+def _store_preview(run_id: str, result: dict[str, Any]) -> dict[str, Any]:
+    """Keep a small preview inline; write a large one to a file and return a reference."""
+    count = int(result.get("Results", 0))
+    if count <= INLINE_PREVIEW_SCENES:
+        return result
+    folder = data_dir() / "runs" / run_id.replace("/", "_").replace(":", "_")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "preview.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result), encoding="utf-8")
+    tmp.replace(path)
+    entries = [v for k, v in result.items() if k != "Results"]
+    RunScenes().save(run_id, "preview", entries)
+    log.info("search.preview_stored scenes=%d path=%s", count, path)
+    return {"Results": count, "file": str(path), "table": "radcor_run_scenes", "run_id": run_id}
+
+
+def _emit_published(published: list[dict[str, str]]) -> None:
+    """Add one asset event per published collection (extra: scene_id, item_id) to the alias."""
+    events = get_current_context()["outlet_events"]
+    seen: set[str] = set()
+    for entry in published:
+        if entry["collection"] in seen:
+            continue
+        seen.add(entry["collection"])
+        events[AssetAlias(PUBLISHED_ALIAS)].add(
+            published_asset(entry["collection"]),
+            extra={"scene_id": entry["scene_id"], "item_id": entry["item_id"]},
+        )
+        log.info(
+            "publish.asset_event collection=%s scene=%s item=%s",
+            entry["collection"],
+            entry["scene_id"],
+            entry["item_id"],
+        )
+
+
+def validated_conf(raw: Mapping[str, Any]) -> RadcorConf:
+    """Return the validated conf; an invalid one fails the task (no retry), naming each field."""
+    try:
+        return validate_request(raw)
+    except InvalidInputError as err:
+        for problem in err.problems:
+            log.error(
+                "conf.invalid field=%s message=%s fix=%s",
+                problem.field,
+                problem.message,
+                problem.fix,
+            )
+        raise AirflowFailException(f"invalid radcor conf:\n{err}") from err
+
+
+def task_credentials(conn_id: str | None, *, required: bool) -> Credentials | None:
+    """Return the credentials of Airflow Connection ``conn_id`` (None when there is none)."""
+    if not conn_id:
+        return None
+    try:
+        conn = Connection.get(conn_id)
+    except AirflowNotFoundException as err:
+        if not required:
+            return None
+        raise InvalidInputError(
+            FieldProblem(
+                "catalog_args.conn_id",
+                f"Airflow Connection {conn_id!r} does not exist",
+                f"create it: airflow connections add {conn_id} --conn-login ... --conn-password ..",
+            )
+        ) from err
+    return Credentials(
+        username=conn.login, password=conn.password, extra=dict(conn.extra_dejson or {})
+    )
+
+
+def driver_factory(conf: RadcorConf) -> Any:
+    """Return ``catalog name -> driver`` for the conf (its catalog_args apply to its catalog)."""
+    catalog_args = dict(conf.catalog_args or {})
+
+    def factory(catalog_name: str) -> CatalogDriver:
+        catalog = load_catalogs()[catalog_name]
+        explicit = catalog_args.get("conn_id") if catalog_name == conf.catalog else None
+        conn_id = explicit or catalog.conn_id
+        credentials = task_credentials(conn_id, required=bool(explicit))
+        args = catalog_args if catalog_name == conf.catalog else {}
+        return make_driver(catalog_name, catalog_args=args, credentials=credentials)
+
+    return factory
+
+
+def run_context() -> RunContext:
+    """Return the ids of the running task instance, for the activities."""
+    context = get_current_context()
+    ti = context["ti"]
+    return RunContext(
+        dag_id=ti.dag_id,
+        run_id=ti.run_id,
+        task_instance=f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{ti.map_index}/try{ti.try_number}",
+    )
+
+
+def run_step(
+    task_type: TaskType, conf_dict: dict[str, Any], plan_dict: dict[str, Any]
+) -> dict[str, str]:
+    """A per-scene step task: run the plan's ``task_type`` nodes; return their states."""
+    plan = ScenePlan.from_dict(resolve_plan(plan_dict))
+    get_current_context()["scene_id"] = plan.scene.scene_id  # type: ignore[typeddict-unknown-key]
+    if not nodes_of_type(plan, task_type):
+        raise AirflowSkipException(f"no {task_type} in this conf for {plan.scene.scene_id}")
+    conf = validated_conf(conf_dict)
+    runner = StepRunner(
+        plan,
+        run_context(),
+        store=ActivityStore(),
+        backend=default_backend(),
+        driver_factory=driver_factory(conf),
+    )
+    outcome = runner.run(task_type)
+    if outcome.published:
+        _emit_published(outcome.published)
+    error = first_error_to_raise(outcome)
+    if isinstance(error, (InvalidInputError, ProviderError)):
+        raise AirflowFailException(f"{type(error).__name__}: {error}") from error
+    if error is not None:
+        raise error
+    if outcome.states and all(s == ActivityState.UPSTREAM_FAILED for s in outcome.states.values()):
+        raise AirflowSkipException(f"not run: the parent step failed for {plan.scene.scene_id}")
+    return outcome.states
+
+
+def validate(dates_from_interval: bool) -> dict[str, Any]:
+    """The ``validate`` task: the run's conf (dates from the data interval when asked)."""
+    context = get_current_context()
+    raw = dict(context["params"])
+    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+    if dates_from_interval and start is not None and end is not None:
+        raw["start"] = start.isoformat()
+        raw["end"] = (end - timedelta(microseconds=1)).isoformat()
+    conf = validated_conf(raw)
+    log.info(
+        "conf.valid catalog=%s dataset=%s action=%s",
+        conf.catalog,
+        conf.dataset,
+        conf.action,
+    )
+    return conf.model_dump(mode="json")
+
+
+def search(conf_dict: dict[str, Any], group_size: int, groups: int) -> list[dict[str, Any]]:
+    """The ``search`` task: store the scene plans, return the first group's references."""
+    conf = validated_conf(conf_dict)
+    try:
+        with driver_factory(conf)(conf.catalog) as driver:
+            scenes = search_scenes(conf, driver)
+    except (InvalidInputError, ProviderError) as err:  # refused: retrying cannot help
+        raise AirflowFailException(f"{type(err).__name__}: {err}") from err
+    ti = get_current_context()["ti"]
+    ti.xcom_push(key="preview", value=_store_preview(ti.run_id, preview(scenes)))
+    plans = plan_scenes(conf, scenes, default_backend())
+    try:
+        indices = split_into_groups(len(plans), group_size, groups)
+    except ValueError as err:
+        raise AirflowFailException(f"search: {err}") from err
+    RunScenes().save(ti.run_id, "plan", plans)
+    log.info(
+        "search.planned scenes=%d action=%s groups_used=%d group_size=%d",
+        len(plans),
+        conf.action,
+        sum(1 for g in indices if g),
+        group_size,
+    )
+    refs = [
+        [{"run_id": ti.run_id, "idx": i, "scene_id": plans[i]["scene"]["scene_id"]} for i in group]
+        for group in indices
+    ]
+    ti.xcom_push(key="count", value=len(plans))
+    ti.xcom_push(key="overflow", value=refs[1:])
+    return refs[0]
+
+
+def report(conf_dict: dict[str, Any]) -> dict[str, Any]:
+    """The ``report`` task: log and return the totals; fail the run when a scene failed."""
+    context = get_current_context()
+    ti = context["ti"]
+    if conf_dict.get("action") == Action.PREVIEW:
+        result = ti.xcom_pull(task_ids="search", key="preview")
+        if result is None:  # search failed: a preview of nothing would read as "no scenes"
+            raise AirflowFailException("preview: the search task failed; see its log")
+        log.info("report.preview scenes=%s", result.get("Results"))
+        return dict(result)
+    started = context["dag_run"].start_date
+    duration_s = time.time() - started.timestamp() if started else 0.0
+    count = ti.xcom_pull(task_ids="search", key="count")
+    if count is None:  # search failed: "0 scenes" would read as a successful empty run
+        raise AirflowFailException("report: the search task failed; see its log")
+    plans = [ScenePlan.from_dict(p) for p in RunScenes().iterate(ti.run_id, "plan")]
+    if len(plans) != count:
+        raise AirflowFailException(f"report: {count} scenes planned, {len(plans)} stored")
+    summary = summarize(plans, ti.run_id, ActivityStore(), duration_s)
+    log.info(
+        "report.summary found=%d done=%d skipped=%d failed=%d bytes=%d duration_s=%.1f "
+        "failed_scenes=%s",
+        summary.found,
+        summary.done,
+        summary.skipped,
+        summary.failed,
+        summary.bytes_downloaded,
+        summary.duration_s,
+        ",".join(summary.failed_scenes),
+    )
+    if summary.failed:
+        raise AirflowFailException(
+            f"{summary.failed} of {summary.found} scenes failed: "
+            + ", ".join(summary.failed_scenes)
+        )
+    return summary.to_dict()
