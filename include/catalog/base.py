@@ -7,8 +7,6 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-import pystac
-
 from include.common.errors import FieldProblem, InvalidInputError
 
 
@@ -42,6 +40,8 @@ def check_item(
                 "pass the item's own collection",
             )
         )
+    import pystac  # here, not at the top: download tasks import this module's base class
+
     try:
         pystac.Item.from_dict(copy.deepcopy(item), preserve_dict=False)
         extent(item)

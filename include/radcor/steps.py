@@ -6,6 +6,7 @@ scene plans as dicts, opaque run ids) and map the errors raised here to Airflow 
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -28,7 +29,6 @@ from include.common.errors import (
 from include.common.progress import ProgressLogger
 from include.common.storage import archive_dir, published_dir, work_dir
 from include.processors.base import ProcessorInputs
-from include.processors.registry import make_processor, registered_names
 from include.radcor.activities import (
     BAD_STATES,
     DONE_STATES,
@@ -64,6 +64,8 @@ def validate_request(raw: Mapping[str, Any]) -> RadcorConf:
     Raises:
         InvalidInputError: listing every problem, each with its field and fix.
     """
+    from include.processors.registry import registered_names  # imports every processor
+
     cleaned = {key: value for key, value in raw.items() if value is not None}
     return validate_conf(cleaned, processor_names=registered_names())
 
@@ -163,17 +165,24 @@ class StepRunner:
         context: RunContext,
         *,
         store: ActivityStore,
-        backend: CatalogBackend,
+        backend: CatalogBackend | Callable[[], CatalogBackend],
         driver_factory: DriverFactory,
         collections: Mapping[str, CollectionConfig] | None = None,
     ) -> None:
         self.plan = plan
         self.context = context
         self.store = store
-        self.backend = backend
+        self._backend = backend
         self.driver_factory = driver_factory
         self.collections = collections or load_collections()
         self.log = logging.LoggerAdapter(log, {"scene": plan.scene.scene_id})
+
+    @functools.cached_property
+    def backend(self) -> CatalogBackend:
+        """The catalog backend, built on first use when given as a function (publish only)."""
+        if isinstance(self._backend, CatalogBackend):
+            return self._backend
+        return self._backend()
 
     def run(self, task_type: TaskType) -> StepOutcome:
         """Run every node of ``task_type``; a failing node never stops its siblings."""
@@ -359,6 +368,8 @@ class StepRunner:
             metadata = activity.outputs.get("metadata") or {} if activity is not None else {}
             software = dict(metadata.get("software") or {})
             if not software and provider and current.type != TaskType.DOWNLOAD:
+                from include.processors.registry import make_processor, registered_names
+
                 if provider.lower() in registered_names():
                     software = {provider: make_processor(provider).version}
             steps.append(
@@ -378,6 +389,8 @@ class StepRunner:
         parent_files: Mapping[str, Path],
         activities: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
+        from include.processors.registry import make_processor  # rasterio, numpy: only here
+
         scene = self.plan.scene
         collection = self.collections[node.collection]
         if node.type == TaskType.PUBLISH:

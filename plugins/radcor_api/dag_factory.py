@@ -100,15 +100,28 @@ def published_asset(collection: str) -> Asset:
     return Asset(f"stac://collection-builder/{collection}")
 
 
+class _SharedSchema(dict[str, Any]):
+    """A Param's JSON schema that deep copies return as is (it is never changed).
+
+    Airflow deep-copies the DAG's params into each of its ~70 tasks; copying the conf's
+    schemas (the task tree's above all) every time was half of the DAG file's parse time,
+    which every task process pays (bench/dag_overhead.py, docs/scale.md).
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _SharedSchema:
+        return self
+
+
 def radcor_params(defaults: Mapping[str, Any] | None = None) -> dict[str, Param]:
     """Return the DAG Params (the UI form) from the conf's JSON schema, with optional defaults."""
     params = {}
     for name, schema in params_schema().items():
         schema = dict(schema)
         default = schema.pop("default", None)
+        description = schema.pop("description", None)
         if defaults and name in defaults:
             default = defaults[name]
-        params[name] = Param(default, **schema)
+        params[name] = Param(default, description=description, schema=_SharedSchema(schema))
     return params
 
 

@@ -40,7 +40,7 @@ from include.common.errors import (
     ProviderError,
     SceneOfflineError,
 )
-from include.radcor.conf import TaskType, task_types
+from include.radcor.conf import RadcorConf, TaskType, task_types
 from include.radcor.wait_settings import WaitMode
 
 if TYPE_CHECKING:  # imported when the sensor runs: every task process parses the DAG file
@@ -84,11 +84,11 @@ class SceneOnlineSensor(BaseSensorOperator):
         from include.radcor.plan import ScenePlan
         from include.radcor.run_scenes import resolve_plan
         from include.radcor.waiting import OnlineWait
-        from radcor_api.task_bodies import driver_factory, run_context, validated_conf
+        from radcor_api.task_bodies import driver_factory, run_context
 
         plan = ScenePlan.from_dict(resolve_plan(self.plan))
         context["scene_id"] = plan.scene.scene_id
-        conf = validated_conf(self.conf_dict)
+        conf = RadcorConf.model_validate(self.conf_dict)  # the validate task's output
         self._wait = OnlineWait(
             plan, run_context(), store=ActivityStore(), driver_factory=driver_factory(conf)
         )

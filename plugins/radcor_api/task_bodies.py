@@ -27,7 +27,7 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
 )
 
-from include.catalog.registry import default_backend
+from include.catalog.base import CatalogBackend
 from include.collectors.base import CatalogDriver, Credentials
 from include.collectors.registry import make_driver
 from include.common.config import data_dir, load_catalogs
@@ -153,6 +153,12 @@ def run_context() -> RunContext:
     )
 
 
+def _default_backend() -> CatalogBackend:
+    from include.catalog.registry import default_backend
+
+    return default_backend()
+
+
 def run_step(
     task_type: TaskType, conf_dict: dict[str, Any], plan_dict: dict[str, Any]
 ) -> dict[str, str]:
@@ -161,12 +167,12 @@ def run_step(
     get_current_context()["scene_id"] = plan.scene.scene_id  # type: ignore[typeddict-unknown-key]
     if not nodes_of_type(plan, task_type):
         raise AirflowSkipException(f"no {task_type} in this conf for {plan.scene.scene_id}")
-    conf = validated_conf(conf_dict)
+    conf = RadcorConf.model_validate(conf_dict)  # the validate task's output: trusted
     runner = StepRunner(
         plan,
         run_context(),
         store=ActivityStore(),
-        backend=default_backend(),
+        backend=_default_backend,  # built only by a publish: pystac, psycopg, shapely
         driver_factory=driver_factory(conf),
     )
     outcome = runner.run(task_type)
@@ -210,7 +216,7 @@ def search(conf_dict: dict[str, Any], group_size: int, groups: int) -> list[dict
         raise AirflowFailException(f"{type(err).__name__}: {err}") from err
     ti = get_current_context()["ti"]
     ti.xcom_push(key="preview", value=_store_preview(ti.run_id, preview(scenes)))
-    plans = plan_scenes(conf, scenes, default_backend())
+    plans = plan_scenes(conf, scenes, _default_backend())
     try:
         indices = split_into_groups(len(plans), group_size, groups)
     except ValueError as err:
