@@ -22,6 +22,8 @@ COPY --chown=airflow:0 plugins /opt/airflow/plugins
 COPY --chown=airflow:0 config /opt/airflow/config
 COPY --chown=airflow:0 dags /opt/airflow/dags
 COPY --chown=airflow:0 docker/airflow-init.sh /opt/airflow/docker/airflow-init.sh
+# bytecode once here, so task processes do not each compile the project's modules again
+RUN python -m compileall -q /opt/airflow/include /opt/airflow/plugins /opt/airflow/dags
 ENV AIRFLOW_CONFIG=/opt/airflow/airflow.cfg \
     PYTHONPATH=/opt/airflow:/opt/airflow/plugins \
     COLLECTION_BUILDER_CONFIG_DIR=/opt/airflow/config \

@@ -30,7 +30,6 @@ from pydantic import (
 )
 
 from include.collectors.base import SearchQuery
-from include.collectors.registry import endpoint_override_problem
 from include.collectors.scene_ids import is_mgrs_tile, parse_scene_id, parse_wrs2_pathrow
 from include.common.config import (
     COLLECTION_NAME_RE,
@@ -444,6 +443,8 @@ def _check_token_url(
     before = len(checker.problems)
     _check_url(token_url, catalog, checker, where=where)
     home = url or (config.url if config is not None else "")
+    from include.collectors.registry import endpoint_override_problem  # imports every driver
+
     problem = endpoint_override_problem(where, token_url, home_url=home)
     if len(checker.problems) == before and problem is not None:
         checker.problems.append(problem)
