@@ -85,14 +85,20 @@ class RunScenes:
         result: dict[str, Any] = json.loads(body)
         return result
 
-    def iterate(self, run_id: str, kind: str) -> Iterator[dict[str, Any]]:
-        """Yield the run's stored bodies of ``kind`` in index order, a page at a time."""
+    def iterate(
+        self, run_id: str, kind: str, *, start: int = 0, stop: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Yield the run's stored bodies of ``kind`` in index order, a page at a time.
+
+        ``start`` and ``stop`` (excluded) select a range of indices.
+        """
         table = run_scenes_table
-        last = -1
+        last = start - 1
+        bounds = [table.c.idx < stop] if stop is not None else []
         while True:
             query = (
                 sa.select(table.c.idx, table.c.body)
-                .where(table.c.run_id == run_id, table.c.kind == kind, table.c.idx > last)
+                .where(table.c.run_id == run_id, table.c.kind == kind, table.c.idx > last, *bounds)
                 .order_by(table.c.idx)
                 .limit(PAGE_SIZE)
             )
@@ -103,6 +109,32 @@ class RunScenes:
             for row in rows:
                 yield json.loads(row.body)
             last = rows[-1].idx
+
+    def scene_ids(self, run_id: str, kind: str, indices: range) -> list[str]:
+        """Return the scene ids stored at ``indices`` (a range), in index order.
+
+        Raises:
+            KeyError: when some index has no stored body.
+        """
+        table = run_scenes_table
+        query = (
+            sa.select(table.c.idx, table.c.scene_id)
+            .where(
+                table.c.run_id == run_id,
+                table.c.kind == kind,
+                table.c.idx >= indices.start,
+                table.c.idx < indices.stop,
+            )
+            .order_by(table.c.idx)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        if [row.idx for row in rows] != list(indices):
+            raise KeyError(
+                f"run {run_id!r} has {len(rows)} of the {len(indices)} {kind}s "
+                f"{indices.start}..{indices.stop - 1}; rerun its search task"
+            )
+        return [str(row.scene_id) for row in rows]
 
     def count(self, run_id: str, kind: str) -> int:
         """Return how many bodies of ``kind`` the run has stored."""
@@ -129,25 +161,24 @@ def _scene_id(body: dict[str, Any]) -> str:
     return str(body.get("scene_id") or body.get("sceneid") or "")
 
 
-def split_into_groups(count: int, group_size: int, groups: int) -> list[list[int]]:
-    """Split scene indices ``0..count-1`` into ``groups`` lists of at most ``group_size`` each.
+def split_into_runs(count: int, scenes_per_run: int, max_runs: int) -> list[range]:
+    """Split scene indices ``0..count-1`` into consecutive ranges of at most ``scenes_per_run``.
 
-    Used to feed several mapped task groups when a run has more scenes than Airflow maps in one
-    task (``max_map_length``). Unused groups get an empty list (their tasks are skipped).
+    A run with more scenes than ``scenes_per_run`` hands each range to a child DAG run
+    (docs/scale.md); the parent maps one task per child run, so there can be at most
+    ``max_runs`` of them (Airflow's ``max_map_length``).
 
     Raises:
-        ValueError: when ``count`` does not fit in ``groups * group_size``.
+        ValueError: when ``count`` needs more than ``max_runs`` ranges, naming the settings.
     """
-    if group_size < 1 or groups < 1:
-        raise ValueError("group_size and groups must be at least 1")
-    capacity = group_size * groups
+    if scenes_per_run < 1 or max_runs < 1:
+        raise ValueError("scenes_per_run and max_runs must be at least 1")
+    capacity = scenes_per_run * max_runs
     if count > capacity:
         raise ValueError(
-            f"{count} scenes exceed the {capacity} one run can map "
-            f"({groups} groups x {group_size}); narrow the area or dates, or raise "
-            "COLLECTION_BUILDER_SCENE_GROUPS"
+            f"{count} scenes exceed the {capacity} one run can hold ({max_runs} child runs x "
+            f"{scenes_per_run} scenes); narrow the area or dates, or raise [collection_builder] "
+            "scenes_per_run or [core] max_map_length"
         )
-    return [
-        list(range(start, min(start + group_size, count)))
-        for start in range(0, group_size * groups, group_size)
-    ]
+    starts = range(0, count, scenes_per_run)
+    return [range(start, min(start + scenes_per_run, count)) for start in starts]

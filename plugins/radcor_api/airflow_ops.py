@@ -238,7 +238,9 @@ def clear_task_instances(
     For a mapped task instance the downstream is the same map index of the later tasks of its
     group (the scene's chain) plus the unmapped tasks after the group (the run's report), as
     ``POST /api/v2/dags/{id}/clearTaskInstances`` with ``include_downstream`` computes it.
-    Finished runs go back to queued.
+    Finished runs go back to queued. A task of a child run (``<dag_id>_scenes``, docs/scale.md)
+    also clears the parent run's wait for that child (``scene_runs``) and the parent's report,
+    so the parent waits for the child again and reports the new totals.
 
     Args:
         keys: the task instances to clear.
@@ -251,14 +253,8 @@ def clear_task_instances(
         HTTPException: 404 when a run or DAG version is gone; 409 when Airflow refuses to clear
             a running task instance.
     """
-    from airflow.exceptions import AirflowClearRunningTaskException
     from airflow.models.dagbag import DBDagBag
-    from airflow.models.dagrun import DagRun
-    from airflow.models.taskinstance import clear_task_instances as airflow_clear
-    from airflow.models.taskinstance import find_relevant_relatives
     from airflow.utils.session import create_session
-    from airflow.utils.state import DagRunState
-    from sqlalchemy import select
 
     by_run: dict[tuple[str, str], list[TaskInstanceKey]] = {}
     for key in keys:
@@ -266,42 +262,77 @@ def clear_task_instances(
     cleared: list[tuple[TaskInstanceKey, str | None]] = []
     dag_bag = DBDagBag()
     with create_session() as session:
+        parents: dict[tuple[str, str], list[TaskInstanceKey]] = {}
         for (dag_id, run_id), run_keys in sorted(by_run.items()):
-            dag_run = session.scalar(
-                select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
-            )
-            if dag_run is None:
-                raise HTTPException(
-                    status.HTTP_404_NOT_FOUND, f"run {run_id!r} of DAG {dag_id!r} no longer exists"
-                )
-            dag = dag_bag.get_dag_for_run(dag_run, session=session)
-            if dag is None:
-                raise HTTPException(
-                    status.HTTP_404_NOT_FOUND, f"DAG {dag_id!r} of run {run_id!r} is not loaded"
-                )
-            mapped = {(k.task_id, k.map_index) for k in run_keys if k.map_index >= 0}
-            normal = {k.task_id for k in run_keys if k.map_index < 0}
-            relatives = find_relevant_relatives(
-                normal, mapped, direction="downstream", dag=dag, run_id=run_id, session=session
-            )
-            markers: list[str | tuple[str, int]] = [*normal, *mapped]
-            markers += [r for r in relatives if r not in markers]
-            tis = dag.clear(dry_run=True, task_ids=markers, run_id=run_id, session=session)
-            before = [
-                (TaskInstanceKey(ti.dag_id, ti.run_id, ti.task_id, ti.map_index),
-                 str(ti.state) if ti.state is not None else None)
-                for ti in tis
-            ]
-            try:
-                airflow_clear(list(tis), session, DagRunState.QUEUED)
-            except AirflowClearRunningTaskException as err:
-                raise HTTPException(status.HTTP_409_CONFLICT, str(err)) from err
-            log.info(
-                "radcor_api.cleared dag_id=%s run_id=%s task_instances=%d user=%s",
-                dag_id,
-                run_id,
-                len(before),
-                user.get_name(),
-            )
+            parent_key, before = _clear_run(session, dag_bag, dag_id, run_id, run_keys, user)
             cleared.extend(before)
+            if parent_key is not None and parent_key not in by_run.get(
+                (parent_key.dag_id, parent_key.run_id), []
+            ):
+                parents.setdefault((parent_key.dag_id, parent_key.run_id), []).append(parent_key)
+        for (dag_id, run_id), run_keys in sorted(parents.items()):
+            cleared.extend(_clear_run(session, dag_bag, dag_id, run_id, run_keys, user)[1])
     return cleared
+
+
+def _clear_run(
+    session: Any,
+    dag_bag: Any,
+    dag_id: str,
+    run_id: str,
+    run_keys: list[TaskInstanceKey],
+    user: BaseUser,
+) -> tuple[TaskInstanceKey | None, list[tuple[TaskInstanceKey, str | None]]]:
+    """Clear ``run_keys`` of one run with their downstream; return the parent's wait, if any."""
+    from airflow.exceptions import AirflowClearRunningTaskException
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import clear_task_instances as airflow_clear
+    from airflow.models.taskinstance import find_relevant_relatives
+    from airflow.utils.state import DagRunState
+    from sqlalchemy import select
+
+    from radcor_api.scene_runs import CHILD_SUFFIX
+
+    dag_run = session.scalar(
+        select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
+    )
+    if dag_run is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"run {run_id!r} of DAG {dag_id!r} no longer exists"
+        )
+    dag = dag_bag.get_dag_for_run(dag_run, session=session)
+    if dag is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"DAG {dag_id!r} of run {run_id!r} is not loaded"
+        )
+    mapped = {(k.task_id, k.map_index) for k in run_keys if k.map_index >= 0}
+    normal = {k.task_id for k in run_keys if k.map_index < 0}
+    relatives = find_relevant_relatives(
+        normal, mapped, direction="downstream", dag=dag, run_id=run_id, session=session
+    )
+    markers: list[str | tuple[str, int]] = [*normal, *mapped]
+    markers += [r for r in relatives if r not in markers]
+    tis = dag.clear(dry_run=True, task_ids=markers, run_id=run_id, session=session)
+    before = [
+        (TaskInstanceKey(ti.dag_id, ti.run_id, ti.task_id, ti.map_index),
+         str(ti.state) if ti.state is not None else None)
+        for ti in tis
+    ]
+    try:
+        airflow_clear(list(tis), session, DagRunState.QUEUED)
+    except AirflowClearRunningTaskException as err:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(err)) from err
+    log.info(
+        "radcor_api.cleared dag_id=%s run_id=%s task_instances=%d user=%s",
+        dag_id,
+        run_id,
+        len(before),
+        user.get_name(),
+    )
+    conf = dag_run.conf or {}
+    if not dag_id.endswith(CHILD_SUFFIX) or not {"parent_dag_id", "parent_run_id"} <= set(conf):
+        return None, before
+    parent = TaskInstanceKey(
+        str(conf["parent_dag_id"]), str(conf["parent_run_id"]), "scene_runs", int(conf["part"])
+    )
+    return parent, before

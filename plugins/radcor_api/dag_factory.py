@@ -9,8 +9,6 @@ Connection, Variable, network or DB access happens at parse time.
 from __future__ import annotations
 
 import logging
-import math
-import os
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -78,17 +76,20 @@ def step_queues(overrides: Mapping[str, str] | None = None) -> dict[TaskType, st
     return queues
 
 
-def scene_grouping() -> tuple[int, int]:
-    """Return (scenes per mapped group, number of groups) for this deployment.
+def scenes_per_run() -> int:
+    """Return how many scenes one DAG run maps at most (``[collection_builder] scenes_per_run``).
 
-    Airflow maps at most ``[core] max_map_length`` instances per task (DESIGN 3), so a run's
-    scenes are spread over several identical mapped task groups (``scene``, ``scene_2``...).
-    ``COLLECTION_BUILDER_SCENE_GROUPS`` sets how many (default: enough for 10,240 scenes).
+    A run with more scenes hands ranges of this many to child runs of ``<dag_id>_scenes``
+    (docs/scale.md). Default 200; never more than Airflow's ``[core] max_map_length``.
     """
-    group_size = airflow_conf.getint("core", "max_map_length", fallback=1024)
-    default_groups = max(1, math.ceil(10240 / group_size))
-    groups = int(os.environ.get("COLLECTION_BUILDER_SCENE_GROUPS", default_groups))
-    return group_size, max(1, groups)
+    limit = airflow_conf.getint("core", "max_map_length", fallback=1024)
+    wanted = airflow_conf.getint("collection_builder", "scenes_per_run", fallback=200)
+    return max(1, min(wanted, limit))
+
+
+def scene_runs_active() -> int:
+    """Return how many child runs of one radcor DAG run at once (``scene_runs_active``, 4)."""
+    return max(1, airflow_conf.getint("collection_builder", "scene_runs_active", fallback=4))
 
 
 PUBLISHED_ALIAS = "collection-builder-published"
@@ -125,6 +126,52 @@ def radcor_params(defaults: Mapping[str, Any] | None = None) -> dict[str, Param]
     return params
 
 
+def _scene_chains(
+    conf: Any,
+    plans: Any,
+    queue_of: Mapping[TaskType, str],
+    pool_of: Mapping[TaskType, str],
+) -> Any:
+    """Add the mapped group ``scene`` (one chain of step tasks per scene) to the DAG in context."""
+
+    def step(task_type: TaskType) -> Any:
+        @task(
+            task_id=str(task_type),
+            # download follows wait_online: it runs when the wait succeeded or was skipped
+            trigger_rule="all_done" if task_type != TaskType.DOWNLOAD else "none_failed",
+            queue=queue_of[task_type],
+            pool=pool_of.get(task_type),
+            map_index_template="{{ scene_id }}",
+            outlets=[AssetAlias(PUBLISHED_ALIAS)] if task_type == TaskType.PUBLISH else [],
+        )
+        def run(conf_dict: dict[str, Any], plan: dict[str, Any]) -> dict[str, str]:
+            if task_type not in task_types(conf_dict):  # no import, no DB: as cheap as it gets
+                scene_id = str(plan.get("scene_id") or plan.get("scene", {}).get("scene_id"))
+                get_current_context()["scene_id"] = scene_id  # type: ignore[typeddict-unknown-key]
+                raise AirflowSkipException(f"no {task_type} in this conf for {scene_id}")
+            from radcor_api import task_bodies
+
+            return task_bodies.run_step(task_type, conf_dict, plan)
+
+        return run
+
+    @task_group(group_id="scene")
+    def scene(conf_dict: dict[str, Any], plan: dict[str, Any]) -> None:
+        previous: Any = SceneOnlineSensor(  # offline scenes: order, then wait (sensors.py)
+            task_id="wait_online",
+            conf_dict=conf_dict,
+            plan=plan,
+            queue=queue_of[TaskType.DOWNLOAD],
+            map_index_template="{{ scene_id }}",
+        )
+        for task_type in TaskType:
+            current = step(task_type)(conf_dict, plan)
+            previous >> current
+            previous = current
+
+    return scene.partial(conf_dict=conf).expand(plan=plans)
+
+
 def build_radcor_dag(
     dag_id: str,
     *,
@@ -141,7 +188,12 @@ def build_radcor_dag(
     queues: Mapping[str, str] | None = None,
     pools: Mapping[str, str] | None = None,
 ) -> Any:
-    """Return a radcor DAG.
+    """Return a radcor DAG; its companion ``<dag_id>_scenes`` is registered beside it.
+
+    A run maps one chain of step tasks per scene. A run with more scenes than
+    ``scenes_per_run()`` maps none itself: it starts one run of ``<dag_id>_scenes`` per range
+    of that many scenes (``scene_runs``), waits for them in the triggerer, and its ``report``
+    adds up every scene (docs/scale.md).
 
     Args:
         dag_id: the DAG id.
@@ -161,10 +213,18 @@ def build_radcor_dag(
     Returns:
         The DAG object.
     """
-    group_size, groups = scene_grouping()
+    from radcor_api.scene_runs import SceneRunOperator, child_dag_id
+
     queue_of = step_queues(queues)
     pool_of = {**STEP_POOLS, **{TaskType(step): pool for step, pool in (pools or {}).items()}}
     other_queue = airflow_conf.get("collection_builder", "processing_queue", fallback="processing")
+    all_default_args = {
+        **DEFAULT_ARGS,
+        **task_retry_args(),
+        "queue": other_queue,
+        **(default_args or {}),
+    }
+    scenes_dag_id = child_dag_id(dag_id)
 
     @dag(
         dag_id=dag_id,
@@ -175,12 +235,7 @@ def build_radcor_dag(
         doc_md=doc_md,
         tags=tags or ["radcor"],
         params=radcor_params(defaults),
-        default_args={
-            **DEFAULT_ARGS,
-            **task_retry_args(),
-            "queue": other_queue,
-            **(default_args or {}),
-        },
+        default_args=all_default_args,
         max_active_runs=max_active_runs,
         render_template_as_native_obj=True,
     )
@@ -195,52 +250,7 @@ def build_radcor_dag(
         def search(conf_dict: dict[str, Any]) -> list[dict[str, Any]]:
             from radcor_api import task_bodies
 
-            return task_bodies.search(conf_dict, group_size, groups)
-
-        @task(retries=0)
-        def more_scenes(group: int) -> list[dict[str, Any]]:
-            """Hand one extra mapped group its share of a run larger than max_map_length."""
-            overflow = get_current_context()["ti"].xcom_pull(task_ids="search", key="overflow")
-            refs: list[dict[str, Any]] = (overflow or [])[group - 1] if overflow else []
-            if not refs:
-                raise AirflowSkipException(f"the run fits in {group} mapped group(s)")
-            return refs
-
-        def step(task_type: TaskType) -> Any:
-            @task(
-                task_id=str(task_type),
-                # download follows wait_online: it runs when the wait succeeded or was skipped
-                trigger_rule="all_done" if task_type != TaskType.DOWNLOAD else "none_failed",
-                queue=queue_of[task_type],
-                pool=pool_of.get(task_type),
-                map_index_template="{{ scene_id }}",
-                outlets=[AssetAlias(PUBLISHED_ALIAS)] if task_type == TaskType.PUBLISH else [],
-            )
-            def run(conf_dict: dict[str, Any], plan: dict[str, Any]) -> dict[str, str]:
-                if task_type not in task_types(conf_dict):  # no import, no DB: as cheap as it gets
-                    scene_id = str(plan.get("scene_id") or plan.get("scene", {}).get("scene_id"))
-                    get_current_context()["scene_id"] = scene_id  # type: ignore[typeddict-unknown-key]
-                    raise AirflowSkipException(f"no {task_type} in this conf for {scene_id}")
-                from radcor_api import task_bodies
-
-                return task_bodies.run_step(task_type, conf_dict, plan)
-
-            return run
-
-        @task_group(group_id="scene")
-        def scene(conf_dict: dict[str, Any], plan: dict[str, Any]) -> None:
-            previous: Any = SceneOnlineSensor(  # offline scenes: order, then wait (sensors.py)
-                task_id="wait_online",
-                conf_dict=conf_dict,
-                plan=plan,
-                queue=queue_of[TaskType.DOWNLOAD],
-                map_index_template="{{ scene_id }}",
-            )
-            for task_type in TaskType:
-                current = step(task_type)(conf_dict, plan)
-                if previous is not None:
-                    previous >> current
-                previous = current
+            return task_bodies.search(conf_dict, scenes_per_run())
 
         @task(trigger_rule="all_done", retries=0)
         def report(conf_dict: dict[str, Any]) -> dict[str, Any]:
@@ -248,19 +258,53 @@ def build_radcor_dag(
 
             return task_bodies.report(conf_dict)
 
-        conf = validate()
-        first = search(conf)  # type: ignore[arg-type]  # TaskFlow passes XComArgs
-        shares = [first] + [
-            more_scenes.override(task_id=f"scenes_{k + 1}")(k) for k in range(1, groups)
-        ]
-        for share in shares[1:]:
-            first >> share
-        chains = [
-            scene.override(group_id="scene" if k == 0 else f"scene_{k + 1}")
-            .partial(conf_dict=conf)
-            .expand(plan=share)
-            for k, share in enumerate(shares)
-        ]
-        chains >> report(conf)  # type: ignore[arg-type]
+        @task(retries=0)
+        def child_runs() -> list[dict[str, Any]]:
+            """Hand ``scene_runs`` the child runs' confs (Airflow maps return values only)."""
+            runs = get_current_context()["ti"].xcom_pull(task_ids="search", key="runs")
+            return list(runs or [])
 
+        conf = validate()
+        refs = search(conf)  # type: ignore[arg-type]  # TaskFlow passes XComArgs
+        chains = _scene_chains(conf, refs, queue_of, pool_of)
+        runs = child_runs()
+        refs >> runs
+        scene_runs = SceneRunOperator.partial(
+            task_id="scene_runs",
+            trigger_dag_id=scenes_dag_id,
+            map_index_template="scenes {{ task.conf.start }}-{{ task.conf.stop - 1 }}",
+        ).expand(conf=runs)
+        [chains, scene_runs] >> report(conf)  # type: ignore[arg-type]
+
+    @dag(
+        dag_id=scenes_dag_id,
+        schedule=None,
+        doc_md=(
+            f"Scenes of a large `{dag_id}` run: `{dag_id}` starts one run of this DAG per "
+            f"range of scenes and adds up their totals. Trigger `{dag_id}`, not this DAG."
+        ),
+        tags=[*(tags or ["radcor"]), "radcor-scenes"],
+        default_args=all_default_args,
+        max_active_runs=scene_runs_active(),
+        is_paused_upon_creation=False,
+        render_template_as_native_obj=True,
+    )
+    def radcor_scenes_dag() -> None:
+        @task(retries=0)
+        def scenes() -> list[dict[str, Any]]:
+            from radcor_api import task_bodies
+
+            return task_bodies.part_scenes()
+
+        @task(trigger_rule="all_done", retries=0)
+        def report(part: dict[str, Any]) -> dict[str, Any]:
+            from radcor_api import task_bodies
+
+            return task_bodies.part_report(part)
+
+        refs = scenes()
+        chains = _scene_chains(refs["conf"], refs, queue_of, pool_of)
+        chains >> report(refs["part"])  # type: ignore[arg-type]
+
+    radcor_scenes_dag()
     return radcor_dag()

@@ -547,7 +547,9 @@ def _restart(request: Request, user: BaseUser, raw: Mapping[str, Any]) -> JSONRe
                             f"no restartable task instance matches ({len(matched)} activities "
                             "matched); preview with action=preview")
     airflow_ops.authorize_dags(user, "PUT", DagAccessEntity.TASK_INSTANCE,
-                               {k.dag_id for k in selected})
+                               # a child run's DAG, and its parent's: its wait is cleared too
+                               {k.dag_id for k in selected}
+                               | {a.key.dag_id for a in matched if keys[a.id] in selected})
     busy = [f"{k.task_id}[{k.map_index}] of {k.run_id} is {s}"
             for k, s in selected.items() if s in airflow_ops.ACTIVE_TI_STATES]
     if busy:

@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import AssetAlias, Connection, get_current_context
+from airflow.sdk import conf as airflow_conf
 from airflow.sdk.exceptions import (
     AirflowFailException,
     AirflowNotFoundException,
@@ -35,9 +36,10 @@ from include.common.errors import FieldProblem, InvalidInputError, ProviderError
 from include.radcor.activities import ActivityState, ActivityStore
 from include.radcor.conf import Action, RadcorConf, TaskType
 from include.radcor.plan import ScenePlan, nodes_of_type
-from include.radcor.run_scenes import RunScenes, resolve_plan, split_into_groups
+from include.radcor.run_scenes import RunScenes, resolve_plan, split_into_runs
 from include.radcor.steps import (
     RunContext,
+    RunSummary,
     StepRunner,
     first_error_to_raise,
     plan_scenes,
@@ -47,6 +49,7 @@ from include.radcor.steps import (
     validate_request,
 )
 from radcor_api.dag_factory import PUBLISHED_ALIAS, published_asset
+from radcor_api.scene_runs import child_conf
 
 log = logging.getLogger(__name__)
 
@@ -142,13 +145,17 @@ def driver_factory(conf: RadcorConf) -> Any:
     return factory
 
 
-def run_context() -> RunContext:
-    """Return the ids of the running task instance, for the activities."""
-    context = get_current_context()
-    ti = context["ti"]
+def run_context(plan_ref: Mapping[str, Any] | None = None) -> RunContext:
+    """Return the ids the activities are recorded under, and the running task instance.
+
+    The activities of a scene belong to the radcor run that searched it: a scene reference
+    ``{dag_id, run_id, idx}`` handed to a child run (``<dag_id>_scenes``) names that run.
+    """
+    ti = get_current_context()["ti"]
+    ref = plan_ref if plan_ref is not None and "idx" in plan_ref else {}
     return RunContext(
-        dag_id=ti.dag_id,
-        run_id=ti.run_id,
+        dag_id=str(ref.get("dag_id") or ti.dag_id),
+        run_id=str(ref.get("run_id") or ti.run_id),
         task_instance=f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{ti.map_index}/try{ti.try_number}",
     )
 
@@ -170,7 +177,7 @@ def run_step(
     conf = RadcorConf.model_validate(conf_dict)  # the validate task's output: trusted
     runner = StepRunner(
         plan,
-        run_context(),
+        run_context(plan_dict),
         store=ActivityStore(),
         backend=_default_backend,  # built only by a publish: pystac, psycopg, shapely
         driver_factory=driver_factory(conf),
@@ -206,8 +213,12 @@ def validate(dates_from_interval: bool) -> dict[str, Any]:
     return conf.model_dump(mode="json")
 
 
-def search(conf_dict: dict[str, Any], group_size: int, groups: int) -> list[dict[str, Any]]:
-    """The ``search`` task: store the scene plans, return the first group's references."""
+def search(conf_dict: dict[str, Any], per_run: int) -> list[dict[str, Any]]:
+    """The ``search`` task: store the scene plans; return the references this run maps.
+
+    Up to ``per_run`` scenes are mapped by this run. More go to child runs, ``per_run`` scenes
+    each: their confs are the XCom ``runs`` (``scene_runs`` maps over it) and the run maps none.
+    """
     conf = validated_conf(conf_dict)
     try:
         with driver_factory(conf)(conf.catalog) as driver:
@@ -217,49 +228,82 @@ def search(conf_dict: dict[str, Any], group_size: int, groups: int) -> list[dict
     ti = get_current_context()["ti"]
     ti.xcom_push(key="preview", value=_store_preview(ti.run_id, preview(scenes)))
     plans = plan_scenes(conf, scenes, _default_backend())
+    max_runs = airflow_conf.getint("core", "max_map_length", fallback=1024)
     try:
-        indices = split_into_groups(len(plans), group_size, groups)
+        ranges = split_into_runs(len(plans), per_run, max_runs)
     except ValueError as err:
         raise AirflowFailException(f"search: {err}") from err
     RunScenes().save(ti.run_id, "plan", plans)
+    ti.xcom_push(key="count", value=len(plans))
+    if len(ranges) <= 1:
+        ti.xcom_push(key="runs", value=[])
+        log.info("search.planned scenes=%d action=%s child_runs=0", len(plans), conf.action)
+        return [
+            {"run_id": ti.run_id, "idx": i, "scene_id": plan["scene"]["scene_id"]}
+            for i, plan in enumerate(plans)
+        ]
+    runs = [
+        child_conf(conf_dict, ti.dag_id, ti.run_id, part, indices)
+        for part, indices in enumerate(ranges)
+    ]
+    ti.xcom_push(key="runs", value=runs)
     log.info(
-        "search.planned scenes=%d action=%s groups_used=%d group_size=%d",
+        "search.planned scenes=%d action=%s child_runs=%d scenes_per_run=%d",
         len(plans),
         conf.action,
-        sum(1 for g in indices if g),
-        group_size,
+        len(runs),
+        per_run,
+    )
+    return []
+
+
+PART_KEYS = ("parent_dag_id", "parent_run_id", "part", "start", "stop", "conf")
+
+
+def part_scenes() -> list[dict[str, Any]]:
+    """The ``scenes`` task of a child run: return its scene references.
+
+    Also pushes the XComs ``conf`` (the parent's validated conf) and ``part`` (which range).
+    """
+    context = get_current_context()
+    raw = dict(context["dag_run"].conf or {})
+    missing = [key for key in PART_KEYS if key not in raw]
+    if missing:
+        dag_id = context["ti"].dag_id
+        raise AirflowFailException(
+            f"{dag_id} runs ranges of the scenes of a large radcor run and is started by its "
+            f"parent DAG; its conf lacks {', '.join(missing)}. Trigger the parent DAG instead."
+        )
+    part = {key: raw[key] for key in PART_KEYS if key != "conf"}
+    indices = range(int(part["start"]), int(part["stop"]))
+    parent_run_id = str(part["parent_run_id"])
+    try:
+        scene_ids = RunScenes().scene_ids(parent_run_id, "plan", indices)
+    except KeyError as err:
+        raise AirflowFailException(f"scenes: {err.args[0]}") from err
+    log.info(
+        "scenes.part parent=%s/%s part=%s scenes=%d..%d",
+        part["parent_dag_id"],
+        parent_run_id,
+        part["part"],
+        indices.start,
+        indices.stop - 1,
     )
     refs = [
-        [{"run_id": ti.run_id, "idx": i, "scene_id": plans[i]["scene"]["scene_id"]} for i in group]
-        for group in indices
+        {"dag_id": part["parent_dag_id"], "run_id": parent_run_id, "idx": idx, "scene_id": sid}
+        for idx, sid in zip(indices, scene_ids, strict=True)
     ]
-    ti.xcom_push(key="count", value=len(plans))
-    ti.xcom_push(key="overflow", value=refs[1:])
-    return refs[0]
-
-
-def report(conf_dict: dict[str, Any]) -> dict[str, Any]:
-    """The ``report`` task: log and return the totals; fail the run when a scene failed."""
-    context = get_current_context()
     ti = context["ti"]
-    if conf_dict.get("action") == Action.PREVIEW:
-        result = ti.xcom_pull(task_ids="search", key="preview")
-        if result is None:  # search failed: a preview of nothing would read as "no scenes"
-            raise AirflowFailException("preview: the search task failed; see its log")
-        log.info("report.preview scenes=%s", result.get("Results"))
-        return dict(result)
-    started = context["dag_run"].start_date
-    duration_s = time.time() - started.timestamp() if started else 0.0
-    count = ti.xcom_pull(task_ids="search", key="count")
-    if count is None:  # search failed: "0 scenes" would read as a successful empty run
-        raise AirflowFailException("report: the search task failed; see its log")
-    plans = [ScenePlan.from_dict(p) for p in RunScenes().iterate(ti.run_id, "plan")]
-    if len(plans) != count:
-        raise AirflowFailException(f"report: {count} scenes planned, {len(plans)} stored")
-    summary = summarize(plans, ti.run_id, ActivityStore(), duration_s)
+    ti.xcom_push(key="conf", value=raw["conf"])
+    ti.xcom_push(key="part", value=part)
+    return refs
+
+
+def _finish(summary: RunSummary, what: str) -> dict[str, Any]:
+    """Log the totals; fail the task, naming the failed scenes, when any failed."""
     log.info(
-        "report.summary found=%d done=%d skipped=%d failed=%d bytes=%d duration_s=%.1f "
-        "failed_scenes=%s",
+        "%s found=%d done=%d skipped=%d failed=%d bytes=%d duration_s=%.1f failed_scenes=%s",
+        what,
         summary.found,
         summary.done,
         summary.skipped,
@@ -274,3 +318,47 @@ def report(conf_dict: dict[str, Any]) -> dict[str, Any]:
             + ", ".join(summary.failed_scenes)
         )
     return summary.to_dict()
+
+
+def _run_duration_s() -> float:
+    started = get_current_context()["dag_run"].start_date
+    return time.time() - started.timestamp() if started else 0.0
+
+
+def part_report(part: dict[str, Any]) -> dict[str, Any]:
+    """The ``report`` task of a child run: the totals of its range of scenes."""
+    indices = range(int(part["start"]), int(part["stop"]))
+    parent_run_id = str(part["parent_run_id"])
+    plans = [
+        ScenePlan.from_dict(p)
+        for p in RunScenes().iterate(parent_run_id, "plan", start=indices.start, stop=indices.stop)
+    ]
+    if len(plans) != len(indices):
+        raise AirflowFailException(
+            f"report: {len(indices)} scenes in this part, {len(plans)} stored"
+        )
+    summary = summarize(plans, parent_run_id, ActivityStore(), _run_duration_s())
+    return _finish(summary, f"report.part part={part['part']}")
+
+
+def report(conf_dict: dict[str, Any]) -> dict[str, Any]:
+    """The ``report`` task: log and return the totals; fail the run when a scene failed.
+
+    The totals count every scene of the run, those of its child runs included: activities are
+    recorded under the run that searched the scene.
+    """
+    ti = get_current_context()["ti"]
+    if conf_dict.get("action") == Action.PREVIEW:
+        result = ti.xcom_pull(task_ids="search", key="preview")
+        if result is None:  # search failed: a preview of nothing would read as "no scenes"
+            raise AirflowFailException("preview: the search task failed; see its log")
+        log.info("report.preview scenes=%s", result.get("Results"))
+        return dict(result)
+    count = ti.xcom_pull(task_ids="search", key="count")
+    if count is None:  # search failed: "0 scenes" would read as a successful empty run
+        raise AirflowFailException("report: the search task failed; see its log")
+    plans = [ScenePlan.from_dict(p) for p in RunScenes().iterate(ti.run_id, "plan")]
+    if len(plans) != count:
+        raise AirflowFailException(f"report: {count} scenes planned, {len(plans)} stored")
+    summary = summarize(plans, ti.run_id, ActivityStore(), _run_duration_s())
+    return _finish(summary, "report.summary")

@@ -49,9 +49,10 @@ def test_every_dag_has_tags_docs_params_and_retries(path: Path) -> None:
     for dag_id, dag in _load(path).dags.items():
         assert dag.tags, f"{dag_id} has no tags"
         assert dag.doc_md and len(dag.doc_md) > 40, f"{dag_id} has no doc_md"
-        assert dag.params, f"{dag_id} has no params"
+        if not dag_id.endswith("_scenes"):  # a child DAG takes its conf from its parent run
+            assert dag.params, f"{dag_id} has no params"
         for task in dag.tasks:
-            exempt = task.task_id in ("validate", "report") or task.task_id.startswith("scenes_")
+            exempt = task.task_id in ("validate", "report", "child_runs", "scenes")
             if not exempt:
                 assert task.retries >= 2, f"{dag_id}.{task.task_id} retries={task.retries}"
 
@@ -64,12 +65,11 @@ def test_radcor_dag_has_the_request_shaped_tasks() -> None:
         group, _, step = task_id.partition(".")
         groups.setdefault(group if step else "", set()).add(step or group)
     top = groups.pop("")
-    assert {"validate", "search", "report"} <= top
-    assert all(t.startswith("scenes_") for t in top - {"validate", "search", "report"})
+    assert top == {"validate", "search", "child_runs", "scene_runs", "report"}
     steps = groups.pop("scene")
     assert {"download", "correction", "harmonization", "post", "publish"} <= steps
-    assert groups, "no extra scene groups for runs larger than max_map_length"
-    assert all(name.startswith("scene_") and extra == steps for name, extra in groups.items())
+    assert not groups
+    assert dag.get_task("scene_runs").partial_kwargs["trigger_dag_id"] == "radcor_scenes"
     assert dag.get_task("scene.download").queue == "download"
     assert dag.get_task("scene.publish").queue == "processing"
     assert dag.get_task("report").trigger_rule == "all_done"
@@ -106,9 +106,14 @@ def test_pipelines_file_builds_one_interval_dag_per_yaml() -> None:
 
     bag = _load(DAGS_DIR / "pipelines.py")
     assert bag.import_errors == {}
-    assert set(bag.dags) == {f"pipeline_{p.stem}" for p in _pipeline_yamls()}
-    assert len(bag.dags) >= 2
-    for dag_id, dag in bag.dags.items():
+    parents = {f"pipeline_{p.stem}" for p in _pipeline_yamls()}
+    assert set(bag.dags) == parents | {f"{dag_id}_scenes" for dag_id in parents}
+    assert len(parents) >= 2
+    for dag_id in parents:
+        dag = bag.dags[dag_id]
+        children = bag.dags[f"{dag_id}_scenes"]
+        assert children.get_task("scene.download").queue == "download"
+        assert children.schedule is None or str(children.timetable.summary) in ("None", "")
         assert isinstance(dag.timetable, CronDataIntervalTimetable | DeltaDataIntervalTimetable)
         assert "pipeline" in dag.tags
         assert dag.params["catalog"] and dag.params["tasks"], dag_id
@@ -131,7 +136,7 @@ def test_pipelines_bad_yaml_is_an_import_error_naming_file_and_field(tmp_path: P
         "schedule: 'every tuesday'\nstart_date: 2024-01-01\nconf:" + conf_block
     )
     pipelines = _load(tmp_path / "pipelines.py")
-    assert list(pipelines.dags) == ["pipeline_good"]
+    assert sorted(pipelines.dags) == ["pipeline_good", "pipeline_good_scenes"]
     assert pipelines.import_errors == {}  # errors here would stop the good pipeline's runs
     check = _load(tmp_path / "pipeline_check.py")
     assert check.dags == {}
@@ -173,4 +178,6 @@ def test_parsing_the_radcor_dag_leaves_the_task_work_unimported() -> None:
         env={**os.environ, "PYTHONPATH": f"{repo}:{repo / 'plugins'}"},
     )
     loaded = set(result.stdout.split())
-    assert loaded == {"radcor_api", "radcor_api.dag_factory", "radcor_api.sensors"}, loaded
+    assert loaded == {
+        "radcor_api", "radcor_api.dag_factory", "radcor_api.scene_runs", "radcor_api.sensors"
+    }, loaded

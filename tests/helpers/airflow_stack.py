@@ -31,6 +31,9 @@ _DROPPED_PREFIXES = ("AIRFLOW__", "AIRFLOW_HOME", "AIRFLOW_CONFIG", "CB_", "COLL
 _DROPPED = ("VAR_DIR", "DATA_DIR", "REPO_DIR")
 """Inherited settings (``make test`` exports its own) that ``scripts/env.sh`` must recompute."""
 
+SCENES_PER_RUN = 10
+"""The stack's ``[collection_builder] scenes_per_run``."""
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -149,6 +152,8 @@ def started_stack(var_dir: Path) -> Iterator[AirflowStack]:
         CB_CATALOG_PORT=str(catalog_port),
         RADCOR_API_SEARCH_TIMEOUT_S=str(SEARCH_TIMEOUT_S),
         NO_PROXY="127.0.0.1,localhost",
+        # runs of more than 10 scenes use child runs (docs/scale.md): e2e tests cover both shapes
+        AIRFLOW__COLLECTION_BUILDER__SCENES_PER_RUN=str(SCENES_PER_RUN),
     )
     api = f"http://127.0.0.1:{api_port}"
     try:

@@ -1,27 +1,17 @@
-"""A run with more scenes than Airflow maps in one task is split over several mapped groups."""
+"""A run with more scenes than child runs can hold fails in ``search``, before any work.
+
+The split itself (35 scenes in child runs of 10) needs a scheduler and a triggerer:
+tests/e2e/test_scale_child_runs.py.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from include.radcor.activities import ActivityStore
-
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def small_map_limit_dag(monkeypatch: pytest.MonkeyPatch) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    monkeypatch.setenv("AIRFLOW__CORE__MAX_MAP_LENGTH", "10")
-    monkeypatch.setenv("COLLECTION_BUILDER_SCENE_GROUPS", "4")
-    bag = DagBag(dag_folder=str(REPO / "dags" / "radcor.py"))
-    assert bag.import_errors == {}
-    return bag.dags["radcor"]
 
 
 @pytest.fixture(scope="module")
@@ -45,33 +35,22 @@ def _conf(url: str) -> dict[str, Any]:
     }
 
 
-def test_radcor_35_scenes_with_map_limit_10_runs_each_scene_once(
-    small_map_limit_dag: Any, catalog_35: str, data_dir: Path
-) -> None:
-    run = small_map_limit_dag.test(run_conf=_conf(catalog_35))
-    assert str(run.state) == "success"
-    tis = run.get_task_instances()
-    downloads = [ti for ti in tis if ti.task_id.endswith(".download")]
-    per_group = Counter(ti.task_id.split(".")[0] for ti in downloads)
-    assert per_group == {"scene": 10, "scene_2": 10, "scene_3": 10, "scene_4": 5}
-    assert all(str(ti.state) == "success" for ti in downloads)
-    activities = ActivityStore().for_run(run.run_id)
-    scenes = Counter(a.key.scene_id for a in activities if a.key.task_type == "download")
-    assert len(scenes) == 35 and set(scenes.values()) == {1}
-    report = next(ti for ti in tis if ti.task_id == "report")
-    assert str(report.state) == "success"
-
-
-def test_radcor_more_scenes_than_groups_hold_fails_in_search_with_the_fix(
-    monkeypatch: pytest.MonkeyPatch, catalog_35: str, data_dir: Path
+def test_radcor_more_scenes_than_child_runs_hold_fails_in_search_with_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+    catalog_35: str,
+    data_dir: Path,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
-    monkeypatch.setenv("AIRFLOW__CORE__MAX_MAP_LENGTH", "10")
-    monkeypatch.setenv("COLLECTION_BUILDER_SCENE_GROUPS", "2")
+    monkeypatch.setenv("AIRFLOW__CORE__MAX_MAP_LENGTH", "5")  # 5 child runs of 5: 25 < 35
+    monkeypatch.setenv("AIRFLOW__COLLECTION_BUILDER__SCENES_PER_RUN", "10")  # at most 5
     dag = DagBag(dag_folder=str(REPO / "dags" / "radcor.py")).dags["radcor"]
     run = dag.test(run_conf=_conf(catalog_35))
     states = {(ti.task_id, ti.map_index): str(ti.state) for ti in run.get_task_instances()}
     assert str(run.state) == "failed"
     assert states[("search", -1)] == "failed"
+    output = "".join(capfd.readouterr())
+    assert "35 scenes exceed the 25 one run can hold (5 child runs x 5 scenes)" in output
+    assert "raise [collection_builder] scenes_per_run" in output
     assert not (data_dir / "archive").exists()
