@@ -1,13 +1,16 @@
 """Orchestration overhead: the radcor DAG vs a bare mapped DAG with the same tasks per scene.
 
-Starts a real Airflow (api-server, scheduler, dag-processor; LocalExecutor) on a throwaway
-PostgreSQL database, serves N tiny scenes from an in-memory STAC API, and times trigger -> done
-for (a) `radcor` with a download-only conf and (b) `bench_bare`, a DAG with the same shape
-(validate, search, one mapped group with one no-op task per radcor step, report), in the same
-run. Prints seconds, per-scene overhead and the ratio (a)/(b); for the largest N also the peak
-RSS of the Airflow processes and the metadata DB growth.
+Starts a real Airflow (api-server, scheduler, dag-processor, triggerer; LocalExecutor) on a
+throwaway PostgreSQL database, serves N tiny scenes from an in-memory STAC API, and times
+trigger -> done for (a) `radcor` with a download-only conf and (b) `bench_bare`, DAGs with the
+same shape (validate, search, one mapped group with one no-op task per radcor step, report;
+more than --scenes-per-run scenes go to child runs of that many, --runs-active at once), in
+the same run. Prints seconds, per-scene overhead and the ratio (a)/(b), how long a small conf
+triggered meanwhile waits for its first task, and at the end the peak RSS of the Airflow
+processes and the metadata DB growth.
 
-Usage: .venv/bin/python bench/dag_overhead.py [--scenes 100 1000] [--keep]
+Usage: .venv/bin/python bench/dag_overhead.py [--scenes 100 1000] [--scenes-per-run 200]
+       [--runs-active 4] [--keep]
 """
 
 from __future__ import annotations
@@ -26,12 +29,31 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "plugins"))
 
-BARE_DAG = '''"""Bare Airflow DAG for bench/dag_overhead.py: the radcor shape with no-op tasks."""
+BARE_DAG = '''"""Bare Airflow DAGs for bench/dag_overhead.py: the radcor shape with no-op tasks.
+
+Like radcor, a run of more than SCENES_PER_RUN scenes maps none itself: it starts one run of
+bench_bare_scenes per range of scenes and waits for them in the triggerer.
+"""
 from __future__ import annotations
 
-from airflow.sdk import dag, task, task_group
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import dag, get_current_context, task, task_group
 
 STEPS = {steps!r}
+SCENES_PER_RUN = {scenes_per_run!r}
+
+
+def scene_chains(plans):
+    @task_group(group_id="scene")
+    def scene(plan):
+        previous = None
+        for name in STEPS:
+            current = task(task_id=name, trigger_rule="all_done")(lambda plan: plan)(plan)
+            if previous is not None:
+                previous >> current
+            previous = current
+
+    return scene.expand(plan=plans)
 
 
 @dag(dag_id="bench_bare", schedule=None, tags=["bench"], max_active_runs=1)
@@ -42,16 +64,19 @@ def bench_bare():
 
     @task
     def search(conf):
-        return list(range(int(conf.get("scenes", 1))))
+        count = int(conf.get("scenes", 1))
+        return list(range(count)) if count <= SCENES_PER_RUN else []
 
-    @task_group(group_id="scene")
-    def scene(plan):
-        previous = None
-        for name in STEPS:
-            current = task(task_id=name, trigger_rule="all_done")(lambda plan: plan)(plan)
-            if previous is not None:
-                previous >> current
-            previous = current
+    @task
+    def child_runs(conf):
+        count, run_id = int(conf.get("scenes", 1)), get_current_context()["run_id"]
+        if count <= SCENES_PER_RUN:
+            return []
+        return [
+            {{"trigger_run_id": f"{{run_id}}__{{start}}",
+             "conf": {{"start": start, "stop": min(start + SCENES_PER_RUN, count)}}}}
+            for start in range(0, count, SCENES_PER_RUN)
+        ]
 
     @task(trigger_rule="all_done")
     def report(plans):
@@ -59,14 +84,37 @@ def bench_bare():
 
     conf = validate()
     plans = search(conf)
-    scene.expand(plan=plans) >> report(plans)
+    runs = TriggerDagRunOperator.partial(
+        task_id="scene_runs", trigger_dag_id="bench_bare_scenes", wait_for_completion=True,
+        deferrable=True, poke_interval=10, logical_date=None,
+    ).expand_kwargs(child_runs(conf))
+    [scene_chains(plans), runs] >> report(plans)
+
+
+@dag(dag_id="bench_bare_scenes", schedule=None, tags=["bench"], max_active_runs={runs_active!r},
+     is_paused_upon_creation=False)
+def bench_bare_scenes():
+    @task
+    def scenes():
+        conf = get_current_context()["dag_run"].conf
+        return list(range(conf["start"], conf["stop"]))
+
+    @task(trigger_rule="all_done")
+    def report(plans):
+        return len(plans)
+
+    plans = scenes()
+    scene_chains(plans) >> report(plans)
 
 
 bench_bare()
+bench_bare_scenes()
 '''
 
 
-def _env(var_dir: Path, db: str, port: int) -> dict[str, str]:
+def _env(
+    var_dir: Path, db: str, port: int, scenes_per_run: int, runs_active: int
+) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         {
@@ -75,7 +123,6 @@ def _env(var_dir: Path, db: str, port: int) -> dict[str, str]:
             "CB_PG_DB": db,
             "CB_API_PORT": str(port),
             "DATA_DIR": str(var_dir / "data"),
-            "COLLECTION_BUILDER_SCENE_GROUPS": "10",
         }
     )
     out = subprocess.run(
@@ -90,6 +137,8 @@ def _env(var_dir: Path, db: str, port: int) -> dict[str, str]:
     dags = var_dir / "dags"
     env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags)
     env["AIRFLOW__CORE__PARALLELISM"] = "8"
+    env["AIRFLOW__COLLECTION_BUILDER__SCENES_PER_RUN"] = str(scenes_per_run)
+    env["AIRFLOW__COLLECTION_BUILDER__SCENE_RUNS_ACTIVE"] = str(runs_active)
     return env
 
 
@@ -190,16 +239,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scenes", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--port", type=int, default=8093)
+    parser.add_argument("--scenes-per-run", type=int, default=200, help="both DAGs' split size")
+    parser.add_argument("--runs-active", type=int, default=4, help="child runs at once")
     parser.add_argument("--keep", action="store_true", help="keep the database and folder")
     args = parser.parse_args()
     db = f"cb_bench_{int(time.time())}"
     var_dir = REPO / "var" / db
-    env = _env(var_dir, db, args.port)
+    env = _env(var_dir, db, args.port, args.scenes_per_run, args.runs_active)
     (var_dir / "dags").mkdir(parents=True)
     shutil.copy(REPO / "dags" / "radcor.py", var_dir / "dags" / "radcor.py")
-    (var_dir / "dags" / "bench_bare.py").write_text(BARE_DAG.format(steps=_steps()))
+    bare = BARE_DAG.format(
+        steps=_steps(), scenes_per_run=args.scenes_per_run, runs_active=args.runs_active
+    )
+    (var_dir / "dags" / "bench_bare.py").write_text(bare)
     services = [sys.executable, "scripts/services.py"]
-    names = ["api-server", "scheduler", "dag-processor"]
+    names = ["api-server", "scheduler", "dag-processor", "triggerer"]
     subprocess.run(["scripts/prepare_db.sh"], cwd=REPO, env=env, check=True)
     subprocess.run([*services, "start", *names], cwd=REPO, env=env, check=True)
     rows = []
@@ -207,6 +261,8 @@ def main() -> None:
         client = _client(args.port)
         _wait_dag(client, "radcor")
         _wait_dag(client, "bench_bare")
+        _wait_dag(client, "radcor_scenes")
+        _wait_dag(client, "bench_bare_scenes")
         for count in args.scenes:
             catalog = TinyCatalog(count).start()
             db_before = _db_size_mb(db)

@@ -29,7 +29,8 @@ def catalog_35(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     root = tmp_path_factory.mktemp("catalog-35")
     items = build_demo_catalog(root, scenes=SCENES, size_px=32)
     with serve(root, port=0) as server:
-        yield server.url, root, sorted(str(item["id"]) for item in items)
+        by_date = sorted(items, key=lambda item: item["properties"]["datetime"])
+        yield server.url, root, [str(item["id"]) for item in by_date]  # the search's order
 
 
 def _conf(url: str) -> dict[str, Any]:
@@ -68,7 +69,7 @@ def test_35_scenes_run_in_4_child_runs_and_a_restart_reruns_the_failed_scene(
     airflow_stack: AirflowStack, catalog_35: tuple[str, Path, list[str]]
 ) -> None:
     url, root, scene_ids = catalog_35
-    failing = scene_ids[17]  # the second child run's
+    failing = scene_ids[17]  # the second child run's (scenes 10..19)
     band = root / "files" / failing / "B04.tif"
     hidden = band.rename(band.with_suffix(".hidden"))
     try:
