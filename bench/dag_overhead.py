@@ -9,7 +9,7 @@ the same run. Prints seconds, per-scene overhead and the ratio (a)/(b), how long
 triggered meanwhile waits for its first task, and at the end the peak RSS of the Airflow
 processes and the metadata DB growth.
 
-Usage: .venv/bin/python bench/dag_overhead.py [--scenes 100 1000] [--scenes-per-run 200]
+Usage: .venv/bin/python bench/dag_overhead.py [--scenes 100 1000] [--scenes-per-run 100]
        [--runs-active 4] [--keep]
 """
 
@@ -239,7 +239,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scenes", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--port", type=int, default=8093)
-    parser.add_argument("--scenes-per-run", type=int, default=200, help="both DAGs' split size")
+    parser.add_argument("--scenes-per-run", type=int, default=100, help="both DAGs' split size")
     parser.add_argument("--runs-active", type=int, default=4, help="child runs at once")
     parser.add_argument("--keep", action="store_true", help="keep the database and folder")
     args = parser.parse_args()

@@ -80,10 +80,10 @@ def scenes_per_run() -> int:
     """Return how many scenes one DAG run maps at most (``[collection_builder] scenes_per_run``).
 
     A run with more scenes hands ranges of this many to child runs of ``<dag_id>_scenes``
-    (docs/scale.md). Default 200; never more than Airflow's ``[core] max_map_length``.
+    (docs/scale.md). Default 100; never more than Airflow's ``[core] max_map_length``.
     """
     limit = airflow_conf.getint("core", "max_map_length", fallback=1024)
-    wanted = airflow_conf.getint("collection_builder", "scenes_per_run", fallback=200)
+    wanted = airflow_conf.getint("collection_builder", "scenes_per_run", fallback=100)
     return max(1, min(wanted, limit))
 
 
