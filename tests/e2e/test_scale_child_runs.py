@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.helpers.airflow_stack import SCENES_PER_RUN, AirflowStack
+from tests.helpers.demo_confs import year_download_conf
 
 SCENES = 35
 
@@ -31,16 +32,6 @@ def catalog_35(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     with serve(root, port=0) as server:
         by_date = sorted(items, key=lambda item: item["properties"]["datetime"])
         yield server.url, root, [str(item["id"]) for item in by_date]  # the search's order
-
-
-def _conf(url: str) -> dict[str, Any]:
-    return {
-        "w": -45.95, "s": -12.8, "e": -45.7, "n": -12.55,
-        "catalog": "demo", "catalog_args": {"url": url}, "dataset": "S2MSI1C",
-        "start": "2020-01-01T00:00:00", "end": "2020-12-31T23:59:59",
-        "action": "start",
-        "tasks": [{"type": "download", "collection": "S2_L1C-1"}],
-    }
 
 
 def _child_runs(client: httpx.Client, parent_run_id: str) -> list[dict[str, Any]]:
@@ -74,7 +65,7 @@ def test_35_scenes_run_in_4_child_runs_and_a_restart_reruns_the_failed_scene(
     hidden = band.rename(band.with_suffix(".hidden"))
     try:
         with airflow_stack.client() as client:
-            started = client.post("/radcor-api/radcor", json=_conf(url))
+            started = client.post("/radcor-api/radcor", json=year_download_conf(url))
             assert started.status_code == 202, started.text
             run_id = started.json()["run_id"]
             run = airflow_stack.wait_for_run(run_id, timeout_s=600)

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.demo_confs import year_download_conf
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -25,16 +27,6 @@ def catalog_35(tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield server.url
 
 
-def _conf(url: str) -> dict[str, Any]:
-    return {
-        "w": -45.95, "s": -12.8, "e": -45.7, "n": -12.55,
-        "catalog": "demo", "catalog_args": {"url": url}, "dataset": "S2MSI1C",
-        "start": "2020-01-01T00:00:00", "end": "2020-12-31T23:59:59",
-        "action": "start",
-        "tasks": [{"type": "download", "collection": "S2_L1C-1"}],
-    }
-
-
 def test_radcor_more_scenes_than_child_runs_hold_fails_in_search_with_the_fix(
     monkeypatch: pytest.MonkeyPatch,
     catalog_35: str,
@@ -46,7 +38,7 @@ def test_radcor_more_scenes_than_child_runs_hold_fails_in_search_with_the_fix(
     monkeypatch.setenv("AIRFLOW__CORE__MAX_MAP_LENGTH", "5")  # 5 child runs of 5: 25 < 35
     monkeypatch.setenv("AIRFLOW__COLLECTION_BUILDER__SCENES_PER_RUN", "10")  # at most 5
     dag = DagBag(dag_folder=str(REPO / "dags" / "radcor.py")).dags["radcor"]
-    run = dag.test(run_conf=_conf(catalog_35))
+    run = dag.test(run_conf=year_download_conf(catalog_35))
     states = {(ti.task_id, ti.map_index): str(ti.state) for ti in run.get_task_instances()}
     assert str(run.state) == "failed"
     assert states[("search", -1)] == "failed"
