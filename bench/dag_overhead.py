@@ -5,12 +5,14 @@ throwaway PostgreSQL database, serves N tiny scenes from an in-memory STAC API, 
 trigger -> done for (a) `radcor` with a download-only conf and (b) `bench_bare`, DAGs with the
 same shape (validate, search, one mapped group with one no-op task per radcor step, report;
 more than --scenes-per-run scenes go to child runs of that many, --runs-active at once), in
-the same run. Prints seconds, per-scene overhead and the ratio (a)/(b), how long a small conf
-triggered meanwhile waits for its first task, and at the end the peak RSS of the Airflow
-processes and the metadata DB growth.
+the same run. Prints seconds, per-scene overhead and the ratio (a)/(b), how many task
+instances ran a process (radcor's scheduler skips the 4 steps a download-only conf does not ask
+for without queueing them; bench_bare runs all 6 per scene), how long a small conf triggered
+meanwhile waits for its first task, and at the end the peak RSS of the Airflow processes and
+the metadata DB growth.
 
 Usage: .venv/bin/python bench/dag_overhead.py [--scenes 100 1000] [--scenes-per-run 100]
-       [--runs-active 4] [--keep]
+       [--runs-active 4] [--keep] [--radcor-only] [--stop-after-s S]
 """
 
 from __future__ import annotations
@@ -175,22 +177,67 @@ def _trigger(client: httpx.Client, dag_id: str, conf: dict[str, object]) -> str:
     return str(response.json()["dag_run_id"])
 
 
+def _psql(db: str, query: str, **variables: str) -> list[list[str]]:
+    """Run ``query`` in ``db`` (``:'name'`` for each variable, quoted by psql); return the rows."""
+    settings = [arg for name, value in variables.items() for arg in ("-v", f"{name}={value}")]
+    out = subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", db, "-tAF,", *settings],
+        input=query,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return [line.split(",") for line in out.splitlines() if line]
+
+
+def _scenes_done(db: str, dag_id: str) -> int:
+    """Scenes whose download task (no-op or not) ended, in the runs of ``dag_id`` and its child."""
+    query = (
+        "select count(*) from task_instance where dag_id in (:'dag', :'dag' || '_scenes') "
+        "and task_id = 'scene.download' and state in ('success', 'failed', 'skipped')"
+    )
+    rows = _psql(db, query, dag=dag_id)
+    return int(rows[0][0]) if rows else 0
+
+
 def _wait(
-    client: httpx.Client, dag_id: str, run_id: str, started: float, timeout_s: float
+    client: httpx.Client,
+    dag_id: str,
+    run_id: str,
+    started: float,
+    timeout_s: float,
+    db: str,
+    stop_after_s: float | None = None,
 ) -> float:
+    """Return seconds from ``started`` to the run's end; print progress every 5 minutes.
+
+    With ``stop_after_s``, stop waiting then, print how far the run got, and return NaN.
+    """
+    done_before, last_report = _scenes_done(db, dag_id), time.monotonic()
     while time.monotonic() - started < timeout_s:
         state = client.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}").json()["state"]
         if state in ("success", "failed"):
             if state != "success":
                 print(f"  warning: {dag_id} run {run_id} ended {state}")
             return time.monotonic() - started
+        elapsed_s = time.monotonic() - started
+        if stop_after_s is not None and elapsed_s >= stop_after_s:
+            done = _scenes_done(db, dag_id) - done_before
+            print(f"  {dag_id}: stopped waiting after {elapsed_s:.0f} s with {done} scenes done "
+                  f"({elapsed_s / max(done, 1) * 1000:.0f} ms per scene so far)", flush=True)
+            return float("nan")
+        if time.monotonic() - last_report >= 300:
+            last_report = time.monotonic()
+            done = _scenes_done(db, dag_id) - done_before
+            print(f"  {dag_id}: {done} scenes done after {elapsed_s:.0f} s", flush=True)
         time.sleep(1)
     raise SystemExit(f"{dag_id} did not finish within {timeout_s:.0f} s")
 
 
-def _run(client: httpx.Client, dag_id: str, conf: dict[str, object], timeout_s: float) -> float:
+def _run(
+    client: httpx.Client, dag_id: str, conf: dict[str, object], timeout_s: float, db: str
+) -> float:
     started = time.monotonic()
-    return _wait(client, dag_id, _trigger(client, dag_id, conf), started, timeout_s)
+    return _wait(client, dag_id, _trigger(client, dag_id, conf), started, timeout_s, db)
 
 
 def _first_task_delay(client: httpx.Client, conf: dict[str, object]) -> float:
@@ -223,13 +270,18 @@ def _peak_rss_mb(var_dir: Path) -> dict[str, float]:
     return peaks
 
 
-def _db_size_mb(db: str) -> float:
-    out = subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-tAc", f"select pg_database_size('{db}')"],
-        capture_output=True,
-        text=True,
+def _tasks_run(db: str) -> dict[str, tuple[int, int]]:
+    """Per DAG family (radcor, bench_bare): (task instances that ran a process, all of them)."""
+    query = (
+        "select case when dag_id like 'bench_bare%' then 'bare' else 'radcor' end, "
+        "count(*) filter (where try_number > 0), count(*) from task_instance group by 1"
     )
-    return int(out.stdout.strip() or 0) / 1e6
+    return {family: (int(ran), int(total)) for family, ran, total in _psql(db, query)}
+
+
+def _db_size_mb(db: str) -> float:
+    rows = _psql(db, "select pg_database_size(current_database())")
+    return int(rows[0][0]) / 1e6 if rows else 0.0
 
 
 def main() -> None:
@@ -242,6 +294,13 @@ def main() -> None:
     parser.add_argument("--scenes-per-run", type=int, default=100, help="both DAGs' split size")
     parser.add_argument("--runs-active", type=int, default=4, help="child runs at once")
     parser.add_argument("--keep", action="store_true", help="keep the database and folder")
+    parser.add_argument(
+        "--radcor-only", action="store_true", help="skip bench_bare (a long N = 10,000 run)"
+    )
+    parser.add_argument(
+        "--stop-after-s", type=float, default=None,
+        help="stop waiting for radcor then and report how far it got (a sample of a long run)",
+    )
     args = parser.parse_args()
     db = f"cb_bench_{int(time.time())}"
     var_dir = REPO / "var" / db
@@ -266,6 +325,7 @@ def main() -> None:
         for count in args.scenes:
             catalog = TinyCatalog(count).start()
             db_before = _db_size_mb(db)
+            tasks_before = _tasks_run(db)
             conf = {
                 "w": -45.9,
                 "s": -12.74,
@@ -280,18 +340,35 @@ def main() -> None:
                 "tasks": [{"type": "download", "collection": "S2_L1C-1"}],
             }
             timeout_s = 600 + count * 12.0
-            bare_s = _run(client, "bench_bare", {"scenes": count}, timeout_s)
+            bare_s = (
+                float("nan")
+                if args.radcor_only
+                else _run(client, "bench_bare", {"scenes": count}, timeout_s, db)
+            )
             print(f"N={count}: bare {bare_s:.1f} s", flush=True)
             started = time.monotonic()
             run_id = _trigger(client, "radcor", conf)
             time.sleep(min(15.0, count / 10))
             delay_s = _first_task_delay(client, conf)
             print(f"N={count}: a small conf triggered during the run started in {delay_s:.1f} s")
-            ours_s = _wait(client, "radcor", run_id, started, timeout_s)
+            ours_s = _wait(client, "radcor", run_id, started, timeout_s, db, args.stop_after_s)
             catalog.stop()
             rows.append((count, ours_s, bare_s, _db_size_mb(db) - db_before))
+            tasks_after = _tasks_run(db)
+            ran = {
+                family: (ran - tasks_before.get(family, (0, 0))[0],
+                         total - tasks_before.get(family, (0, 0))[1])
+                for family, (ran, total) in tasks_after.items()
+            }
             print(
-                f"N={count}: radcor {ours_s:.1f} s, bare {bare_s:.1f} s, "
+                f"N={count}: task instances that ran a process (of all): radcor "
+                f"{ran.get('radcor', (0, 0))[0]} of {ran.get('radcor', (0, 0))[1]} (and the "
+                f"small conf's), bare {ran.get('bare', (0, 0))[0]} of {ran.get('bare', (0, 0))[1]}",
+                flush=True,
+            )
+            print(
+                f"N={count}: radcor {ours_s:.1f} s ({ours_s / count * 1000:.0f} ms per scene), "
+                f"bare {bare_s:.1f} s, "
                 f"ratio {ours_s / bare_s:.2f}, per-scene overhead "
                 f"{(ours_s - bare_s) / count * 1000:.0f} ms",
                 flush=True,

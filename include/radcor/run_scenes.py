@@ -22,11 +22,13 @@ run_scenes_table = sa.Table(
     "radcor_run_scenes",
     metadata,
     sa.Column("run_id", sa.String(250), primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),
     sa.Column("idx", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("scene_id", sa.String(250), nullable=False),
-    sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("body", sa.Text, nullable=False),
 )
+"""One row per scene of a run and kind: ``plan`` (what the mapped tasks load) or ``preview``
+(a preview of more than 1,000 scenes); a start run of that size stores both."""
 
 PAGE_SIZE = 1000
 
@@ -35,7 +37,37 @@ PAGE_SIZE = 1000
 def _engine(url: str) -> sa.Engine:
     engine = sa.create_engine(url, pool_pre_ping=True)
     metadata.create_all(engine, checkfirst=True)
+    _key_by_kind(engine)
     return engine
+
+
+def _key_by_kind(engine: sa.Engine) -> None:
+    """Give a table made before ``kind`` was part of its primary key the key (run_id, kind, idx).
+
+    With the old key (run_id, idx) a start run of more than 1,000 scenes could not store its
+    plans beside its stored preview. PostgreSQL alters the key under a table lock (the first
+    task process to get there does it); SQLite, which cannot alter a key, copies the table.
+    """
+    table = run_scenes_table.name
+    if "kind" in sa.inspect(engine).get_pk_constraint(table)["constrained_columns"]:
+        return
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+            key = sa.inspect(conn).get_pk_constraint(table)
+            if "kind" not in key["constrained_columns"]:
+                conn.execute(sa.text(
+                    f'ALTER TABLE {table} DROP CONSTRAINT "{key["name"]}", '
+                    "ADD PRIMARY KEY (run_id, kind, idx)"
+                ))
+            return
+        conn.execute(sa.text(f"ALTER TABLE {table} RENAME TO {table}_old"))
+        run_scenes_table.create(conn)
+        old = sa.Table(f"{table}_old", sa.MetaData(), autoload_with=conn)
+        columns = [column.name for column in run_scenes_table.columns]
+        copied = sa.select(*(old.c[name] for name in columns))
+        conn.execute(run_scenes_table.insert().from_select(columns, copied))
+        old.drop(conn)
 
 
 class RunScenes:

@@ -126,13 +126,36 @@ def radcor_params(defaults: Mapping[str, Any] | None = None) -> dict[str, Param]
     return params
 
 
+SCENE_GROUP = "scene"
+"""The mapped task group of one scene's chain: ``scene.wait_online``, ``scene.download``..."""
+STEP_SKIPS_KEY = "skipmixin_key"
+"""XCom key of ``search`` (``scenes`` in a child run) naming the steps the conf does not ask
+for, read by the scheduler's ``NotPreviouslySkippedDep`` (``task_bodies.push_step_skips``)."""
+
+
+def _skips_steps(scene_source: Any) -> Any:
+    """Let the task behind ``scene_source`` skip scene steps without them running.
+
+    Every step takes the scene references as input, so ``search`` is a direct upstream of each.
+    Marked this way (what ``SkipMixin`` subclasses declare), its ``skipmixin_key`` XCom is read
+    by the scheduler, which sets a step the conf does not ask for to skipped instead of queueing
+    it: no task process (fork, DAG parse, API calls) only to skip itself, four of the six tasks
+    per scene of a download-only conf (docs/scale.md).
+    """
+    scene_source.operator._can_skip_downstream = True
+    return scene_source
+
+
 def _scene_chains(
     conf: Any,
     plans: Any,
     queue_of: Mapping[TaskType, str],
     pool_of: Mapping[TaskType, str],
 ) -> Any:
-    """Add the mapped group ``scene`` (one chain of step tasks per scene) to the DAG in context."""
+    """Add the mapped group ``scene`` (one chain of step tasks per scene) to the DAG in context.
+
+    Returns the group's tasks, which the run's ``report`` waits for.
+    """
 
     def step(task_type: TaskType) -> Any:
         @task(
@@ -155,21 +178,31 @@ def _scene_chains(
 
         return run
 
-    @task_group(group_id="scene")
+    made: list[Any] = []
+
+    @task_group(group_id=SCENE_GROUP)
     def scene(conf_dict: dict[str, Any], plan: dict[str, Any]) -> None:
-        previous: Any = SceneOnlineSensor(  # offline scenes: order, then wait (sensors.py)
+        wait: Any = SceneOnlineSensor(  # offline scenes: order, then wait (sensors.py)
             task_id="wait_online",
             conf_dict=conf_dict,
             plan=plan,
             queue=queue_of[TaskType.DOWNLOAD],
             map_index_template="{{ scene_id }}",
         )
+        # Each step waits for every earlier one, not only the one before: a step the conf does
+        # not ask for is skipped by the scheduler at once (_skips_steps), so waiting for it
+        # alone would let the next asked step run before the scene's earlier steps are done.
+        earlier: list[Any] = []
         for task_type in TaskType:
             current = step(task_type)(conf_dict, plan)
-            previous >> current
-            previous = current
+            (earlier or [wait]) >> current
+            earlier.append(current)
+        # the report waits for every task of the group, not only its leaf (publish): a step
+        # the conf does not ask for is skipped at once and would let the report run early
+        made.extend([wait, *earlier])
 
-    return scene.partial(conf_dict=conf).expand(plan=plans)
+    scene.partial(conf_dict=conf).expand(plan=plans)
+    return made
 
 
 def build_radcor_dag(
@@ -265,8 +298,8 @@ def build_radcor_dag(
             return list(runs or [])
 
         conf = validate()
-        refs = search(conf)  # type: ignore[arg-type]  # TaskFlow passes XComArgs
-        chains = _scene_chains(conf, refs, queue_of, pool_of)
+        refs = _skips_steps(search(conf))  # type: ignore[arg-type]  # TaskFlow passes XComArgs
+        scene_tasks = _scene_chains(conf, refs, queue_of, pool_of)
         runs = child_runs()
         refs >> runs
         scene_runs = SceneRunOperator.partial(
@@ -274,7 +307,7 @@ def build_radcor_dag(
             trigger_dag_id=scenes_dag_id,
             map_index_template="scenes {{ task.conf.start }}-{{ task.conf.stop - 1 }}",
         ).expand(conf=runs)
-        [chains, scene_runs] >> report(conf)  # type: ignore[arg-type]
+        [*scene_tasks, scene_runs] >> report(conf)  # type: ignore[arg-type]
 
     @dag(
         dag_id=scenes_dag_id,
@@ -302,9 +335,9 @@ def build_radcor_dag(
 
             return task_bodies.part_report(part)
 
-        refs = scenes()
-        chains = _scene_chains(refs["conf"], refs, queue_of, pool_of)
-        chains >> report(refs["part"])  # type: ignore[arg-type]
+        refs = _skips_steps(scenes())
+        scene_tasks = _scene_chains(refs["conf"], refs, queue_of, pool_of)
+        scene_tasks >> report(refs["part"])
 
     radcor_scenes_dag()
     return radcor_dag()

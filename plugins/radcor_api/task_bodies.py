@@ -34,7 +34,7 @@ from include.collectors.registry import make_driver
 from include.common.config import data_dir, load_catalogs
 from include.common.errors import FieldProblem, InvalidInputError, ProviderError
 from include.radcor.activities import ActivityState, ActivityStore
-from include.radcor.conf import Action, RadcorConf, TaskType
+from include.radcor.conf import Action, RadcorConf, TaskType, task_types
 from include.radcor.plan import ScenePlan, nodes_of_type
 from include.radcor.run_scenes import RunScenes, resolve_plan, split_into_runs
 from include.radcor.steps import (
@@ -48,7 +48,12 @@ from include.radcor.steps import (
     summarize,
     validate_request,
 )
-from radcor_api.dag_factory import PUBLISHED_ALIAS, published_asset
+from radcor_api.dag_factory import (
+    PUBLISHED_ALIAS,
+    SCENE_GROUP,
+    STEP_SKIPS_KEY,
+    published_asset,
+)
 from radcor_api.scene_runs import child_conf
 
 log = logging.getLogger(__name__)
@@ -213,6 +218,21 @@ def validate(dates_from_interval: bool) -> dict[str, Any]:
     return conf.model_dump(mode="json")
 
 
+def push_step_skips(ti: Any, conf_dict: Mapping[str, Any]) -> None:
+    """Name the scene steps this conf does not ask for, so the scheduler skips them unqueued.
+
+    Pushed by the task that maps the scenes (``dag_factory._skips_steps``). ``wait_online``
+    goes with ``download``: without a download there is nothing to wait for.
+    """
+    asked = task_types(conf_dict)
+    steps = [str(step) for step in TaskType if step not in asked]
+    if TaskType.DOWNLOAD not in asked:
+        steps.insert(0, "wait_online")
+    ti.xcom_push(key=STEP_SKIPS_KEY, value={"skipped": [f"{SCENE_GROUP}.{s}" for s in steps]})
+    if steps:
+        log.info("scene steps not in this conf, skipped unqueued: %s", ", ".join(steps))
+
+
 def search(conf_dict: dict[str, Any], per_run: int) -> list[dict[str, Any]]:
     """The ``search`` task: store the scene plans; return the references this run maps.
 
@@ -235,6 +255,7 @@ def search(conf_dict: dict[str, Any], per_run: int) -> list[dict[str, Any]]:
         raise AirflowFailException(f"search: {err}") from err
     RunScenes().save(ti.run_id, "plan", plans)
     ti.xcom_push(key="count", value=len(plans))
+    push_step_skips(ti, conf_dict)
     if len(ranges) <= 1:
         ti.xcom_push(key="runs", value=[])
         log.info("search.planned scenes=%d action=%s child_runs=0", len(plans), conf.action)
@@ -296,6 +317,7 @@ def part_scenes() -> list[dict[str, Any]]:
     ti = context["ti"]
     ti.xcom_push(key="conf", value=raw["conf"])
     ti.xcom_push(key="part", value=part)
+    push_step_skips(ti, raw["conf"])
     return refs
 
 

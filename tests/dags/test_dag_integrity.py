@@ -75,6 +75,24 @@ def test_radcor_dag_has_the_request_shaped_tasks() -> None:
     assert dag.get_task("report").trigger_rule == "all_done"
 
 
+@pytest.mark.parametrize("dag_id", ["radcor", "radcor_scenes"])
+def test_steps_not_asked_can_be_skipped_by_the_scheduler_without_reordering(dag_id: str) -> None:
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    dag = _load(DAGS_DIR / "radcor.py").dags[dag_id]
+    source = "search" if dag_id == "radcor" else "scenes"
+    steps = ["download", "correction", "harmonization", "post", "publish"]
+    serialized = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    # NotPreviouslySkippedDep reads the source's skip XCom only when it is marked so
+    assert serialized.get_task(source).inherits_from_skipmixin
+    for index, step in enumerate(steps):
+        task = dag.get_task(f"scene.{step}")
+        assert source in task.upstream_task_ids  # a direct upstream: the dep looks one level up
+        earlier = {f"scene.{s}" for s in steps[:index]} or {"scene.wait_online"}
+        assert earlier <= task.upstream_task_ids  # a skipped step in between cannot reorder
+        assert "report" in task.downstream_task_ids  # nor let the report run early
+
+
 @pytest.mark.parametrize(
     ("conf", "bad_key"),
     [

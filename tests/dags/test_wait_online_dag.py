@@ -29,7 +29,7 @@ def test_every_scene_group_waits_online_before_download_in_reschedule_mode() -> 
         download = dag.get_task(f"{group}.download")
         assert isinstance(wait, SceneOnlineSensor)
         assert wait.mode == "reschedule" and wait.reschedule
-        assert wait.downstream_task_ids == {f"{group}.download"}
+        assert wait.downstream_task_ids == {f"{group}.download", "report"}
         assert download.trigger_rule == "none_failed"  # a skipped wait lets download run
         assert wait.queue == download.queue == "download"
         assert wait.pool == "default_pool"  # never a download slot while waiting

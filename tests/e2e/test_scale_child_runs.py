@@ -116,3 +116,12 @@ def test_35_scenes_run_in_4_child_runs_and_a_restart_reruns_the_failed_scene(
         assert {a["dag_id"] for a in activities["activities"]} == {"radcor"}
         report = _report(client, run_id)
         assert (report["found"], report["done"], report["failed"]) == (SCENES, SCENES, 0)
+
+        # the steps the conf does not ask for were skipped by the scheduler, never queued
+        for child in children:
+            url = f"/api/v2/dags/radcor_scenes/dagRuns/{child['dag_run_id']}/taskInstances"
+            tis = client.get(url, params={"limit": 100}).json()["task_instances"]
+            not_asked = [ti for ti in tis if ti["task_id"].split(".")[-1] in (
+                "correction", "harmonization", "post", "publish")]
+            assert not_asked
+            assert {(ti["state"], ti["try_number"]) for ti in not_asked} == {("skipped", 0)}

@@ -69,6 +69,24 @@ def test_radcor_run_publishes_every_scene_and_rerun_publishes_nothing_twice(
     assert {a.status for a in rerun} == {"skipped"}
 
 
+def test_steps_the_conf_does_not_ask_for_are_skipped_without_running(
+    radcor_dag: Any, demo_catalog: tuple[str, Path], data_dir: Path
+) -> None:
+    url, _ = demo_catalog
+    run = radcor_dag.test(run_conf=_conf(url))  # download and publish
+    assert str(run.state) == "success", _states(run)
+    scene_tis = [ti for ti in run.get_task_instances() if ti.task_id.startswith("scene.")]
+    by_step: dict[str, list[Any]] = {}
+    for ti in scene_tis:
+        by_step.setdefault(ti.task_id.split(".", 1)[1], []).append(ti)
+    for step in ("wait_online", "download", "publish"):
+        assert {(str(ti.state), ti.try_number) for ti in by_step[step]} == {("success", 1)}
+    for step in ("correction", "harmonization", "post"):
+        # skipped by the scheduler on search's word: never queued, so no try and no process
+        assert {(str(ti.state), ti.try_number) for ti in by_step[step]} == {("skipped", 0)}
+    assert len(by_step["publish"]) == 4
+
+
 def test_radcor_one_failing_scene_fails_only_itself_and_the_run(
     radcor_dag: Any, demo_catalog: tuple[str, Path], data_dir: Path, tmp_path: Path
 ) -> None:

@@ -46,3 +46,25 @@ def test_radcor_more_scenes_than_child_runs_hold_fails_in_search_with_the_fix(
     assert "35 scenes exceed the 25 one run can hold (5 child runs x 5 scenes)" in output
     assert "raise [collection_builder] scenes_per_run" in output
     assert not (data_dir / "archive").exists()
+
+
+def test_radcor_start_run_with_a_stored_preview_stores_its_plans_too(
+    monkeypatch: pytest.MonkeyPatch, catalog_35: str, data_dir: Path
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+    from radcor_api import task_bodies
+
+    from include.radcor.run_scenes import RunScenes
+
+    # a preview of more than INLINE_PREVIEW_SCENES (1,000) goes to the run-scenes table, as the
+    # plans do: both for the same run and indexes (a start run of 10,000 scenes failed so)
+    monkeypatch.setattr(task_bodies, "INLINE_PREVIEW_SCENES", 10)
+    dag = DagBag(dag_folder=str(REPO / "dags" / "radcor.py")).dags["radcor"]
+    run = dag.test(run_conf=year_download_conf(catalog_35))
+    states = {(ti.task_id, ti.map_index): str(ti.state) for ti in run.get_task_instances()}
+    assert str(run.state) == "success", states
+    preview = run.get_task_instance("search").xcom_pull(task_ids="search", key="preview")
+    assert preview["Results"] == 35 and preview["table"] == "radcor_run_scenes"
+    assert RunScenes().count(run.run_id, "preview") == RunScenes().count(run.run_id, "plan") == 35
+    downloads = [state for (task_id, _), state in states.items() if task_id == "scene.download"]
+    assert downloads == ["success"] * 35
