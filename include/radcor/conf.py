@@ -143,19 +143,40 @@ class RadcorConf(BaseModel):
         return (self.w, self.s, self.e, self.n)
 
 
+def _tree_nodes(conf: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Return every node of a conf's task tree, in no particular order (a plain dict walk)."""
+    found: list[Mapping[str, Any]] = []
+    pending = list(conf.get("tasks") or [])
+    while pending:
+        node = pending.pop()
+        if not isinstance(node, Mapping):
+            continue
+        found.append(node)
+        children = node.get("tasks")
+        pending.extend(children if isinstance(children, list) else [])
+    return found
+
+
 def task_types(conf: Mapping[str, Any]) -> frozenset[TaskType]:
     """Return the task types of a validated conf's tree (``RadcorConf.model_dump()``).
 
     A plain walk of the dict, without validating again: what a per-scene task checks first, so
     a step the conf does not ask for is skipped before any import or database access.
     """
-    found: set[TaskType] = set()
-    pending = list(conf.get("tasks") or [])
-    while pending:
-        node = pending.pop()
-        found.add(TaskType(node["type"]))
-        pending.extend(node.get("tasks") or [])
-    return frozenset(found)
+    return frozenset(TaskType(node["type"]) for node in _tree_nodes(conf))
+
+
+def published_collections(conf: Mapping[str, Any]) -> frozenset[str]:
+    """Return the collections a conf's ``publish`` nodes name, from a raw or validated conf.
+
+    Malformed nodes are passed over rather than raised on: the caller checks the names against
+    the configured collections, and the run's ``validate`` task reports what is wrong.
+    """
+    return frozenset(
+        node["collection"]
+        for node in _tree_nodes(conf)
+        if node.get("type") == TaskType.PUBLISH.value and isinstance(node.get("collection"), str)
+    )
 
 
 class _RawConf(BaseModel):

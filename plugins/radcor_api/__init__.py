@@ -2,9 +2,11 @@
 
 The plugin mounts the radcor-compatible REST API (``routes.py``) at ``/radcor-api`` in the Airflow
 API server and adds the *Radcor activities* page to the UI's navigation (an external view served
-by that API). Airflow imports this file in every component that loads plugins, so it stays cheap:
-the FastAPI app is built on its first request, in the API server only. ``plugins/.airflowignore``
-keeps Airflow's plugin loader from importing the other modules here as top-level modules.
+by that API), and a listener that readies the published collections' assets when a run starts
+(``listeners.py``). Airflow imports this file in every component that loads plugins, so it stays
+cheap: the FastAPI app is built on its first request, in the API server only.
+``plugins/.airflowignore`` keeps Airflow's plugin loader from importing the other modules here
+as top-level modules.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import threading
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
+
+from radcor_api import listeners
 
 URL_PREFIX = "/radcor-api"
 PAGE_ROUTE = "radcor-activities"
@@ -49,6 +53,7 @@ class RadcorApiPlugin(AirflowPlugin):
     fastapi_apps = [  # noqa: RUF012 - Airflow reads these class attributes
         {"app": LazyRadcorApp(), "url_prefix": URL_PREFIX, "name": "Radcor API"}
     ]
+    listeners = [listeners]  # noqa: RUF012
     external_views = [  # noqa: RUF012
         {
             "name": "Radcor activities",

@@ -36,6 +36,20 @@ def test_plugin_mounts_the_api_outside_airflow_prefixes_and_links_its_page() -> 
     assert view["url_route"] and view["destination"] == "nav"
 
 
+def test_plugin_registers_the_run_start_listener_with_airflow() -> None:
+    from airflow.listeners.listener import get_listener_manager
+    from radcor_api import RadcorApiPlugin, listeners
+
+    assert RadcorApiPlugin.listeners == [listeners]
+    manager = get_listener_manager()
+    manager.add_listener(listeners)  # what Airflow's plugin manager does with plugin listeners
+    try:
+        hooks = manager.pm.hook.on_dag_run_running.get_hookimpls()
+        assert listeners in [hook.plugin for hook in hooks]
+    finally:
+        manager.pm.unregister(listeners)
+
+
 def test_openapi_schema_documents_every_endpoint_and_the_conf() -> None:
     from radcor_api.routes import create_app
 

@@ -245,6 +245,20 @@ def test_activities_after_a_rest_run_list_every_node_with_links(
         assert client.get("/radcor-api/radcor/activities/999999").status_code == 404
 
 
+def test_every_publish_of_a_rest_run_left_its_asset_event(
+    airflow_stack: AirflowStack, run_a: str
+) -> None:
+    # run A is the first to publish S2_L1C-1 in this stack: the scheduler's run-start listener
+    # made the asset first, so its two publish tasks, ending together, both record their event
+    with airflow_stack.client() as client:
+        events = client.get("/api/v2/assets/events",
+                            params={"source_run_id": run_a, "limit": 100}).json()
+    assert sorted(e["extra"]["scene_id"] for e in events["asset_events"]) == sorted(SCENES_A)
+    assert {e["uri"] for e in events["asset_events"]} == {"stac://collection-builder/S2_L1C-1"}
+    scheduler_log = (airflow_stack.var_dir / "run" / "scheduler.log").read_text(errors="replace")
+    assert "published assets ready before publishing: S2_L1C-1" in scheduler_log
+
+
 def _hide(path: Path) -> Path:
     hidden = path.with_suffix(".hidden")
     path.rename(hidden)

@@ -490,3 +490,22 @@ def test_task_types_walks_the_whole_tree_of_a_validated_conf() -> None:
     }
     assert task_types(conf) == {TaskType.DOWNLOAD, TaskType.CORRECTION, TaskType.PUBLISH}
     assert task_types({"tasks": []}) == frozenset()
+
+
+def test_published_collections_names_every_publish_node_and_passes_over_malformed_ones() -> None:
+    from include.radcor.conf import published_collections
+
+    conf = {
+        "tasks": [
+            {"type": "download", "collection": "S2_L1C-1", "tasks": [
+                {"type": "publish", "collection": "S2_L1C-1"},
+                {"type": "correction", "collection": "S2_L2A-1", "tasks": [
+                    {"type": "publish", "collection": "S2_L2A-1"}]},
+            ]},
+            {"type": "publish", "collection": 7},  # malformed: not a name
+            "not a node",
+            {"type": "download", "tasks": "not a list"},
+        ]
+    }
+    assert published_collections(conf) == {"S2_L1C-1", "S2_L2A-1"}
+    assert published_collections({}) == frozenset()
