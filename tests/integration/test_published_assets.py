@@ -107,7 +107,8 @@ def _make_asset_without_alias_link(session: Session, collection: str) -> None:
 
     key = published_asset(collection)
     session.add(AssetModel(name=key.name, uri=key.uri, group="asset", extra={}))
-    if session.scalar(select(AssetAliasModel).where(AssetAliasModel.name == PUBLISHED_ALIAS)) is None:
+    alias = select(AssetAliasModel).where(AssetAliasModel.name == PUBLISHED_ALIAS)
+    if session.scalar(alias) is None:
         session.add(AssetAliasModel(name=PUBLISHED_ALIAS))
     session.commit()
 
@@ -212,8 +213,8 @@ def test_run_start_listener_primes_the_collections_the_run_publishes(
 def test_run_start_listener_reads_the_dag_default_tasks_and_ignores_other_dags(
     test_collection: str, new_session: Callable[[], Session]
 ) -> None:
-    from airflow.sdk import DAG, Param
     from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import DAG, Param
     from radcor_api.listeners import on_dag_run_running
 
     tasks = [{"type": "publish", "collection": test_collection}]
