@@ -5,12 +5,9 @@ Kept cheap to import: Airflow loads plugins, and so this module, in every compon
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from airflow.listeners import hookimpl
-
-log = logging.getLogger(__name__)
 
 PUBLISH_TASK_ID = "scene.publish"
 
