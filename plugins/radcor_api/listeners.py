@@ -13,7 +13,11 @@ PUBLISH_TASK_ID = "scene.publish"
 
 
 def run_tasks(dag_run: Any) -> dict[str, Any]:
-    """Return the task tree a radcor run will execute: its conf's, else the DAG's default."""
+    """Return the task tree a radcor run will execute: its conf's, else the DAG's default.
+
+    A child run (``<dag_id>_scenes``) has neither: its parent run primed its collections when it
+    started, before it started the child.
+    """
     conf = dag_run.conf or {}
     if "tasks" in conf:
         return {"tasks": conf["tasks"]}
