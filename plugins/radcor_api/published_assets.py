@@ -8,7 +8,7 @@ asset event is lost too.
 
 ``listeners.on_dag_run_running`` calls :func:`prime` in the scheduler, with the run's
 collections, when a run starts. By the time any publish task ends, the rows exist, so Airflow
-only reads them. Runs in the API server or scheduler (metadata DB access); never in a task.
+only reads them. Runs in the scheduler (metadata DB access); never in a task.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def prime(collections: Iterable[str], session: Session) -> list[str]:
                     made = True
                 session.flush()
         except IntegrityError:
-            # made at the same moment elsewhere: what we wanted exists
+            # made at the same moment by another scheduler's prime or by Airflow's first event:
+            # both make the asset and its link in one transaction, so both exist now
             log.info("published asset %s: made concurrently elsewhere", key.uri)
             continue
         if made:
