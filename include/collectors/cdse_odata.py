@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import httpx
 
@@ -70,7 +70,14 @@ from include.collectors.download import (
 from include.collectors.registry import register
 from include.collectors.scene_ids import is_mgrs_tile, parse_scene_id
 from include.collectors.timestamps import parse_utc_timestamp
-from include.collectors.tokens import OidcTokenSource
+from include.collectors.tokens import (
+    CDSE_AUTH_HOSTS,
+    CDSE_CLIENT_ID,
+    CDSE_CONN_ID,
+    CDSE_TOKEN_URL,
+    OidcTokenSource,
+    may_receive_token,
+)
 from include.common.errors import (
     FieldProblem,
     InvalidInputError,
@@ -82,12 +89,11 @@ from include.common.storage import safe_component
 
 log = logging.getLogger(__name__)
 
-_IDENTITY = "https://identity.dataspace.copernicus.eu/auth/realms/CDSE/protocol/openid-connect"
-DEFAULT_TOKEN_URL = _IDENTITY + "/token"
+DEFAULT_TOKEN_URL = CDSE_TOKEN_URL
 """CDSE's OpenID Connect token endpoint (Keycloak realm CDSE)."""
-DEFAULT_CLIENT_ID = "cdse-public"
-DEFAULT_CONN_ID = "cdse_default"
-DEFAULT_AUTH_HOSTS: tuple[str, ...] = ("dataspace.copernicus.eu",)
+DEFAULT_CLIENT_ID = CDSE_CLIENT_ID
+DEFAULT_CONN_ID = CDSE_CONN_ID
+DEFAULT_AUTH_HOSTS: tuple[str, ...] = CDSE_AUTH_HOSTS
 DEFAULT_MAX_PAGES = 100
 """CDSE refuses ``$skip`` above 10,000: 100 pages of 100 reach it."""
 MAX_TOP = 1000
@@ -451,17 +457,6 @@ def product_to_scene(
     )
 
 
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 # --------------------------------------------------------------------------------------------
 # The driver
 
@@ -581,15 +576,9 @@ class CdseODataDriver(CatalogDriver):
         Only CDSE hosts (the catalog's and the token endpoint's hosts, ``auth_hosts`` and their
         subdomains) over HTTPS; plain HTTP only to loopback.
         """
-        parts = httpx.URL(str(url))
-        host = (parts.host or "").lower()
-        if not host or (parts.scheme != "https" and not _is_loopback(host)):
-            return False
-        own = {(urlsplit(self.base_url).hostname or "").lower(),
-               (urlsplit(self.token_url).hostname or "").lower()}
-        if host in own:
-            return True
-        return any(host == suffix or host.endswith("." + suffix) for suffix in self.auth_hosts)
+        return may_receive_token(
+            url, own_urls=(self.base_url, self.token_url), auth_hosts=self.auth_hosts
+        )
 
     def _authorize(self, request: httpx.Request) -> None:
         if self.may_receive_token(request.url):

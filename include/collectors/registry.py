@@ -32,6 +32,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "include.collectors.stac_api",
     "include.collectors.usgs_m2m",
     "include.collectors.cdse_odata",
+    "include.collectors.cdse_stac",
 )
 """Modules holding built-in drivers, imported by name when this module is imported."""
 

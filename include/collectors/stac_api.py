@@ -13,7 +13,11 @@ one with ``query: {"s2:product_uri": {"eq": "<id>.SAFE"}}``. Tiles: MGRS tiles a
 ``s2:mgrs_tile`` (Planetary Computer, stac-fastapi) and, when that finds nothing, with the
 ``mgrs:utm_zone``/``mgrs:latitude_band``/``mgrs:grid_square`` triple (Earth Search v1); the style
 that worked is kept for the next tiles. WRS-2 path/rows are asked with ``landsat:wrs_path`` and
-``landsat:wrs_row``.
+``landsat:wrs_row``. A catalog configured with ``mgrs_query_style: grid`` (STAC 1.1 items whose
+only tile property is the Grid extension's ``grid:code``, such as CDSE's) is asked with
+``{"grid:code": {"eq": "MGRS-<tile>"}}`` (``WRS2-<pathrow>``) alone. An item's tile is read from
+``s2:mgrs_tile``, the ``mgrs:*`` triple, ``landsat:wrs_path``/``row``, then ``grid:code``
+(``MGRS-33UUP``, ``WRS2-221069``), then the tile in its product id.
 
 Scene ids: ``s2:product_uri`` without ``.SAFE`` for Sentinel-2; for Landsat the full product id
 (``landsat:product_id``, else the id the item's file names carry, since Earth Search and Planetary
@@ -67,7 +71,6 @@ from include.collectors.download import (
     json_object,
     redact_url,
 )
-from include.collectors.registry import register
 from include.collectors.scene_ids import is_mgrs_tile, parse_wrs2_pathrow
 from include.collectors.timestamps import parse_utc_timestamp
 from include.common.errors import (
@@ -86,6 +89,8 @@ S2_MGRS_TILE_PROP = "s2:mgrs_tile"
 MGRS_UTM_ZONE_PROP = "mgrs:utm_zone"
 MGRS_LATITUDE_BAND_PROP = "mgrs:latitude_band"
 MGRS_GRID_SQUARE_PROP = "mgrs:grid_square"
+GRID_CODE_PROP = "grid:code"
+"""The STAC Grid extension's ``<grid>-<code>``, e.g. ``MGRS-33UUP`` or ``WRS2-221069``."""
 LANDSAT_WRS_PATH_PROP = "landsat:wrs_path"
 LANDSAT_WRS_ROW_PROP = "landsat:wrs_row"
 LANDSAT_SCENE_ID_PROP = "landsat:scene_id"
@@ -99,7 +104,7 @@ AZURE_BLOB_HOST_SUFFIX = ".blob.core.windows.net"
 SAS_EXPIRY_PROP = "msft:expiry"
 DEFAULT_SAS_REFRESH_MARGIN_S = 300.0
 """A cached SAS token is renewed when it expires within this many seconds."""
-MGRS_QUERY_STYLES = ("s2", "mgrs")
+MGRS_QUERY_STYLES = ("s2", "mgrs", "grid")
 DATA_ROLES = frozenset({"data", "reflectance"})
 NON_DATA_ROLES = frozenset({"thumbnail", "overview", "visual", "tiles"})
 NON_DATA_KEYS = frozenset({"visual", "visual-jp2", "preview", "tilejson", "rendered_preview"})
@@ -285,6 +290,21 @@ def _scene_id(item_id: str, props: Mapping[str, Any], landsat_product_id: str | 
     return item_id
 
 
+def grid_code_tile(value: object) -> str | None:
+    """Return the tile of a ``grid:code``, or None for other grids and malformed codes.
+
+    ``MGRS-33UUP`` -> ``33UUP``; ``WRS2-221069`` -> ``221069``.
+    """
+    if not isinstance(value, str):
+        return None
+    grid, _, code = value.strip().partition("-")
+    if grid.upper() == "MGRS":
+        return is_mgrs_tile(code)
+    if grid.upper() == "WRS2":
+        return parse_wrs2_pathrow(code)
+    return None
+
+
 def _tile(scene_id: str, item_id: str, props: Mapping[str, Any]) -> str | None:
     mgrs = props.get(S2_MGRS_TILE_PROP)
     if isinstance(mgrs, str) and canonical_tile(mgrs):
@@ -303,6 +323,9 @@ def _tile(scene_id: str, item_id: str, props: Mapping[str, Any]) -> str | None:
             return f"{int(path):03d}{int(row):03d}"
         except (TypeError, ValueError):
             pass
+    grid_tile = grid_code_tile(props.get(GRID_CODE_PROP))
+    if grid_tile is not None:
+        return grid_tile
     for candidate in (scene_id, item_id):
         match = _S2_PRODUCT_TILE.search(candidate)
         if match:
@@ -373,9 +396,15 @@ def _short_landsat_id(scene_id: str) -> str | None:
     return None
 
 
-def _tile_queries(tile: str) -> list[tuple[str, dict[str, Any]]]:
-    """Return ``(style, query)`` candidates that select ``tile`` (canonical) on a server."""
+def _tile_queries(tile: str, *, grid: bool = False) -> list[tuple[str, dict[str, Any]]]:
+    """Return ``(style, query)`` candidates that select ``tile`` (canonical) on a server.
+
+    With ``grid`` (a catalog whose items carry only ``grid:code``), the one ``grid:code`` query.
+    """
     wrs = _WRS2_PATHROW.match(tile)
+    if grid:
+        code = f"WRS2-{tile}" if wrs else f"MGRS-{tile}"
+        return [("grid", {GRID_CODE_PROP: {"eq": code}})]
     if wrs:
         return [
             (
@@ -416,7 +445,6 @@ def _get_params(body: Mapping[str, Any]) -> dict[str, str]:
 # The driver
 
 
-@register("stac")
 class StacApiDriver(CatalogDriver):
     """Search and download through a STAC API (item search, query extension, next links).
 
@@ -425,7 +453,8 @@ class StacApiDriver(CatalogDriver):
     ``verify_tls`` (True, False or a CA bundle path), ``max_connections`` (parallel asset
     downloads and pooled connections), ``max_pages`` (safety cap, default 1000),
     ``mgrs_query_style`` (``s2`` for ``s2:mgrs_tile``, ``mgrs`` for Earth Search's
-    ``mgrs:*`` triple; unset: try both and keep the one that works), ``sign_assets``
+    ``mgrs:*`` triple; unset: try both and keep the one that works; ``grid`` for
+    ``grid:code`` alone, as CDSE's STAC 1.1 items need), ``sign_assets``
     (Planetary Computer SAS signing of blob hrefs), ``sas_url`` (its token endpoint),
     ``sas_host_suffixes`` (hosts whose hrefs are signed, default Azure blob storage) and
     ``sas_refresh_margin_s`` (renew a cached token expiring this soon, default 300).
@@ -785,7 +814,7 @@ class StacApiDriver(CatalogDriver):
         tile: str,
         found: dict[str, Scene],
     ) -> None:
-        candidates = _tile_queries(tile)
+        candidates = _tile_queries(tile, grid=self._mgrs_style == "grid")
         if self._mgrs_style is not None:
             candidates.sort(key=lambda candidate: candidate[0] != self._mgrs_style)
         for style, tile_query in candidates:
@@ -938,11 +967,18 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+# Registered last: importing the registry imports every built-in driver module, and one of them
+# (cdse_stac) subclasses StacApiDriver, which must exist by then whichever module came first.
+from include.collectors.registry import register  # noqa: E402
+
+register("stac")(StacApiDriver)
+
 __all__ = [
     "StacApiDriver",
     "canonical_tile",
     "default_sas_url",
     "format_datetime",
+    "grid_code_tile",
     "item_to_scene",
     "parse_datetime",
     "select_assets",

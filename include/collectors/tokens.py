@@ -12,18 +12,21 @@ fingerprint of the password), so every driver of one process shares one login; A
 task instance in its own process, so in practice a token is reused within one task (several
 downloads, fallbacks, retries in the task) and fetched again by the next task.
 
-Tokens and passwords are never logged and never put in error messages.
+Tokens and passwords are never logged and never put in error messages. ``may_receive_token`` is
+the one rule for where a bearer token may go (CDSE's OData and STAC drivers both use it).
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -35,6 +38,14 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MARGIN_S = 60.0
 """Refresh an access token this long before it expires."""
+
+_CDSE_IDENTITY = "https://identity.dataspace.copernicus.eu/auth/realms/CDSE/protocol/openid-connect"
+CDSE_TOKEN_URL = _CDSE_IDENTITY + "/token"
+"""CDSE's OpenID Connect token endpoint (Keycloak realm CDSE), for its OData and STAC modes."""
+CDSE_CLIENT_ID = "cdse-public"
+CDSE_CONN_ID = "cdse_default"
+CDSE_AUTH_HOSTS: tuple[str, ...] = ("dataspace.copernicus.eu",)
+"""Host suffixes that may receive a CDSE token (besides the catalog's and the token endpoint's)."""
 
 
 @dataclass(slots=True)
@@ -239,6 +250,36 @@ class OidcTokenSource:
         )
 
 
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def may_receive_token(
+    url: httpx.URL | str, *, own_urls: Iterable[str], auth_hosts: Iterable[str]
+) -> bool:
+    """Return whether a request to ``url`` may carry a bearer token.
+
+    Allowed: the hosts of ``own_urls`` (the catalog's and the token endpoint's) and the hosts in
+    ``auth_hosts`` or their subdomains, over HTTPS; plain HTTP only to loopback (tests, tunnels).
+    Anything else (another host, a look-alike such as ``dataspace.copernicus.eu.evil.net``, a
+    loopback name that is not one of those hosts) gets no token.
+    """
+    parts = httpx.URL(str(url))
+    host = (parts.host or "").lower()
+    if not host or (parts.scheme != "https" and not _is_loopback(host)):
+        return False
+    own = {(urlsplit(own_url).hostname or "").lower() for own_url in own_urls}
+    if host in own:
+        return True
+    suffixes = [str(suffix).lower().lstrip(".") for suffix in auth_hosts]
+    return any(host == suffix or host.endswith("." + suffix) for suffix in suffixes if suffix)
+
+
 def _seconds(value: object, *, default: float) -> float:
     if isinstance(value, bool):
         return default
@@ -259,4 +300,13 @@ def _oidc_error(response: httpx.Response) -> str:
     return ": ".join(parts)[:300]
 
 
-__all__ = ["OidcTokenSource", "cached_token_count", "clear_token_cache"]
+__all__ = [
+    "CDSE_AUTH_HOSTS",
+    "CDSE_CLIENT_ID",
+    "CDSE_CONN_ID",
+    "CDSE_TOKEN_URL",
+    "OidcTokenSource",
+    "cached_token_count",
+    "clear_token_cache",
+    "may_receive_token",
+]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,8 @@ from include.collectors.stac_api import StacApiDriver
 from include.common.config import CatalogConfig, parse_catalogs
 from include.common.errors import ConfigError, InvalidInputError
 from include.common.progress import ProgressFn
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 class _NullDriver(CatalogDriver):
@@ -179,3 +183,25 @@ def test_make_driver_url_to_other_host_with_credentials_refused() -> None:
             catalogs=catalogs(),
         )
     assert caught.value.problems[0].field == "catalog_args.url"
+
+
+def test_every_builtin_driver_module_can_be_imported_first() -> None:
+    """Importing a driver module before the registry (which imports them all) must work: one
+    built-in driver (cdse_stac) subclasses another's class (StacApiDriver)."""
+    script = (
+        "import importlib, sys\n"
+        f"modules = {list(registry.BUILTIN_MODULES)!r}\n"
+        "for first in modules:\n"
+        "    for name in [m for m in sys.modules if m.startswith('include.collectors')]:\n"
+        "        del sys.modules[name]\n"
+        "    importlib.import_module(first)\n"
+        "    from include.collectors.registry import known_drivers\n"
+        "    print(first, ','.join(known_drivers()))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == len(registry.BUILTIN_MODULES)
+    assert all(line.endswith("cdse,cdse_stac,stac,usgs") for line in lines), lines

@@ -23,6 +23,7 @@ from include.collectors.stac_api import (
     canonical_tile,
     default_sas_url,
     format_datetime,
+    grid_code_tile,
     item_to_scene,
     parse_datetime,
 )
@@ -807,6 +808,59 @@ def test_search_earth_search_mgrs_style_option_asks_triple_first(
         "mgrs:latitude_band": {"eq": "T"},
         "mgrs:grid_square": {"eq": "DE"},
     }
+
+
+def test_grid_code_tile_reads_mgrs_and_wrs2_codes() -> None:
+    assert grid_code_tile("MGRS-33UUP") == "33UUP"
+    assert grid_code_tile("MGRS-1LAC") == "01LAC"
+    assert grid_code_tile("WRS2-033032") == "033032"
+    assert grid_code_tile("CDEM-N48E012") is None
+    assert grid_code_tile("MGRS-33UUI") is None
+    assert grid_code_tile(None) is None
+
+
+def test_item_to_scene_tile_from_grid_code_when_no_other_tile_property() -> None:
+    item = {
+        "id": "an-item",
+        "properties": {"datetime": "2024-01-05T10:03:29Z", "grid:code": "MGRS-33UUP"},
+        "assets": {},
+    }
+    assert item_to_scene(item, catalog="x", dataset="y").tile == "33UUP"
+
+
+def test_item_to_scene_earth_search_items_keep_their_tile_with_grid_code(
+    cassette: LoadCassette,
+) -> None:
+    for feature in filter_features(cassette, "sentinel-2-c1-l2a"):
+        assert feature["properties"]["grid:code"] == "MGRS-" + item_to_scene(
+            feature, catalog="earthsearch", dataset="sentinel-2-c1-l2a"
+        ).tile
+
+
+@pytest.mark.parametrize("style", [None, "s2", "mgrs"])
+def test_search_tiles_without_grid_style_never_ask_grid_code(
+    http_server: LocalHttpServer, driver_factory: Any, style: str | None
+) -> None:
+    http_server.route("/v1/search", json_reply(EMPTY_PAGE))
+    driver = driver_factory(http_server.url + "/v1", mgrs_query_style=style)
+
+    assert driver.search(SearchQuery(dataset="S2MSI2A", tiles=("13TDE",))) == []
+
+    queries = [body["query"] for body in search_bodies(http_server, "/v1/search")]
+    assert len(queries) == 2  # s2:mgrs_tile and the mgrs:* triple, as always
+    assert {next(iter(q)) for q in queries} == {"s2:mgrs_tile", "mgrs:utm_zone"}
+
+
+def test_search_grid_style_asks_grid_code_alone(
+    http_server: LocalHttpServer, driver_factory: Any
+) -> None:
+    http_server.route("/v1/search", json_reply(EMPTY_PAGE))
+    driver = driver_factory(http_server.url + "/v1", mgrs_query_style="grid")
+
+    driver.search(SearchQuery(dataset="landsat_ot_c2_l2", tiles=("23LLF", "221069")))
+
+    queries = [body["query"] for body in search_bodies(http_server, "/v1/search")]
+    assert queries == [{"grid:code": {"eq": "MGRS-23LLF"}}, {"grid:code": {"eq": "WRS2-221069"}}]
 
 
 # ----------------------------------------------------------------------------- PC asset signing

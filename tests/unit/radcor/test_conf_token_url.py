@@ -86,3 +86,21 @@ def test_validate_conf_token_url_wrong_type_refused() -> None:
 
 def test_params_schema_catalog_args_still_an_object() -> None:
     assert "object" in params_schema()["catalog_args"]["type"]
+
+
+def test_validate_conf_cdse_stac_takes_token_url_on_loopback_or_its_host() -> None:
+    args = {"url": "http://127.0.0.1:8123/v1",
+            "token_url": "http://127.0.0.1:8123/auth/realms/CDSE/protocol/openid-connect/token"}
+    validated = validate_conf(conf(args, catalog="CDSE-STAC"))
+    assert validated.catalog == "cdse-stac"
+    assert validated.catalog_args == args
+    on_host = {"token_url": "https://stac.dataspace.copernicus.eu/token"}
+    assert validate_conf(conf(on_host, catalog="cdse-stac")).catalog_args == on_host
+
+
+def test_validate_conf_cdse_stac_token_url_on_another_host_refused() -> None:
+    _, message, fix = problem_of(
+        conf({"token_url": "https://evil.example.net/token"}, catalog="CDSE-STAC")
+    )
+    assert "evil.example.net" in message and "stac.dataspace.copernicus.eu" in message
+    assert "config/catalogs.yaml" in fix
