@@ -8,7 +8,7 @@
    by id through its own search (``SearchQuery(dataset, scene_ids=(scene_id,))``).
 
 Each download attempt holds one of the provider's download slots (``limiter.slot``, sized by the
-catalog's ``max_connections``). A provider whose attempt raises ``TransientError``,
+catalog's ``max_connections``; catalogs of one account share them through ``slot_group``). A provider whose attempt raises ``TransientError``,
 ``ProviderError``, ``SceneOfflineError``, ``IntegrityError`` (a corrupt file) or ``ConfigError``
 (the provider cannot serve this, e.g. unsigned assets) is logged (``download.fallthrough``) and
 the next one is tried. Other errors (bad input, a full disk, bugs) stop at once.
@@ -123,6 +123,12 @@ def _max_slots(catalog: str, catalogs: Mapping[str, CatalogConfig]) -> int:
     return config.max_connections if config is not None else 1
 
 
+def slot_group(catalog: str, catalogs: Mapping[str, CatalogConfig]) -> str:
+    """Return the name whose download slots ``catalog`` draws from (its ``slot_group``)."""
+    config = catalogs.get(catalog)
+    return (config.slot_group if config is not None else None) or catalog
+
+
 @contextlib.contextmanager
 def _no_limit() -> Iterator[int]:
     yield 0
@@ -171,7 +177,10 @@ def download_with_fallback(
                 if dataset is not None:
                     candidate = find_same_scene(driver, scene, dataset, catalog)
                 stage = "download"
-                slots = limiter.slot(catalog, _max_slots(catalog, configured)) if limiter else None
+                slots = None
+                if limiter is not None:
+                    group = slot_group(catalog, configured)
+                    slots = limiter.slot(group, _max_slots(catalog, configured))
                 with slots if slots is not None else _no_limit():
                     result = driver.download(candidate, dest, progress=progress)
         except FALLTHROUGH_ERRORS as err:
@@ -212,4 +221,5 @@ __all__ = [
     "download_with_fallback",
     "find_same_scene",
     "most_relevant_error",
+    "slot_group",
 ]

@@ -155,6 +155,9 @@ class CatalogConfig(_Model):
     verify_tls: bool | str = True
     """True, False, or a CA bundle path."""
     max_connections: int = Field(default=4, ge=1, le=64)
+    slot_group: str | None = None
+    """Catalogs that share one account's connection limit (``cdse`` and ``cdse-stac``) name the
+    same group and draw their download slots from it; default: the catalog's own name."""
     conn_id: str | None = None
     datasets: dict[str, str] = Field(default_factory=dict)
     """Dataset names users write (``S2MSI1C``) mapped to the catalog's (``sentinel-2-l1c``)."""

@@ -17,6 +17,7 @@ from include.collectors.providers import (
     candidates,
     download_with_fallback,
     most_relevant_error,
+    slot_group,
 )
 from include.collectors.registry import make_driver
 from include.collectors.tokens import clear_token_cache
@@ -24,6 +25,7 @@ from include.common.config import (
     CatalogConfig,
     CollectionConfig,
     ProviderConfig,
+    load_catalogs,
     load_collections,
     parse_catalogs,
 )
@@ -183,6 +185,39 @@ def test_fallback_busy_provider_slots_time_out_and_fall_through(
         )
     assert provider == "demo"
     assert cdse.requests_to(cdse.value_path(entity["Id"])) == []
+
+
+def test_fallback_catalogs_of_one_account_share_its_slots(
+    cdse: CdseServer, factory: Callable[[str], CatalogDriver], collection: CollectionConfig,
+    catalogs: dict[str, CatalogConfig], tmp_path: Path,
+) -> None:
+    """A download through cdse-stac holds the slot cdse needs: cdse is busy and falls through."""
+    entity = cdse.add_s2_product(DEMO_SCENE + ".SAFE", ZIP, footprint=FOOTPRINT)
+    scene = cdse_scene(factory)
+    shared = {**catalogs, "cdse": catalogs["cdse"].model_copy(update={"slot_group": "account"})}
+    limiter = ProviderLimiter(lock_dir=tmp_path / "locks", poll_interval_s=0.02, timeout_s=0.1)
+    with limiter.slot("cdse", 1):  # the catalog's own name is no longer its slot
+        result, provider = download_with_fallback(
+            scene, collection, tmp_path / "first", driver_factory=factory,
+            limiter=limiter, catalogs=shared,
+        )
+    assert provider == "cdse" and result.path.is_file()
+    with limiter.slot("account", 1):  # another catalog of the account holds its only slot
+        _, provider = download_with_fallback(
+            scene, collection, tmp_path / "second", driver_factory=factory,
+            limiter=limiter, catalogs=shared,
+        )
+    assert provider == "demo"
+    assert len(cdse.requests_to(cdse.value_path(entity["Id"]))) == 1
+
+
+def test_slot_group_defaults_to_the_catalog_and_the_shipped_cdse_modes_share_one() -> None:
+    shipped = load_catalogs()
+    assert slot_group("cdse", shipped) == "cdse"
+    assert slot_group("cdse-stac", shipped) == "cdse"
+    assert shipped["cdse-stac"].max_connections == shipped["cdse"].max_connections
+    assert slot_group("usgs", shipped) == "usgs"
+    assert slot_group("not-configured", shipped) == "not-configured"
 
 
 def test_candidates_own_catalog_first_then_providers_without_repeats(
