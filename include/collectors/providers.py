@@ -8,10 +8,11 @@
    by id through its own search (``SearchQuery(dataset, scene_ids=(scene_id,))``).
 
 Each download attempt holds one of the provider's download slots (``limiter.slot``, sized by the
-catalog's ``max_connections``; catalogs of one account share them through ``slot_group``). A provider whose attempt raises ``TransientError``,
-``ProviderError``, ``SceneOfflineError``, ``IntegrityError`` (a corrupt file) or ``ConfigError``
-(the provider cannot serve this, e.g. unsigned assets) is logged (``download.fallthrough``) and
-the next one is tried. Other errors (bad input, a full disk, bugs) stop at once.
+catalog's ``max_connections``; catalogs of one account share them through ``slot_group``). A
+provider whose attempt raises ``TransientError``, ``ProviderError``, ``SceneOfflineError``,
+``IntegrityError`` (a corrupt file) or ``ConfigError`` (the provider cannot serve this, e.g.
+unsigned assets) is logged (``download.fallthrough``) and the next one is tried. Other errors
+(bad input, a full disk, bugs) stop at once.
 
 When every provider failed, the most relevant error is raised: a ``SceneOfflineError`` if any
 provider had the scene offline (so the run waits for it); else the last error of a provider that
