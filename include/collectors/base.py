@@ -160,6 +160,8 @@ class DownloadedFile:
     """``<algo>:<hex>`` of the file, or None for a folder of assets."""
     reused: bool = False
     files: tuple[Path, ...] = ()
+    checksums: tuple[tuple[str, str], ...] = ()
+    """For a folder of assets: ``(file name, "<algo>:<hex>")`` of each file, as verified."""
 
 
 class CatalogDriver(abc.ABC):

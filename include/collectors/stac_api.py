@@ -913,6 +913,11 @@ class StacApiDriver(CatalogDriver):
             checksum=None,
             reused=all(result.reused for result in results.values()),
             files=files,
+            checksums=tuple(
+                (result.path.name, result.checksum)
+                for result in results.values()
+                if result.checksum is not None
+            ),
         )
 
 

@@ -349,11 +349,14 @@ class StepRunner:
             result.reused,
         )
         files = {Path(p).stem: str(p) for p in result.files} or {"archive": str(result.path)}
+        outputs: dict[str, Any] = {"path": str(result.path), "files": files}
+        if result.checksums:  # a folder of assets: each file's checksum, by file name
+            outputs["checksums"] = dict(result.checksums)
         return {
             "provider": provider,
             "size_bytes": result.size_bytes,
             "checksum": result.checksum,
-            "outputs": {"path": str(result.path), "files": files},
+            "outputs": outputs,
             "reused": result.reused,
         }
 

@@ -241,8 +241,11 @@ def test_radcor_earth_search_start_downloads_verified_files_and_rerun_reuses_the
     assert activity.provider == "earthsearch"
     assert activity.size_bytes == sum(len(data) for data in wanted.values())
     assert activity.outputs["files"] == {Path(name).stem: str(scene_dir / name) for name in names}
-    # Each file's checksum is verified (the download.done lines above) but not recorded: the
-    # activity's one checksum column stays empty for a folder of files.
+    # A folder of files has no one checksum; each file's, as verified, is in the outputs.
+    assert activity.checksum is None
+    assert activity.outputs["checksums"] == {
+        name: f"sha256:{hashlib.sha256(wanted[key]).hexdigest()}" for name, key in names.items()
+    }
     modified = {p.name: p.stat().st_mtime_ns for p in scene_dir.iterdir()}
     served = earth_search.file_request_count()
 
