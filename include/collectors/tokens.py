@@ -1,16 +1,24 @@
-"""Bearer tokens from an OpenID Connect token endpoint (Keycloak), cached per process.
+"""Bearer tokens from an OpenID Connect token endpoint (Keycloak), reused across a worker's tasks.
 
 CDSE's identity service is a Keycloak realm: ``POST <token_url>`` with the form
 ``grant_type=password&username=..&password=..&client_id=cdse-public`` answers
 ``{"access_token", "expires_in", "refresh_token", "refresh_expires_in", ...}``; the same endpoint
 with ``grant_type=refresh_token&refresh_token=..`` renews the access token without the password.
 
-``OidcTokenSource.access_token()`` returns a token valid for at least ``margin_s`` more seconds:
-the cached one, else a refreshed one (refresh grant while the refresh token lives), else a new
-one (password grant). The cache is module-global, keyed by (token URL, client id, username and a
-fingerprint of the password), so every driver of one process shares one login; Airflow 3 runs each
-task instance in its own process, so in practice a token is reused within one task (several
-downloads, fallbacks, retries in the task) and fetched again by the next task.
+``OidcTokenSource.access_token()`` returns a token valid for at least ``margin_s`` more seconds,
+looking in two caches keyed by (token URL, client id, username and the password):
+
+1. the process cache (module-global), so every driver of one process shares one login;
+2. the worker cache (``token_store``): one encrypted file per login, shared by the task processes
+   of one machine and user. Airflow 3 runs each task instance in its own process; through this
+   file the next task reuses the token instead of logging in again. Under the login's file lock
+   the source rereads the file and uses a stored token that is still valid, else refreshes it
+   (refresh grant while the refresh token lives), else logs in (password grant), and stores the
+   result, so processes that start together do one login. ``COLLECTION_BUILDER_TOKEN_CACHE_DIR``
+   moves the file (``off``: the process cache only).
+
+``invalidate()`` (after a provider answered 401) drops the refused token from both caches; a
+newer token another process has stored meanwhile is kept.
 
 Tokens and passwords are never logged and never put in error messages. ``may_receive_token`` is
 the one rule for where a bearer token may go (CDSE's OData and STAC drivers both use it).
@@ -24,7 +32,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,6 +39,7 @@ import httpx
 
 from include.collectors.base import Credentials
 from include.collectors.download import error_for_status, error_for_transport, redact_url
+from include.collectors.token_store import TokenRecord, TokenStore, open_token_store
 from include.common.errors import ProviderError
 
 log = logging.getLogger(__name__)
@@ -48,21 +56,17 @@ CDSE_AUTH_HOSTS: tuple[str, ...] = ("dataspace.copernicus.eu",)
 """Host suffixes that may receive a CDSE token (besides the catalog's and the token endpoint's)."""
 
 
-@dataclass(slots=True)
-class _TokenState:
-    access_token: str
-    expires_at: float
-    refresh_token: str | None
-    refresh_expires_at: float
-
-
 _CacheKey = tuple[str, str, str, str]
-_CACHE: dict[_CacheKey, _TokenState] = {}
+_CACHE: dict[_CacheKey, TokenRecord] = {}
 _CACHE_LOCK = threading.Lock()
 
 
 def clear_token_cache() -> None:
-    """Forget every cached token of this process (tests; a credentials change)."""
+    """Forget every cached token of this process (tests; a credentials change).
+
+    The worker cache is left alone: a changed password uses another file anyway, and tests point
+    ``COLLECTION_BUILDER_TOKEN_CACHE_DIR`` at a temporary directory.
+    """
     with _CACHE_LOCK:
         _CACHE.clear()
 
@@ -135,25 +139,74 @@ class OidcTokenSource:
         key = self._key()
         with _CACHE_LOCK:
             state = _CACHE.get(key)
-            now = self._clock()
-            if state is not None and state.expires_at - now > self.margin_s:
+            if state is not None and self._is_fresh(state):
                 return state.access_token
-            if state is not None and state.refresh_token and state.refresh_expires_at - now > 5:
-                renewed = self._refresh(state.refresh_token)
-                if renewed is not None:
-                    _CACHE[key] = renewed
-                    return renewed.access_token
-            fresh = self._password_grant()
+            store = self._store()
+            if store is None:
+                fresh = self._renew(state)
+            else:
+                fresh = self._from_store(store, state)
             _CACHE[key] = fresh
             return fresh.access_token
 
-    def invalidate(self) -> None:
-        """Drop this account's cached token (after the provider answered 401 to it)."""
+    def invalidate(self, refused: str | None = None) -> None:
+        """Drop a refused access token (after the provider answered 401 to it).
+
+        Args:
+            refused: the token the provider refused; by default this process's cached one. The
+                worker cache loses it only if it still holds that token: another process may
+                have stored a newer one, which stays.
+        """
         key = self._key()
         with _CACHE_LOCK:
-            _CACHE.pop(key, None)
+            state = _CACHE.get(key)
+            if refused is not None:
+                token = refused
+            elif state is not None:
+                token = state.access_token
+            else:
+                return  # no token known to this process: nothing to compare the store with
+            if state is not None and state.access_token == token:
+                del _CACHE[key]
+            store = self._store()
+            if store is not None and store.discard(token):
+                log.info("token.invalidated catalog=%s source=worker-cache", self.catalog)
 
-    def _password_grant(self) -> _TokenState:
+    def _is_fresh(self, state: TokenRecord) -> bool:
+        return state.expires_at - self._clock() > self.margin_s
+
+    def _store(self) -> TokenStore | None:
+        username, password = self._login()
+        return open_token_store(
+            token_url=self.token_url, client_id=self.client_id, username=username,
+            password=password,
+        )
+
+    def _from_store(self, store: TokenStore, state: TokenRecord | None) -> TokenRecord:
+        """Reuse, refresh or replace the worker's stored token, holding the login's lock."""
+        with store.locked():
+            stored = store.read()
+            if stored is not None and self._is_fresh(stored):
+                log.info(
+                    "token.reused catalog=%s source=worker-cache expires_in_s=%.0f",
+                    self.catalog,
+                    stored.expires_at - self._clock(),
+                )
+                return stored
+            fresh = self._renew(stored, state)
+            store.write(fresh)
+            return fresh
+
+    def _renew(self, *candidates: TokenRecord | None) -> TokenRecord:
+        """Refresh with the first candidate whose refresh token lives, else log in again."""
+        now = self._clock()
+        for state in candidates:
+            if state is not None and state.refresh_token and state.refresh_expires_at - now > 5:
+                renewed = self._refresh(state.refresh_token)
+                return renewed if renewed is not None else self._password_grant()
+        return self._password_grant()
+
+    def _password_grant(self) -> TokenRecord:
         username, password = self._login()
         state = self._post(
             {
@@ -168,7 +221,7 @@ class OidcTokenSource:
             raise ProviderError(f"{self.catalog}: login failed")
         return state
 
-    def _refresh(self, refresh_token: str) -> _TokenState | None:
+    def _refresh(self, refresh_token: str) -> TokenRecord | None:
         return self._post(
             {
                 "grant_type": "refresh_token",
@@ -178,7 +231,7 @@ class OidcTokenSource:
             grant="refresh_token",
         )
 
-    def _post(self, form: dict[str, str], *, grant: str) -> _TokenState | None:
+    def _post(self, form: dict[str, str], *, grant: str) -> TokenRecord | None:
         """Ask the token endpoint; None when a refresh grant is refused (log in again).
 
         Raises:
@@ -226,7 +279,7 @@ class OidcTokenSource:
         )
         return state
 
-    def _parse(self, response: httpx.Response, started: float) -> _TokenState:
+    def _parse(self, response: httpx.Response, started: float) -> TokenRecord:
         try:
             parsed: Any = response.json()
         except ValueError:
@@ -242,7 +295,7 @@ class OidcTokenSource:
         expires_in = _seconds(data.get("expires_in"), default=300.0)
         refresh = data.get("refresh_token")
         refresh_in = _seconds(data.get("refresh_expires_in"), default=0.0)
-        return _TokenState(
+        return TokenRecord(
             access_token=token,
             expires_at=started + expires_in,
             refresh_token=refresh if isinstance(refresh, str) and refresh else None,
