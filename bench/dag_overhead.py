@@ -193,7 +193,7 @@ def _scenes_done(db: str, dag_id: str) -> int:
     """Scenes whose download task (no-op or not) ended, in the runs of ``dag_id`` and its child."""
     query = (
         "select count(*) from task_instance where dag_id in (:'dag', :'dag' || '_scenes') "
-        "and task_id = 'scene.download' and state in ('success', 'failed', 'skipped')"
+        "and task_id = 'scene.download_demo' and state in ('success', 'failed', 'skipped')"
     )
     rows = _psql(db, query, dag=dag_id)
     return int(rows[0][0]) if rows else 0

@@ -20,8 +20,8 @@ path.chmod(0o600)
 print(f"user {user!r} written to {path}")
 PY
 
-echo "== pools"
-airflow pools set download "${CB_DOWNLOAD_POOL_SLOTS:-8}" "all scene downloads"
+echo "== download pools, one per provider (an existing pool keeps its size)"
+python -m radcor_api.pools
 
 if [ "${COLLECTION_BUILDER_CATALOG_BACKEND:-static}" = "pgstac" ]; then
   echo "== pgstac schema"

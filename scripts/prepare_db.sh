@@ -8,8 +8,6 @@ fi
 mkdir -p "$AIRFLOW_HOME" "$DATA_DIR"
 "$REPO_DIR/.venv/bin/airflow" db migrate >"$AIRFLOW_HOME/db-migrate.log" 2>&1 \
   || { tail -20 "$AIRFLOW_HOME/db-migrate.log"; exit 1; }
-# The global pool of the download step (docs/catalogs.md); an existing pool keeps its size.
-if ! "$REPO_DIR/.venv/bin/airflow" pools get download >/dev/null 2>&1; then
-  "$REPO_DIR/.venv/bin/airflow" pools set download 8 "downloads" >/dev/null
-fi
+# Each provider's download pool (docs/catalogs.md); an existing pool keeps its size.
+"$REPO_DIR/.venv/bin/python" -m radcor_api.pools
 echo "metadata DB ready: $CB_PG_DB"

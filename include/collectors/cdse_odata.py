@@ -16,7 +16,7 @@ Protocol (CDSE OData v1, ``https://catalogue.dataspace.copernicus.eu/odata/v1``)
   only over HTTPS (plain HTTP to loopback is allowed, for tests), also across redirects.
 - Token: Keycloak password grant at ``token_url`` (client ``cdse-public``) with the login and
   password of the catalog's Airflow Connection (``cdse_default``), refreshed before expiry,
-  cached per process (``include.collectors.tokens``).
+  shared by the task processes of a worker (``include.collectors.tokens``).
 
 Datasets: ``S2MSI1C`` and ``S2MSI2A`` (collection SENTINEL-2 with that product type),
 ``<COLLECTION>/<productType>`` such as ``SENTINEL-1/IW_GRDH_1S``, or a bare collection name such as
@@ -546,7 +546,7 @@ class CdseODataDriver(CatalogDriver):
 
     @property
     def tokens(self) -> OidcTokenSource:
-        """The account's token source (shared cache per process)."""
+        """The account's token source (cached in the process and the worker's token store)."""
         with self._lock:
             if self._token_client is None:
                 self._token_client = self._new_client()

@@ -21,7 +21,7 @@ GET fallback are the generic STAC driver's (``stac_api.StacApiDriver``). What di
   OData ``Nodes(...)`` alternates) are never downloaded: the zip is the SAFE the OData mode
   downloads, so every processor works unchanged. It lands in ``dest/<scene_id>.zip``.
 - The download needs a CDSE bearer token, from the same identity service and Airflow Connection
-  (``cdse_default``) as the OData mode (``tokens.OidcTokenSource``, one login per process). The
+  (``cdse_default``) as the OData mode (``tokens.OidcTokenSource``, one login per worker). The
   token goes only to CDSE hosts (the catalog's and the token endpoint's hosts and
   ``*.dataspace.copernicus.eu``, or ``auth_hosts``) over HTTPS, or plain HTTP on loopback, on
   every redirect hop (``tokens.may_receive_token``); a product href elsewhere is refused before
@@ -299,7 +299,7 @@ class CdseStacDriver(StacApiDriver):
 
     @property
     def tokens(self) -> OidcTokenSource:
-        """The account's token source (shared cache per process)."""
+        """The account's token source (cached in the process and the worker's token store)."""
         with self._auth_lock:
             if self._token_client is None:
                 self._token_client = self._new_client()

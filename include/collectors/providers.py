@@ -130,6 +130,20 @@ def slot_group(catalog: str, catalogs: Mapping[str, CatalogConfig]) -> str:
     return (config.slot_group if config is not None else None) or catalog
 
 
+def download_slot_groups(catalogs: Mapping[str, CatalogConfig]) -> dict[str, int]:
+    """Return every slot group of ``catalogs`` with its download slots, in config order.
+
+    A group's slots are the smallest ``max_connections`` of its catalogs: catalogs of one account
+    (``cdse``, ``cdse-stac``) never connect more often together than the strictest of them says.
+    The radcor DAG gives each group its own download task and Airflow pool of this size.
+    """
+    groups: dict[str, int] = {}
+    for name, config in catalogs.items():
+        group = slot_group(name, catalogs)
+        groups[group] = min(groups.get(group, config.max_connections), config.max_connections)
+    return groups
+
+
 @contextlib.contextmanager
 def _no_limit() -> Iterator[int]:
     yield 0
@@ -219,6 +233,7 @@ __all__ = [
     "FALLTHROUGH_ERRORS",
     "ProviderAttempt",
     "candidates",
+    "download_slot_groups",
     "download_with_fallback",
     "find_same_scene",
     "most_relevant_error",

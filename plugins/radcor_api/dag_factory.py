@@ -9,6 +9,7 @@ Connection, Variable, network or DB access happens at parse time.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -56,10 +57,45 @@ def task_retry_args() -> dict[str, Any]:
 
 STEP_QUEUES = {TaskType.DOWNLOAD: "download"}
 """Celery queue per step; every other step runs on ``processing``."""
-STEP_POOLS = {TaskType.DOWNLOAD: "download"}
-"""Airflow pool per step: all downloads share the global ``download`` pool (create it with
-``airflow pools set download 8 "downloads"``; scripts/prepare_db.sh does). Per-provider limits
-are ``include.collectors.limiter`` (a pool given per mapped instance is ignored, DESIGN 3.1)."""
+STEP_POOLS: dict[TaskType, str] = {}
+"""Airflow pool per step, over ``default_pool``. Downloads are not here: each provider's
+download task has its own pool (``download_pool``)."""
+
+DOWNLOAD_TASK_PREFIX = "download_"
+"""A scene's download task per provider: ``scene.download_cdse``, ``scene.download_usgs``..."""
+
+
+def download_groups() -> dict[str, int]:
+    """Return the providers' download slot groups (``config/catalogs.yaml``) and their slots."""
+    from include.collectors.providers import download_slot_groups
+    from include.common.config import load_catalogs
+
+    return download_slot_groups(load_catalogs())
+
+
+def download_group_of(conf_dict: Mapping[str, Any]) -> str:
+    """Return the slot group of the conf's catalog: whose download task and pool it uses."""
+    from include.collectors.providers import slot_group
+    from include.common.config import load_catalogs
+
+    return slot_group(str(conf_dict["catalog"]), load_catalogs())
+
+
+def download_task_id(group: str) -> str:
+    """Return the task id (in the scene group) of the downloads of slot group ``group``."""
+    return DOWNLOAD_TASK_PREFIX + re.sub(r"[^A-Za-z0-9_-]", "_", group)
+
+
+def download_pool(group: str) -> str:
+    """Return the Airflow pool of slot group ``group``'s downloads: ``download_<group>``.
+
+    Airflow ignores a pool given per mapped task instance (DESIGN 3.1, apache/airflow#33657),
+    so every provider gets its own download task in the scene chain, in its own pool, sized by
+    the provider's ``max_connections``; the run's catalog picks which one runs. The pools are
+    made by ``python -m radcor_api.pools`` (scripts/prepare_db.sh, docker/airflow-init.sh) and,
+    when missing, by the plugin's listener as a run starts (``radcor_api.pools``).
+    """
+    return DOWNLOAD_TASK_PREFIX + group
 
 
 def step_queues(overrides: Mapping[str, str] | None = None) -> dict[TaskType, str]:
@@ -127,7 +163,7 @@ def radcor_params(defaults: Mapping[str, Any] | None = None) -> dict[str, Param]
 
 
 SCENE_GROUP = "scene"
-"""The mapped task group of one scene's chain: ``scene.wait_online``, ``scene.download``..."""
+"""The mapped task group of one scene's chain: ``scene.wait_online``, ``scene.download_cdse``..."""
 STEP_SKIPS_KEY = "skipmixin_key"
 """XCom key of ``search`` (``scenes`` in a child run) naming the steps the conf does not ask
 for, read by the scheduler's ``NotPreviouslySkippedDep`` (``task_bodies.push_step_skips``)."""
@@ -146,6 +182,13 @@ def _skips_steps(scene_source: Any) -> Any:
     return scene_source
 
 
+def _skip(plan: Mapping[str, Any], reason: str) -> None:
+    """Skip this scene's step, naming the scene (the task instance's map index) first."""
+    scene_id = str(plan.get("scene_id") or plan.get("scene", {}).get("scene_id"))
+    get_current_context()["scene_id"] = scene_id  # type: ignore[typeddict-unknown-key]
+    raise AirflowSkipException(f"{reason} for {scene_id}")
+
+
 def _scene_chains(
     conf: Any,
     plans: Any,
@@ -157,21 +200,21 @@ def _scene_chains(
     Returns the group's tasks, which the run's ``report`` waits for.
     """
 
-    def step(task_type: TaskType) -> Any:
+    def step(task_type: TaskType, group: str | None = None) -> Any:
         @task(
-            task_id=str(task_type),
+            task_id=str(task_type) if group is None else download_task_id(group),
             # download follows wait_online: it runs when the wait succeeded or was skipped
             trigger_rule="all_done" if task_type != TaskType.DOWNLOAD else "none_failed",
             queue=queue_of[task_type],
-            pool=pool_of.get(task_type),
+            pool=pool_of.get(task_type) or (download_pool(group) if group else None),
             map_index_template="{{ scene_id }}",
             outlets=[AssetAlias(PUBLISHED_ALIAS)] if task_type == TaskType.PUBLISH else [],
         )
         def run(conf_dict: dict[str, Any], plan: dict[str, Any]) -> dict[str, str]:
             if task_type not in task_types(conf_dict):  # no import, no DB: as cheap as it gets
-                scene_id = str(plan.get("scene_id") or plan.get("scene", {}).get("scene_id"))
-                get_current_context()["scene_id"] = scene_id  # type: ignore[typeddict-unknown-key]
-                raise AirflowSkipException(f"no {task_type} in this conf for {scene_id}")
+                _skip(plan, f"no {task_type} in this conf")
+            if group is not None and download_group_of(conf_dict) != group:
+                _skip(plan, f"catalog {conf_dict['catalog']!r} downloads in another task")
             from radcor_api import task_bodies
 
             return task_bodies.run_step(task_type, conf_dict, plan)
@@ -194,9 +237,13 @@ def _scene_chains(
         # alone would let the next asked step run before the scene's earlier steps are done.
         earlier: list[Any] = []
         for task_type in TaskType:
-            current = step(task_type)(conf_dict, plan)
-            (earlier or [wait]) >> current
-            earlier.append(current)
+            if task_type == TaskType.DOWNLOAD:  # one per provider, in its pool; one runs
+                current = [step(task_type, group)(conf_dict, plan) for group in download_groups()]
+            else:
+                current = [step(task_type)(conf_dict, plan)]
+            for each in current:
+                (earlier or [wait]) >> each
+            earlier.extend(current)
         # the report waits for every task of the group, not only its leaf (publish): a step
         # the conf does not ask for is skipped at once and would let the report run early
         made.extend([wait, *earlier])

@@ -10,6 +10,9 @@ from typing import Any
 from airflow.listeners import hookimpl
 
 PUBLISH_TASK_ID = "scene.publish"
+SEARCH_TASK_ID = "search"
+CHILD_SCENES_TASK_ID = "scenes"
+"""A radcor DAG has ``search``; its child DAG (``<dag_id>_scenes``) has ``scenes``."""
 
 
 def run_tasks(dag_run: Any) -> dict[str, Any]:
@@ -29,22 +32,38 @@ def run_tasks(dag_run: Any) -> dict[str, Any]:
 
 @hookimpl
 def on_dag_run_running(dag_run: Any, msg: str) -> None:
-    """Before a radcor run publishes, make its collections' assets exist (published_assets.py)."""
+    """Before a radcor run's tasks queue, make its download pools and collections' assets exist.
+
+    Download pools: ``pools.py``; published collections' assets: ``published_assets.py``.
+    """
     dag = getattr(dag_run, "dag", None)
-    if dag is None or not dag.has_task(PUBLISH_TASK_ID):
+    if dag is None or not dag.has_task(SEARCH_TASK_ID) and not dag.has_task(CHILD_SCENES_TASK_ID):
         return
     from airflow import settings
     from sqlalchemy.orm import Session
 
-    from include.common.config import load_collections
-    from include.radcor.conf import published_collections
-    from radcor_api.published_assets import prime
+    from radcor_api.pools import dag_download_pools, ensure_download_pools
 
-    configured = load_collections()
-    collections = [c for c in published_collections(run_tasks(dag_run)) if c in configured]
-    if not collections:
+    pools = dag_download_pools(dag)
+    collections = _published_collections(dag, dag_run)
+    if not pools and not collections:
         return
     # a connection of our own: the scheduler's session is mid-transaction (its locks, its
     # commit), and Airflow refuses a commit on it from here
     with Session(bind=settings.engine) as session, session.begin():
-        prime(collections, session)
+        ensure_download_pools(session, pools)
+        if collections:
+            from radcor_api.published_assets import prime
+
+            prime(collections, session)
+
+
+def _published_collections(dag: Any, dag_run: Any) -> list[str]:
+    """Return the configured collections the run publishes (none in a child run)."""
+    if not dag.has_task(PUBLISH_TASK_ID):
+        return []
+    from include.common.config import load_collections
+    from include.radcor.conf import published_collections
+
+    configured = load_collections()
+    return [c for c in published_collections(run_tasks(dag_run)) if c in configured]

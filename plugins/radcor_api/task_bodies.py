@@ -49,9 +49,12 @@ from include.radcor.steps import (
     validate_request,
 )
 from radcor_api.dag_factory import (
+    DOWNLOAD_TASK_PREFIX,
     PUBLISHED_ALIAS,
     SCENE_GROUP,
     STEP_SKIPS_KEY,
+    download_group_of,
+    download_task_id,
     published_asset,
 )
 from radcor_api.scene_runs import child_conf
@@ -209,6 +212,7 @@ def validate(dates_from_interval: bool) -> dict[str, Any]:
         raw["start"] = start.isoformat()
         raw["end"] = (end - timedelta(microseconds=1)).isoformat()
     conf = validated_conf(raw)
+    _check_download_task(context["dag"], conf.model_dump(mode="json"))
     log.info(
         "conf.valid catalog=%s dataset=%s action=%s",
         conf.catalog,
@@ -218,16 +222,42 @@ def validate(dates_from_interval: bool) -> dict[str, Any]:
     return conf.model_dump(mode="json")
 
 
+def _check_download_task(dag: Any, conf_dict: Mapping[str, Any]) -> None:
+    """Fail at once when this DAG version has no download task for the conf's catalog.
+
+    That happens only when ``config/catalogs.yaml`` gained a provider after the DAG was parsed.
+    """
+    if TaskType.DOWNLOAD not in task_types(conf_dict) or conf_dict.get("action") != "start":
+        return
+    wanted = f"{SCENE_GROUP}.{download_task_id(download_group_of(conf_dict))}"
+    if wanted not in dag.task_ids:
+        raise AirflowFailException(
+            f"invalid radcor conf:\ncatalog: {conf_dict['catalog']!r} downloads in task "
+            f"{wanted}, which this version of DAG {dag.dag_id!r} does not have yet "
+            "(config/catalogs.yaml changed after the DAG was parsed); wait for the DAG "
+            "processor to parse it again (or run `airflow dags reserialize`) and trigger again"
+        )
+
+
 def push_step_skips(ti: Any, conf_dict: Mapping[str, Any]) -> None:
     """Name the scene steps this conf does not ask for, so the scheduler skips them unqueued.
 
     Pushed by the task that maps the scenes (``dag_factory._skips_steps``). ``wait_online``
-    goes with ``download``: without a download there is nothing to wait for.
+    goes with ``download``: without a download there is nothing to wait for. Of the providers'
+    download tasks only the one of the conf's catalog runs (its Airflow pool): the others are
+    skipped here too.
     """
     asked = task_types(conf_dict)
-    steps = [str(step) for step in TaskType if step not in asked]
-    if TaskType.DOWNLOAD not in asked:
-        steps.insert(0, "wait_online")
+    steps = [] if TaskType.DOWNLOAD in asked else ["wait_online"]
+    # every provider's download task but the one of the conf's catalog (all when not asked)
+    mine = download_task_id(download_group_of(conf_dict)) if TaskType.DOWNLOAD in asked else None
+    prefix = f"{SCENE_GROUP}.{DOWNLOAD_TASK_PREFIX}"
+    steps += [
+        task_id.partition(".")[2]
+        for task_id in ti.task.dag.task_ids
+        if task_id.startswith(prefix) and task_id.partition(".")[2] != mine
+    ]
+    steps += [str(step) for step in TaskType if step not in asked and step != TaskType.DOWNLOAD]
     ti.xcom_push(key=STEP_SKIPS_KEY, value={"skipped": [f"{SCENE_GROUP}.{s}" for s in steps]})
     if steps:
         log.info("scene steps not in this conf, skipped unqueued: %s", ", ".join(steps))

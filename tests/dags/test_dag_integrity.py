@@ -67,10 +67,18 @@ def test_radcor_dag_has_the_request_shaped_tasks() -> None:
     top = groups.pop("")
     assert top == {"validate", "search", "child_runs", "scene_runs", "report"}
     steps = groups.pop("scene")
-    assert {"download", "correction", "harmonization", "post", "publish"} <= steps
+    downloads = {s for s in steps if s.startswith("download_")}
+    assert steps - downloads == {"wait_online", "correction", "harmonization", "post", "publish"}
     assert not groups
     assert dag.get_task("scene_runs").partial_kwargs["trigger_dag_id"] == "radcor_scenes"
-    assert dag.get_task("scene.download").queue == "download"
+    # one download task per provider (slot group of config/catalogs.yaml), in its own pool
+    assert downloads == {
+        "download_demo", "download_earthsearch", "download_planetarycomputer", "download_cdse",
+        "download_usgs",
+    }
+    for step in downloads:
+        task = dag.get_task(f"scene.{step}")
+        assert (task.queue, task.pool) == ("download", step)
     assert dag.get_task("scene.publish").queue == "processing"
     assert dag.get_task("report").trigger_rule == "all_done"
 
@@ -81,14 +89,17 @@ def test_steps_not_asked_can_be_skipped_by_the_scheduler_without_reordering(dag_
 
     dag = _load(DAGS_DIR / "radcor.py").dags[dag_id]
     source = "search" if dag_id == "radcor" else "scenes"
-    steps = ["download", "correction", "harmonization", "post", "publish"]
+    downloads = ["download_demo", "download_earthsearch", "download_planetarycomputer",
+                 "download_cdse", "download_usgs"]
+    steps = [*downloads, "correction", "harmonization", "post", "publish"]
     serialized = DagSerialization.from_dict(DagSerialization.to_dict(dag))
     # NotPreviouslySkippedDep reads the source's skip XCom only when it is marked so
     assert serialized.get_task(source).inherits_from_skipmixin
     for index, step in enumerate(steps):
         task = dag.get_task(f"scene.{step}")
         assert source in task.upstream_task_ids  # a direct upstream: the dep looks one level up
-        earlier = {f"scene.{s}" for s in steps[:index]} or {"scene.wait_online"}
+        before = [] if step in downloads else steps[:index]
+        earlier = {f"scene.{s}" for s in before} or {"scene.wait_online"}
         assert earlier <= task.upstream_task_ids  # a skipped step in between cannot reorder
         assert "report" in task.downstream_task_ids  # nor let the report run early
 
@@ -130,13 +141,14 @@ def test_pipelines_file_builds_one_interval_dag_per_yaml() -> None:
     for dag_id in parents:
         dag = bag.dags[dag_id]
         children = bag.dags[f"{dag_id}_scenes"]
-        assert children.get_task("scene.download").queue == "download"
+        assert children.get_task("scene.download_usgs").queue == "download"
         assert children.schedule is None or str(children.timetable.summary) in ("None", "")
         assert isinstance(dag.timetable, CronDataIntervalTimetable | DeltaDataIntervalTimetable)
         assert "pipeline" in dag.tags
         assert dag.params["catalog"] and dag.params["tasks"], dag_id
         assert dag.params["start"] is None and dag.params["end"] is None
-        assert dag.get_task("scene.download").queue == "download"
+        assert dag.get_task("scene.download_cdse").queue == "download"
+        assert dag.get_task("scene.download_cdse").pool == "download_cdse"
         assert dag.get_task("scene.publish").queue == "processing"
         assert dag.get_task("search").queue == "processing"
 

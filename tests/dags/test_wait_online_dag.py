@@ -22,18 +22,18 @@ def test_every_scene_group_waits_online_before_download_in_reschedule_mode() -> 
     from radcor_api.sensors import SceneOnlineSensor
 
     dag = _radcor()
-    groups = {t.task_id.partition(".")[0] for t in dag.tasks if t.task_id.endswith(".download")}
-    assert "scene" in groups
-    for group in groups:
-        wait = dag.get_task(f"{group}.wait_online")
-        download = dag.get_task(f"{group}.download")
-        assert isinstance(wait, SceneOnlineSensor)
-        assert wait.mode == "reschedule" and wait.reschedule
-        assert wait.downstream_task_ids == {f"{group}.download", "report"}
+    wait = dag.get_task("scene.wait_online")
+    downloads = {t.task_id for t in dag.tasks if t.task_id.startswith("scene.download_")}
+    assert "scene.download_cdse" in downloads
+    assert isinstance(wait, SceneOnlineSensor)
+    assert wait.mode == "reschedule" and wait.reschedule
+    assert wait.downstream_task_ids == downloads | {"report"}
+    assert wait.pool == "default_pool"  # never a download slot while waiting
+    assert wait.retries >= 2
+    for task_id in downloads:
+        download = dag.get_task(task_id)
         assert download.trigger_rule == "none_failed"  # a skipped wait lets download run
         assert wait.queue == download.queue == "download"
-        assert wait.pool == "default_pool"  # never a download slot while waiting
-        assert wait.retries >= 2
 
 
 def test_task_retry_args_follow_the_airflow_config(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,6 +56,6 @@ def test_task_retry_args_follow_the_airflow_config(monkeypatch: pytest.MonkeyPat
         "max_retry_delay": timedelta(seconds=60),
     }
     dag = _radcor()
-    download = dag.get_task("scene.download")
+    download = dag.get_task("scene.download_cdse")
     assert (download.retries, download.retry_delay) == (5, timedelta(seconds=7.5))
     assert dag.get_task("validate").retries == 0

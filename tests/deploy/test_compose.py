@@ -167,7 +167,7 @@ def test_init_migrates_writes_the_login_creates_pools_and_migrates_pgstac() -> N
     )
     script = INIT_SCRIPT.read_text()
     for step in ("airflow db migrate", "SIMPLE_AUTH_MANAGER_PASSWORDS_FILE",
-                 "airflow pools set download", "pypgstac migrate --dsn", "AIRFLOW_CONN_"):
+                 "python -m radcor_api.pools", "pypgstac migrate --dsn", "AIRFLOW_CONN_"):
         assert step in script, step
     if shutil.which("bash"):
         checked = subprocess.run(["bash", "-n", str(INIT_SCRIPT)], capture_output=True, text=True)

@@ -85,7 +85,7 @@ def test_celery_run_sends_downloads_to_download_worker_and_the_rest_to_processin
     )
 
     ran = [t for t in airflow.task_instances("radcor", run_id) if t["hostname"]]
-    network = ("download", "wait_online")  # the download step and the wait for online scenes
+    network = ("download_demo", "wait_online")  # the download step and the wait for online scenes
     workers: dict[str, set[tuple[str, str]]] = {"download": set(), "processing": set()}
     for ti in ran:
         side = "download" if ti["task_id"].split(".")[-1] in network else "processing"
@@ -94,12 +94,17 @@ def test_celery_run_sends_downloads_to_download_worker_and_the_rest_to_processin
         "download": {("download", "worker-download")},
         "processing": {("processing", "worker-processing")},
     }
-    assert {"validate", "search", "scene.download", "scene.publish", "report"} <= {
+    assert {"validate", "search", "scene.download_demo", "scene.publish", "report"} <= {
         t["task_id"] for t in ran
     }
-    downloads = [t for t in ran if t["task_id"] == "scene.download"]
+    downloads = [t for t in ran if t["task_id"] == "scene.download_demo"]
     assert {t["rendered_map_index"] for t in downloads} == SCENES
     assert all(t["state"] == "success" for t in downloads)
+    # the demo provider's own pool, which the plugin's listener made as the run started
+    assert {t["pool"] for t in downloads} == {"download_demo"}
+    pool = airflow.client.get("/api/v2/pools/download_demo")
+    assert pool.status_code == 200, pool.text
+    assert pool.json()["slots"] == 4
 
     # every try went through Celery: one SUCCESS row each in the PostgreSQL result backend
     # (a worker stores the last result just after the run ends: wait a little for it)

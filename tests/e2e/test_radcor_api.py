@@ -311,7 +311,7 @@ def test_failed_scene_shows_as_gap_then_restart_reruns_it(
             assert preview.status_code == 200, preview.text
             assert preview.json()["matched"] == 1
             (ti,) = preview.json()["task_instances"]
-            assert ti["task_id"] == "scene.download" and ti["state"] == "failed"
+            assert ti["task_id"] == "scene.download_demo" and ti["state"] == "failed"
             activity_id = preview.json()["activities"][0]["id"]
     finally:
         hidden.rename(band)
@@ -321,7 +321,7 @@ def test_failed_scene_shows_as_gap_then_restart_reruns_it(
         assert restart.status_code == 202, restart.text
         cleared = {(t["task_id"], t["map_index"]) for t in restart.json()["cleared"]}
         index = ti["map_index"]
-        assert {("scene.download", index), ("scene.publish", index), ("report", -1)} <= cleared
+        assert {("scene.download_demo", index), ("scene.publish", index), ("report", -1)} <= cleared
         assert not {t for t in cleared if t[0].startswith("scene.") and t[1] != index}
         assert airflow_stack.wait_for_run(run_b)["state"] == "success", airflow_stack.logs()
 

@@ -46,7 +46,7 @@ def _downloads(client: httpx.Client, run_ids: list[str]) -> list[dict[str, Any]]
     found = []
     for run_id in run_ids:
         url = f"/api/v2/dags/radcor_scenes/dagRuns/{run_id}/taskInstances"
-        tis = client.get(url, params={"task_id": "scene.download", "limit": 100}).json()
+        tis = client.get(url, params={"task_id": "scene.download_demo", "limit": 100}).json()
         found += tis["task_instances"]
     return found
 
@@ -96,7 +96,7 @@ def test_35_scenes_run_in_4_child_runs_and_a_restart_reruns_the_failed_scene(
         restart = client.get("/radcor-api/radcor/restart", params={"ids": str(activity_id)})
         assert restart.status_code == 202, restart.text
         cleared = {(t["dag_id"], t["task_id"]) for t in restart.json()["cleared"]}
-        assert {("radcor_scenes", "scene.download"), ("radcor_scenes", "report"),
+        assert {("radcor_scenes", "scene.download_demo"), ("radcor_scenes", "report"),
                 ("radcor", "scene_runs"), ("radcor", "report")} <= cleared
         assert airflow_stack.wait_for_run(run_id, timeout_s=300)["state"] == "success", (
             airflow_stack.logs())

@@ -148,6 +148,7 @@ def started_stack(var_dir: Path) -> Iterator[AirflowStack]:
         CB_ADMIN_PASSWORD=ADMIN[1],
         VAR_DIR=str(var_dir),
         DATA_DIR=str(var_dir / "data"),
+        COLLECTION_BUILDER_TOKEN_CACHE_DIR=str(var_dir / "tokens"),  # the stack's own logins
         CB_API_PORT=str(api_port),
         CB_CATALOG_PORT=str(catalog_port),
         RADCOR_API_SEARCH_TIMEOUT_S=str(SEARCH_TIMEOUT_S),

@@ -271,7 +271,9 @@ def test_radcor_earth_search_wrong_checksum_fails_the_download_and_keeps_no_corr
     run = radcor_dag_retrying_once.test(run_conf=_conf(earth_search.url))
 
     assert str(run.state) == "failed"
-    (download,) = [ti for ti in run.get_task_instances() if ti.task_id == "scene.download"]
+    (download,) = [
+        ti for ti in run.get_task_instances() if ti.task_id == "scene.download_earthsearch"
+    ]
     assert str(download.state) == "failed"
     assert download.try_number == 2  # an integrity error is retried by Airflow, from zero
     (activity,) = ActivityStore().for_run(run.run_id)

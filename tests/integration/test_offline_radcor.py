@@ -138,7 +138,7 @@ def test_offline_scene_never_online_times_out_without_retry_and_fails_the_run(
     assert str(run.state) == "failed"
     assert str(tis["scene.wait_online"].state) == "failed"
     assert tis["scene.wait_online"].try_number == 1  # a timeout is not retried
-    assert str(tis["scene.download"].state) == "upstream_failed"
+    assert str(tis["scene.download_cdse"].state) == "upstream_failed"
     wait = _activities(run)["wait_online"]
     assert str(wait.status) == "failed"
     assert "still offline at cdse after 3 s" in (wait.error or "")
@@ -172,7 +172,7 @@ def test_transient_download_errors_are_retried_in_task_then_by_airflow(
     run = offline_dag.test(run_conf=_conf(cdse))
     tis = _tis(run)
     assert str(run.state) == "success", {k: str(t.state) for k, t in tis.items()}
-    assert tis["scene.download"].try_number == 2
+    assert tis["scene.download_cdse"].try_number == 2
     download = _activities(run)["download"]
     assert str(download.status) == "success" and download.attempts == 2
     history = [h["status"] for h in ActivityStore().history(download.id)]
@@ -187,7 +187,7 @@ def test_checksum_mismatch_leaves_nothing_in_the_archive_and_is_retried(
     run = offline_dag.test(run_conf=_conf(cdse))
     tis = _tis(run)
     assert str(run.state) == "failed"
-    assert tis["scene.download"].try_number == 2  # an integrity error is retried by Airflow
+    assert tis["scene.download_cdse"].try_number == 2  # an integrity error is retried by Airflow
     download = _activities(run)["download"]
     assert str(download.status) == "failed" and "ChecksumMismatchError" in (download.error or "")
     folder = _archive(data_dir)

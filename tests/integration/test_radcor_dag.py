@@ -79,11 +79,15 @@ def test_steps_the_conf_does_not_ask_for_are_skipped_without_running(
     by_step: dict[str, list[Any]] = {}
     for ti in scene_tis:
         by_step.setdefault(ti.task_id.split(".", 1)[1], []).append(ti)
-    for step in ("wait_online", "download", "publish"):
+    for step in ("wait_online", "download_demo", "publish"):
         assert {(str(ti.state), ti.try_number) for ti in by_step[step]} == {("success", 1)}
-    for step in ("correction", "harmonization", "post"):
+    assert {ti.pool for ti in by_step["download_demo"]} == {"download_demo"}
+    other_providers = ("download_cdse", "download_usgs", "download_earthsearch",
+                       "download_planetarycomputer")
+    for step in ("correction", "harmonization", "post", *other_providers):
         # skipped by the scheduler on search's word: never queued, so no try and no process
         assert {(str(ti.state), ti.try_number) for ti in by_step[step]} == {("skipped", 0)}
+        assert len(by_step[step]) == 1  # skipped before expansion: one instance, not one a scene
     assert len(by_step["publish"]) == 4
 
 

@@ -66,5 +66,5 @@ def test_radcor_start_run_with_a_stored_preview_stores_its_plans_too(
     preview = run.get_task_instance("search").xcom_pull(task_ids="search", key="preview")
     assert preview["Results"] == 35 and preview["table"] == "radcor_run_scenes"
     assert RunScenes().count(run.run_id, "preview") == RunScenes().count(run.run_id, "plan") == 35
-    downloads = [state for (task_id, _), state in states.items() if task_id == "scene.download"]
+    downloads = [s for (task_id, _), s in states.items() if task_id == "scene.download_demo"]
     assert downloads == ["success"] * 35

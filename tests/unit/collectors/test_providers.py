@@ -15,6 +15,7 @@ from include.collectors.limiter import ProviderLimiter
 from include.collectors.providers import (
     ProviderAttempt,
     candidates,
+    download_slot_groups,
     download_with_fallback,
     most_relevant_error,
     slot_group,
@@ -218,6 +219,20 @@ def test_slot_group_defaults_to_the_catalog_and_the_shipped_cdse_modes_share_one
     assert shipped["cdse-stac"].max_connections == shipped["cdse"].max_connections
     assert slot_group("usgs", shipped) == "usgs"
     assert slot_group("not-configured", shipped) == "not-configured"
+
+
+def test_download_slot_groups_one_per_account_sized_by_its_strictest_catalog() -> None:
+    assert download_slot_groups(load_catalogs()) == {
+        "demo": 4, "earthsearch": 4, "planetarycomputer": 4, "cdse": 4, "usgs": 2,
+    }
+    catalogs = parse_catalogs({"catalogs": {
+        "a": {"driver": "stac", "url": "https://a.example/v1", "max_connections": 6,
+              "slot_group": "team"},
+        "b": {"driver": "stac", "url": "https://b.example/v1", "max_connections": 3,
+              "slot_group": "team"},
+        "c": {"driver": "stac", "url": "https://c.example/v1"},
+    }})
+    assert download_slot_groups(catalogs) == {"team": 3, "c": 4}
 
 
 def test_candidates_own_catalog_first_then_providers_without_repeats(

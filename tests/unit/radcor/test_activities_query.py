@@ -56,7 +56,7 @@ def _fill(store: ActivityStore) -> str:
     for index, (scene_id, day) in enumerate(zip(SCENE_IDS, (9, 14), strict=True)):
         store.describe_scene(run_id, _scene(scene_id, day))
         store.describe_scene(run_id, _scene(scene_id, day))  # every step calls it: one row
-        ti = f"radcor/{run_id}/scene.download/{index}/try1"
+        ti = f"radcor/{run_id}/scene.download_demo/{index}/try1"
         failed = index == 1
         store.record(_key(run_id, scene_id, "0", "download"),
                      ActivityState.FAILED if failed else ActivityState.SUCCESS, task_instance=ti)
@@ -133,8 +133,8 @@ def test_activities_recorded_without_scene_facts_have_none(store: ActivityStore)
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("radcor/manual__2020-01-01T00:00:00+00:00/scene.download/3/try2",
-         ("radcor", "manual__2020-01-01T00:00:00+00:00", "scene.download", 3, 2)),
+        ("radcor/manual__2020-01-01T00:00:00+00:00/scene.download_demo/3/try2",
+         ("radcor", "manual__2020-01-01T00:00:00+00:00", "scene.download_demo", 3, 2)),
         ("pipeline_x/odd/run/id/report/-1/try1", ("pipeline_x", "odd/run/id", "report", -1, 1)),
     ],
 )
