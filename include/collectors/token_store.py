@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -33,7 +34,6 @@ import stat
 import tempfile
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ _DERIVED: dict[tuple[str, str, str, str], tuple[str, bytes]] = {}
 _DERIVED_LOCK = threading.Lock()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class TokenRecord:
     """An access token with its refresh token; times are seconds since the epoch."""
 
@@ -202,14 +202,7 @@ class TokenStore:
 
     def write(self, record: TokenRecord) -> None:
         """Store ``record`` atomically (a 0600 temporary file renamed over the old one)."""
-        plain = json.dumps(
-            {
-                "access_token": record.access_token,
-                "expires_at": record.expires_at,
-                "refresh_token": record.refresh_token,
-                "refresh_expires_at": record.refresh_expires_at,
-            }
-        ).encode("utf-8")
+        plain = json.dumps(dataclasses.asdict(record)).encode("utf-8")
         sealed = self._fernet.encrypt(plain)
         temporary: str | None = None
         try:

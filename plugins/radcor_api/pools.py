@@ -34,12 +34,11 @@ def dag_download_pools(dag: Any) -> dict[str, int]:
 
     A pool a pipeline names itself (``pools: {download: ...}``) is the operator's to make.
     """
-    from radcor_api.dag_factory import SCENE_GROUP, download_task_id
+    from radcor_api.dag_factory import SCENE_GROUP, download_groups, download_pool, download_task_id
 
     wanted = {}
-    for pool, slots in configured_pools().items():
-        group = pool.removeprefix("download_")
-        task_id = f"{SCENE_GROUP}.{download_task_id(group)}"
+    for group, slots in download_groups().items():
+        pool, task_id = download_pool(group), f"{SCENE_GROUP}.{download_task_id(group)}"
         if dag.has_task(task_id) and dag.get_task(task_id).pool == pool:
             wanted[pool] = slots
     return wanted
@@ -54,6 +53,8 @@ def ensure_download_pools(session: Any, wanted: Mapping[str, int]) -> list[str]:
     from sqlalchemy import select
     from sqlalchemy.exc import IntegrityError
 
+    from radcor_api.dag_factory import DOWNLOAD_TASK_PREFIX
+
     if not wanted:
         return []
     existing = set(session.scalars(select(Pool.pool).where(Pool.pool.in_(list(wanted)))))
@@ -61,15 +62,14 @@ def ensure_download_pools(session: Any, wanted: Mapping[str, int]) -> list[str]:
     for name, slots in wanted.items():
         if name in existing:
             continue
-        provider = name.removeprefix("download_")
         try:
             with session.begin_nested():
                 session.add(
                     Pool(
                         pool=name,
                         slots=slots,
-                        description=f"downloads from {provider} (max_connections in "
-                        "config/catalogs.yaml)",
+                        description=f"downloads from {name.removeprefix(DOWNLOAD_TASK_PREFIX)} "
+                        "(max_connections in config/catalogs.yaml)",
                         include_deferred=False,
                     )
                 )
