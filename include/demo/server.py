@@ -332,7 +332,7 @@ class DemoStacServer(ThreadingHTTPServer):
             root: a static catalog folder (``catalog.json``) with its files under ``files/``.
             port: the TCP port, 0 for any free one.
         """
-        super().__init__((HOST, port), _Handler)
+        super().__init__((HOST, port), DemoStacHandler)
         self.root = Path(root).resolve()
         self.files_root = self.root / "files"
         self.store = _Store(self.root)
@@ -413,7 +413,9 @@ def serve(root: Path, port: int = DEFAULT_PORT) -> DemoStacServer:
     return server
 
 
-class _Handler(BaseHTTPRequestHandler):
+class DemoStacHandler(BaseHTTPRequestHandler):
+    """Answers the demo STAC API and its files; tests may subclass it (``RequestHandlerClass``)."""
+
     server: DemoStacServer
     protocol_version = "HTTP/1.1"
     server_version = "CollectionBuilderDemoSTAC/0.1"
@@ -424,21 +426,27 @@ class _Handler(BaseHTTPRequestHandler):
         """Silence the default access line; ``_dispatch`` logs one line per request."""
 
     def log_message(self, format: str, *args: Any) -> None:
+        """Send the server's own messages (bad requests, timeouts) to debug logging."""
         log.debug("demo.server.message %s", format % args)
 
     def do_GET(self) -> None:
+        """Answer a GET request."""
         self._dispatch("GET")
 
     def do_HEAD(self) -> None:
+        """Answer a HEAD request."""
         self._dispatch("HEAD")
 
     def do_POST(self) -> None:
+        """Answer a POST request."""
         self._dispatch("POST")
 
     def do_PUT(self) -> None:
+        """Answer a PUT request."""
         self._dispatch("PUT")
 
     def do_DELETE(self) -> None:
+        """Answer a DELETE request."""
         self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:

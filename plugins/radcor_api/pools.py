@@ -53,8 +53,6 @@ def ensure_download_pools(session: Any, wanted: Mapping[str, int]) -> list[str]:
     from sqlalchemy import select
     from sqlalchemy.exc import IntegrityError
 
-    from radcor_api.dag_factory import DOWNLOAD_TASK_PREFIX
-
     if not wanted:
         return []
     existing = set(session.scalars(select(Pool.pool).where(Pool.pool.in_(list(wanted)))))
@@ -68,8 +66,8 @@ def ensure_download_pools(session: Any, wanted: Mapping[str, int]) -> list[str]:
                     Pool(
                         pool=name,
                         slots=slots,
-                        description=f"downloads from {name.removeprefix(DOWNLOAD_TASK_PREFIX)} "
-                        "(max_connections in config/catalogs.yaml)",
+                        description="one provider's download slots (max_connections in "
+                        "config/catalogs.yaml)",
                         include_deferred=False,
                     )
                 )

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from include.demo.server import _Handler
+from include.demo.server import DemoStacHandler
 from tests.helpers.airflow_procs import (
     AirflowStack,
     postgres_ready,
@@ -45,7 +45,7 @@ def _redis_ready() -> bool:
         return False
 
 
-class _SlowFiles(_Handler):
+class _SlowFiles(DemoStacHandler):
     """The demo catalog, answering file downloads after ``delay`` seconds (0: at once)."""
 
     delay = 0.0
