@@ -18,7 +18,11 @@ sends). Clients run in their own processes so neither shares a GIL with the serv
   data left to the kernel, as curl does.
 
 Measured ``--repeat`` times, the runners taking turns within each round (in reverse order
-every other round, so a drift of the shared host hits both sides of a comparison alike):
+every other round, so a drift of the shared host hits both sides of a comparison alike). Each
+timed run follows an untimed run of the same runner (``--no-warmup`` turns that off): on the
+development VM a run's kernel time depends on what ran just before it (ours after curl or after
+a few seconds idle: 1.1-1.6 system CPU s/GiB; ours after ours: 0.6-0.7; curl 1.2-1.5 whatever
+ran before), so without it the interleaving measured the order, not the engines:
 
 1. one download: MB/s of each and the ratios of each round, ours-nofsync / curl and
    ours / (curl+sync) (like for like, target >= 0.95), and ours / curl; the median over rounds
@@ -228,8 +232,10 @@ def run_ours(
 
 
 def _clean(folder: Path) -> None:
+    """Delete a run's files and wait for the disk, so the next run starts from the same state."""
     for path in folder.iterdir():
         path.unlink()
+    os.sync()
 
 
 PAIRS = (("ours-nofsync", "curl"), ("ours", "curl+sync"), ("ours", "curl"))
@@ -244,15 +250,19 @@ def measure(
     repeat: int,
     out: Path,
     runners: dict[str, Callable[[list[Path]], tuple[float, float]]],
+    *,
+    warmup: bool = True,
 ) -> dict[str, float]:
     """Run every runner ``repeat`` times; return the median per-round ratio of each pair.
 
     The runners take turns within a round, in reverse order every other round, so a slow
     drift of the host (other tenants of its CPUs and disk) hits both sides of a pair alike;
     each pair's ratio is taken within a round and the median over rounds is reported, with
-    its range. Also prints each runner's median MB/s and CPU seconds per GiB (user + system):
-    unlike MB/s, CPU per GiB hardly moves when other processes compete for the CPUs, and
-    when the CPUs are the limit (several downloads on 2 vCPUs) throughput follows it.
+    its range. With ``warmup`` each timed run follows an untimed run of the same runner (see
+    the module docstring). Also prints each runner's median MB/s and CPU seconds per GiB
+    (user + system): unlike MB/s, CPU per GiB hardly moves when other processes compete for
+    the CPUs, and when the CPUs are the limit (several downloads on 2 vCPUs) throughput
+    follows it.
     """
     rates: dict[str, list[float]] = {name: [] for name in runners}
     cpu: dict[str, list[float]] = {name: [] for name in runners}
@@ -260,6 +270,9 @@ def measure(
     for round_index in range(repeat):
         for name in order if round_index % 2 == 0 else reversed(order):
             dests = [out / f"{name.replace('+', '-')}-{index}.bin" for index in range(count)]
+            if warmup:
+                runners[name](dests)
+                _clean(out)
             elapsed, cpu_s = runners[name](dests)
             for dest in dests:
                 if dest.stat().st_size != size:
@@ -347,6 +360,12 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--tmp", type=Path, default=None, help="folder for the temporary files")
+    parser.add_argument(
+        "--no-warmup",
+        dest="warmup",
+        action="store_false",
+        help="time each run without an untimed run of the same runner just before it",
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -378,6 +397,7 @@ def main() -> None:
             print(
                 f"file {args.size_mib} MiB on {url}; {os.cpu_count()} CPUs; load average "
                 f"{os.getloadavg()[0]:.1f}; median of {args.repeat} interleaved runs"
+                + ("" if args.warmup else " (no warm-up)")
             )
             runners: dict[str, Callable[[list[Path]], tuple[float, float]]] = {
                 "curl": lambda dests: run_curl(url, dests),
@@ -385,7 +405,9 @@ def main() -> None:
                 "curl+sync": lambda dests: run_curl(url, dests, sync=True),
                 "ours": lambda dests: run_ours(url, dests, workers),
             }
-            single = measure("single download", size, 1, args.repeat, out, runners)
+            single = measure(
+                "single download", size, 1, args.repeat, out, runners, warmup=args.warmup
+            )
             parallel = measure(
                 f"{args.parallel} parallel downloads",
                 size,
@@ -393,6 +415,7 @@ def main() -> None:
                 args.repeat,
                 out,
                 runners,
+                warmup=args.warmup,
             )
             resume = measure_resume(url, size, out)
         finally:
