@@ -17,7 +17,8 @@ Protocol: every call is ``POST {url}/<endpoint>`` with a JSON body; answers are
 - ``download-request`` ``{"downloads": [{"entityId", "productId"}], "label"}`` answers
   ``availableDownloads`` (ready URLs) or ``preparingDownloads`` (being staged);
   ``download-retrieve`` ``{"label"}`` lists ``available`` and ``requested`` downloads of that
-  label. The label is derived from the scene, so any worker finds a request made by another.
+  label. The label is derived from the scene's dataset and entity, so any worker finds a
+  request made by another; only entries whose ``displayId`` is the scene's are taken.
 
 Errors: HTTP 429 and the codes ``RATE_LIMIT`` / ``RATE_LIMIT_USER_DL`` are retried with the
 ``Retry-After`` wait or exponential backoff, then raise ``RateLimitedError``; 5xx, timeouts and
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tarfile
 import threading
 import time
@@ -103,6 +105,8 @@ Bundle", "... Level-2 Product Bundle"."""
 LEGACY_ARCHIVE_KEYWORDS = ("level-1 geotiff data product", "level-2 data product")
 """Whole-scene archives of Collection 1 era datasets, used when no bundle is offered."""
 NON_ARCHIVE_SYSTEMS = frozenset({"folder", "wms"})
+READY_REQUESTED_STATUSES = frozenset({"available", "proxied"})
+"""``download-retrieve`` statuses of a ``requested`` entry whose URL can be downloaded."""
 """Download systems of per-band folders and browse images, never a scene archive."""
 
 _METADATA_TIME_FORMATS = ("%Y:%j:%H:%M:%S.%f", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S")
@@ -389,16 +393,19 @@ class UsgsM2MDriver(CatalogDriver):
     def close(self) -> None:
         """Log out (when logged in) and close the HTTP client; idempotent, never raises."""
         with self._lock:
-            if self._api_key is not None and self._client is not None:
-                try:
+            try:
+                if self._api_key is not None and self._client is not None:
                     self._call_once("logout", None, api_key=self._api_key)
                     log.info("m2m.logout catalog=%s", self.catalog)
-                except CollectionBuilderError as err:
-                    log.warning("m2m.logout_failed catalog=%s error=%s", self.catalog, err)
-            self._api_key = None
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+            except _ApiKeyExpiredError:
+                log.info("m2m.logout catalog=%s (the API key had expired)", self.catalog)
+            except CollectionBuilderError as err:
+                log.warning("m2m.logout_failed catalog=%s error=%s", self.catalog, err)
+            finally:
+                self._api_key = None
+                if self._client is not None:
+                    self._client.close()
+                    self._client = None
 
     def _credentials_problem(self, what: str) -> ProviderError:
         return ProviderError(
@@ -651,9 +658,10 @@ class UsgsM2MDriver(CatalogDriver):
         if dates is not None:
             scene_filter["acquisitionFilter"] = dates
         if query.cloud_pct < 100:
+            # M2M's bounds are integers: round up, and ``_keep`` applies the exact limit.
             scene_filter["cloudCoverFilter"] = {
                 "min": 0,
-                "max": int(query.cloud_pct),
+                "max": math.ceil(query.cloud_pct),
                 "includeUnknown": False,
             }
         return scene_filter
@@ -887,11 +895,19 @@ class UsgsM2MDriver(CatalogDriver):
         return product
 
     def label(self, scene: Scene) -> str:
-        """Return the download request label of ``scene`` (the same on every worker)."""
-        return f"{self.label_prefix}-{self._entity(scene)}"
+        """Return the download request label of ``scene`` (the same on every worker).
+
+        It names the dataset too: a Level-1 and a Level-2 scene share their ``entityId``.
+        """
+        dataset = str(scene.properties.get("dataset_name") or self.dataset_name(scene.dataset))
+        return f"{self.label_prefix}-{dataset}-{self._entity(scene)}"
 
     def _retrieve(self, scene: Scene) -> tuple[Mapping[str, Any] | None, bool]:
-        """Return (the ready download of ``scene``, whether one is being prepared)."""
+        """Return (the ready download of ``scene``, whether one is being prepared).
+
+        Ready: an ``available`` entry with a URL, or a ``requested`` one whose status is
+        Available or Proxied and that has a URL (USGS's download sample takes both).
+        """
         entity = self._entity(scene)
         data = self._call("download-retrieve", {"label": self.label(scene)}) or {}
         if not isinstance(data, Mapping):
@@ -900,11 +916,20 @@ class UsgsM2MDriver(CatalogDriver):
         def mine(entry: object) -> bool:
             if not isinstance(entry, Mapping):
                 return False
+            display = entry.get("displayId")
+            if isinstance(display, str) and display:  # L1 and L2 share the entityId
+                return display.upper() == scene.scene_id
             owner = entry.get("entityId")
-            return owner is None or str(owner) == entity or entry.get("displayId") == scene.scene_id
+            return owner is None or str(owner) == entity
 
-        ready = [e for e in data.get("available") or () if mine(e) and e.get("url")]
-        preparing = any(mine(e) for e in data.get("requested") or ())
+        def ready_status(entry: Mapping[str, Any]) -> bool:
+            status = str(entry.get("statusText") or "").strip().lower()
+            return status in READY_REQUESTED_STATUSES and bool(entry.get("url"))
+
+        available = [e for e in data.get("available") or () if mine(e) and e.get("url")]
+        requested = [e for e in data.get("requested") or () if mine(e)]
+        ready = available + [e for e in requested if ready_status(e)]
+        preparing = any(not ready_status(e) for e in requested)
         return (ready[0] if ready else None), preparing
 
     def availability(self, scene: Scene) -> Availability:
@@ -936,9 +961,14 @@ class UsgsM2MDriver(CatalogDriver):
             if isinstance(entry, Mapping) and entry.get("url"):
                 return entry
         failed = data.get("failed") or []
-        if failed and not data.get("preparingDownloads") and not data.get("duplicateProducts"):
+        invalid = data.get("numInvalidScenes")
+        invalid = invalid if isinstance(invalid, int) and not isinstance(invalid, bool) else 0
+        if (failed or invalid > 0) and not data.get("preparingDownloads") and not data.get(
+            "duplicateProducts"
+        ):
+            reason = f"{failed!r}" if failed else f"numInvalidScenes={invalid}"
             raise ProviderError(
-                f"{scene.scene_id}: USGS M2M refused the download request ({failed!r}); "
+                f"{scene.scene_id}: USGS M2M refused the download request ({reason}); "
                 "check the account's download access or try another provider"
             )
         log.info(

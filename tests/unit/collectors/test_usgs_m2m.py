@@ -32,6 +32,7 @@ from tests.helpers.m2m_server import (
     M2MServer,
     http_error,
     m2m_error,
+    m2m_reply,
     real_scenes,
     truncated,
 )
@@ -238,6 +239,19 @@ def test_search_cloud_filter_drops_cloudier_scene(m2m: M2MServer, driver_factory
     assert [s.scene_id for s in scenes] == [L1GT]  # 86.35 % passes, 93.28 % does not
 
 
+def test_search_fractional_cloud_limit_is_rounded_up_for_m2m_and_applied_exactly(
+    m2m: M2MServer, driver_factory: Any
+) -> None:
+    driver = driver_factory()
+    assert [s.scene_id for s in driver.search(l1_query(cloud_pct=86.35))] == [L1GT]
+    assert [s.scene_id for s in driver.search(l1_query(cloud_pct=86.3))] == []
+    # M2M's cloud bounds are integers: 86.35 asks for <= 87, never <= 86
+    assert [b["sceneFilter"]["cloudCoverFilter"]["max"] for b in bodies(m2m, "scene-search")] == [
+        87,
+        87,
+    ]
+
+
 def test_search_no_match_returns_empty_without_download_options(
     m2m: M2MServer, driver_factory: Any
 ) -> None:
@@ -329,6 +343,21 @@ def test_close_logs_out_once(m2m: M2MServer, driver_factory: Any) -> None:
     (logout,) = m2m.calls("logout")
     assert logout.headers["x-auth-token"] == key
     assert m2m.api_keys == set()
+
+
+def test_close_after_the_api_key_expired_neither_raises_nor_leaves_the_client_open(
+    m2m: M2MServer, driver_factory: Any
+) -> None:
+    driver = driver_factory()
+    driver.search(l1_query())
+    m2m.expire_sessions()  # logout now answers AUTH_KEY_INVALID, as after ~2 h idle
+
+    driver.close()
+
+    assert len(m2m.calls("logout")) == 1
+    assert driver._client is None
+    driver.close()
+    assert len(m2m.calls("logout")) == 1
 
 
 def test_search_and_download_never_log_token_or_api_key(
@@ -450,7 +479,7 @@ def test_download_bundle_is_verified_tar_then_reused_offline(
     (request,) = bodies(m2m, "download-request")
     assert request == {
         "downloads": [{"entityId": L1_ENTITY, "productId": scene.properties["product_id"]}],
-        "label": f"collection-builder-{L1_ENTITY}",
+        "label": f"collection-builder-landsat_ot_c2_l1-{L1_ENTITY}",
     }
     file_requests = [r for r in m2m.http.requests if r.path.startswith("/download/")]
     assert "x-auth-token" not in file_requests[0].headers
@@ -475,7 +504,9 @@ def test_download_preparing_becomes_available_after_polls(
     assert result.size_bytes == len(m2m.scenes[0].archive)
     assert len(m2m.calls("download-retrieve")) == 3  # preparing, preparing, available
     assert sleeps == [0.5, 0.5]
-    assert bodies(m2m, "download-retrieve")[0] == {"label": f"collection-builder-{L1_ENTITY}"}
+    assert bodies(m2m, "download-retrieve")[0] == {
+        "label": f"collection-builder-landsat_ot_c2_l1-{L1_ENTITY}"
+    }
 
 
 def test_download_still_preparing_raises_scene_offline_and_reports_ordered(
@@ -507,6 +538,95 @@ def test_order_twice_is_harmless_and_download_then_proceeds(
     second = m2m.calls("download-request")[1]
     assert json.loads(second.body)["label"] == driver.label(scene)
     assert driver.download(scene, tmp_path).size_bytes == len(m2m.scenes[0].archive)
+
+
+def test_label_names_the_dataset_as_level1_and_level2_share_an_entity_id(
+    driver_factory: Any,
+) -> None:
+    driver = driver_factory()
+
+    def scene(scene_id: str, dataset: str) -> Scene:
+        return Scene(
+            scene_id=scene_id,
+            catalog="usgs",
+            dataset=dataset,
+            datetime=dt.datetime(2016, 1, 21, tzinfo=UTC),
+            cloud_pct=None,
+            tile="090084",
+            footprint=None,
+            properties={"entity_id": L1_ENTITY, "dataset_name": dataset},
+        )
+
+    level1 = driver.label(scene(L1, "landsat_ot_c2_l1"))
+    level2 = driver.label(scene(L1.replace("L1TP", "L2SP"), "landsat_ot_c2_l2"))
+
+    assert level1 == f"collection-builder-landsat_ot_c2_l1-{L1_ENTITY}"
+    assert level2 == f"collection-builder-landsat_ot_c2_l2-{L1_ENTITY}"
+
+
+def test_download_ignores_another_products_download_listed_for_the_entity(
+    m2m: M2MServer, driver_factory: Any, tmp_path: Path
+) -> None:
+    m2m.scenes[0].prepare_polls = 1
+    driver = driver_factory()
+    (scene, other) = driver.search(l1_query())
+    foreign = {  # the same entity's download of another product, ready under the label
+        "url": m2m.file_routes[m2m.scenes[1].entity_id],
+        "entityId": L1_ENTITY,
+        "displayId": other.scene_id,
+        "downloadId": 1,
+        "statusText": "Available",
+    }
+    m2m.fault("download-retrieve", lambda request: m2m_reply({"available": [foreign]}))
+
+    result = driver.download(scene, tmp_path)
+
+    assert result.path.read_bytes() == m2m.scenes[0].archive
+    assert len(m2m.calls("download-retrieve")) == 3  # foreign only, preparing, available
+
+
+def test_download_takes_a_proxied_requested_entry_that_has_a_url(
+    m2m: M2MServer, driver_factory: Any, tmp_path: Path
+) -> None:
+    m2m.scenes[0].prepare_polls = 5
+    driver = driver_factory()
+    (scene, _) = driver.search(l1_query())
+    proxied = {
+        "url": m2m.file_routes[L1_ENTITY],
+        "entityId": L1_ENTITY,
+        "displayId": L1,
+        "downloadId": 1738054,
+        "statusCode": "X",
+        "statusText": "Proxied",
+    }
+    m2m.fault(
+        "download-retrieve", lambda request: m2m_reply({"available": [], "requested": [proxied]})
+    )
+
+    result = driver.download(scene, tmp_path)
+
+    assert result.path.read_bytes() == m2m.scenes[0].archive
+    assert len(m2m.calls("download-retrieve")) == 1
+
+
+def test_download_request_with_invalid_scenes_raises_provider_error_at_once(
+    m2m: M2MServer, driver_factory: Any, tmp_path: Path
+) -> None:
+    driver = driver_factory()
+    (scene, _) = driver.search(l1_query())
+    refused = {
+        "availableDownloads": [],
+        "preparingDownloads": [],
+        "duplicateProducts": [],
+        "failed": [],
+        "newRecords": [],
+        "numInvalidScenes": 1,
+    }
+    m2m.fault("download-request", lambda request: m2m_reply(refused))
+
+    with pytest.raises(ProviderError, match="numInvalidScenes=1"):
+        driver.download(scene, tmp_path)
+    assert m2m.calls("download-retrieve") == []
 
 
 def test_download_unavailable_product_raises_scene_offline(
