@@ -49,6 +49,19 @@ class SearchQuery:
     limit: int | None = None
 
 
+def known_size(value: object) -> int | None:
+    """Return a catalog's byte count when it is one (a positive integer), else None.
+
+    Catalogs write 0 for "unknown" (CDSE's ``ContentLength`` of products it has not sized), and
+    no scene file is empty, so 0 is never taken as the size to verify against.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value if isinstance(value, int) and value > 0 else None
+
+
 @dataclass(frozen=True, slots=True)
 class Asset:
     """One downloadable file of a scene (a band file or the whole archive)."""

@@ -56,6 +56,7 @@ from include.collectors.base import (
     DownloadedFile,
     Scene,
     SearchQuery,
+    known_size,
 )
 from include.collectors.checksums import is_available
 from include.collectors.download import (
@@ -96,6 +97,8 @@ DEFAULT_CONN_ID = CDSE_CONN_ID
 DEFAULT_AUTH_HOSTS: tuple[str, ...] = CDSE_AUTH_HOSTS
 DEFAULT_MAX_PAGES = 100
 """CDSE refuses ``$skip`` above 10,000: 100 pages of 100 reach it."""
+MAX_SKIP = 10_000
+"""CDSE's largest ``$skip``; it leaves out ``@odata.nextLink`` rather than link past it."""
 MAX_TOP = 1000
 """CDSE's largest ``$top``."""
 SCENE_IDS_PER_REQUEST = 20
@@ -103,7 +106,7 @@ MAX_QUERY_VERTICES = 200
 """A query geometry with more vertices is sent as its bounding box and filtered here."""
 
 S2_PRODUCT_TYPES = ("S2MSI1C", "S2MSI2A")
-_COLLECTION_RE = re.compile(r"^[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)+$")
+_COLLECTION_RE = re.compile(r"^[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)*$")  # SENTINEL-2, SMOS, ENVISAT
 _LITERAL_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
 _FOOTPRINT_RE = re.compile(r"^geography'(?:SRID=(\d+);)?(.*)'$", re.DOTALL | re.IGNORECASE)
 _WKT_TYPE_SPACE = re.compile(r"^([A-Z]+) \(")
@@ -413,8 +416,7 @@ def product_to_scene(
     tile_id = attrs.get("tileId")
     if isinstance(tile_id, str) and is_mgrs_tile(tile_id):
         tile = is_mgrs_tile(tile_id)
-    size = product.get("ContentLength")
-    size_bytes = size if isinstance(size, int) and not isinstance(size, bool) else None
+    size_bytes = known_size(product.get("ContentLength"))  # 0: not sized yet
     base = base_url.rstrip("/")
     checksums = {
         str(e.get("Algorithm", "")).lower(): e.get("Value")
@@ -466,7 +468,8 @@ class CdseODataDriver(CatalogDriver):
     """Search, order and download through the CDSE OData API.
 
     Options (``config/catalogs.yaml`` through ``make_driver``): ``catalog``, ``page_size``
-    (``$top``, at most 1000), ``max_pages`` (default 100), ``timeout_s``, ``verify_tls``,
+    (``$top``, at most 1000), ``max_pages`` (default 100), ``max_skip`` (CDSE's ``$skip``
+    limit, 10000), ``timeout_s``, ``verify_tls``,
     ``max_connections``, ``conn_id`` (named in messages; default ``cdse_default``), ``datasets``,
     ``token_url``, ``client_id`` (default ``cdse-public``), ``auth_hosts`` (host suffixes that
     may receive the token; default ``dataspace.copernicus.eu``), ``expand_assets`` (also
@@ -495,6 +498,7 @@ class CdseODataDriver(CatalogDriver):
         self.catalog = str(self.options.get("catalog") or self.name)
         self.page_size = max(1, min(int(self.options.get("page_size", 100)), MAX_TOP))
         self.max_pages = int(self.options.get("max_pages", DEFAULT_MAX_PAGES))
+        self.max_skip = int(self.options.get("max_skip", MAX_SKIP))
         self.timeout_s = float(self.options.get("timeout_s", 120.0))
         verify = self.options.get("verify_tls", True)
         self.verify_tls: bool | str = verify if isinstance(verify, bool | str) else True
@@ -637,7 +641,10 @@ class CdseODataDriver(CatalogDriver):
         """Yield the products of every page, following ``@odata.nextLink`` verbatim.
 
         Raises:
-            InvalidInputError: when ``max_pages`` pages did not exhaust the results.
+            InvalidInputError: when ``max_pages`` pages did not exhaust the results, or when
+                the results go on past CDSE's ``$skip`` limit (a full page at the limit comes
+                without a next link: the rest cannot be listed, so nothing is returned as if
+                it were all).
             ProviderError: when the server repeats a next link (a paging loop).
         """
         url = f"{self.base_url}/Products"
@@ -648,23 +655,29 @@ class CdseODataDriver(CatalogDriver):
             "$expand": "Attributes,Assets" if self.expand_assets else "Attributes",
         }
         data = self._get_json(url, params=params, action="search")
-        pages = 1
+        pages, listed = 1, 0
         seen: set[str] = set()
         while True:
             products = [p for p in data.get("value") or () if isinstance(p, dict)]
-            yield products
+            listed += len(products)
             next_link = data.get("@odata.nextLink")
-            if not products or not isinstance(next_link, str) or not next_link:
+            has_next = isinstance(next_link, str) and bool(next_link)
+            if products and not has_next and len(products) >= self.page_size:
+                if listed > self.max_skip:
+                    raise self._too_many(
+                        f"has more than {self.max_skip} products for this search (CDSE lists "
+                        f"no further than $skip {self.max_skip})",
+                        "narrow the area or the period, or split the run into shorter periods",
+                    )
+            yield products
+            if not products or not has_next:
                 return
             if pages >= self.max_pages:
-                raise InvalidInputError(
-                    FieldProblem(
-                        "start,end",
-                        f"catalog {self.catalog!r} has more than {pages} pages of "
-                        f"{self.page_size} products",
-                        "narrow the area or the period (or raise options.max_pages of this "
-                        "catalog in config/catalogs.yaml; CDSE stops at $skip 10000)",
-                    )
+                raise self._too_many(
+                    f"has more than {pages} pages of {self.page_size} products",
+                    "narrow the area or the period (or raise options.max_pages of this catalog "
+                    f"in config/catalogs.yaml, up to {self.max_skip} products in all: CDSE "
+                    f"lists no further than $skip {self.max_skip})",
                 )
             next_url = urljoin(url, next_link)
             if next_url in seen:
@@ -675,6 +688,9 @@ class CdseODataDriver(CatalogDriver):
             seen.add(next_url)
             pages += 1
             data = self._get_json(next_url, action="search")
+
+    def _too_many(self, what: str, fix: str) -> InvalidInputError:
+        return InvalidInputError(FieldProblem("start,end", f"catalog {self.catalog!r} {what}", fix))
 
     def _scene_or_none(
         self, product: Mapping[str, Any], query: SearchQuery, dataset: CdseDataset
@@ -896,8 +912,7 @@ class CdseODataDriver(CatalogDriver):
             return kept
         product_id = self.product_id(scene)
         product = self._get_json(f"{self.base_url}/Products({product_id})", action="product")
-        size = product.get("ContentLength")
-        size_bytes = size if isinstance(size, int) and not isinstance(size, bool) else None
+        size_bytes = known_size(product.get("ContentLength"))
         checksum = select_checksum(product.get("Checksum"))
         if product.get("Online") is False:
             raise SceneOfflineError(

@@ -44,7 +44,14 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from include.collectors.base import Asset, Credentials, DownloadedFile, Scene, SearchQuery
+from include.collectors.base import (
+    Asset,
+    Credentials,
+    DownloadedFile,
+    Scene,
+    SearchQuery,
+    known_size,
+)
 from include.collectors.download import (
     build_http_client,
     download_file,
@@ -158,7 +165,7 @@ def select_product_asset(assets: Mapping[str, Any]) -> tuple[str, Asset] | None:
     return key, Asset(
         key=ARCHIVE_KEY,
         href=href,
-        size_bytes=size if isinstance(size, int) and not isinstance(size, bool) else None,
+        size_bytes=known_size(size),
         checksum=checksum.strip() if isinstance(checksum, str) and checksum.strip() else None,
         media_type=str(raw.get("type") or "application/zip"),
         roles=("data", "archive"),

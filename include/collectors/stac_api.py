@@ -62,6 +62,7 @@ from include.collectors.base import (
     DownloadedFile,
     Scene,
     SearchQuery,
+    known_size,
 )
 from include.collectors.download import (
     build_http_client,
@@ -195,16 +196,6 @@ def _is_wanted_asset(asset: Mapping[str, Any]) -> bool:
     return "metadata" in roles and media in METADATA_MEDIA_TYPES
 
 
-def _int_or_none(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
 def select_assets(assets: Mapping[str, Any]) -> tuple[tuple[Asset, ...], list[str]]:
     """Return the downloadable data and metadata assets, and the keys skipped as non-HTTP(S)."""
     selected: list[Asset] = []
@@ -223,7 +214,7 @@ def select_assets(assets: Mapping[str, Any]) -> tuple[tuple[Asset, ...], list[st
             Asset(
                 key=str(key),
                 href=href,
-                size_bytes=_int_or_none(raw.get(FILE_SIZE_PROP)),
+                size_bytes=known_size(raw.get(FILE_SIZE_PROP)),
                 checksum=checksum if isinstance(checksum, str) and checksum else None,
                 media_type=str(raw["type"]) if raw.get("type") else None,
                 roles=_roles(raw),

@@ -53,6 +53,7 @@ from include.collectors.base import (
     DownloadedFile,
     Scene,
     SearchQuery,
+    known_size,
 )
 from include.collectors.download import (
     build_http_client,
@@ -245,14 +246,6 @@ def _checksum(product: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _size(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float) and value > 0:
-        return int(value)
-    return None
-
-
 def choose_product(
     options: Sequence[Mapping[str, Any]], *, product_name: str | None = None
 ) -> DownloadProduct | None:
@@ -286,7 +279,7 @@ def choose_product(
         product_id=str(best["id"]),
         name=str(best.get("productName") or ""),
         available=best.get("available") is True,
-        size_bytes=_size(best.get("filesize")),
+        size_bytes=known_size(best.get("filesize")),
         checksum=_checksum(best),
         dataset_id=str(best["datasetId"]) if best.get("datasetId") else None,
     )
@@ -1050,7 +1043,7 @@ class UsgsM2MDriver(CatalogDriver):
                 "try another provider",
             )
         ready = self._ready_download(scene, product)
-        size = product.size_bytes or _size(ready.get("filesize"))
+        size = product.size_bytes or known_size(ready.get("filesize"))
         result = download_file(
             self.client,
             str(ready["url"]),

@@ -17,7 +17,8 @@ Endpoints (paths as CDSE has them):
   ``ContentDate/Start|End``, ``ContentLength``, ``startswith/endswith/contains(Name,'..')``,
   ``Attributes/OData.CSC.<Type>Attribute/any(att:att/Name eq '..' and att/OData.CSC.<Type>
   Attribute/Value <op> <literal>)``, ``OData.CSC.Intersects(area=geography'SRID=4326;<WKT>')``),
-  ``$top`` (default 20, above 1000 -> 400), ``$skip`` (above 10000 -> 400), ``$orderby``
+  ``$top`` (default 20, above 1000 -> 400), ``$skip`` (above ``max_skip``, 10000 as at CDSE,
+  -> 422, and no ``@odata.nextLink`` whose ``$skip`` would exceed it), ``$orderby``
   (``ContentDate/Start asc|desc``, ``Name``), ``$expand`` (``Attributes``, ``Assets``; comma
   lists), ``$count=true``; ``@odata.nextLink`` is an absolute URL back to this server with the
   same query and the next ``$skip``. A filter it cannot parse answers 400 ``{"detail": ...}``.
@@ -82,7 +83,11 @@ _ZIPPER_PATH = re.compile(r"^/zipper/odata/v1/Products\(([^)/]+)\)/\$value$")
 
 
 class ODataError(ValueError):
-    """A request the server refuses with 400."""
+    """A request the server refuses with ``status`` (400 unless told)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 # --------------------------------------------------------------------------------------------
@@ -518,6 +523,8 @@ class CdseServer(LocalHttpServer):
         self.access_ttl_s = access_ttl_s
         self.refresh_ttl_s = refresh_ttl_s
         self.order_polls = order_polls
+        self.max_skip = 10000
+        """CDSE's largest ``$skip``; a test lowers it to reach the limit with a few products."""
         self.redirect = redirect
         self.zipper_requires_auth = zipper_requires_auth
         self.clock = clock
@@ -659,7 +666,7 @@ class CdseServer(LocalHttpServer):
         try:
             return self._answer(request)
         except ODataError as err:
-            return _detail(400, str(err))
+            return _detail(err.status, str(err))
 
     def _answer(self, request: Request) -> Reply:
         path = request.path
@@ -745,8 +752,8 @@ class CdseServer(LocalHttpServer):
         skip = int(params.get("$skip", "0"))
         if not 0 <= top <= 1000:
             raise ODataError("$top must be between 0 and 1000")
-        if not 0 <= skip <= 10000:
-            raise ODataError("$skip must be between 0 and 10000")
+        if not 0 <= skip <= self.max_skip:
+            raise ODataError(f"$skip must be between 0 and {self.max_skip}", status=422)
         expand = {part.strip() for part in params.get("$expand", "").split(",") if part.strip()}
         if expand - {"Attributes", "Assets"}:
             raise ODataError(f"cannot $expand {sorted(expand - {'Attributes', 'Assets'})}")
@@ -774,7 +781,7 @@ class CdseServer(LocalHttpServer):
         if params.get("$count") == "true":
             document["@odata.count"] = len(matches)
         document["value"] = [self._view(s, expand) for s in page]
-        if skip + top < len(matches) and top > 0:
+        if skip + top < len(matches) and top > 0 and skip + top <= self.max_skip:
             following = dict(params)
             following["$skip"] = str(skip + top)
             document["@odata.nextLink"] = (

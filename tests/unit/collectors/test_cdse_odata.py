@@ -174,6 +174,8 @@ def one_scene(driver: CdseODataDriver, name: str) -> Scene:
         ("s2msi2a", CdseDataset("SENTINEL-2", "S2MSI2A")),
         ("SENTINEL-1", CdseDataset("SENTINEL-1", None)),
         ("SENTINEL-1/IW_GRDH_1S", CdseDataset("SENTINEL-1", "IW_GRDH_1S")),
+        ("SMOS", CdseDataset("SMOS", None)),  # CDSE collections without a hyphen
+        ("ENVISAT", CdseDataset("ENVISAT", None)),
     ],
 )
 def test_parse_dataset_accepted_forms_map_to_collection_and_type(
@@ -469,6 +471,30 @@ def test_cdse_search_more_pages_than_cap_raises_invalid_input(
     assert len(cdse.requests_to("/odata/v1/Products")) == 3
 
 
+def test_cdse_search_past_the_skip_limit_raises_instead_of_returning_a_part(
+    cdse: CdseServer, cdse_realdata: Path, make_cdse_driver: Callable[..., CdseODataDriver],
+) -> None:
+    cdse.load_recorded_pages(cdse_realdata / "cdsetool/query/mock/sentinel_1")  # 47 products
+    cdse.max_skip = 10  # CDSE: 10,000; it leaves out the next link rather than pass it
+    driver = make_cdse_driver(cdse, page_size=5, max_pages=100, max_skip=10)
+
+    with pytest.raises(InvalidInputError, match=r"more than 10 products") as caught:
+        driver.search(SearchQuery(dataset="SENTINEL-1"))
+
+    assert "shorter periods" in caught.value.problems[0].fix
+    assert [q.get("$skip") for q in search_queries(cdse)] == [None, "5", "10"]
+
+
+def test_cdse_search_ending_within_the_skip_limit_returns_everything(
+    cdse: CdseServer, cdse_realdata: Path, make_cdse_driver: Callable[..., CdseODataDriver],
+) -> None:
+    cdse.load_recorded_pages(cdse_realdata / "cdsetool/query/mock/sentinel_1")
+    cdse.max_skip = 45
+    driver = make_cdse_driver(cdse, page_size=5, max_pages=100, max_skip=45)
+
+    assert len(driver.search(SearchQuery(dataset="SENTINEL-1"))) == 47
+
+
 def test_cdse_search_scene_ids_and_tiles_find_the_product(
     cdse: CdseServer, products: dict[str, tuple[bytes, dict[str, Any]]],
     make_cdse_driver: Callable[..., CdseODataDriver],
@@ -547,6 +573,23 @@ def test_cdse_download_verifies_blake3_and_writes_the_zip(
     again = driver.download(scene, tmp_path)
     assert again.reused is True
     assert len(cdse.requests_to(cdse.zipper_path(entity["Id"]))) == 1
+
+
+def test_cdse_content_length_zero_is_an_unknown_size_not_an_empty_file(
+    cdse: CdseServer, products: dict[str, tuple[bytes, dict[str, Any]]],
+    make_cdse_driver: Callable[..., CdseODataDriver], tmp_path: Path,
+) -> None:
+    entity = serve(cdse, products, T46RER)
+    cdse.products[entity["Id"]].entity["ContentLength"] = 0  # as CDSE writes for unsized ones
+    driver = make_cdse_driver(cdse)
+    scene = one_scene(driver, T46RER)
+    assert scene.size_bytes is None and scene.assets[0].size_bytes is None
+    (tmp_path / f"{scene.scene_id}.zip").write_bytes(b"")  # an empty leftover is not reused
+
+    result = driver.download(scene, tmp_path)
+
+    assert result.reused is False
+    assert result.path.read_bytes() == products[T46RER][0]
 
 
 def test_cdse_download_md5_only_product_verifies_md5(

@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 
 from include.collectors import registry
-from include.collectors.base import CatalogDriver, Credentials, DownloadedFile, Scene, SearchQuery
+from include.collectors.base import (
+    CatalogDriver,
+    Credentials,
+    DownloadedFile,
+    Scene,
+    SearchQuery,
+    known_size,
+)
 from include.collectors.registry import driver_class, make_driver, register
 from include.collectors.stac_api import StacApiDriver
 from include.common.config import CatalogConfig, parse_catalogs
@@ -205,3 +212,19 @@ def test_every_builtin_driver_module_can_be_imported_first() -> None:
     lines = done.stdout.splitlines()
     assert len(lines) == len(registry.BUILTIN_MODULES)
     assert all(line.endswith("cdse,cdse_stac,stac,usgs") for line in lines), lines
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (5002, 5002),
+        (5002.0, 5002),
+        (0, None),
+        (-1, None),
+        (True, None),
+        ("5002", None),
+        (None, None),
+    ],
+)
+def test_known_size_takes_positive_integers_only(value: object, expected: int | None) -> None:
+    assert known_size(value) == expected
