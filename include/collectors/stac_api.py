@@ -4,12 +4,14 @@ Protocol (STAC API - Item Search 1.0): ``POST {url}/search`` with ``collections`
 ``intersects``, ``datetime`` (``start/end``, RFC 3339 UTC), ``limit`` and ``ids``; filters through
 the Query extension (``eo:cloud_cover``, tile properties). A server answering 405 to POST is asked
 with ``GET {url}/search`` instead. Pages follow the ``rel="next"`` link: a GET of its ``href``, or a
-POST of its ``body`` (merged into the previous body when ``merge`` is true). Every filter is applied
-again on the client, so the result is right whatever extensions the server honours.
+POST of its ``body`` (merged into the previous body when ``merge`` is true), with its ``headers``.
+Every filter is applied again on the client (an item dated by an interval only matches a period
+its interval meets), so the result is right whatever extensions the server honours.
 
 Scene ids: a search by ids sends them as STAC item ids; ids not found that way (ESA product names
 such as ``S2A_MSIL2A_..._N0509_..._T13TDE_...`` are not Earth Search item ids) are looked up one by
-one with ``query: {"s2:product_uri": {"eq": "<id>.SAFE"}}``. Tiles: MGRS tiles are asked with
+one with ``query: {"s2:product_uri": {"eq": "<id>.SAFE"}}`` (legacy Landsat scene ids such as
+``LC80330322023281LGN00`` with ``landsat:scene_id``). Tiles: MGRS tiles are asked with
 ``s2:mgrs_tile`` (Planetary Computer, stac-fastapi) and, when that finds nothing, with the
 ``mgrs:utm_zone``/``mgrs:latitude_band``/``mgrs:grid_square`` triple (Earth Search v1); the style
 that worked is kept for the next tiles. WRS-2 path/rows are asked with ``landsat:wrs_path`` and
@@ -33,7 +35,8 @@ thumbnails, tiles) are not downloaded.
 Planetary Computer: its blob storage (``*.blob.core.windows.net``) needs a SAS token per
 collection, from ``GET {sas_url}/token/{collection}`` (answer ``{"token", "msft:expiry"}``). With
 ``options.sign_assets: true`` tokens are fetched at download time, cached per collection until
-shortly before they expire, and appended as the query string of blob hrefs; signed URLs are
+shortly before they expire, and appended as the query string of blob hrefs (a 403 during a
+scene's download drops the token and downloads once more with a new one); signed URLs are
 never logged. ``sas_url`` defaults to the ``/api/sas/v1`` beside the catalog's ``/api/stac/v1``
 (so ``catalog_args.url`` moves both), else Planetary Computer's own.
 """
@@ -119,6 +122,7 @@ _S2_PRODUCT_TILE = re.compile(r"_T(\d{2}[C-HJ-NP-X][A-HJ-NP-Z]{2})(?:_|$)")
 _LANDSAT_PRODUCT_ID = re.compile(
     r"^L[COTEM]0\d_L[0-9A-Z]{3}_(\d{6})_\d{8}(?:_\d{8})?_\d{2}_(?:T1|T2|RT)$"
 )
+_LANDSAT_SCENE_ID = re.compile(r"L[COTEM]\d{14}[A-Z]{3}\d{2}")  # legacy LXSPPPRRRYYYYDDDGSIVV
 _LANDSAT_FULL_ID_IN_HREF = re.compile(
     r"(?<![A-Z0-9])(L[COTEM]0\d_L[0-9A-Z]{3}_\d{6}_\d{8}_\d{8}_\d{2}_(?:T1|T2|RT))(?=[_./]|$)"
 )
@@ -379,6 +383,31 @@ def item_to_scene(item: Mapping[str, Any], *, catalog: str, dataset: str) -> Sce
     )
 
 
+def _ids_of(item: Mapping[str, Any], scene: Scene) -> set[str]:
+    """Return every id ``item`` answers to: scene id, item id and Landsat scene id."""
+    ids = {scene.scene_id, str(item.get("id"))}
+    landsat_scene = (item.get("properties") or {}).get(LANDSAT_SCENE_ID_PROP)
+    if isinstance(landsat_scene, str) and landsat_scene:
+        ids.add(landsat_scene)
+    return ids
+
+
+def _end_of(item: Mapping[str, Any], scene: Scene) -> datetime:
+    """Return when ``item`` ends: its ``end_datetime`` if it has no ``datetime``, else datetime.
+
+    An item dated by an interval only matches a query period that intersects the interval
+    (STAC API Item Search), so its end, not its start, is compared with the period's start.
+    """
+    props: Mapping[str, Any] = item.get("properties") or {}
+    end_text = props.get("end_datetime")
+    if props.get("datetime") is None and isinstance(end_text, str):
+        try:
+            return max(parse_datetime(end_text), scene.datetime)
+        except ValueError:
+            return scene.datetime
+    return scene.datetime
+
+
 def _short_landsat_id(scene_id: str) -> str | None:
     """Return Earth Search/PC's Landsat item id (no processing date) for a full product id."""
     parts = scene_id.split("_")
@@ -545,13 +574,20 @@ class StacApiDriver(CatalogDriver):
         params: Mapping[str, str] | None = None,
         action: str = "search",
         allow_405: bool = False,
+        headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any] | None:
         """Send one request and return its JSON object (None for a tolerated 405).
+
+        ``headers`` (a next link's) are sent too; they cannot replace the Authorization header.
 
         Raises:
             ProviderUnavailableError, RateLimitedError, ProviderError: mapped HTTP failures.
         """
-        headers = {"Accept": "application/geo+json, application/json", **self.auth_headers(url)}
+        headers = {
+            "Accept": "application/geo+json, application/json",
+            **{k: v for k, v in (headers or {}).items() if k.lower() != "authorization"},
+            **self.auth_headers(url),
+        }
         try:
             response = self.client.request(
                 method,
@@ -646,6 +682,12 @@ class StacApiDriver(CatalogDriver):
                 )
             method = str(next_link.get("method") or "GET").upper()
             href = str(next_link["href"])
+            link_headers = next_link.get("headers")  # "must be included in the next request"
+            extra = (
+                {str(k): str(v) for k, v in link_headers.items()}
+                if isinstance(link_headers, Mapping)
+                else None
+            )
             if method == "POST":
                 link_body = next_link.get("body")
                 link_body = dict(link_body) if isinstance(link_body, Mapping) else {}
@@ -662,9 +704,9 @@ class StacApiDriver(CatalogDriver):
                 )
             seen.add(fingerprint)
             if method == "POST":
-                page = self._request_json("POST", href, body=previous_body)
+                page = self._request_json("POST", href, body=previous_body, headers=extra)
             else:
-                page = self._request_json("GET", href)
+                page = self._request_json("GET", href, headers=extra)
             data = page or {}
 
     def _base_body(self, query: SearchQuery, collection: str) -> dict[str, Any]:
@@ -719,8 +761,8 @@ class StacApiDriver(CatalogDriver):
         if query.scene_ids:
             wanted = set(query.scene_ids)
             wanted |= {s for s in map(_short_landsat_id, query.scene_ids) if s}
-            return bool({scene.scene_id, str(item.get("id"))} & wanted)
-        if query.start is not None and scene.datetime < _aware(query.start):
+            return bool(_ids_of(item, scene) & wanted)
+        if query.start is not None and _end_of(item, scene) < _aware(query.start):
             return False
         if query.end is not None and scene.datetime > _aware(query.end):
             return False
@@ -790,11 +832,15 @@ class StacApiDriver(CatalogDriver):
                 ids.append(short)
         self._collect({**base, "ids": ids}, query, collection, found)
         matched = {scene.scene_id for scene in found.values()}
-        matched |= {str(scene.properties.get("stac_id")) for scene in found.values()}
+        for scene in found.values():
+            matched |= {str(scene.properties.get(key)) for key in ("stac_id", "landsat_scene_id")}
         for scene_id in query.scene_ids:
             if scene_id in matched or _short_landsat_id(scene_id) in matched:
                 continue
-            product_query = {S2_PRODUCT_URI_PROP: {"eq": f"{scene_id}.SAFE"}}
+            if _LANDSAT_SCENE_ID.fullmatch(scene_id):  # LC82210692020010LGN00
+                product_query = {LANDSAT_SCENE_ID_PROP: {"eq": scene_id}}
+            else:
+                product_query = {S2_PRODUCT_URI_PROP: {"eq": f"{scene_id}.SAFE"}}
             self._collect({**base, "query": product_query}, query, collection, found)
 
     def _search_tile(
@@ -850,6 +896,9 @@ class StacApiDriver(CatalogDriver):
             )
             return token
 
+    def _sas_collection(self, scene: Scene) -> str:
+        return str(scene.properties.get("stac_collection") or self.collection_id(scene.dataset))
+
     def sign_assets(self, scene: Scene) -> tuple[Asset, ...]:
         """Return ``scene``'s assets with hrefs the provider will serve.
 
@@ -862,9 +911,7 @@ class StacApiDriver(CatalogDriver):
         """
         if not self.sign:
             return tuple(scene.assets)
-        collection = str(
-            scene.properties.get("stac_collection") or self.collection_id(scene.dataset)
-        )
+        collection = self._sas_collection(scene)
         signed: list[Asset] = []
         token: str | None = None
         for asset in scene.assets:
@@ -888,15 +935,33 @@ class StacApiDriver(CatalogDriver):
         """
         if not scene.assets:
             raise _no_http_assets(scene, self.catalog)
-        assets = self.sign_assets(scene)
-        results = download_assets_detailed(
-            self.client,
-            assets,
-            dest,
-            max_workers=self.max_connections,
-            progress=progress,
-            headers_for=self.auth_headers,
-        )
+
+        def fetch() -> dict[str, DownloadedFile]:
+            return download_assets_detailed(
+                self.client,
+                self.sign_assets(scene),
+                dest,
+                max_workers=self.max_connections,
+                progress=progress,
+                headers_for=self.auth_headers,
+            )
+
+        try:
+            results = fetch()
+        except ProviderError as err:
+            if not self.sign or err.status_code != 403:
+                raise
+            # The SAS token expired (or was revoked) mid-scene: one fresh token, files already
+            # complete are reused, partial ones resume.
+            collection = self._sas_collection(scene)
+            log.info(
+                "sas.refused catalog=%s collection=%s; signing again with a new token",
+                self.catalog,
+                collection,
+            )
+            with self._sas_lock:
+                self._sas_tokens.pop(collection, None)
+            results = fetch()
         files = tuple(result.path for result in results.values())
         return DownloadedFile(
             path=dest,

@@ -445,6 +445,92 @@ def test_search_landsat_product_id_asks_item_id_form_too(
     assert body["ids"] == [product, "LC08_L2SP_033032_20231008_02_T1"]
 
 
+def test_search_legacy_landsat_scene_id_found_through_landsat_scene_id(
+    http_server: LocalHttpServer, cassette: LoadCassette, driver_factory: Any
+) -> None:
+    page = cassette(MULTI).interactions[0].response_json()  # the real Earth Search items
+    page["links"] = []
+
+    def handle(request: Request) -> Reply:
+        body = request.json()
+        if "ids" in body:
+            return Reply(200, json.dumps(EMPTY_PAGE).encode())
+        wanted = body["query"].get("landsat:scene_id", {}).get("eq")
+        features = [
+            f for f in page["features"] if f["properties"].get("landsat:scene_id") == wanted
+        ]
+        return Reply(200, json.dumps({**page, "features": features}).encode())
+
+    http_server.route("/v1/search", handle)
+    driver = driver_factory(http_server.url + "/v1")
+
+    scenes = driver.search(
+        SearchQuery(dataset="landsat_ot_c2_l2", scene_ids=("LC80330322023281LGN00",))
+    )
+
+    assert [s.scene_id for s in scenes] == ["LC08_L2SP_033032_20231008_20231017_02_T1"]
+    by_ids, by_scene_id = search_bodies(http_server, "/v1/search")
+    assert by_scene_id["query"] == {"landsat:scene_id": {"eq": "LC80330322023281LGN00"}}
+
+
+def test_search_item_dated_by_an_interval_kept_when_the_interval_meets_the_period(
+    http_server: LocalHttpServer, cassette: LoadCassette, driver_factory: Any
+) -> None:
+    page = cassette(MULTI).interactions[0].response_json()
+    page["links"] = []
+    item = next(f for f in page["features"] if f["collection"] == "sentinel-2-l2a")
+    props = item["properties"]
+    start = parse_datetime(props["datetime"])
+    props.update(
+        datetime=None,
+        start_datetime=format_datetime(start),
+        end_datetime=format_datetime(start + dt.timedelta(hours=2)),
+    )
+    page["features"] = [item]
+    http_server.route("/v1/search", json_reply(page))
+    driver = driver_factory(http_server.url + "/v1")
+
+    def found(begin: dt.datetime, end: dt.datetime) -> int:
+        query = SearchQuery(dataset="sentinel-2-l2a", bbox=(-180, -90, 180, 90), start=begin,
+                            end=end)
+        return len(driver.search(query))
+
+    hour = dt.timedelta(hours=1)
+    assert found(start + hour, start + 3 * hour) == 1  # starts inside the item's interval
+    assert found(start - hour, start + hour) == 1
+    assert found(start + 3 * hour, start + 4 * hour) == 0  # after the interval
+    assert found(start - 2 * hour, start - hour) == 0  # before it
+
+
+def test_search_next_link_headers_are_sent_with_the_next_request(
+    http_server: LocalHttpServer, driver_factory: Any
+) -> None:
+    second = http_server.url + "/v1/search?page=2"
+    first_page = {
+        **EMPTY_PAGE,
+        "features": [],
+        "links": [{"rel": "next", "href": second, "method": "GET",
+                   "headers": {"X-Page-Token": "abc", "Authorization": "Bearer stolen"}}],
+    }
+    page = copy.deepcopy(first_page)
+
+    def handle(request: Request) -> Reply:
+        if request.method == "POST":
+            return Reply(200, json.dumps(page).encode())
+        return Reply(200, json.dumps(EMPTY_PAGE).encode())
+
+    http_server.route("/v1/search", handle)
+    driver = driver_factory(http_server.url + "/v1")
+    page["features"] = [{"type": "Feature", "id": "x", "properties": {}, "assets": {}}]
+
+    driver.search(SearchQuery(dataset="sentinel-2-l2a", bbox=(-180, -90, 180, 90)))
+
+    follow = [r for r in http_server.requests_to("/v1/search") if r.method == "GET"]
+    assert len(follow) == 1
+    assert follow[0].headers["x-page-token"] == "abc"
+    assert "authorization" not in follow[0].headers  # a link never sets credentials
+
+
 def test_item_to_scene_planetary_computer_landsat_product_id(cassette: LoadCassette) -> None:
     recorded = cassette("test_client/test_fallback_strategy.yaml")
     (items,) = recorded.find("GET", "/collections/landsat-c2-l2/items")
@@ -890,6 +976,10 @@ class SasEndpoint:
         return Reply(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
 
+def blobs_name(item: dict[str, Any], key: str) -> str:
+    return str(item["assets"][key]["href"]).rsplit("/", 1)[-1]
+
+
 def signing_driver(server: LocalHttpServer, factory: Any, **options: Any) -> StacApiDriver:
     return pc_driver(server, factory, sign_assets=True, **options)
 
@@ -1001,6 +1091,43 @@ def test_download_pc_blob_assets_signed_and_token_never_logged(
     unsigned = pc_driver(http_server, driver_factory)  # without sign_assets: Azure's 403
     with pytest.raises(ProviderError, match="HTTP 403"):
         unsigned.download(scene, tmp_path / "unsigned")
+
+
+def test_download_pc_token_refused_mid_scene_signs_again_once_and_resumes(
+    http_server: LocalHttpServer, cassette: LoadCassette, driver_factory: Any, tmp_path: Path
+) -> None:
+    sas = SasEndpoint(http_server, valid_for=dt.timedelta(hours=1))
+    feature = cassette(PC_S2).interactions[0].response_json()["features"][0]
+    blobs = {"B04": b"\x04" * 70_000, "SCL": b"\x05" * 30_000}
+    item = copy.deepcopy(feature)
+    item["assets"] = {}
+    for key, blob in blobs.items():
+        name = feature["assets"][key]["href"].rsplit("/", 1)[-1]
+
+        def blob_handler(request: Request, blob: bytes = blob, key: str = key) -> Reply:
+            # the first token expires before SCL's request: Azure answers 403
+            if "sig=SIGSENTINEL-2-L2A0" in request.query and key == "SCL":
+                return Reply(403, b"<Error><Code>AuthenticationFailed</Code></Error>")
+            if "sig=SIG" not in request.query:
+                return Reply(403, b"<Error><Code>AuthenticationFailed</Code></Error>")
+            return serve_bytes(blob)(request)
+
+        url = http_server.route(f"/sentinel2-l2/{name}", blob_handler)
+        asset = dict(feature["assets"][key], href=url.replace("127.0.0.1", "localhost"))
+        asset["file:size"] = len(blob)
+        item["assets"][key] = asset
+    scene = item_to_scene(item, catalog="planetarycomputer", dataset="S2MSI2A")
+    driver = signing_driver(
+        http_server, driver_factory, sas_host_suffixes=["localhost"], max_connections=1
+    )
+
+    result = driver.download(scene, tmp_path / scene.scene_id)
+
+    assert sorted(p.name for p in result.files) == ["B04.tif", "SCL.tif"]
+    assert (tmp_path / scene.scene_id / "SCL.tif").read_bytes() == blobs["SCL"]
+    assert sas.issued == ["sentinel-2-l2a", "sentinel-2-l2a"]  # one new token, not one per file
+    b04 = [r for r in http_server.requests if r.path.endswith(blobs_name(item, "B04"))]
+    assert len(b04) == 1  # the band already complete was kept, not fetched again
 
 
 def test_make_driver_planetary_computer_url_override_moves_sas_endpoint(
