@@ -976,6 +976,32 @@ class SasEndpoint:
         return Reply(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
 
+def pc_blob_item(
+    server: LocalHttpServer, cassette: LoadCassette, *, refused: Callable[[str, str], bool]
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """A real PC Sentinel-2 item whose B04 and SCL blobs are served on ``localhost``.
+
+    A blob answers 403, as Azure does, to an unsigned request and when ``refused(key, query)``.
+    """
+    feature = cassette(PC_S2).interactions[0].response_json()["features"][0]
+    blobs = {"B04": b"\x04" * 70_000, "SCL": b"\x05" * 30_000}
+    item = copy.deepcopy(feature)
+    item["assets"] = {}
+    for key, blob in blobs.items():
+        name = feature["assets"][key]["href"].rsplit("/", 1)[-1]
+
+        def blob_handler(request: Request, blob: bytes = blob, key: str = key) -> Reply:
+            if "sig=SIG" not in request.query or refused(key, request.query):
+                return Reply(403, b"<Error><Code>AuthenticationFailed</Code></Error>")
+            return serve_bytes(blob)(request)
+
+        url = server.route(f"/sentinel2-l2/{name}", blob_handler)
+        asset = dict(feature["assets"][key], href=url.replace("127.0.0.1", "localhost"))
+        asset["file:size"] = len(blob)
+        item["assets"][key] = asset
+    return item, blobs
+
+
 def blobs_name(item: dict[str, Any], key: str) -> str:
     return str(item["assets"][key]["href"]).rsplit("/", 1)[-1]
 
@@ -1060,22 +1086,7 @@ def test_download_pc_blob_assets_signed_and_token_never_logged(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     sas = SasEndpoint(http_server, valid_for=dt.timedelta(hours=1))
-    feature = cassette(PC_S2).interactions[0].response_json()["features"][0]
-    blobs = {"B04": b"\x04" * 70_000, "SCL": b"\x05" * 30_000}
-    item = copy.deepcopy(feature)
-    item["assets"] = {}
-    for key, blob in blobs.items():
-        name = feature["assets"][key]["href"].rsplit("/", 1)[-1]
-
-        def blob_handler(request: Request, blob: bytes = blob) -> Reply:
-            if "sig=SIG" not in request.query:  # Azure answers unsigned requests with 403
-                return Reply(403, b"<Error><Code>AuthenticationFailed</Code></Error>")
-            return serve_bytes(blob)(request)
-
-        url = http_server.route(f"/sentinel2-l2/{name}", blob_handler)
-        asset = dict(feature["assets"][key], href=url.replace("127.0.0.1", "localhost"))
-        asset["file:size"] = len(blob)
-        item["assets"][key] = asset
+    item, blobs = pc_blob_item(http_server, cassette, refused=lambda key, query: False)
     scene = item_to_scene(item, catalog="planetarycomputer", dataset="S2MSI2A")
     driver = signing_driver(http_server, driver_factory, sas_host_suffixes=["localhost"])
 
@@ -1097,25 +1108,9 @@ def test_download_pc_token_refused_mid_scene_signs_again_once_and_resumes(
     http_server: LocalHttpServer, cassette: LoadCassette, driver_factory: Any, tmp_path: Path
 ) -> None:
     sas = SasEndpoint(http_server, valid_for=dt.timedelta(hours=1))
-    feature = cassette(PC_S2).interactions[0].response_json()["features"][0]
-    blobs = {"B04": b"\x04" * 70_000, "SCL": b"\x05" * 30_000}
-    item = copy.deepcopy(feature)
-    item["assets"] = {}
-    for key, blob in blobs.items():
-        name = feature["assets"][key]["href"].rsplit("/", 1)[-1]
-
-        def blob_handler(request: Request, blob: bytes = blob, key: str = key) -> Reply:
-            # the first token expires before SCL's request: Azure answers 403
-            if "sig=SIGSENTINEL-2-L2A0" in request.query and key == "SCL":
-                return Reply(403, b"<Error><Code>AuthenticationFailed</Code></Error>")
-            if "sig=SIG" not in request.query:
-                return Reply(403, b"<Error><Code>AuthenticationFailed</Code></Error>")
-            return serve_bytes(blob)(request)
-
-        url = http_server.route(f"/sentinel2-l2/{name}", blob_handler)
-        asset = dict(feature["assets"][key], href=url.replace("127.0.0.1", "localhost"))
-        asset["file:size"] = len(blob)
-        item["assets"][key] = asset
+    item, blobs = pc_blob_item(  # the first token expires before SCL's request
+        http_server, cassette, refused=lambda key, query: key == "SCL" and "L2A0" in query
+    )
     scene = item_to_scene(item, catalog="planetarycomputer", dataset="S2MSI2A")
     driver = signing_driver(
         http_server, driver_factory, sas_host_suffixes=["localhost"], max_connections=1
