@@ -1,7 +1,10 @@
 """The download engine (DESIGN 1.2): streamed, resumable, verified, atomic downloads over HTTP.
 
 ``download_file`` streams to ``<dest>.part``, resumes it with ``Range`` only when the server
-answers 206 with a matching ``Content-Range``, verifies size and checksum, and renames the verified
+answers 206 with a matching ``Content-Range`` (and ``If-Range`` with the validator, strong ETag or
+Last-Modified, of the answer the partial came from, kept in ``<dest>.part.validator``: a file that
+changed in between is downloaded again from the start, never spliced), verifies size and checksum,
+and renames the verified
 file to ``dest``; ``<dest>.lock`` (fcntl) serialises callers asking for the same file. A valid file
 already at ``dest`` is reused without touching the network. Transient failures (5xx, timeouts,
 dropped connections, 429) are retried in the task with exponential backoff and jitter, resuming
@@ -593,6 +596,23 @@ class _RestartFromZero(Exception):
     """The server's answer to a Range request cannot be trusted: drop the partial and retry."""
 
 
+def _validator_path(part: Path) -> Path:
+    return part.with_name(part.name + ".validator")
+
+
+def _response_validator(response: httpx.Response) -> str | None:
+    """Return the answer's validator for ``If-Range``: a strong ETag, else Last-Modified."""
+    etag = response.headers.get("etag", "").strip()
+    if etag and not etag.startswith("W/"):  # weak ETags are not allowed in If-Range
+        return etag
+    return response.headers.get("last-modified", "").strip() or None
+
+
+def _drop_partial(part: Path) -> None:
+    part.unlink(missing_ok=True)
+    _validator_path(part).unlink(missing_ok=True)
+
+
 def _parse_content_range(value: str | None) -> tuple[int, int, int | None] | None:
     match = _CONTENT_RANGE.match(value or "")
     if not match:
@@ -640,8 +660,14 @@ def _fetch_once(
     if not allow_resume or (expected.size_bytes is not None and offset > expected.size_bytes):
         offset = 0
     request_headers = {"Accept-Encoding": "identity", **dict(headers)}
+    validator_path = _validator_path(part)
+    validator: str | None = None
     if offset:
         request_headers["Range"] = f"bytes={offset}-"
+        with contextlib.suppress(OSError):
+            validator = validator_path.read_text(encoding="utf-8").strip() or None
+        if validator is not None:
+            request_headers["If-Range"] = validator
     hasher: Hasher = new_hasher(algorithm, digest_bytes)
     done = 0
     total: int | None = expected.size_bytes
@@ -656,7 +682,7 @@ def _fetch_once(
                     if progress is not None:
                         progress(offset, offset)
                     return _Fetched(offset, Checksum(algorithm, hasher.hexdigest()))
-                part.unlink(missing_ok=True)
+                _drop_partial(part)
                 raise _RestartFromZero("416 without a matching size")
             if status >= 400:
                 raise error_for_status(
@@ -675,8 +701,18 @@ def _fetch_once(
                         offset,
                         response.headers.get("content-range"),
                     )
-                    part.unlink(missing_ok=True)
+                    _drop_partial(part)
                     raise _RestartFromZero("Content-Range does not match the partial")
+                answered = _response_validator(response)
+                if validator is not None and answered is not None and answered != validator:
+                    # a server that ignores If-Range: the partial is of another version
+                    log.warning(
+                        "download.changed url=%s; the file changed since the partial was "
+                        "written, restarting",
+                        redact_url(url),
+                    )
+                    _drop_partial(part)
+                    raise _RestartFromZero("the file changed since the partial was written")
                 total = content_range[2] if content_range[2] is not None else total
                 done = update_from_file(hasher, part, chunk_bytes=chunk_bytes)
                 mode = "ab"
@@ -689,10 +725,16 @@ def _fetch_once(
             elif status == 200:
                 if offset:
                     log.info(
-                        "download.restart url=%s reason=server ignored Range (HTTP 200)",
+                        "download.restart url=%s reason=%s",
                         redact_url(url),
+                        "the file changed (If-Range)" if validator else "server ignored Range",
                     )
                 mode = "wb"
+                answered = _response_validator(response)
+                if answered is None:
+                    validator_path.unlink(missing_ok=True)
+                else:  # written before the data, so any partial has its version beside it
+                    validator_path.write_text(answered, encoding="utf-8")
                 encoded = response.headers.get("content-encoding", "identity").lower()
                 length = response.headers.get("content-length")
                 if length is not None and length.isdigit() and encoded in ("", "identity"):
@@ -796,7 +838,8 @@ def download_file(
     Args:
         client: the driver's HTTP client (its TLS, timeout and auth settings apply).
         url: the file's URL; only ``scheme://host/path`` of it is ever logged.
-        dest: the final path; ``<dest>.part`` and ``<dest>.lock`` are used beside it.
+        dest: the final path; ``<dest>.part`` (with ``<dest>.part.validator``) and
+            ``<dest>.lock`` are used beside it.
         expected_size: the size the catalog gives, verified when known.
         checksum: a STAC ``file:checksum`` multihash or ``<algo>:<hex>``, verified when given.
         progress: called as ``progress(done_bytes, total_bytes)``.
@@ -882,6 +925,7 @@ def download_file(
                 allow_resume = True
         _verify(part, fetched, expected)
         os.replace(part, dest)
+        _validator_path(part).unlink(missing_ok=True)
         if durable:
             _fsync_dir(dest.parent)
         elapsed_s = max(time.monotonic() - started, 1e-9)
@@ -937,12 +981,12 @@ def reuse_existing(
 def _verify(part: Path, fetched: _Fetched, expected: _Expected) -> None:
     """Raise ``ChecksumMismatchError`` (after deleting ``part``) when it is not the right file."""
     if expected.size_bytes is not None and fetched.size_bytes != expected.size_bytes:
-        part.unlink(missing_ok=True)
+        _drop_partial(part)
         raise ChecksumMismatchError(
             str(part), f"size_bytes:{expected.size_bytes}", f"size_bytes:{fetched.size_bytes}"
         )
     if expected.checksum is not None and not expected.checksum.matches(fetched.checksum):
-        part.unlink(missing_ok=True)
+        _drop_partial(part)
         raise ChecksumMismatchError(str(part), str(expected.checksum), str(fetched.checksum))
 
 

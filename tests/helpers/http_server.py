@@ -62,12 +62,21 @@ def serve_bytes(
     ranges: bool = True,
     drop_after: int | None = None,
     content_type: str = "application/octet-stream",
+    etag: str | None = None,
+    if_range: bool = True,
 ) -> Handler:
-    """Serve ``data``; honour ``Range: bytes=N-[M]`` with 206/416 when ``ranges``."""
+    """Serve ``data``; honour ``Range: bytes=N-[M]`` with 206/416 when ``ranges``.
+
+    With ``etag`` (e.g. ``'"v1"'``) every answer carries it, and a Range request whose
+    ``If-Range`` names another version gets the whole file (200), as RFC 9110 says; ``if_range``
+    false makes a server that ignores ``If-Range``.
+    """
+    tag = {"ETag": etag} if etag else {}
 
     def handle(request: Request) -> Reply:
         header = request.headers.get("range", "")
-        if ranges and header.startswith("bytes="):
+        stale = if_range and "if-range" in request.headers and request.headers["if-range"] != etag
+        if ranges and header.startswith("bytes=") and not stale:
             first, _, last = header[len("bytes=") :].partition("-")
             start = int(first)
             end = int(last) if last else len(data) - 1
@@ -81,10 +90,11 @@ def serve_bytes(
                     "Content-Type": content_type,
                     "Content-Range": f"bytes {start}-{end}/{len(data)}",
                     "Accept-Ranges": "bytes",
+                    **tag,
                 },
                 drop_after=drop_after,
             )
-        headers = {"Content-Type": content_type}
+        headers = {"Content-Type": content_type, **tag}
         if ranges:
             headers["Accept-Ranges"] = "bytes"
         return Reply(200, data, headers, drop_after=drop_after)

@@ -263,6 +263,62 @@ def test_download_file_server_ignores_range_restarts_from_zero(
     assert "range" in http_server.requests_to("/f.bin")[1].headers
 
 
+def test_download_file_changed_between_attempts_is_downloaded_again_not_spliced(
+    http_server: LocalHttpServer, client: httpx.Client, tmp_path: Path
+) -> None:
+    old, new = DATA, bytes(reversed(DATA))  # same size; no checksum known to tell them apart
+    half = len(old) // 2
+    url = http_server.route("/f.bin", serve_bytes(old, drop_after=half, etag='"v1"'))
+    dest = tmp_path / "f.bin"
+    with pytest.raises(ProviderUnavailableError):
+        download_file(client, url, dest, expected_size=len(old), max_attempts=1)
+    assert dest.with_name("f.bin.part.validator").read_text() == '"v1"'
+    http_server.route("/f.bin", serve_bytes(new, etag='"v2"'))  # the provider reprocessed it
+
+    download_file(client, url, dest, expected_size=len(new))
+
+    resumed = http_server.requests_to("/f.bin")[-1]
+    assert resumed.headers["if-range"] == '"v1"' and resumed.headers["range"].startswith("bytes=")
+    assert dest.read_bytes() == new
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["f.bin"]
+
+
+def test_download_file_206_of_another_version_restarts_from_zero(
+    http_server: LocalHttpServer, client: httpx.Client, tmp_path: Path
+) -> None:
+    old, new = DATA, bytes(reversed(DATA))
+    half = len(old) // 2
+    url = http_server.route("/f.bin", serve_bytes(old, drop_after=half, etag='"v1"'))
+    dest = tmp_path / "f.bin"
+    with pytest.raises(ProviderUnavailableError):
+        download_file(client, url, dest, expected_size=len(old), max_attempts=1)
+    http_server.route("/f.bin", serve_bytes(new, etag='"v2"', if_range=False))  # ignores If-Range
+
+    download_file(client, url, dest, expected_size=len(new))
+
+    assert dest.read_bytes() == new
+    assert "range" not in http_server.requests_to("/f.bin")[-1].headers
+
+
+def test_download_file_same_version_resumes_with_if_range(
+    http_server: LocalHttpServer, client: httpx.Client, tmp_path: Path, sleeps: list[float]
+) -> None:
+    half = len(DATA) // 2
+    url = http_server.route(
+        "/f.bin",
+        sequence(serve_bytes(DATA, drop_after=half, etag='"v1"'), serve_bytes(DATA, etag='"v1"')),
+    )
+    dest = tmp_path / "f.bin"
+
+    download_file(client, url, dest, checksum=sha256_multihash(DATA), sleep=sleeps.append)
+
+    first, second = http_server.requests_to("/f.bin")
+    assert second.headers["if-range"] == '"v1"'
+    assert int(second.headers["range"].removeprefix("bytes=").rstrip("-")) > 0
+    assert dest.read_bytes() == DATA
+    assert not dest.with_name("f.bin.part.validator").exists()
+
+
 def test_download_file_existing_partial_resumed_from_its_size(
     http_server: LocalHttpServer, client: httpx.Client, tmp_path: Path
 ) -> None:
