@@ -602,10 +602,10 @@ def _validator_path(part: Path) -> Path:
 
 def _response_validator(response: httpx.Response) -> str | None:
     """Return the answer's validator for ``If-Range``: a strong ETag, else Last-Modified."""
-    etag = response.headers.get("etag", "").strip()
+    etag = str(response.headers.get("etag", "")).strip()
     if etag and not etag.startswith("W/"):  # weak ETags are not allowed in If-Range
         return etag
-    return response.headers.get("last-modified", "").strip() or None
+    return str(response.headers.get("last-modified", "")).strip() or None
 
 
 def _drop_partial(part: Path) -> None:
