@@ -601,11 +601,24 @@ def _validator_path(part: Path) -> Path:
 
 
 def _response_validator(response: httpx.Response) -> str | None:
-    """Return the answer's validator for ``If-Range``: a strong ETag, else Last-Modified."""
+    """Return the answer's validator for ``If-Range``: a strong ETag, else a strong Last-Modified.
+
+    RFC 9110 13.1.5 and 8.8.2.2: never a weak ETag; a date only without an ETag, and only when
+    it is at least 60 s before the answer's ``Date`` (a file generated on the fly, dated "now",
+    would otherwise make every resume start again).
+    """
     etag = str(response.headers.get("etag", "")).strip()
-    if etag and not etag.startswith("W/"):  # weak ETags are not allowed in If-Range
-        return etag
-    return str(response.headers.get("last-modified", "")).strip() or None
+    if etag:
+        return None if etag.startswith("W/") else etag
+    modified = str(response.headers.get("last-modified", "")).strip()
+    try:
+        age_s = (
+            parsedate_to_datetime(str(response.headers.get("date", "")))
+            - parsedate_to_datetime(modified)
+        ).total_seconds()
+    except (TypeError, ValueError):
+        return None
+    return modified if age_s >= 60 else None
 
 
 def _drop_partial(part: Path) -> None:

@@ -678,3 +678,22 @@ def test_download_file_gzip_encoded_answer_is_stored_decoded(
 
     assert (tmp_path / "f.bin").read_bytes() == DATA
     assert result.size_bytes == len(DATA)
+
+
+OLD_DATE = "Mon, 01 Jan 2024 00:00:00 GMT"
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"ETag": '"v1"'}, '"v1"'),
+        ({"ETag": 'W/"v1"', "Last-Modified": OLD_DATE}, None),  # weak
+        ({"Last-Modified": OLD_DATE, "Date": "Tue, 02 Jan 2024 00:00:00 GMT"}, OLD_DATE),
+        # dated "now" (a file made on the fly): not a strong validator
+        ({"Last-Modified": OLD_DATE, "Date": "Mon, 01 Jan 2024 00:00:30 GMT"}, None),
+        ({"Last-Modified": OLD_DATE}, None),  # no Date to judge it by
+        ({}, None),
+    ],
+)
+def test_if_range_validator_follows_rfc9110(headers: dict[str, str], expected: str | None) -> None:
+    assert engine._response_validator(httpx.Response(200, headers=headers)) == expected
