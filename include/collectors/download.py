@@ -4,11 +4,11 @@
 answers 206 with a matching ``Content-Range`` (and ``If-Range`` with the validator, strong ETag or
 Last-Modified, of the answer the partial came from, kept in ``<dest>.part.validator``: a file that
 changed in between is downloaded again from the start, never spliced), verifies size and checksum,
-and renames the verified
-file to ``dest``; ``<dest>.lock`` (fcntl) serialises callers asking for the same file. A valid file
-already at ``dest`` is reused without touching the network. Transient failures (5xx, timeouts,
-dropped connections, 429) are retried in the task with exponential backoff and jitter, resuming
-from the partial; permanent ones (other 4xx) raise ``ProviderError`` at once.
+and renames the verified file to ``dest``; ``<dest>.lock`` (fcntl) serialises callers asking for
+the same file. A valid file already at ``dest`` is reused without touching the network. Transient
+failures (5xx, timeouts, dropped connections, 429) are retried in the task with exponential
+backoff and jitter, resuming from the partial; permanent ones (other 4xx) raise
+``ProviderError`` at once.
 
 Also the HTTP plumbing shared by catalog drivers: ``build_http_client`` (one client per driver,
 TLS verification on by default), error mapping from responses and transport failures, and

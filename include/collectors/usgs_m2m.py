@@ -106,9 +106,9 @@ Bundle", "... Level-2 Product Bundle"."""
 LEGACY_ARCHIVE_KEYWORDS = ("level-1 geotiff data product", "level-2 data product")
 """Whole-scene archives of Collection 1 era datasets, used when no bundle is offered."""
 NON_ARCHIVE_SYSTEMS = frozenset({"folder", "wms"})
+"""Download systems of per-band folders and browse images, never a scene archive."""
 READY_REQUESTED_STATUSES = frozenset({"available", "proxied"})
 """``download-retrieve`` statuses of a ``requested`` entry whose URL can be downloaded."""
-"""Download systems of per-band folders and browse images, never a scene archive."""
 
 _METADATA_TIME_FORMATS = ("%Y:%j:%H:%M:%S.%f", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S")
 
@@ -872,8 +872,12 @@ class UsgsM2MDriver(CatalogDriver):
             )
         return str(entity)
 
+    def _dataset_of(self, scene: Scene) -> str:
+        """Return the M2M dataset of ``scene`` (the one it was found in)."""
+        return str(scene.properties.get("dataset_name") or self.dataset_name(scene.dataset))
+
     def _product(self, scene: Scene) -> DownloadProduct:
-        dataset = str(scene.properties.get("dataset_name") or self.dataset_name(scene.dataset))
+        dataset = self._dataset_of(scene)
         entity = self._entity(scene)
         product = choose_product(
             self._download_options(dataset, [entity]).get(entity, []),
@@ -892,8 +896,7 @@ class UsgsM2MDriver(CatalogDriver):
 
         It names the dataset too: a Level-1 and a Level-2 scene share their ``entityId``.
         """
-        dataset = str(scene.properties.get("dataset_name") or self.dataset_name(scene.dataset))
-        return f"{self.label_prefix}-{dataset}-{self._entity(scene)}"
+        return f"{self.label_prefix}-{self._dataset_of(scene)}-{self._entity(scene)}"
 
     def _retrieve(self, scene: Scene) -> tuple[Mapping[str, Any] | None, bool]:
         """Return (the ready download of ``scene``, whether one is being prepared).
@@ -956,9 +959,8 @@ class UsgsM2MDriver(CatalogDriver):
         failed = data.get("failed") or []
         invalid = data.get("numInvalidScenes")
         invalid = invalid if isinstance(invalid, int) and not isinstance(invalid, bool) else 0
-        if (failed or invalid > 0) and not data.get("preparingDownloads") and not data.get(
-            "duplicateProducts"
-        ):
+        pending = data.get("preparingDownloads") or data.get("duplicateProducts")
+        if (failed or invalid > 0) and not pending:
             reason = f"{failed!r}" if failed else f"numInvalidScenes={invalid}"
             raise ProviderError(
                 f"{scene.scene_id}: USGS M2M refused the download request ({reason}); "
