@@ -57,6 +57,10 @@ class BandConfig(_Model):
     data_type: str = "uint16"
     scale: float | None = None
     offset: float | None = None
+    unit: str | None = None
+    """Unit of ``DN * scale + offset`` when it is not a reflectance (``kelvin`` for ST bands)."""
+    optional: bool = False
+    """Products may lack it (an L2SR bundle has no ``ST_B10``): publish goes on without it."""
 
 
 class QuicklookConfig(_Model):
@@ -112,6 +116,9 @@ class CollectionConfig(_Model):
     platform_family: Literal["sentinel-2", "landsat"]
     level: str
     tile_system: Literal["mgrs", "wrs2"]
+    instruments: tuple[str, ...] = ()
+    """STAC ``instruments`` (``msi``; ``oli``, ``tirs``; ``etm+``; ``tm``): also the sensors whose
+    products the collection accepts; empty means the platform family's usual ones."""
     license: str = "proprietary"
     bands: tuple[BandConfig, ...]
     quicklook: QuicklookConfig | None = None

@@ -29,6 +29,8 @@ LANDSAT = "LC08_L1TP_221069_20200110_20200114_02_T1"
 RENAMED_FIXTURES = {
     # stactools renamed the folder; its MTD_MSIL1C.xml PRODUCT_URI carries N0209.
     "S2A_MSIL1C_20200717T221941_R029_T01LAC_20200717T234135",
+    # the s2-l1c-n0509 folder drops the product discriminator; its PRODUCT_URI has it.
+    "S2B_MSIL1C_20230601T094549_N0509_R079_T34UDD",
 }
 
 
