@@ -9,12 +9,14 @@ Sources:
   vector components of the seen nodes (a linear extrapolation across track).
 - **Landsat Collection 2** angle bands (``SZA``, ``SAA``, ``VZA``, ``VAA``: int16, hundredths of a
   degree, band 4's geometry), read decimated to a coarse grid.
-- **Landsat 8/9** ``ANG.txt`` (USGS angle coefficient file): the per-band rational polynomials are
-  evaluated on a coarse grid of L1T lines/samples exactly as the USGS ``l8_angles`` tool does per
-  pixel (find the SCA(s) seeing the point via the L1T->L1R polynomials, evaluate the satellite and
-  sun vector polynomials, average over overlapping SCAs), at the scene's mean height (no DEM).
-- Otherwise (an ANG.txt without rational polynomials, e.g. TM/ETM+ formats): the scene-centre sun
-  angles of the MTL on the whole scene and a nadir view (view zenith 0), an approximation named in
+- **Landsat** ``ANG.txt`` (USGS angle coefficient file): the per-band rational polynomials are
+  evaluated on a coarse grid of L1T lines/samples as the USGS tools do per pixel (trace the point
+  to the raw L1R image, then evaluate the satellite and sun vector polynomials there), at the
+  scene's mean height (no DEM). Landsat 8/9 OLI files trace through one polynomial per SCA
+  (``l8_angles``, averaging overlapping SCAs); Landsat 4-7 TM/ETM+ files through one polynomial
+  per scan direction of the mirror (``landsat_angles``).
+- Otherwise (an ANG.txt without rational polynomials): the scene-centre sun angles of the MTL on
+  the whole scene and a nadir view (view zenith 0), an approximation named in
   ``AngleGrid.source``.
 
 Interpolation to a band's pixels is bilinear, separable and windowed, on the view vector
@@ -452,6 +454,25 @@ def read_s2_tile_angles(path: Path) -> AngleGrid:
 
 
 # --------------------------------------------------------------------------- Landsat ANG.txt
+#
+# Both layouts of the USGS angle coefficient file have FILE_HEADER, PROJECTION, EPHEMERIS,
+# SOLAR_VECTOR and one RPC_BANDnn group per band, with the same satellite and sun vector
+# polynomials (BANDnn_MEAN_SAT_VECTOR, BANDnn_SAT_X/Y/Z_NUM_COEF (10) and _DEN_COEF (9), the same
+# for SUN). They differ in how an L1T point is traced back to the raw (L1R) image:
+# - OLI (Landsat 8/9; USGS l8_angles, ias_angle_gen_read_ang.c): one L1T->L1R polynomial per
+#   sensor chip (BANDnn_SCA_LIST, BANDnn_SCAnn_*); SCA k's L1R samples follow k SCA widths.
+# - TM/ETM+ (Landsat 4-7; USGS landsat_angles, gxx_angle_gen_read_ang.c and
+#   gxx_angle_gen_find_dir.c in USGS-EROS/espa-product-formatter, fork BeamIO-Inc/
+#   espa-product-formatter@547af82 raw_binary/per_pixel_angles_libs/landsat_ias_lib): one
+#   polynomial per scan direction of the whiskbroom mirror (BANDnn_NUMBER_OF_DIRECTIONS,
+#   BANDnn_LINES_PER_SCAN, BANDnn_DIRnn_*); FILE_HEADER adds WRS_PATH, WRS_ROW, MODE,
+#   FIRST_SCAN_DIRECTION and SPACECRAFT_ID is "L4_TM"/"L5_TM"/"L7_ETM"; a SCAN_TIME_POLY group is
+#   added; BAND_LIST is (1, 2, 3, 4, 5, 6, 7) for TM and (1, 2, 3, 4, 5, 61, 62, 7, 8) for ETM+,
+#   61/62 being band 6 VCID 1/2 (groups RPC_BAND61, RPC_BAND62).
+
+ETM_THERMAL_BANDS = (61, 62)
+"""ETM+ band 6 in the angle file: VCID 1 (low gain) and VCID 2 (high gain)."""
+THERMAL_BAND = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,7 +482,9 @@ class _Rational:
 
 
 @dataclass(frozen=True, slots=True)
-class _ScaModel:
+class _ImageModel:
+    """An L1T->L1R rational polynomial: one OLI SCA's, or one TM/ETM+ scan direction's."""
+
     mean_height: float
     l1r_mean: tuple[float, float]
     l1t_mean: tuple[float, float]
@@ -484,7 +507,12 @@ class _BandModel:
     sun_mean: tuple[float, float, float]
     sat: tuple[_Rational, _Rational, _Rational]
     sun: tuple[_Rational, _Rational, _Rational]
-    scas: tuple[_ScaModel, ...]
+    scas: tuple[_ImageModel, ...] = ()
+    """OLI: the SCAs, in SCA_LIST order."""
+    directions: tuple[_ImageModel, ...] = ()
+    """TM/ETM+: the scan directions (DIR00 images the even scans, DIR01 the odd ones)."""
+    lines_per_scan: int = 0
+    """TM/ETM+: L1R lines one mirror sweep images (the band's detector count)."""
 
 
 def _floats(group: Mapping[str, Any], key: str, count: int, where: str) -> tuple[float, ...]:
@@ -499,54 +527,102 @@ def _floats(group: Mapping[str, Any], key: str, count: int, where: str) -> tuple
     return tuple(float(v) for v in values)
 
 
+def _integer(group: Mapping[str, Any], key: str, where: str) -> int:
+    return int(_floats(group, key, 1, where)[0])
+
+
+def _pair(group: Mapping[str, Any], key: str, where: str) -> tuple[float, float]:
+    a, b = _floats(group, key, 2, where)
+    return a, b
+
+
+def _triple(group: Mapping[str, Any], key: str, where: str) -> tuple[float, float, float]:
+    a, b, c = _floats(group, key, 3, where)
+    return a, b, c
+
+
+def _rational(
+    group: Mapping[str, Any], prefix: str, n_num: int, where: str, den_prefix: str | None = None
+) -> _Rational:
+    return _Rational(
+        numerator=np.array(_floats(group, f"{prefix}_NUM_COEF", n_num, where)),
+        denominator=np.array(_floats(group, f"{den_prefix or prefix}_DEN_COEF", n_num - 1, where)),
+    )
+
+
+def _vector_model(
+    group: Mapping[str, Any], prefix: str, where: str
+) -> tuple[_Rational, _Rational, _Rational]:
+    """Read ``<prefix>_X/Y/Z_NUM_COEF`` (10 terms) and ``_DEN_COEF`` (9 terms)."""
+    return (
+        _rational(group, f"{prefix}_X", 10, where),
+        _rational(group, f"{prefix}_Y", 10, where),
+        _rational(group, f"{prefix}_Z", 10, where),
+    )
+
+
+def _image_model(group: Mapping[str, Any], prefix: str, where: str) -> _ImageModel:
+    """Read ``<prefix>MEAN_HEIGHT``, ``MEAN_L1R/L1T_LINE_SAMP``, ``LINE_*`` and ``SAMP_*``."""
+    # The USGS TM/ETM+ reader (gxx_angle_gen_read_ang.c) reads LINE_DEN_COEF for the sample
+    # denominator too; an angle file without SAMP_DEN_COEF is read the same way.
+    samp_den = f"{prefix}SAMP" if f"{prefix}SAMP_DEN_COEF" in group else f"{prefix}LINE"
+    return _ImageModel(
+        mean_height=_floats(group, f"{prefix}MEAN_HEIGHT", 1, where)[0],
+        l1r_mean=_pair(group, f"{prefix}MEAN_L1R_LINE_SAMP", where),
+        l1t_mean=_pair(group, f"{prefix}MEAN_L1T_LINE_SAMP", where),
+        line=_rational(group, f"{prefix}LINE", 5, where),
+        samp=_rational(group, f"{prefix}SAMP", 5, where, den_prefix=samp_den),
+    )
+
+
+def _sca_models(group: Mapping[str, Any], p: str, where: str) -> tuple[_ImageModel, ...]:
+    scas = group.get(f"{p}SCA_LIST", ())
+    numbers = scas if isinstance(scas, tuple) else (scas,)
+    return tuple(_image_model(group, f"{p}SCA{int(sca):02d}_", where) for sca in numbers)
+
+
+def _direction_models(group: Mapping[str, Any], p: str, where: str) -> tuple[_ImageModel, ...]:
+    count = _integer(group, f"{p}NUMBER_OF_DIRECTIONS", where)
+    return tuple(_image_model(group, f"{p}DIR{index:02d}_", where) for index in range(count))
+
+
 def _band_model(group: Mapping[str, Any], number: int, where: str) -> _BandModel:
+    """Read one RPC_BANDnn group, OLI (per SCA) or TM/ETM+ (per scan direction)."""
     p = f"BAND{number:02d}_"
-
-    def rational(prefix: str, n_num: int) -> _Rational:
-        return _Rational(
-            numerator=np.array(_floats(group, f"{prefix}_NUM_COEF", n_num, where)),
-            denominator=np.array(_floats(group, f"{prefix}_DEN_COEF", n_num - 1, where)),
-        )
-
-    def pair(key: str) -> tuple[float, float]:
-        a, b = _floats(group, key, 2, where)
-        return a, b
-
-    def triple(key: str) -> tuple[float, float, float]:
-        a, b, c = _floats(group, key, 3, where)
-        return a, b, c
-
-    scas = []
-    for sca in group.get(f"{p}SCA_LIST", ()):
-        s = f"{p}SCA{int(sca):02d}_"
-        scas.append(
-            _ScaModel(
-                mean_height=_floats(group, f"{s}MEAN_HEIGHT", 1, where)[0],
-                l1r_mean=pair(f"{s}MEAN_L1R_LINE_SAMP"),
-                l1t_mean=pair(f"{s}MEAN_L1T_LINE_SAMP"),
-                line=rational(f"{s}LINE", 5),
-                samp=rational(f"{s}SAMP", 5),
+    is_scanner = f"{p}NUMBER_OF_DIRECTIONS" in group
+    scas = () if is_scanner else _sca_models(group, p, where)
+    directions = _direction_models(group, p, where) if is_scanner else ()
+    lines_per_scan = _integer(group, f"{p}LINES_PER_SCAN", where) if is_scanner else 0
+    if not scas and not directions:
+        raise InvalidInputError(
+            FieldProblem(
+                where,
+                f"RPC_BAND{number:02d} has neither {p}SCA_LIST (OLI) nor scan directions "
+                f"{p}NUMBER_OF_DIRECTIONS (TM/ETM+), or they are empty",
+                "give the scene's unmodified ANG.txt",
             )
         )
-    if not scas:
+    if is_scanner and lines_per_scan < 1:
         raise InvalidInputError(
-            FieldProblem(where, f"{p}SCA_LIST is empty", "give the scene's unmodified ANG.txt")
+            FieldProblem(where, f"{p}LINES_PER_SCAN must be >= 1", "give an unmodified ANG.txt")
         )
     return _BandModel(
         number=number,
-        l1t_lines=int(_floats(group, f"{p}NUM_L1T_LINES", 1, where)[0]),
-        l1t_samps=int(_floats(group, f"{p}NUM_L1T_SAMPS", 1, where)[0]),
-        l1r_lines=int(_floats(group, f"{p}NUM_L1R_LINES", 1, where)[0]),
-        l1r_samps=int(_floats(group, f"{p}NUM_L1R_SAMPS", 1, where)[0]),
+        l1t_lines=_integer(group, f"{p}NUM_L1T_LINES", where),
+        l1t_samps=_integer(group, f"{p}NUM_L1T_SAMPS", where),
+        l1r_lines=_integer(group, f"{p}NUM_L1R_LINES", where),
+        l1r_samps=_integer(group, f"{p}NUM_L1R_SAMPS", where),
         pixel_size=_floats(group, f"{p}PIXEL_SIZE", 1, where)[0],
         mean_height=_floats(group, f"{p}MEAN_HEIGHT", 1, where)[0],
-        l1r_mean=pair(f"{p}MEAN_L1R_LINE_SAMP"),
-        l1t_mean=pair(f"{p}MEAN_L1T_LINE_SAMP"),
-        sat_mean=triple(f"{p}MEAN_SAT_VECTOR"),
-        sun_mean=triple(f"{p}MEAN_SUN_VECTOR"),
-        sat=(rational(f"{p}SAT_X", 10), rational(f"{p}SAT_Y", 10), rational(f"{p}SAT_Z", 10)),
-        sun=(rational(f"{p}SUN_X", 10), rational(f"{p}SUN_Y", 10), rational(f"{p}SUN_Z", 10)),
-        scas=tuple(scas),
+        l1r_mean=_pair(group, f"{p}MEAN_L1R_LINE_SAMP", where),
+        l1t_mean=_pair(group, f"{p}MEAN_L1T_LINE_SAMP", where),
+        sat_mean=_triple(group, f"{p}MEAN_SAT_VECTOR", where),
+        sun_mean=_triple(group, f"{p}MEAN_SUN_VECTOR", where),
+        sat=_vector_model(group, f"{p}SAT", where),
+        sun=_vector_model(group, f"{p}SUN", where),
+        scas=scas,
+        directions=directions,
+        lines_per_scan=lines_per_scan,
     )
 
 
@@ -589,15 +665,90 @@ def _vector_value(
     return result
 
 
+def _image_rpc(
+    terms: _Rational, mean: float, dl: FloatArray, ds: FloatArray, dh: float
+) -> FloatArray:
+    """Evaluate an L1T->L1R rational polynomial (offset coordinates)."""
+    n, d = terms.numerator, terms.denominator
+    value: FloatArray = (n[0] + n[1] * dl + n[2] * ds + n[3] * dh + n[4] * dl * ds) / (
+        1.0 + d[0] * dl + d[1] * ds + d[2] * dh + d[3] * dl * ds
+    ) + mean
+    return value
+
+
+def _to_l1r(
+    model: _ImageModel, band: _BandModel, lines: FloatArray, samps: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Return the L1R (line, sample) ``model`` traces L1T points to, at the band's mean height."""
+    dl = lines - model.l1t_mean[0]
+    ds = samps - model.l1t_mean[1]
+    dh = band.mean_height - model.mean_height
+    return (
+        _image_rpc(model.line, model.l1r_mean[0], dl, ds, dh),
+        _image_rpc(model.samp, model.l1r_mean[1], dl, ds, dh),
+    )
+
+
+_L1rPoints = tuple[npt.NDArray[np.intp], FloatArray, FloatArray]
+"""(point indices, L1R line, swath L1R sample) of the points one SCA or scan direction sees."""
+
+
+def _sca_l1r_points(band: _BandModel, lines: FloatArray, samps: FloatArray) -> list[_L1rPoints]:
+    """OLI: per SCA, the points inside its L1R frame (USGS ``l8_angles``).
+
+    A point is in SCA k when k's polynomial puts it at 0 <= sample <= samples - 1 and
+    0 <= line < lines; its swath sample is then k SCA widths further.
+    """
+    points: list[_L1rPoints] = []
+    for index, sca in enumerate(band.scas):
+        r_line, r_samp = _to_l1r(sca, band, lines, samps)
+        inside = (r_samp >= 0) & (r_samp <= band.l1r_samps - 1) & (r_line >= 0)
+        inside &= r_line < band.l1r_lines
+        where = np.flatnonzero(inside)
+        if where.size:
+            points.append((where, r_line[where], r_samp[where] + index * band.l1r_samps))
+    return points
+
+
+def _scan_l1r_points(band: _BandModel, lines: FloatArray, samps: FloatArray) -> list[_L1rPoints]:
+    """TM/ETM+: per scan direction, the points it imaged (USGS ``gxx_angle_gen_find_dir``).
+
+    Direction d sees a point when its polynomial lands inside the L1R frame
+    (0 < line < lines, 0 < sample < samples) on a scan of its own (``int(line /
+    LINES_PER_SCAN) % 2 == d``); when both do, the later direction is used, as USGS does. A
+    point inside the frame that no direction claims (between two scans, SLC-off wedges) is
+    traced through the first direction landing inside the frame; the USGS tool evaluates those
+    at L1R (0, 0) instead, the start of the scene, which says nothing about the point.
+    """
+    chosen = np.full(lines.shape, -1, dtype=np.intp)
+    nearest = np.full(lines.shape, -1, dtype=np.intp)
+    traced: list[tuple[FloatArray, FloatArray]] = []
+    for index, direction in enumerate(band.directions):
+        r_line, r_samp = _to_l1r(direction, band, lines, samps)
+        inside = (r_line > 0) & (r_line < band.l1r_lines) & (r_samp > 0)
+        inside &= r_samp < band.l1r_samps
+        scan = np.floor(np.where(inside, r_line, 0.0) / band.lines_per_scan)
+        chosen[inside & (np.mod(scan, 2) == index)] = index
+        nearest[inside & (nearest < 0)] = index
+        traced.append((r_line, r_samp))
+    chosen = np.where(chosen >= 0, chosen, nearest)
+    points: list[_L1rPoints] = []
+    for index, (r_line, r_samp) in enumerate(traced):
+        where = np.flatnonzero(chosen == index)
+        if where.size:
+            points.append((where, r_line[where], r_samp[where]))
+    return points
+
+
 def _band_angles(
     band: _BandModel, lines: FloatArray, samps: FloatArray
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, npt.NDArray[np.intp]]:
     """Return (sun zen, sun az, view zen, view az, SCA count) at L1T (line, samp) points.
 
-    As the USGS tool: a point is in an SCA when that SCA's L1T->L1R polynomial puts it inside
-    the SCA's L1R frame (0 <= sample <= samples - 1, 0 <= line < lines); the satellite and sun
-    vectors are evaluated per SCA and averaged over the (at most two, overlapping) SCAs. Points
-    no SCA sees (outside the imaged area) are NaN.
+    As the USGS tools: each point is traced to the L1R image through the SCA(s) (OLI) or the
+    scan direction (TM/ETM+) that saw it; the satellite and sun vector polynomials are
+    evaluated there and averaged over the (at most two, overlapping) OLI SCAs. Points nothing
+    sees (outside the imaged area) are NaN.
     """
     shape = lines.shape
     lines, samps = lines.ravel(), samps.ravel()
@@ -606,19 +757,10 @@ def _band_angles(
     count = np.zeros(lines.size, dtype=np.intp)
     off_line = lines - band.l1t_mean[0]
     off_samp = samps - band.l1t_mean[1]
-    for index, sca in enumerate(band.scas):
-        dl = lines - sca.l1t_mean[0]
-        ds = samps - sca.l1t_mean[1]
-        dh = band.mean_height - sca.mean_height
-        r_line = _image_rpc(sca.line, sca.l1r_mean[0], dl, ds, dh)
-        r_samp = _image_rpc(sca.samp, sca.l1r_mean[1], dl, ds, dh)
-        inside = (r_samp >= 0) & (r_samp <= band.l1r_samps - 1) & (r_line >= 0)
-        inside &= r_line < band.l1r_lines
-        where = np.flatnonzero(inside)
-        if where.size == 0:
-            continue
-        rl = r_line[where] - band.l1r_mean[0]
-        rs = r_samp[where] + index * band.l1r_samps - band.l1r_mean[1]
+    tracer = _scan_l1r_points if band.directions else _sca_l1r_points
+    for where, r_line, r_samp in tracer(band, lines, samps):
+        rl = r_line - band.l1r_mean[0]
+        rs = r_samp - band.l1r_mean[1]
         ol, os_ = off_line[where], off_samp[where]
         for axis in range(3):
             sat_sum[axis, where] += _vector_value(
@@ -643,15 +785,30 @@ def _band_angles(
     return sun_zen, sun_az, view_zen, view_az, count.reshape(shape)
 
 
-def _image_rpc(
-    terms: _Rational, mean: float, dl: FloatArray, ds: FloatArray, dh: float
-) -> FloatArray:
-    """Evaluate an SCA's L1T->L1R rational polynomial (offset coordinates)."""
-    n, d = terms.numerator, terms.denominator
-    value: FloatArray = (n[0] + n[1] * dl + n[2] * ds + n[3] * dh + n[4] * dl * ds) / (
-        1.0 + d[0] * dl + d[1] * ds + d[2] * dh + d[3] * dl * ds
-    ) + mean
-    return value
+def _band_group(
+    groups: Mapping[str, Mapping[str, Any]], number: int, where: str
+) -> tuple[Mapping[str, Any], int]:
+    """Return band ``number``'s RPC group and the number the file gives it.
+
+    ETM+ files band 6 twice, as 61 and 62 (VCID 1 and 2, one detector geometry): band 6 is
+    read from RPC_BAND61 there.
+
+    Raises:
+        InvalidInputError: the file has no group for the band.
+    """
+    candidates = (number, *ETM_THERMAL_BANDS) if number == THERMAL_BAND else (number,)
+    for candidate in candidates:
+        group = groups.get(f"RPC_BAND{candidate:02d}")
+        if group is not None:
+            return group, candidate
+    header = groups.get("FILE_HEADER", {})
+    raise InvalidInputError(
+        FieldProblem(
+            where,
+            f"has no RPC_BAND{number:02d} group (bands: {header.get('BAND_LIST')})",
+            "give the ANG.txt of the same scene as the bands",
+        )
+    )
 
 
 def read_landsat_ang(
@@ -663,57 +820,46 @@ def read_landsat_ang(
 ) -> AngleGrid:
     """Evaluate a Landsat ``ANG.txt`` on a coarse grid: sun angles and per-band view angles.
 
-    For OLI files (``RPC_BANDnn`` groups) the USGS rational polynomials are evaluated at nodes
-    ``step_px`` L1T pixels apart (node (0, 0) is L1T line/sample (0, 0), the centre of the upper
-    left pixel at ``UL_CORNER``); nodes outside the imaged area are extrapolated. Files without
-    rational polynomials fall back to ``scene_center_grid`` (needs ``mtl``).
+    The USGS rational polynomials (OLI: per SCA; TM/ETM+: per scan direction) are evaluated at
+    nodes ``step_px`` reference-band L1T pixels apart (node (0, 0) is L1T line/sample (0, 0),
+    the centre of the upper left pixel at ``UL_CORNER``; band 4 is the reference, and a band of
+    another pixel size, such as the 15 m pan band, is evaluated at the same ground positions);
+    nodes outside the imaged area are extrapolated. Files without rational polynomials fall
+    back to ``scene_center_grid`` (needs ``mtl``).
 
     Args:
         path: the scene's ``_ANG.txt``.
-        bands: the band numbers whose view angles are wanted (e.g. ``(2, 3, 4, 5, 6, 7)``).
-        step_px: node spacing in L1T pixels.
+        bands: the band numbers whose view angles are wanted (e.g. ``(2, 3, 4, 5, 6, 7)``);
+            ETM+ band 6 as ``6`` (read from VCID 1), ``61`` or ``62``.
+        step_px: node spacing in reference-band L1T pixels.
         mtl: the scene's MTL facts, for the fallback and the published scene-centre sun angles.
 
     Returns:
-        The angle grid, view grids keyed ``B<n>``.
+        The angle grid, view grids keyed ``B<n>`` (``B61``/``B62`` for the ETM+ VCIDs).
 
     Raises:
         InvalidInputError: the file is not an ANG.txt, lacks a requested band, or (fallback) no
             MTL was given.
     """
     where = f"files[{path.name}]"
-    try:
-        groups = parse_ang(path.read_text(encoding="utf-8", errors="replace"))
-    except (OSError, ValueError) as err:
-        raise InvalidInputError(
-            FieldProblem(where, f"cannot be read as an ANG.txt: {err}", "give the scene's ANG.txt")
-        ) from err
+    groups = _read_ang_groups(path, where)
     projection = groups.get("PROJECTION", {})
-    header = groups.get("FILE_HEADER", {})
     if not any(name.startswith("RPC_BAND") for name in groups):
         if mtl is None:
             raise InvalidInputError(
                 FieldProblem(
                     where,
-                    "has no RPC_BANDnn groups (not an OLI angle coefficient file)",
+                    "has no RPC_BANDnn groups (not an angle coefficient file)",
                     "give the scene's MTL too, for its scene-centre sun angles",
                 )
             )
         return scene_center_grid(mtl, crs=_ang_crs(projection, where), where=where)
     crs = _ang_crs(projection, where)
     ul = _floats(projection, "UL_CORNER", 2, where)
-    models: dict[int, _BandModel] = {}
-    for number in sorted(set(bands)):
-        group = groups.get(f"RPC_BAND{number:02d}")
-        if group is None:
-            raise InvalidInputError(
-                FieldProblem(
-                    where,
-                    f"has no RPC_BAND{number:02d} group (bands: {header.get('BAND_LIST')})",
-                    "give the ANG.txt of the same scene as the bands",
-                )
-            )
-        models[number] = _band_model(group, number, where)
+    models = {
+        number: _band_model(*_band_group(groups, number, where), where)
+        for number in sorted(set(bands))
+    }
     reference = models.get(4) or next(iter(models.values()))
     rows = math.ceil((reference.l1t_lines - 1) / step_px) + 1
     cols = math.ceil((reference.l1t_samps - 1) / step_px) + 1
@@ -722,27 +868,18 @@ def read_landsat_ang(
         np.arange(cols, dtype=np.float64) * step_px,
         indexing="ij",
     )
-    view_zenith: dict[str, FloatArray] = {}
-    view_azimuth: dict[str, FloatArray] = {}
-    view_seen: dict[str, npt.NDArray[np.bool_]] = {}
-    sun_zen = sun_az = None
-    for number, model in models.items():
-        s_zen, s_az, v_zen, v_az, _ = _band_angles(model, lines, samps)
-        view_seen[f"B{number}"] = np.isfinite(v_zen)
-        if not np.isfinite(v_zen).any():
-            raise InvalidInputError(
-                FieldProblem(
-                    where, f"band {number} sees none of the grid", "give an unmodified ANG.txt"
-                )
-            )
-        view_zenith[f"B{number}"], view_azimuth[f"B{number}"] = _fill_angles(v_zen, v_az)
-        if model is reference:
-            sun_zen, sun_az = _fill_sun(s_zen, s_az)
-    assert sun_zen is not None and sun_az is not None  # noqa: S101 - reference is in models
+    view = _view_grids(models, reference, lines, samps, where)
+    s_zen, s_az, *_ = _band_angles(reference, lines, samps)
+    sun_zen, sun_az = _fill_sun(s_zen, s_az)
     mean_sun = None
     if mtl is not None and mtl.sun_elevation is not None and mtl.sun_azimuth is not None:
         mean_sun = (90.0 - mtl.sun_elevation, mtl.sun_azimuth % 360.0)
     pixel = reference.pixel_size
+    layout = (
+        "rational polynomials per scan direction"
+        if reference.directions
+        else "rational polynomials"
+    )
     return AngleGrid(
         geometry=GridGeometry(
             x0=ul[0], y0=ul[1], dx=step_px * pixel, dy=step_px * pixel, rows=rows, cols=cols
@@ -750,12 +887,59 @@ def read_landsat_ang(
         crs=crs,
         sun_zenith=sun_zen,
         sun_azimuth=sun_az,
-        view_zenith=view_zenith,
-        view_azimuth=view_azimuth,
-        source=f"{path.name}: USGS angle coefficients (rational polynomials, mean scene height)",
+        view_zenith=view.zenith,
+        view_azimuth=view.azimuth,
+        source=f"{path.name}: USGS angle coefficients ({layout}, mean scene height)",
         mean_sun=mean_sun,
-        view_seen=view_seen,
+        view_seen=view.seen,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _ViewGrids:
+    zenith: dict[str, FloatArray]
+    azimuth: dict[str, FloatArray]
+    seen: dict[str, npt.NDArray[np.bool_]]
+
+
+def _read_ang_groups(path: Path, where: str) -> dict[str, dict[str, Any]]:
+    try:
+        return parse_ang(path.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, ValueError) as err:
+        raise InvalidInputError(
+            FieldProblem(where, f"cannot be read as an ANG.txt: {err}", "give the scene's ANG.txt")
+        ) from err
+
+
+def _view_grids(
+    models: Mapping[int, _BandModel],
+    reference: _BandModel,
+    lines: FloatArray,
+    samps: FloatArray,
+    where: str,
+) -> _ViewGrids:
+    """Evaluate each band's view angles at the reference band's L1T nodes (same ground points).
+
+    Every band's L1T image starts at the same upper-left pixel centre, so a band of another
+    pixel size sees reference (line, sample) at (line, sample) * reference size / band size.
+
+    Raises:
+        InvalidInputError: a band sees none of the grid.
+    """
+    grids = _ViewGrids(zenith={}, azimuth={}, seen={})
+    for number, model in models.items():
+        scale = reference.pixel_size / model.pixel_size
+        _, _, v_zen, v_az, _ = _band_angles(model, lines * scale, samps * scale)
+        key = f"B{number}"
+        grids.seen[key] = np.isfinite(v_zen)
+        if not grids.seen[key].any():
+            raise InvalidInputError(
+                FieldProblem(
+                    where, f"band {number} sees none of the grid", "give an unmodified ANG.txt"
+                )
+            )
+        grids.zenith[key], grids.azimuth[key] = _fill_angles(v_zen, v_az)
+    return grids
 
 
 def _ang_crs(projection: Mapping[str, Any], where: str) -> str:
@@ -776,8 +960,8 @@ def _ang_crs(projection: Mapping[str, Any], where: str) -> str:
 def scene_center_grid(mtl: LandsatFacts, *, crs: str, where: str) -> AngleGrid:
     """Return a constant grid: the MTL's scene-centre sun angles and a nadir view everywhere.
 
-    An approximation for scenes whose per-pixel angles are unavailable (TM/ETM+ angle files):
-    the view zenith of TM/ETM+ stays below 7.5 degrees, so a nadir view misses at most that much.
+    An approximation for angle files without rational polynomials: Landsat view zeniths stay
+    below 7.5 degrees, so a nadir view misses at most that much.
 
     Raises:
         InvalidInputError: the MTL has no SUN_ELEVATION/SUN_AZIMUTH.
