@@ -28,17 +28,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from include.common.config import BandConfig
+from include.common.config import BandConfig, CollectionConfig
 from include.common.errors import FieldProblem, InvalidInputError, ProcessingError
 from include.common.progress import ProgressFn
 from include.processors.base import ProcessorInputs, ProcessorResult
-from include.processors.products.archive import extract_archive, is_archive
-from include.processors.products.landsat import MTL_SUFFIXES, LandsatProduct
-from include.processors.products.sentinel2 import (
-    PRODUCT_METADATA_NAMES,
-    Sentinel2Product,
-    canonical_band,
-)
+from include.processors.products.landsat import LandsatProduct
+from include.processors.products.package import Product, open_package, require_sensor
 
 log = logging.getLogger(__name__)
 
@@ -100,74 +95,34 @@ def options_for(
 # Opening the parent's product
 
 
-Product = Sentinel2Product | LandsatProduct
-
-
-def _looks_landsat(files: Mapping[str, Path]) -> bool:
-    for key, path in files.items():
-        name = path.name.upper()
-        if any(name.endswith(suffix.upper()) for suffix in MTL_SUFFIXES):
-            return True
-        if key.lower().startswith("mtl"):
-            return True
-    return False
-
-
-def _looks_sentinel2(files: Mapping[str, Path]) -> bool:
-    for key, path in files.items():
-        if path.name in PRODUCT_METADATA_NAMES or key.lower() in (
-            "product_metadata",
-            "granule_metadata",
-        ):
-            return True
-        if path.suffix.lower() in (".jp2", ".tif") and canonical_band(key) is not None:
-            if key.upper().startswith("B") and len(key) == 3:
-                return True
-    return False
-
-
 def open_product(
-    files: Mapping[str, Path], work_dir: Path, *, baseline_hint: str | None = None
+    files: Mapping[str, Path],
+    collection: CollectionConfig,
+    *,
+    scene_id: str | None = None,
+    baseline_hint: str | None = None,
 ) -> Product:
-    """Open the parent's output as a Sentinel-2 or Landsat product.
+    """Open the parent's output as a Sentinel-2 or Landsat product of ``collection``'s sensor.
 
     ``files`` is a folder of STAC assets (keys ``B04``/``red``, ``product_metadata``,
     ``mtl.txt``...), or one archive/folder (a CDSE SAFE ``.zip``, a USGS ``.tar`` bundle),
-    which is extracted safely into ``work_dir``.
+    extracted once beside itself and reused (``products.package``).
 
     Raises:
-        InvalidInputError: nothing recognisable as either product.
+        InvalidInputError: nothing recognisable as either product, or a product of a sensor
+            the collection does not take.
     """
-    missing = [key for key, path in files.items() if not path.exists()]
-    if missing:
+    package = open_package(files, baseline_hint=baseline_hint)
+    if package.product is None:
         raise InvalidInputError(
             FieldProblem(
-                f"files[{missing[0]}]",
-                f"{files[missing[0]]} does not exist",
-                "run the download again",
+                "files",
+                f"neither a Sentinel-2 nor a Landsat product among {sorted(files)}",
+                "download the scene with its metadata (MTD_MSIL1C.xml / _MTL.txt) and bands",
             )
         )
-    containers = [p for p in files.values() if p.is_dir() or is_archive(p)]
-    if len(files) == 1 and containers:
-        container = containers[0]
-        source = container
-        if container.is_file():
-            source = extract_archive(container, work_dir / "unpacked" / container.name)
-        listing = {p.stem: p for p in sorted(source.rglob("*")) if p.is_file()}
-        if _looks_landsat(listing):
-            return LandsatProduct.from_files(listing)
-        return Sentinel2Product.open(source)
-    if _looks_landsat(files):
-        return LandsatProduct.from_files(files)
-    if _looks_sentinel2(files):
-        return Sentinel2Product.from_files(files, baseline_hint=baseline_hint)
-    raise InvalidInputError(
-        FieldProblem(
-            "files",
-            f"neither a Sentinel-2 nor a Landsat product among {sorted(files)}",
-            "download the scene with its metadata (MTD_MSIL1C.xml / _MTL.txt) and bands",
-        )
-    )
+    require_sensor(package, collection, scene_id)
+    return package.product
 
 
 def sun_elevation_of(product: Product, scene_properties: Mapping[str, Any]) -> float | None:

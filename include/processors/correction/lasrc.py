@@ -107,7 +107,7 @@ class LasrcProcessor(Processor):
         started = time.monotonic()
         options = options_for(inputs, self.task_type, LasrcOptions, name=self.name)
         work = inputs.output_dir / ".lasrc"
-        product = open_product(inputs.files, work)
+        product = open_product(inputs.files, inputs.collection, scene_id=inputs.scene.scene_id)
         if not isinstance(product, LandsatProduct) or product.metadata.is_level2:
             raise InvalidInputError(
                 FieldProblem(

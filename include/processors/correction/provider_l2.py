@@ -194,7 +194,8 @@ class ProviderL2Processor(Processor):
         }
         product = open_product(
             files,
-            inputs.output_dir / ".l2",
+            inputs.collection,
+            scene_id=found.scene_id,
             baseline_hint=found.properties.get("processing_baseline"),
         )
         if isinstance(product, Sentinel2Product):

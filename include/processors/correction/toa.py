@@ -108,7 +108,8 @@ class ToaProcessor(Processor):
         baseline_hint = inputs.scene.properties.get("processing_baseline")
         product = open_product(
             inputs.files,
-            inputs.output_dir,
+            inputs.collection,
+            scene_id=inputs.scene.scene_id,
             baseline_hint=str(baseline_hint) if baseline_hint else None,
         )
         sun_elevation = sun_elevation_of(product, inputs.scene.properties)

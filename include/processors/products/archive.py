@@ -6,8 +6,9 @@ land outside the target are refused; so are symbolic and hard links, devices and
 than ``max_members`` members, a declared total above ``max_total_bytes``, a member whose
 declared compression ratio is absurd (a zip bomb), and a stream that turns out larger than it
 declared. Extraction goes into a temporary sibling folder that is renamed into place, so the
-target either holds the whole archive or does not exist; a completed extraction is marked and
-reused by the next call.
+target either holds the whole archive or does not exist; a completed extraction is marked with
+the archive's name, size and modification time and reused by the next call while the archive
+is the same (a new download, ``force`` included, is extracted again).
 """
 
 from __future__ import annotations
@@ -199,7 +200,7 @@ def extract_archive(archive: Path, dest: Path, *, limits: ExtractionLimits | Non
         IntegrityError: the archive is truncated or corrupt.
     """
     limits = limits or ExtractionLimits()
-    if (dest / _DONE_MARKER).is_file():
+    if archive.is_file() and _extracted_from(dest, archive):
         log.info("archive.reused archive=%s dest=%s", archive.name, dest)
         return dest
     if not archive.is_file():
@@ -213,8 +214,8 @@ def extract_archive(archive: Path, dest: Path, *, limits: ExtractionLimits | Non
     tmp.mkdir()
     try:
         count, size = _extract_into(archive, tmp, limits)
-        (tmp / _DONE_MARKER).write_text(f"{archive.name}\n", encoding="utf-8")
-        os.replace(tmp, dest)
+        (tmp / _DONE_MARKER).write_text(_marker_text(archive), encoding="utf-8")
+        _move_into_place(tmp, dest, archive)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError) as err:
         raise IntegrityError(
             f"{archive.name}: the archive is corrupt or truncated ({err}); download it again"
@@ -230,6 +231,30 @@ def extract_archive(archive: Path, dest: Path, *, limits: ExtractionLimits | Non
         size,
     )
     return dest
+
+
+def _marker_text(archive: Path) -> str:
+    info = archive.stat()
+    return f"{archive.name}\n{info.st_size}\n{info.st_mtime_ns}\n"
+
+
+def _extracted_from(dest: Path, archive: Path) -> bool:
+    """Return whether ``dest`` holds a completed extraction of this very ``archive`` file."""
+    marker = dest / _DONE_MARKER
+    try:
+        return marker.read_text(encoding="utf-8") == _marker_text(archive)
+    except OSError:
+        return False
+
+
+def _move_into_place(tmp: Path, dest: Path, archive: Path) -> None:
+    """Rename ``tmp`` to ``dest``; another process that finished the same extraction first wins."""
+    try:
+        os.replace(tmp, dest)
+    except OSError:
+        if not _extracted_from(dest, archive):
+            shutil.rmtree(dest, ignore_errors=True)
+            os.replace(tmp, dest)
 
 
 def _extract_into(archive: Path, root: Path, limits: ExtractionLimits) -> tuple[int, int]:

@@ -319,6 +319,12 @@ class LandsatMetadata:
     toa_add: dict[str, float] = field(default_factory=dict)
     sr_mult: dict[str, float] = field(default_factory=dict)
     sr_add: dict[str, float] = field(default_factory=dict)
+    st_mult: dict[str, float] = field(default_factory=dict)
+    """Level-2 surface temperature ``TEMPERATURE_MULT_BAND_ST_B10`` (kelvin), keyed ``ST_B10``."""
+    st_add: dict[str, float] = field(default_factory=dict)
+    radiance_mult: dict[str, float] = field(default_factory=dict)
+    """Level-1 ``RADIANCE_MULT_BAND_n`` (W/(m2 sr um)), thermal bands included."""
+    radiance_add: dict[str, float] = field(default_factory=dict)
     band_files: dict[str, str] = field(default_factory=dict)
     """Band id -> file name as the MTL lists it (the product's own bands)."""
     qa_pixel_file: str | None = None
@@ -404,6 +410,7 @@ def landsat_metadata(document: MtlDocument) -> LandsatMetadata:
         attributes = ("PRODUCT_METADATA", "IMAGE_ATTRIBUTES")
         toa_group = document.group("RADIOMETRIC_RESCALING")
     sr_group = document.group("LEVEL2_SURFACE_REFLECTANCE_PARAMETERS")
+    st_group = document.group("LEVEL2_SURFACE_TEMPERATURE_PARAMETERS")
     files_group = document.group(contents[-1] if not c2 else "PRODUCT_CONTENTS")
     band_files: dict[str, str] = {}
     for key, value in files_group.items():
@@ -447,6 +454,10 @@ def landsat_metadata(document: MtlDocument) -> LandsatMetadata:
         toa_add=_per_band(toa_group, "REFLECTANCE_ADD_BAND_"),
         sr_mult=_per_band(sr_group, "REFLECTANCE_MULT_BAND_"),
         sr_add=_per_band(sr_group, "REFLECTANCE_ADD_BAND_"),
+        st_mult=_per_band(st_group, "TEMPERATURE_MULT_BAND_"),
+        st_add=_per_band(st_group, "TEMPERATURE_ADD_BAND_"),
+        radiance_mult=_per_band(toa_group, "RADIANCE_MULT_BAND_"),
+        radiance_add=_per_band(toa_group, "RADIANCE_ADD_BAND_"),
         band_files=band_files,
         qa_pixel_file=qa_pixel,
         angle_files=angle_files,

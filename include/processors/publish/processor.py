@@ -44,6 +44,7 @@ from include.common.config import BandConfig, CollectionConfig
 from include.common.errors import ConfigError, FieldProblem, InvalidInputError
 from include.common.storage import safe_component
 from include.processors.base import Processor, ProcessorInputs, ProcessorResult
+from include.processors.products.package import open_package, require_sensor, resolve_bands
 from include.processors.publish.cog import CogInfo, CogOptions, Compression, write_cog
 from include.processors.publish.indices import IndexDefinition, resolve_indices, write_index
 from include.processors.publish.metadata import product_facts
@@ -154,32 +155,6 @@ class PublishOptions:
         )
 
 
-def select_band_files(
-    files: Mapping[str, Path], collection: CollectionConfig
-) -> tuple[list[tuple[BandConfig, Path]], list[str]]:
-    """Map asset keys to collection bands.
-
-    A key matches a band by name or alias (case-insensitive); when two keys give the same band,
-    the one equal to the band name wins, else the first in sorted order.
-
-    Returns:
-        ``(bands, ignored)``: (band, path) pairs in collection band order, and the keys that
-        name no band.
-    """
-    chosen: dict[str, tuple[str, Path]] = {}
-    ignored: list[str] = []
-    for key in sorted(files):
-        band = collection.band(key)
-        if band is None:
-            ignored.append(key)
-            continue
-        previous = chosen.get(band.name)
-        if previous is None or (key.lower() == band.name.lower() != previous[0].lower()):
-            chosen[band.name] = (key, Path(files[key]))
-    ordered = [(band, chosen[band.name][1]) for band in collection.bands if band.name in chosen]
-    return ordered, ignored
-
-
 def _raster_bounds(cog: CogInfo) -> dict[str, Any]:
     a, _, c, _, e, f = cog.transform
     native = box(c, f + e * cog.height, c + a * cog.width, f)
@@ -217,7 +192,18 @@ class PublishProcessor(Processor):
         started = time.monotonic()
         options = PublishOptions.from_args(inputs.args)
         scene, collection = inputs.scene, inputs.collection
-        facts = product_facts(inputs.files)
+        package = open_package(inputs.files)
+        require_sensor(package, collection, scene.scene_id)
+        resolved = resolve_bands(package, collection)
+        if resolved.missing:
+            log.warning(
+                "publish.bands_missing scene=%s collection=%s package=%s bands=%s",
+                scene.scene_id,
+                collection.name,
+                package.label,
+                ",".join(resolved.missing),
+            )
+        facts = product_facts(package.metadata_files or inputs.files)
         if facts is not None:
             scene = replace(
                 scene,
@@ -231,28 +217,8 @@ class PublishProcessor(Processor):
         if isinstance(cloud_cover, int | float) and not isinstance(cloud_cover, bool):
             scene = replace(scene, cloud_pct=float(cloud_cover))
         scene_id = safe_component(scene.scene_id, "scene.scene_id")
-        selected, ignored = select_band_files(inputs.files, collection)
-        if not selected:
-            band_names = [band.name for band in collection.bands]
-            raise InvalidInputError(
-                FieldProblem(
-                    "files",
-                    f"no file is a band of {collection.name} (keys: {sorted(inputs.files)})",
-                    f"give asset keys named like its bands: {', '.join(band_names)}",
-                )
-            )
-        missing = [path for _, path in selected if not path.is_file()]
-        if missing:
-            raise InvalidInputError(
-                [
-                    FieldProblem(
-                        f"files[{path.name}]",
-                        f"{path} does not exist",
-                        "run the previous step again",
-                    )
-                    for path in missing
-                ]
-            )
+        selected = [(band_file.band, band_file.path) for band_file in resolved.bands]
+        radiometry = {band_file.band.name: band_file for band_file in resolved.bands}
         outline_name = self._footprint_band_name(options, collection, selected)
         out_dir = inputs.output_dir
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -267,8 +233,8 @@ class PublishProcessor(Processor):
                 out_dir / f"{scene_id}_{band.name}.tif",
                 nodata=band.nodata,
                 options=options.for_band(band),
-                scale=band.scale,
-                offset=band.offset,
+                scale=radiometry[band.name].scale,
+                offset=radiometry[band.name].offset,
             )
             checksum, size = file_checksum(cog.path)
             published.append(PublishedBand(band=band, cog=cog, checksum=checksum, size_bytes=size))
@@ -340,7 +306,12 @@ class PublishProcessor(Processor):
                 "collection": collection.name,
                 "bands": [p.band.name for p in published],
                 "indices": [p.index.key for p in indices],
-                "ignored_keys": ignored,
+                "ignored_keys": resolved.ignored,
+                "package": package.label,
+                "radiometry": {
+                    name: {"scale": bf.scale, "offset": bf.offset, "source": bf.source}
+                    for name, bf in radiometry.items()
+                },
                 "checksums": {key: p.checksum for key, p in by_name.items()},
                 "footprint_source": footprint_source,
                 "metadata_source": facts.source if facts is not None else None,
