@@ -187,7 +187,9 @@ class CatalogDriver(abc.ABC):
       ``ProviderError`` with status and body.
     - ``availability`` never downloads; ``order`` is idempotent (ordering twice is harmless).
     - ``download`` writes under ``dest`` (a scene folder) through a temporary name and renames
-      into place atomically; a valid file already in place is reused; a checksum mismatch raises
+      into place atomically; a valid file already in place is reused unless ``force``, which
+      downloads it again and replaces the old file only once the new one is verified (a failed
+      forced download leaves the old file as it was); a checksum mismatch raises
       ``ChecksumMismatchError`` and leaves nothing at the final path; an offline scene raises
       ``SceneOfflineError``. It is safe to call again after a kill (resume or restart).
     """
@@ -238,6 +240,14 @@ class CatalogDriver(abc.ABC):
 
     @abc.abstractmethod
     def download(
-        self, scene: Scene, dest: Path, *, progress: ProgressFn | None = None
+        self,
+        scene: Scene,
+        dest: Path,
+        *,
+        progress: ProgressFn | None = None,
+        force: bool = False,
     ) -> DownloadedFile:
-        """Download ``scene`` into the folder ``dest`` and return the verified result."""
+        """Download ``scene`` into the folder ``dest`` and return the verified result.
+
+        ``force`` (the radcor conf's) fetches the scene again even when a valid copy is in place.
+        """

@@ -885,12 +885,17 @@ class CdseODataDriver(CatalogDriver):
     # -- download -----------------------------------------------------------------------------
 
     def download(
-        self, scene: Scene, dest: Path, *, progress: ProgressFn | None = None
+        self,
+        scene: Scene,
+        dest: Path,
+        *,
+        progress: ProgressFn | None = None,
+        force: bool = False,
     ) -> DownloadedFile:
         """Download the product zip of ``scene`` to ``dest/<scene_id>.zip``, verified.
 
         A verified copy already in place (size and checksum as searched) is reused without any
-        request. Otherwise the product is read again: an offline product raises
+        request unless ``force``. Otherwise the product is read again: an offline product raises
         ``SceneOfflineError``; the size and checksum to verify come from that fresh entity.
 
         Raises:
@@ -901,11 +906,13 @@ class CdseODataDriver(CatalogDriver):
         """
         target = dest / f"{safe_component(scene.scene_id, 'scene_id')}.zip"
         known = scene.assets[0] if scene.assets else None
-        kept = reuse_existing(
-            target,
-            expected_size=scene.size_bytes,
-            checksum=known.checksum if known is not None else None,
-        )
+        kept = None
+        if not force:  # force: fetch again, the old file is replaced only once verified
+            kept = reuse_existing(
+                target,
+                expected_size=scene.size_bytes,
+                checksum=known.checksum if known is not None else None,
+            )
         if kept is not None:  # a rerun: no request at all
             if progress is not None:
                 progress(kept.size_bytes, kept.size_bytes)
@@ -932,6 +939,7 @@ class CdseODataDriver(CatalogDriver):
                     expected_size=size_bytes,
                     checksum=checksum,
                     progress=progress,
+                    force=force,
                     max_attempts=self.max_attempts,
                     base_delay_s=self.retry_base_delay_s,
                     sleep=self.retry_sleep,

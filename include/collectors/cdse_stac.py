@@ -388,12 +388,17 @@ class CdseStacDriver(StacApiDriver):
     # -- download -----------------------------------------------------------------------------
 
     def download(
-        self, scene: Scene, dest: Path, *, progress: ProgressFn | None = None
+        self,
+        scene: Scene,
+        dest: Path,
+        *,
+        progress: ProgressFn | None = None,
+        force: bool = False,
     ) -> DownloadedFile:
         """Download the product zip of ``scene`` to ``dest/<scene_id>.zip``, verified.
 
         A verified copy already in place (the asset's size and checksum) is reused without any
-        request. The per-file assets of the item are never downloaded.
+        request unless ``force``. The per-file assets of the item are never downloaded.
 
         Raises:
             ProviderError: the item had no product asset, its href is not on a CDSE host, no
@@ -405,9 +410,11 @@ class CdseStacDriver(StacApiDriver):
         if product is None:
             raise _no_product_asset(scene, self.catalog)
         target = dest / f"{safe_component(scene.scene_id, 'scene_id')}.zip"
-        kept = reuse_existing(
-            target, expected_size=product.size_bytes, checksum=product.checksum
-        )
+        kept = None
+        if not force:  # force: fetch again, the old file is replaced only once verified
+            kept = reuse_existing(
+                target, expected_size=product.size_bytes, checksum=product.checksum
+            )
         if kept is not None:  # a rerun: no request at all
             if progress is not None:
                 progress(kept.size_bytes, kept.size_bytes)
@@ -430,6 +437,7 @@ class CdseStacDriver(StacApiDriver):
                     expected_size=product.size_bytes,
                     checksum=product.checksum,
                     progress=progress,
+                    force=force,
                     max_attempts=self.max_attempts,
                     base_delay_s=self.retry_base_delay_s,
                     sleep=self.retry_sleep,

@@ -5,7 +5,9 @@ answers 206 with a matching ``Content-Range`` (and ``If-Range`` with the validat
 Last-Modified, of the answer the partial came from, kept in ``<dest>.part.validator``: a file that
 changed in between is downloaded again from the start, never spliced), verifies size and checksum,
 and renames the verified file to ``dest``; ``<dest>.lock`` (fcntl) serialises callers asking for
-the same file. A valid file already at ``dest`` is reused without touching the network. Transient
+the same file. A valid file already at ``dest`` is reused without touching the network, unless
+``force``: then the file is fetched again into ``<dest>.part`` and replaces the old one only once
+verified, so a failed forced download leaves the old valid file in place. Transient
 failures (5xx, timeouts, dropped connections, 429) are retried in the task with exponential
 backoff and jitter, resuming from the partial; permanent ones (other 4xx) raise
 ``ProviderError`` at once.
@@ -845,6 +847,7 @@ def download_file(
     max_delay_s: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,
     fsync: bool | None = None,
+    force: bool = False,
 ) -> DownloadedFile:
     """Download ``url`` to ``dest`` (streamed, resumable, verified, renamed into place atomically).
 
@@ -864,12 +867,16 @@ def download_file(
         sleep: the wait function (injected by tests).
         fsync: flush the file and its folder to disk before returning; None reads
             ``fsync_enabled()``.
+        force: download again even when a valid copy is at ``dest`` (the conf's ``force``).
+            The new copy is written to ``<dest>.part`` and replaces the old one atomically
+            only after it is verified: until then, and when it fails, ``dest`` is untouched.
 
     Returns:
         The verified file; ``reused`` when a valid copy was already in place (no request made).
 
     Raises:
-        ChecksumMismatchError: size or checksum differ; nothing is left at ``dest`` or ``.part``.
+        ChecksumMismatchError: size or checksum differ; the partial is deleted and ``dest`` is
+            left as it was (a forced download keeps the old file).
         ProviderUnavailableError: 5xx, timeouts, dropped connections after ``max_attempts``.
         RateLimitedError: HTTP 429 after ``max_attempts`` (or a long ``Retry-After``).
         ProviderError: other 4xx (no retry), TLS verification failure, non-HTTP URL.
@@ -880,7 +887,9 @@ def download_file(
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     with _exclusive_lock(dest.with_name(dest.name + ".lock")):
-        existing = _reusable(dest, expected, chunk_bytes=chunk_bytes)
+        existing = None if force else _reusable(dest, expected, chunk_bytes=chunk_bytes)
+        if force and dest.exists():
+            log.info("download.forced dest=%s; replaced only once the new copy is verified", dest)
         if existing is not None:
             size = dest.stat().st_size
             if progress is not None:
@@ -1053,12 +1062,14 @@ def download_assets_detailed(
     progress: ProgressFn | None = None,
     headers_for: Callable[[str], Mapping[str, str]] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    force: bool = False,
 ) -> dict[str, DownloadedFile]:
     """Download every asset into ``folder`` in parallel; return key -> ``DownloadedFile``.
 
     At most ``max_workers`` downloads run at once; on the first failure no new download starts,
     the running ones finish, and the first error is raised. ``headers_for(href)`` gives each
-    request's extra headers (a driver sends its credentials only to its own host).
+    request's extra headers (a driver sends its credentials only to its own host). ``force``
+    downloads every asset again, as ``download_file`` does.
 
     Raises:
         InvalidInputError: two assets would share a file name, or a key is not a safe name.
@@ -1096,6 +1107,7 @@ def download_assets_detailed(
                 progress=aggregate.for_asset(asset.key),
                 headers=headers_for(asset.href) if headers_for is not None else None,
                 sleep=sleep,
+                force=force,
             ): asset.key
             for asset in assets
         }

@@ -159,6 +159,7 @@ def download_with_fallback(
     limiter: ProviderLimiter | None = None,
     catalogs: Mapping[str, CatalogConfig] | None = None,
     prefer: str | None = None,
+    force: bool = False,
 ) -> tuple[DownloadedFile, str]:
     """Download ``scene`` into ``dest`` from the best provider; return the file and the provider.
 
@@ -171,6 +172,7 @@ def download_with_fallback(
         limiter: per-provider download slots (None: no limit).
         catalogs: the configured catalogs (default ``config/catalogs.yaml``), for slot counts.
         prefer: a provider to try first (the one ``wait_online`` found the scene online at).
+        force: download again even when a valid copy is in ``dest`` (the conf's ``force``).
 
     Returns:
         ``(downloaded file, catalog name that delivered it)``.
@@ -197,7 +199,7 @@ def download_with_fallback(
                     group = slot_group(catalog, configured)
                     slots = limiter.slot(group, _max_slots(catalog, configured))
                 with slots if slots is not None else _no_limit():
-                    result = driver.download(candidate, dest, progress=progress)
+                    result = driver.download(candidate, dest, progress=progress, force=force)
         except FALLTHROUGH_ERRORS as err:
             attempts.append(ProviderAttempt(catalog, stage, err))
             following = order[position + 1][0] if position + 1 < len(order) else None

@@ -923,9 +923,16 @@ class StacApiDriver(CatalogDriver):
         return tuple(signed)
 
     def download(
-        self, scene: Scene, dest: Path, *, progress: ProgressFn | None = None
+        self,
+        scene: Scene,
+        dest: Path,
+        *,
+        progress: ProgressFn | None = None,
+        force: bool = False,
     ) -> DownloadedFile:
         """Download every asset of ``scene`` into the folder ``dest`` (``<key><ext>`` each).
+
+        Valid files already in place are reused unless ``force``.
 
         Raises:
             ProviderError: the scene lists no HTTP(S) asset (requester-pays ``s3://`` only), the
@@ -944,6 +951,7 @@ class StacApiDriver(CatalogDriver):
                 max_workers=self.max_connections,
                 progress=progress,
                 headers_for=self.auth_headers,
+                force=force,
             )
 
         try:
@@ -952,7 +960,7 @@ class StacApiDriver(CatalogDriver):
             if not self.sign or err.status_code != 403:
                 raise
             # The SAS token expired (or was revoked) mid-scene: one fresh token, files already
-            # complete are reused, partial ones resume.
+            # complete are reused (fetched again when forced), partial ones resume.
             collection = self._sas_collection(scene)
             log.info(
                 "sas.refused catalog=%s collection=%s; signing again with a new token",

@@ -1015,7 +1015,12 @@ class UsgsM2MDriver(CatalogDriver):
         return ready
 
     def download(
-        self, scene: Scene, dest: Path, *, progress: ProgressFn | None = None
+        self,
+        scene: Scene,
+        dest: Path,
+        *,
+        progress: ProgressFn | None = None,
+        force: bool = False,
     ) -> DownloadedFile:
         """Download the scene's Product Bundle to ``dest/<scene_id>.tar`` and verify it.
 
@@ -1029,13 +1034,14 @@ class UsgsM2MDriver(CatalogDriver):
         """
         target = Path(dest) / f"{safe_component(scene.scene_id, 'scene_id')}.tar"
         checksum = scene.properties.get("product_checksum")
-        reused = reuse_existing(
-            target,
-            expected_size=scene.size_bytes,
-            checksum=checksum if isinstance(checksum, str) else None,
-        )
-        if reused is not None and _is_tar(target):
-            return reused
+        if not force:  # force: fetch again, the old file is replaced only once verified
+            reused = reuse_existing(
+                target,
+                expected_size=scene.size_bytes,
+                checksum=checksum if isinstance(checksum, str) else None,
+            )
+            if reused is not None and _is_tar(target):
+                return reused
         product = self._product(scene)
         if not product.available:
             raise SceneOfflineError(
@@ -1053,6 +1059,7 @@ class UsgsM2MDriver(CatalogDriver):
             expected_size=size,
             checksum=product.checksum,
             progress=progress,
+            force=force,
         )
         if not _is_tar(target):
             target.unlink(missing_ok=True)

@@ -428,6 +428,27 @@ class ActivityStore:
             )
         return int(activity_id)
 
+    def note(
+        self, activity_id: int, status: ActivityState, *, task_instance: str, message: str
+    ) -> None:
+        """Append a history row to an activity without changing the activity itself.
+
+        For a later try that looked at the activity and left it as it was (a cleared task that
+        keeps its finished nodes): the audit trail names that try, while the activity keeps the
+        attempt count and the task instance (the log link) of the try that did the work.
+        """
+        with self.engine.begin() as conn:
+            conn.execute(
+                history_table.insert().values(
+                    activity_id=activity_id,
+                    status=str(status),
+                    task_instance=task_instance,
+                    message=message,
+                    error=None,
+                    at=_now(),
+                )
+            )
+
     def for_run(self, run_id: str, scene_id: str | None = None) -> list[Activity]:
         """Return the activities of a run (optionally one scene), in node order."""
         query = sa.select(activities_table).where(activities_table.c.run_id == run_id)

@@ -157,7 +157,23 @@ class StepOutcome:
 
 
 class StepRunner:
-    """Runs the plan nodes of one task type for one scene and records each as an activity."""
+    """Runs the plan nodes of one task type for one scene and records each as an activity.
+
+    A node already done in this run (``success``/``reused``) is kept: a cleared task runs again
+    only its unfinished nodes. A node that runs again (a retry, or a clear of a failed task)
+    updates its one activity row: ``attempts`` + 1 and ``task_instance`` naming the new try (the
+    log link); every change is appended to the history.
+
+    Args:
+        plan: the scene's plan.
+        context: the orchestrator's opaque ids (the task instance string includes the try).
+        store: the activities store.
+        backend: the catalog backend, or a function building it (only publish needs it).
+        driver_factory: builds a driver by catalog name (the task layer adds credentials).
+        collections: configured collections (default ``config/collections.yaml``).
+        force: the conf's ``force``: download again even when a valid file is in place (the
+            new copy replaces the old one only once verified).
+    """
 
     def __init__(
         self,
@@ -168,6 +184,7 @@ class StepRunner:
         backend: CatalogBackend | Callable[[], CatalogBackend],
         driver_factory: DriverFactory,
         collections: Mapping[str, CollectionConfig] | None = None,
+        force: bool = False,
     ) -> None:
         self.plan = plan
         self.context = context
@@ -175,6 +192,7 @@ class StepRunner:
         self._backend = backend
         self.driver_factory = driver_factory
         self.collections = collections or load_collections()
+        self.force = force
         self.log = logging.LoggerAdapter(log, {"scene": plan.scene.scene_id})
 
     @functools.cached_property
@@ -205,6 +223,7 @@ class StepRunner:
                     previous.status,
                 )
                 outcome.states[node.node_id] = str(previous.status)
+                self._note_kept(previous)
                 continue
             if node.skip_reason:
                 self.store.record(
@@ -255,6 +274,18 @@ class StepRunner:
                 for a in self.store.for_run(self.context.run_id, self.plan.scene.scene_id)
             }
         return outcome
+
+    def _note_kept(self, previous: Activity) -> None:
+        """Name a later try that kept a finished node in the node's history (once per try)."""
+        current = self.context.task_instance
+        if not current or previous.task_instance == current:
+            return
+        self.store.note(
+            previous.id,
+            previous.status,
+            task_instance=current,
+            message=f"kept: finished already by {previous.task_instance or 'an earlier try'}",
+        )
 
     def _key(self, node: PlanNode) -> ActivityKey:
         return ActivityKey(
@@ -337,28 +368,34 @@ class StepRunner:
             prefer=preferred_provider(
                 self.store, self.context.run_id, scene.scene_id, node.node_id
             ),
+            force=self.force,
         )
         elapsed_s = max(time.monotonic() - started, 1e-9)
         self.log.info(
-            "download.done scene=%s catalog=%s size_bytes=%d mb_s=%.2f elapsed_s=%.1f reused=%s",
+            "download.done scene=%s catalog=%s size_bytes=%d mb_s=%.2f elapsed_s=%.1f reused=%s "
+            "forced=%s",
             scene.scene_id,
             provider,
             result.size_bytes,
             result.size_bytes / 1e6 / elapsed_s,
             elapsed_s,
             result.reused,
+            self.force,
         )
         files = {Path(p).stem: str(p) for p in result.files} or {"archive": str(result.path)}
         outputs: dict[str, Any] = {"path": str(result.path), "files": files}
         if result.checksums:  # a folder of assets: each file's checksum, by file name
             outputs["checksums"] = dict(result.checksums)
-        return {
+        facts: dict[str, Any] = {
             "provider": provider,
             "size_bytes": result.size_bytes,
             "checksum": result.checksum,
             "outputs": outputs,
             "reused": result.reused,
         }
+        if self.force and not result.reused:
+            facts["message"] = "force: downloaded again; the verified copy replaced the old one"
+        return facts
 
     def _lineage(self, node: PlanNode, activities: Mapping[str, Any]) -> dict[str, Any]:
         """Return what the upstream activities of ``node`` recorded, root first."""

@@ -189,6 +189,7 @@ def run_step(
         store=ActivityStore(),
         backend=_default_backend,  # built only by a publish: pystac, psycopg, shapely
         driver_factory=driver_factory(conf),
+        force=conf.force,  # downloads fetch again what is in place (DESIGN 1.2)
     )
     outcome = runner.run(task_type)
     if outcome.published:

@@ -33,7 +33,7 @@ class _NullDriver(CatalogDriver):
         return []
 
     def download(
-        self, scene: Scene, dest: Path, *, progress: ProgressFn | None = None
+        self, scene: Scene, dest: Path, *, progress: ProgressFn | None = None, force: bool = False
     ) -> DownloadedFile:
         return DownloadedFile(path=dest, size_bytes=0, checksum=None)
 
