@@ -186,6 +186,14 @@ def _open_container(container: Path, baseline_hint: str | None) -> Package:
     return Package(label=container.name, assets=listing, product=product, container=True)
 
 
+def single_container(files: Mapping[str, Path]) -> Path | None:
+    """Return the one archive or folder ``files`` consists of (a whole product), else None."""
+    if len(files) != 1:
+        return None
+    only = Path(next(iter(files.values())))
+    return only if only.is_dir() or is_archive(only) else None
+
+
 def open_package(files: Mapping[str, Path], *, baseline_hint: str | None = None) -> Package:
     """Open what a step received: one archive or folder, or files by key.
 
@@ -211,10 +219,9 @@ def open_package(files: Mapping[str, Path], *, baseline_hint: str | None = None)
                 for key in missing
             ]
         )
-    if len(paths) == 1:
-        only = next(iter(paths.values()))
-        if only.is_dir() or is_archive(only):
-            return _open_container(only, baseline_hint)
+    container = single_container(paths)
+    if container is not None:
+        return _open_container(container, baseline_hint)
     product: Product | None = None
     if _has_landsat_mtl(paths):
         product = LandsatProduct.from_files(paths)

@@ -22,6 +22,7 @@ from include.collectors.base import Scene
 from include.common.config import CollectionConfig, load_collections
 from include.common.errors import InvalidInputError
 from include.processors.base import ProcessorInputs, ProcessorResult
+from include.processors.harmonization.processor import NbarProcessor
 from include.processors.products.package import (
     instruments_of,
     open_package,
@@ -243,3 +244,37 @@ def test_publish_of_a_baseline_05_09_safe_gives_the_reflectance_the_mtd_defines(
     dn, value = _reader_values(result, "B04")
     assert np.allclose(value, (dn - 1000) / 10000, atol=1e-6)
     assert result.item["properties"]["platform"] == "sentinel-2b"
+
+
+def test_nbar_harmonizes_a_downloaded_l2sp_bundle_directly(
+    tmp_path: Path, collections: dict[str, CollectionConfig]
+) -> None:
+    inputs = ProcessorInputs(
+        scene=_scene(L2SP, "landsat_ot_c2_l2"),
+        collection=collections["LC8_NBAR-1"],
+        files={"archive": _landsat_tar(tmp_path)},
+        output_dir=tmp_path / "nbar",
+    )
+    result = NbarProcessor().run(inputs)
+    assert {"B2", "B3", "B4", "B5", "B6", "B7"} <= set(result.files)
+    assert "LEVEL2_SURFACE_REFLECTANCE_PARAMETERS" in str(result.metadata["bands"]["B4"])
+    with (
+        rasterio.open(result.files["B4"]) as nbar,
+        rasterio.open(unpacked_folder(inputs.files["archive"]) / f"{L2SP}_SR_B4.TIF") as sr,
+    ):
+        valid = (sr.read(1) > 0) & (nbar.read(1) != nbar.nodata)
+        ratio = (nbar.read(1)[valid] * 1e-4) / (sr.read(1)[valid] * 2.75e-05 - 0.2)
+    assert 0.8 < float(np.median(ratio)) < 1.2  # a c-factor, not another scaling
+
+
+def test_nbar_refuses_an_oli_bundle_for_the_tm_etm_collection(
+    tmp_path: Path, collections: dict[str, CollectionConfig]
+) -> None:
+    inputs = ProcessorInputs(
+        scene=_scene(L2SP, "landsat_ot_c2_l2"),
+        collection=collections["L57_NBAR-1"],
+        files={"archive": _landsat_tar(tmp_path)},
+        output_dir=tmp_path / "nbar",
+    )
+    with pytest.raises(InvalidInputError, match="use LC8_NBAR-1"):
+        NbarProcessor().run(inputs)
