@@ -511,6 +511,10 @@ class StacApiDriver(CatalogDriver):
         datasets = self.options.get("datasets") or {}
         self.datasets = {str(k): str(v) for k, v in dict(datasets).items()}
         self._datasets_lower = {k.lower(): v for k, v in self.datasets.items()}
+        platforms = self.options.get("dataset_platforms") or {}
+        self._platforms_lower = {
+            str(k).lower(): tuple(str(p).lower() for p in v) for k, v in dict(platforms).items()
+        }
         self._client: httpx.Client | None = None
         self._client_lock = threading.Lock()
         self._use_get = False
@@ -709,10 +713,17 @@ class StacApiDriver(CatalogDriver):
                 page = self._request_json("GET", href, headers=extra)
             data = page or {}
 
+    def platforms(self, dataset: str) -> tuple[str, ...]:
+        """Return the platforms a dataset keeps (``landsat_tm_c2_l2``: Landsat 4 and 5), or ()."""
+        return self._platforms_lower.get(dataset.strip().lower(), ())
+
     def _base_body(self, query: SearchQuery, collection: str) -> dict[str, Any]:
         body: dict[str, Any] = {"collections": [collection], "limit": self.page_size}
         if query.scene_ids:
             return body
+        platforms = self.platforms(query.dataset)
+        if platforms:
+            body["query"] = {"platform": {"in": list(platforms)}}
         if query.bbox is not None:
             body["bbox"] = [float(v) for v in query.bbox]
         elif query.geometry is not None:
@@ -722,7 +733,7 @@ class StacApiDriver(CatalogDriver):
             end = format_datetime(query.end) if query.end is not None else ".."
             body["datetime"] = f"{start}/{end}"
         if query.cloud_pct < 100:
-            body["query"] = {CLOUD_COVER_PROP: {"lte": query.cloud_pct}}
+            body["query"] = {**body.get("query", {}), CLOUD_COVER_PROP: {"lte": query.cloud_pct}}
         return body
 
     def _collect(
@@ -734,11 +745,14 @@ class StacApiDriver(CatalogDriver):
     ) -> int:
         """Run one paged search, adding kept scenes to ``found``; return the items seen."""
         seen = 0
+        platforms = self.platforms(query.dataset)
         for features in self._pages(body):
             for item in features:
                 seen += 1
                 scene = self._scene_or_none(item, query.dataset)
                 if scene is None or not self._keep(item, scene, query, collection):
+                    continue
+                if platforms and scene.platform not in platforms:
                     continue
                 found.setdefault(scene.scene_id, scene)
             if query.limit is not None and len(found) >= query.limit:

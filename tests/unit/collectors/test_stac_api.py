@@ -1144,3 +1144,50 @@ def test_make_driver_planetary_computer_url_override_moves_sas_endpoint(
         assert earth.collection_id("S2MSI2A") == "sentinel-2-c1-l2a"  # https + checksums
     finally:
         earth.close()
+
+
+# ----------------------------------------------------------------------------- Landsat platforms
+
+
+@pytest.mark.parametrize(
+    ("dataset", "platforms", "kept"),
+    [
+        ("landsat_ot_c2_l2", ["landsat-8", "landsat-9"], 10),
+        ("landsat_tm_c2_l2", ["landsat-4", "landsat-5"], 0),
+        ("landsat_etm_c2_l2", ["landsat-7"], 0),
+    ],
+)
+def test_landsat_datasets_keep_their_own_platforms_of_landsat_c2_l2(
+    http_server: LocalHttpServer,
+    cassette: LoadCassette,
+    driver_factory: Any,
+    dataset: str,
+    platforms: list[str],
+    kept: int,
+) -> None:
+    """landsat-c2-l2 holds every sensor; a TM or ETM+ dataset never brings back OLI scenes."""
+    (items,) = cassette("test_client/test_fallback_strategy.yaml").find("GET", "/items")
+    page = {**items.response_json(), "links": []}  # ten Landsat 9 items, as a server ignoring
+    http_server.route("/v1/search", json_reply(page))  # the platform query would answer
+    driver = driver_factory(
+        http_server.url + "/v1",
+        datasets={name: "landsat-c2-l2" for name in ("landsat_ot_c2_l2", dataset)},
+        dataset_platforms={
+            "landsat_ot_c2_l2": ["landsat-8", "landsat-9"],
+            "landsat_tm_c2_l2": ["landsat-4", "landsat-5"],
+            "landsat_etm_c2_l2": ["landsat-7"],
+        },
+    )
+    query = SearchQuery(
+        dataset=dataset,
+        bbox=(140.0, -40.0, 160.0, -10.0),
+        start=dt.datetime(2025, 7, 1, tzinfo=UTC),
+        end=dt.datetime(2025, 7, 31, tzinfo=UTC),
+        cloud_pct=50,
+    )
+    scenes = driver.search(query)
+    (body,) = search_bodies(http_server, "/v1/search")
+    assert body["collections"] == ["landsat-c2-l2"]
+    assert body["query"]["platform"] == {"in": platforms}
+    assert body["query"]["eo:cloud_cover"] == {"lte": 50}
+    assert len(scenes) == kept
