@@ -11,7 +11,8 @@ the tile EPSG; this module adds what the STAC item needs beyond them:
   (``CORNER_*_LAT/LON_PRODUCT``), which enclose the valid image; EPSG 326zz from ``UTM_ZONE``
   (Landsat grids use northern zones everywhere).
 
-Footprints that cross the antimeridian are split into a MultiPolygon (GeoJSON, RFC 7946 3.1.9).
+Footprints that cross the antimeridian are split into a MultiPolygon (GeoJSON, RFC 7946 3.1.9)
+by ``stac_item.split_antimeridian``, the one owner of that rule.
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ from typing import Any
 
 import rasterio.warp
 import shapely
-import shapely.affinity
-from shapely.geometry import MultiPolygon, Polygon, box, mapping
+from shapely.geometry import Polygon, mapping
 from shapely.geometry.polygon import orient
 
 from include.common.errors import FieldProblem, InvalidInputError
@@ -38,6 +38,7 @@ from include.processors.products import (
     parse_tile_metadata,
 )
 from include.processors.products.xmlsafe import parse_xml, text_of
+from include.processors.publish.stac_item import split_antimeridian
 
 S2_PRODUCT_FILES = ("MTD_MSIL1C.xml", "MTD_MSIL2A.xml")
 S2_TILE_FILES = ("MTD_TL.xml",)
@@ -68,22 +69,11 @@ def antimeridian_safe(lonlat: Sequence[tuple[float, float]]) -> dict[str, Any]:
     """Return a GeoJSON Polygon of a lon/lat ring, split into a MultiPolygon at 180 degrees.
 
     A ring whose consecutive longitudes jump by more than 180 degrees crosses the antimeridian:
-    it is unwrapped to [0, 360), split at 180, and the eastern part shifted back by -360.
+    ``stac_item.split_antimeridian`` unwraps it to [0, 360), splits it at 180 and shifts the
+    eastern part back by -360; its ``bbox_of`` then gives west > east (RFC 7946 3.1.9, 5.2).
     """
     ring = [(float(lon), float(lat)) for lon, lat in lonlat]
-    jumps = any(abs(b[0] - a[0]) > 180 for a, b in zip(ring, ring[1:] + ring[:1], strict=True))
-    if not jumps:
-        return _json_geometry(orient(Polygon(ring), 1.0))
-    unwrapped = Polygon([(lon + 360 if lon < 0 else lon, lat) for lon, lat in ring])
-    west = unwrapped.intersection(box(0, -90, 180, 90))
-    east = shapely.affinity.translate(unwrapped.intersection(box(180, -90, 360, 90)), xoff=-360)
-    parts = [
-        orient(part, 1.0)
-        for piece in (west, east)
-        for part in getattr(piece, "geoms", [piece])
-        if isinstance(part, Polygon) and not part.is_empty
-    ]
-    return _json_geometry(MultiPolygon(parts) if len(parts) > 1 else parts[0])
+    return split_antimeridian(_json_geometry(orient(Polygon(ring), 1.0)))
 
 
 def sentinel2_footprint(product_xml: Path) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ import rasterio
 import rasterio.features
 import rasterio.warp
 import shapely
+import shapely.affinity
 from affine import Affine
 from pystac.extensions.eo import Band, EOExtension
 from pystac.extensions.file import FileExtension
@@ -31,7 +32,7 @@ from pystac.extensions.projection import ProjectionExtension
 from pystac.extensions.raster import DataType, RasterBand, RasterExtension
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
-from shapely.geometry import MultiPolygon, Polygon, mapping, shape
+from shapely.geometry import MultiPolygon, Polygon, box, mapping, shape
 from shapely.geometry.polygon import orient
 
 from include.collectors.base import Scene
@@ -141,7 +142,7 @@ def footprint(
         max_px: the longest side of the reduced mask.
 
     Returns:
-        A GeoJSON Polygon or MultiPolygon, or None.
+        A GeoJSON Polygon or MultiPolygon (split at 180 degrees when it crosses), or None.
 
     Raises:
         ProcessingError: when the raster cannot be read or has no CRS.
@@ -170,14 +171,96 @@ def footprint(
     ]
     outline = shapely.unary_union([part for part in parts if part.area >= 4 * pixel_area] or parts)
     outline = _oriented(outline).simplify(1.5 * abs(transform.a), preserve_topology=True)
+    # GDAL (>= 2.2) cuts at the antimeridian itself; split_antimeridian catches a ring it left
     wgs84 = rasterio.warp.transform_geom(crs, "EPSG:4326", mapping(outline))
-    return _as_json(_oriented(_rounded(shape(wgs84))))
+    return split_antimeridian(_as_json(_oriented(_rounded(shape(wgs84)))))
+
+
+def _crosses_antimeridian(ring: Sequence[Sequence[float]]) -> bool:
+    """Return whether consecutive longitudes of a ring jump by more than 180 degrees."""
+    lons = [float(point[0]) for point in ring]
+    return any(abs(b - a) > 180 for a, b in zip(lons, lons[1:] + lons[:1], strict=True))
+
+
+def _unwrapped(polygon: Polygon) -> Polygon:
+    """Return the exterior of a polygon that crosses 180 degrees with longitudes in [0, 360)."""
+    return Polygon([(lon + 360 if lon < 0 else lon, lat) for lon, lat in polygon.exterior.coords])
+
+
+def _split_at_180(geometry: shapely.Geometry) -> list[Polygon]:
+    """Return the polygons of a geometry in [-360, 540) longitudes cut back into [-180, 180]."""
+    parts: list[Polygon] = []
+    for xoff in (-360.0, 0.0, 360.0):
+        window = shapely.affinity.translate(box(-180, -90, 180, 90), xoff=xoff)
+        piece = shapely.affinity.translate(geometry.intersection(window), xoff=-xoff)
+        parts += [
+            part
+            for part in getattr(piece, "geoms", [piece])
+            if isinstance(part, Polygon) and not part.is_empty and part.area > 0
+        ]
+    return parts
+
+
+def split_antimeridian(geometry: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a GeoJSON (Multi)Polygon split at 180 degrees when a ring crosses it (RFC 7946 3.1.9).
+
+    A polygon whose consecutive longitudes jump by more than 180 degrees is unwrapped to
+    [0, 360), cut at 180 and its eastern part shifted by -360. Other geometries, including ones
+    already split, are returned unchanged.
+
+    Args:
+        geometry: a WGS84 GeoJSON geometry.
+
+    Returns:
+        The geometry, a MultiPolygon (counter-clockwise exteriors, no holes) when it was split.
+    """
+    if geometry.get("type") not in ("Polygon", "MultiPolygon"):
+        return dict(geometry)
+    polygons = list(getattr(shape(geometry), "geoms", [shape(geometry)]))
+    if not any(_crosses_antimeridian(polygon.exterior.coords) for polygon in polygons):
+        return dict(geometry)
+    unwrapped = shapely.unary_union(
+        [
+            _unwrapped(polygon) if _crosses_antimeridian(polygon.exterior.coords) else polygon
+            for polygon in polygons
+        ]
+    )
+    parts = [orient(Polygon(part.exterior), 1.0) for part in _split_at_180(unwrapped)]
+    if not parts:
+        return dict(geometry)
+    return _as_json(_rounded(MultiPolygon(parts) if len(parts) > 1 else parts[0]))
+
+
+def _longitude_spans(geometry: shapely.Geometry) -> list[tuple[float, float]]:
+    """Return the merged, sorted longitude intervals of a geometry's parts."""
+    spans = sorted(
+        (part.bounds[0], part.bounds[2]) for part in getattr(geometry, "geoms", [geometry])
+    )
+    merged: list[tuple[float, float]] = [spans[0]]
+    for west, east in spans[1:]:
+        if west <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], east))
+        else:
+            merged.append((west, east))
+    return merged
 
 
 def bbox_of(geometry: Mapping[str, Any]) -> list[float]:
-    """Return ``[w, s, e, n]`` of a GeoJSON geometry."""
-    west, south, east, north = shape(geometry).bounds
-    return [float(west), float(south), float(east), float(north)]
+    """Return ``[w, s, e, n]`` of a GeoJSON geometry; ``w > e`` when it is split at 180 degrees.
+
+    A geometry with parts on both sides of the antimeridian (touching -180 and 180) gets the
+    smallest longitude interval over its parts, which crosses 180 (RFC 7946 section 5.2).
+    """
+    geom = shape(geometry)
+    west, south, east, north = (float(value) for value in geom.bounds)
+    if west > -180 or east < 180:
+        return [west, south, east, north]
+    spans = _longitude_spans(geom)
+    if len(spans) == 1:
+        return [west, south, east, north]
+    gaps = [(spans[i + 1][0] - spans[i][1], i) for i in range(len(spans) - 1)]
+    _, widest = max(gaps)
+    return [float(spans[widest + 1][0]), south, float(spans[widest][1]), north]
 
 
 def platform_of(scene: Scene, collection: CollectionConfig) -> str | None:
@@ -194,6 +277,9 @@ def platform_of(scene: Scene, collection: CollectionConfig) -> str | None:
 
 
 def _instruments(collection: CollectionConfig) -> list[str]:
+    """Return the collection's configured instruments, else its platform family's usual ones."""
+    if collection.instruments:
+        return list(collection.instruments)
     return ["msi"] if collection.platform_family == "sentinel-2" else ["oli", "tirs"]
 
 
@@ -259,6 +345,7 @@ def _add_band_asset(item: pystac.Item, published: PublishedBand) -> pystac.Asset
             spatial_resolution=resolution,
             scale=cog.scale if cog.scale is not None else band.scale,
             offset=cog.offset if cog.offset is not None else band.offset,
+            unit=band.unit,
         )
     ]
     file_ext = FileExtension.ext(asset, add_if_missing=True)
@@ -354,14 +441,16 @@ def build_item(
     """Return the STAC Item of a published scene.
 
     Item-level projection fields describe the finest band's grid; a band on another grid gets
-    its own ``proj:shape``/``proj:transform``. Asset hrefs are absolute file paths.
+    its own ``proj:shape``/``proj:transform``. A footprint that crosses the antimeridian is
+    split there and its bbox has west > east. Asset hrefs are absolute file paths: the catalog
+    backend makes them relative (static) or URLs (pgstac), see ``include.catalog.hrefs``.
 
     Args:
         scene: the source scene (id, datetime, cloud cover, platform, tile).
         collection: the target collection (name, level, platform family, tile system).
         bands: the band COGs, in collection order.
         files: other assets by key (``quicklook``, ``thumbnail``).
-        geometry: the WGS84 footprint.
+        geometry: the WGS84 footprint (split at 180 degrees here when it crosses).
         version: the publishing software's version.
         source_collection: the collection the inputs came from, if any.
         indices: the spectral index COGs.
@@ -375,9 +464,10 @@ def build_item(
     """
     if not bands:
         raise ProcessingError(f"{scene.scene_id}: no band to put in the STAC item")
+    geometry = split_antimeridian(geometry)
     item = pystac.Item(
         id=scene.scene_id,
-        geometry=dict(geometry),
+        geometry=geometry,
         bbox=bbox_of(geometry),
         datetime=_utc(scene.datetime),
         properties={},

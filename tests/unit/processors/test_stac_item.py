@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rasterio.crs import CRS
 
 from include.catalog.static_stac import StaticStacBackend, collection_from_config
 from include.collectors.base import Scene
-from include.common.config import load_collections
+from include.common.config import CollectionConfig, load_collections
 from include.demo.build import build_demo_catalog
 from include.processors.base import ProcessorInputs, ProcessorResult
 from include.processors.publish import PublishProcessor
+from include.processors.publish.cog import CogInfo
+from include.processors.publish.stac_item import PublishedBand, _instruments, build_item
 from tests.helpers.stac_validation import validate_offline
 
 LINEAGE = {
@@ -177,3 +180,82 @@ def test_publish_bad_index_or_footprint_args_raise_invalid_input(
     )
     with pytest.raises(InvalidInputError, match=field):
         PublishProcessor().run(inputs)
+
+
+def landsat_band(collection: CollectionConfig, name: str, path: Path) -> PublishedBand:
+    """Return a published band on a hand-made 30 m UTM 23S grid (no file is read)."""
+    band = collection.band(name)
+    assert band is not None, name
+    cog = CogInfo(
+        path=path,
+        width=100,
+        height=100,
+        dtype="uint16",
+        nodata=0,
+        epsg=32623,
+        crs_wkt=CRS.from_epsg(32623).to_wkt(),
+        transform=(30.0, 0.0, 300000.0, 0.0, -30.0, 8600000.0),
+        overviews=(),
+        compression="deflate",
+    )
+    return PublishedBand(band=band, cog=cog, checksum="1220" + "0" * 64, size_bytes=1)
+
+
+def landsat_item(collection: CollectionConfig, names: tuple[str, ...], tmp_path: Path) -> Any:
+    scene = Scene(
+        scene_id="LC08_L2SP_220069_20200101_20200113_02_T1",
+        catalog="usgs",
+        dataset="landsat_ot_c2_l2",
+        datetime=datetime(2020, 1, 1, tzinfo=UTC),
+        cloud_pct=None,
+        tile="220069",
+        footprint=None,
+    )
+    geometry = {
+        "type": "Polygon",
+        "coordinates": [[[-46.0, -13.0], [-45.0, -13.0], [-45.0, -12.0], [-46.0, -12.0]]],
+    }
+    bands = [landsat_band(collection, name, tmp_path / f"{name}.tif") for name in names]
+    return build_item(
+        scene=scene, collection=collection, bands=bands, files={}, geometry=geometry, version="t"
+    ).to_dict(include_self_link=False, transform_hrefs=False)
+
+
+@pytest.mark.parametrize(
+    ("name", "instruments"),
+    [
+        ("S2_L1C-1", ["msi"]),
+        ("LC8_SR-1", ["oli", "tirs"]),
+        ("LT5_SR-1", ["tm"]),
+        ("LE7_SR-1", ["etm+"]),
+        ("L57_NBAR-1", ["tm", "etm+"]),
+    ],
+)
+def test_build_item_instruments_are_the_collection_config_ones(
+    name: str, instruments: list[str], tmp_path: Path
+) -> None:
+    assert _instruments(load_collections()[name]) == instruments
+
+
+def test_build_item_instruments_without_config_fall_back_to_the_platform_family() -> None:
+    for name, usual in (("S2_L2A-1", ["msi"]), ("LT5_SR-1", ["oli", "tirs"])):
+        collection = load_collections()[name].model_copy(update={"instruments": ()})
+        assert _instruments(collection) == usual
+
+
+def test_build_item_landsat_item_carries_tm_instrument(tmp_path: Path) -> None:
+    item = landsat_item(load_collections()["LT5_SR-1"], ("B3", "ST_B6"), tmp_path)
+    assert item["properties"]["instruments"] == ["tm"]
+
+
+@pytest.mark.parametrize(("name", "thermal"), [("LC8_SR-1", "ST_B10"), ("LT5_SR-1", "ST_B6")])
+def test_build_item_surface_temperature_raster_band_has_unit_kelvin(
+    name: str, thermal: str, tmp_path: Path
+) -> None:
+    collection = load_collections()[name]
+    reflective = "B4"
+    item = landsat_item(collection, (reflective, thermal), tmp_path)
+    st = item["assets"][thermal]["raster:bands"][0]
+    assert st["unit"] == "kelvin"
+    assert (st["scale"], st["offset"]) == (0.00341802, 149.0)
+    assert "unit" not in item["assets"][reflective]["raster:bands"][0]
