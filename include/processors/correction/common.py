@@ -277,8 +277,17 @@ def convert_linear(
     return BandStats(valid_pixels=valid_total, total_pixels=total)
 
 
-def copy_band(src: Path, dest: Path, *, nodata: float | None = None) -> Path:
-    """Copy a quality band (SCL, QA_PIXEL, Fmask) as a tiled GeoTIFF, values unchanged.
+def copy_band(
+    src: Path,
+    dest: Path,
+    *,
+    nodata: float | None = None,
+    scale_offset: tuple[float, float] | None = None,
+) -> Path:
+    """Copy a band (SCL, QA_PIXEL, Fmask, ST_B10) as a tiled GeoTIFF, values unchanged.
+
+    ``scale_offset`` is recorded as the band's scale/offset (``ST_B10``: kelvin = DN * scale +
+    offset), so publish and readers know what the stored numbers mean.
 
     Raises:
         InvalidInputError: ``src`` cannot be read or is not georeferenced.
@@ -294,6 +303,8 @@ def copy_band(src: Path, dest: Path, *, nodata: float | None = None) -> Path:
             with rasterio.open(tmp, "w", **profile) as out:
                 for window in _strips(ds.width, ds.height):
                     out.write(ds.read(1, window=window), 1, window=window)
+                if scale_offset is not None:
+                    out.scales, out.offsets = (scale_offset[0],), (scale_offset[1],)
         os.replace(tmp, dest)
     except RasterioError as err:
         raise ProcessingError(f"{dest.name}: GDAL failed copying {src.name}: {err}") from err

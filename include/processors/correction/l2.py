@@ -1,5 +1,8 @@
 """Writing Level-2 products (provider L2A/L2SP, Sen2Cor, LaSRC output) in our band convention.
 
+Landsat L2SP surface temperature (``ST_B10``, TM/ETM+ ``ST_B6``) is copied as the provider
+stores it, with the MTL's ``TEMPERATURE_MULT/ADD`` (kelvin) recorded as its scale/offset.
+
 - Sentinel-2 L2A: ``rho = (DN + BOA_ADD_OFFSET[b]) / BOA_QUANTIFICATION_VALUE`` from
   MTD_MSIL2A.xml (offset -1000 from baseline 04.00 on, none before); DN 0 nodata; SCL copied.
 - Landsat Collection 2 Level-2: ``rho = DN * REFLECTANCE_MULT_BAND_n + REFLECTANCE_ADD_BAND_n``
@@ -163,10 +166,14 @@ def write_landsat_l2(
             if product.qa_pixel is not None:
                 jobs.append((band, "QA_PIXEL"))
             continue
+        if band.name.upper().startswith("ST_B"):
+            if band.name.upper() in product.bands and band.name.upper() in meta.st_mult:
+                jobs.append((band, band.name.upper()))
+            continue
         band_id = band.name.upper().removeprefix("B")
         if band_id in product.bands and band_id in meta.sr_mult:
             jobs.append((band, band_id))
-    if not any(band_id != "QA_PIXEL" for _, band_id in jobs):
+    if not any(band_id != "QA_PIXEL" and band_id.isdigit() for _, band_id in jobs):
         raise InvalidInputError(
             FieldProblem(
                 "files",
@@ -180,6 +187,12 @@ def write_landsat_l2(
             assert product.qa_pixel is not None  # noqa: S101 - checked above
             validate_raster(product.qa_pixel, band="QA_PIXEL")
             files[band.name] = copy_band(product.qa_pixel, dest, nodata=band.nodata)
+        elif band_id.startswith("ST_B"):
+            src = product.bands[band_id]
+            validate_raster(src, band=band_id)
+            kelvin = (meta.st_mult[band_id], meta.st_add[band_id])
+            files[band.name] = copy_band(src, dest, nodata=0, scale_offset=kelvin)
+            radiometry[band.name] = {"temperature_mult": kelvin[0], "temperature_add": kelvin[1]}
         else:
             src = product.band_path(band_id)
             validate_raster(src, band=f"B{band_id}")

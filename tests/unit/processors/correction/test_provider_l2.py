@@ -26,7 +26,9 @@ from include.common.errors import InvalidInputError, ProcessingError
 from include.demo.build import build_demo_catalog, demo_collection
 from include.demo.server import DemoStacServer, serve
 from include.processors.base import ProcessorInputs, ProcessorResult
+from include.processors.correction.l2 import write_landsat_l2
 from include.processors.correction.provider_l2 import acquisition_of, best_match, l2_rank
+from include.processors.products.landsat import LandsatProduct
 from include.processors.registry import make_processor
 from tests.helpers.realdata import realdata
 
@@ -236,3 +238,18 @@ def test_provider_l2_landsat_l2sp_converts_sr_scaling(
         assert values[256, 256] == 724
         assert out.nodata == -9999 and int((values == -9999).sum()) == 80464
     assert x10000.metadata["radiometry"]["B4"]["reflectance_mult"] == 2.75e-05
+
+
+def test_write_landsat_l2_carries_surface_temperature_in_kelvin(tmp_path: Path) -> None:
+    folder = realdata("stactools-landsat/data-files/assets3")
+    product = LandsatProduct.open(folder)
+    collection = load_collections()["LC8_SR-1"]
+    files, radiometry = write_landsat_l2(product, collection, tmp_path, processor="provider-l2")
+    assert "ST_B10" in files
+    with (
+        rasterio.open(folder / f"{L2SP_ID}_ST_B10.TIF") as src,
+        rasterio.open(files["ST_B10"]) as out,
+    ):
+        assert (src.read(1) == out.read(1)).all()
+        assert out.scales == (0.00341802,) and out.offsets == (149.0,)
+    assert radiometry["ST_B10"] == {"temperature_mult": 0.00341802, "temperature_add": 149.0}
