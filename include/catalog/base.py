@@ -10,6 +10,41 @@ from typing import Any
 from include.common.errors import FieldProblem, InvalidInputError
 
 
+def _arc(west: float, east: float) -> tuple[float, float]:
+    """Return ``(start, width)`` in degrees of a longitude interval; west > east crosses 180."""
+    if west <= east:
+        return west, east - west
+    return west, east - west + 360.0
+
+
+def _longitude_union(first: tuple[float, float], second: tuple[float, float]) -> list[float]:
+    """Return ``[west, east]`` of the shortest interval covering two, either may cross 180."""
+    arcs = [_arc(*first), _arc(*second)]
+    best: tuple[float, float] | None = None
+    for start, _ in arcs:
+        width = max((other - start) % 360.0 + span for other, span in arcs)
+        if best is None or width < best[1]:
+            best = (start, width)
+    start, width = best or arcs[0]
+    if width >= 360.0:
+        return [-180.0, 180.0]
+    end = start + width
+    return [start, end - 360.0 if end > 180.0 else end]
+
+
+def grown_bbox(old: list[float], new: list[float]) -> list[float]:
+    """Return the 2D ``[w, s, e, n]`` covering two boxes, one of which may cross the antimeridian.
+
+    Boxes with west > east (RFC 7946 5.2) grow along the shorter way round; two boxes that do
+    not cross give the plain min/max, as before.
+    """
+    south, north = min(old[1], new[1]), max(old[3], new[3])
+    if old[0] <= old[2] and new[0] <= new[2]:
+        return [min(old[0], new[0]), south, max(old[2], new[2]), north]
+    west, east = _longitude_union((old[0], old[2]), (new[0], new[2]))
+    return [west, south, east, north]
+
+
 def check_item(
     item: dict[str, Any],
     collection: dict[str, Any] | None,

@@ -12,6 +12,10 @@ and skip it. It also turns pgstac's ``context`` setting on, so searches report `
 collection from the config's Collection when missing (or refresh its metadata from the config)
 with its extent grown to include the item, then ``upsert_item`` (pgstac replaces an item with the
 same id and collection, never duplicates it). Readers see the old or the new item, never half.
+
+Asset hrefs under ``DATA_DIR/published`` are stored as ``<$COLLECTION_BUILDER_PUBLIC_BASE_URL>/
+<path relative to DATA_DIR/published>``, the URLs API clients download from; without that
+setting, as the bare relative path (with a warning): never a path of the publishing machine.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -28,8 +33,10 @@ from psycopg.types.json import Jsonb
 from pystac.utils import datetime_to_str, str_to_datetime
 from shapely.geometry import shape
 
-from include.catalog.base import CatalogBackend, check_item
+from include.catalog.base import CatalogBackend, check_item, grown_bbox
+from include.catalog.hrefs import local_asset_hrefs, public_asset_hrefs, published_root
 from include.catalog.registry import register
+from include.common.config import public_base_url
 from include.common.errors import FieldProblem, InvalidInputError, TransientError
 
 log = logging.getLogger(__name__)
@@ -78,14 +85,12 @@ def _grown_extent(
         }
     first_box = old_box[0]
     half = len(first_box) // 2
-    west, south, east, north = (first_box[i] for i in (0, 1, half, half + 1))
+    old_2d = [float(first_box[i]) for i in (0, 1, half, half + 1)]
     low, high = old_interval[0]
     low_dt = str_to_datetime(low) if low else start_dt
     high_dt = str_to_datetime(high) if high else end_dt
     return {
-        "spatial": {
-            "bbox": [[min(west, box[0]), min(south, box[1]), max(east, box[2]), max(north, box[3])]]
-        },
+        "spatial": {"bbox": [grown_bbox(old_2d, box)]},
         "temporal": {
             "interval": [
                 [datetime_to_str(min(low_dt, start_dt)), datetime_to_str(max(high_dt, end_dt))]
@@ -106,13 +111,23 @@ class PgstacBackend(CatalogBackend):
 
     name = "pgstac"
 
-    def __init__(self, dsn: str | None = None) -> None:
+    def __init__(
+        self, dsn: str | None = None, base_url: str | None = None, published: Path | None = None
+    ) -> None:
         """Use the pgstac database at ``dsn`` (default ``default_dsn()``).
 
         Args:
             dsn: a libpq connection string or URL of a dedicated database.
+            base_url: the URL serving ``published`` (default
+                ``$COLLECTION_BUILDER_PUBLIC_BASE_URL``; None: relative asset hrefs).
+            published: the folder of published files (default ``DATA_DIR/published``).
+
+        Raises:
+            ConfigError: when the base URL setting is not an http(s) URL.
         """
         self.dsn = dsn or default_dsn()
+        self.base_url = base_url.rstrip("/") if base_url else public_base_url()
+        self.published = Path(published).resolve() if published else published_root()
 
     # connection and migrations -----------------------------------------------------------
     def _connect(self, dsn: str | None = None) -> psycopg.Connection[Any]:
@@ -245,6 +260,25 @@ class PgstacBackend(CatalogBackend):
         return int(row[0]) if row else 0
 
     # writing -----------------------------------------------------------------------------
+    def _public(self, item: dict[str, Any]) -> dict[str, Any]:
+        """Return a copy of ``item`` with published files' hrefs as URLs (``hrefs.py``)."""
+        record = public_asset_hrefs(item, self.base_url, self.published)
+        if self.base_url is None and record != item:
+            log.warning(
+                "catalog.pgstac.relative_hrefs item=%s: asset hrefs are relative to "
+                "DATA_DIR/published; set COLLECTION_BUILDER_PUBLIC_BASE_URL to the URL serving it",
+                item.get("id"),
+            )
+        local = local_asset_hrefs(record)
+        if local:
+            log.warning(
+                "catalog.pgstac.local_hrefs item=%s assets=%s: paths outside DATA_DIR/published "
+                "are stored as given",
+                item.get("id"),
+                ",".join(local),
+            )
+        return record
+
     @staticmethod
     def _validated(item: dict[str, Any], collection: dict[str, Any] | None) -> str:
         collection_id = check_item(item, collection, _item_box)
@@ -252,6 +286,8 @@ class PgstacBackend(CatalogBackend):
 
     def upsert(self, item: dict[str, Any], collection: dict[str, Any] | None = None) -> None:
         """Insert or replace ``item``; create or refresh its collection and grow its extent.
+
+        Asset hrefs under the published folder are stored as ``<base_url>/<relative path>``.
 
         Args:
             item: a STAC Item dict whose ``collection`` names its collection.
@@ -265,7 +301,7 @@ class PgstacBackend(CatalogBackend):
         """
         collection_id = self._validated(item, collection)
         box, start, end = _item_box(item)
-        record = copy.deepcopy(item)
+        record = self._public(item)
         # stac-fastapi makes self/parent/collection/root links from its own URL
         record["links"] = [
             link

@@ -124,8 +124,9 @@ def make_backend(name: str = DEFAULT_BACKEND, **settings: Any) -> CatalogBackend
 def default_backend() -> CatalogBackend:
     """Return the configured backend: ``$COLLECTION_BUILDER_CATALOG_BACKEND``, default static.
 
-    ``static`` is a STAC catalog at ``storage.catalog_root()``; ``pgstac`` is the database at
-    ``$COLLECTION_BUILDER_PGSTAC_DSN`` (see ``include.catalog.pgstac``).
+    ``static`` is a STAC catalog at ``storage.catalog_root()`` with asset hrefs relative to its
+    items; ``pgstac`` is the database at ``$COLLECTION_BUILDER_PGSTAC_DSN`` with asset hrefs under
+    ``$COLLECTION_BUILDER_PUBLIC_BASE_URL`` (see ``include.catalog.hrefs``).
 
     Raises:
         InvalidInputError: when the variable names no registered backend.

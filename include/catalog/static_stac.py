@@ -6,11 +6,16 @@ Layout under ``root``::
     <collection>/collection.json         Collection, one ``item`` link per item, extent of its items
     <collection>/items/<item id>.json    Items
 
-Every structural link (self, root, parent, collection, child, item) is relative, so the folder
-can be moved or served over HTTP as is; other links (license, ...) and asset hrefs are kept as
-given. Files are written through a temporary name and ``os.replace``; every upsert holds an
-exclusive ``fcntl.flock`` on ``root/.lock``, so several tasks (processes or threads) can publish
-at once without losing a link or an extent update.
+Every structural link (self, root, parent, collection, child, item) is relative, and so is
+every asset href under ``DATA_DIR/published`` (relative to the item's file, ``hrefs.py``): the
+folder holding the catalog and ``published/`` (``DATA_DIR``) can be moved or served over HTTP as
+is, and no item holds a path of the machine that published it. Other links (license, ...) and
+other asset hrefs (URLs, paths elsewhere) are kept as given. An item whose bbox crosses the
+antimeridian (west > east) grows the collection extent the shorter way round.
+
+Files are written through a temporary name and ``os.replace``; every upsert holds an exclusive
+``fcntl.flock`` on ``root/.lock``, so several tasks (processes or threads) can publish at once
+without losing a link or an extent update.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ import pystac
 from pystac.utils import datetime_to_str, str_to_datetime
 from shapely.geometry import shape
 
-from include.catalog.base import CatalogBackend, check_item
+from include.catalog.base import CatalogBackend, check_item, grown_bbox
+from include.catalog.hrefs import published_root, relative_asset_hrefs
 from include.catalog.registry import register
 from include.common.config import CollectionConfig
 from include.common.errors import IntegrityError
@@ -52,6 +58,13 @@ MISSION_START = {
 """Placeholder start of a new collection's temporal extent (Sentinel-2A / Landsat 8 launch)."""
 _JSON = "application/json"
 _GEOJSON = "application/geo+json"
+
+
+def _instruments(config: CollectionConfig) -> list[str]:
+    """Return the configured instruments, else the platform family's usual ones (as items)."""
+    if config.instruments:
+        return list(config.instruments)
+    return ["msi"] if config.platform_family == "sentinel-2" else ["oli", "tirs"]
 
 
 def collection_from_config(config: CollectionConfig) -> dict[str, Any]:
@@ -80,9 +93,7 @@ def collection_from_config(config: CollectionConfig) -> dict[str, Any]:
     )
     summaries = collection.summaries
     summaries.add("constellation", [config.platform_family])
-    summaries.add(
-        "instruments", ["msi"] if config.platform_family == "sentinel-2" else ["oli", "tirs"]
-    )
+    summaries.add("instruments", _instruments(config))
     summaries.add("gsd", sorted({band.resolution_m for band in config.bands}))
     summaries.add(
         "eo:bands",
@@ -176,13 +187,7 @@ def _union_extent(
         spatial["bbox"] = [box]
         temporal["interval"] = [[datetime_to_str(start), datetime_to_str(end)]]
         return
-    old = spatial["bbox"][0]
-    spatial["bbox"][0] = [
-        min(old[0], box[0]),
-        min(old[1], box[1]),
-        max(old[2], box[2]),
-        max(old[3], box[3]),
-    ]
+    spatial["bbox"][0] = grown_bbox(spatial["bbox"][0], box)
     interval = (temporal.get("interval") or [[None, None]])[0]
     old_start = str_to_datetime(interval[0]) if interval[0] else start
     old_end = str_to_datetime(interval[1]) if interval[1] else end
@@ -202,13 +207,16 @@ class StaticStacBackend(CatalogBackend):
 
     name = "static"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, published: Path | None = None) -> None:
         """Use the catalog folder ``root`` (created on the first upsert).
 
         Args:
             root: the folder holding ``catalog.json``.
+            published: the folder of published files whose asset hrefs become relative
+                (default ``DATA_DIR/published``).
         """
         self.root = Path(root)
+        self.published = Path(published).resolve() if published else published_root()
 
     # paths -------------------------------------------------------------------------------
     def catalog_path(self) -> Path:
@@ -338,6 +346,8 @@ class StaticStacBackend(CatalogBackend):
             collection: the collection's metadata, used only when the collection is created
                 (see ``collection_from_config``); a minimal one is made when None.
 
+        Asset hrefs under the published folder are stored relative to the item's file.
+
         Raises:
             InvalidInputError: when the item is not a valid STAC Item, has no collection, or its
                 ids cannot be file names, or ``collection`` is for another collection.
@@ -364,7 +374,8 @@ class StaticStacBackend(CatalogBackend):
                 )
                 stored["links"] = _kept_links(stored)
 
-            record = copy.deepcopy(item)
+            item_path = self.item_path(collection_id, item_id)
+            record = relative_asset_hrefs(item, item_path, self.published)
             record["links"] = [
                 _link("root", f"../../{CATALOG_FILE}", _JSON),
                 _link("parent", f"../{COLLECTION_FILE}", _JSON, stored.get("title")),
@@ -372,7 +383,7 @@ class StaticStacBackend(CatalogBackend):
                 _link("self", f"./{item_id}.json", _GEOJSON),
                 *_kept_links(item),
             ]
-            _write_json_atomic(self.item_path(collection_id, item_id), record)
+            _write_json_atomic(item_path, record)
 
             before = copy.deepcopy(stored)
             _union_extent(stored, box, start, end, first=created)

@@ -264,3 +264,26 @@ def resolve_catalog_name(name: str, catalogs: dict[str, CatalogConfig]) -> tuple
         if wanted in (alias.lower() for alias in catalog.aliases):
             return canonical, True
     raise KeyError(name)
+
+
+PUBLIC_BASE_URL_ENV = "COLLECTION_BUILDER_PUBLIC_BASE_URL"
+"""The URL at which ``DATA_DIR/published`` is served; served catalogs (pgstac) link assets there."""
+
+
+def public_base_url() -> str | None:
+    """Return ``$COLLECTION_BUILDER_PUBLIC_BASE_URL`` without its trailing ``/``, or None if unset.
+
+    Raises:
+        ConfigError: when the value is not an ``http://`` or ``https://`` URL.
+    """
+    value = os.environ.get(PUBLIC_BASE_URL_ENV, "").strip().rstrip("/")
+    if not value:
+        return None
+    if not re.match(r"^https?://[^/\s]+", value, re.IGNORECASE):
+        raise ConfigError(
+            "environment",
+            PUBLIC_BASE_URL_ENV,
+            f"{value!r} is not an http(s) URL; use the URL serving DATA_DIR/published, "
+            "such as https://data.example.org/published",
+        )
+    return value

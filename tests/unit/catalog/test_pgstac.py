@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,7 +15,7 @@ from include.catalog import pgstac as pgstac_module
 from include.catalog import registry
 from include.catalog.pgstac import PGSTAC_VERSION, PgstacBackend
 from include.catalog.static_stac import collection_from_config
-from include.common.config import load_collections
+from include.common.config import PUBLIC_BASE_URL_ENV, load_collections
 from include.common.errors import InvalidInputError, TransientError
 from tests.helpers.pgstac_db import postgres_problem, throwaway_database
 from tests.unit.catalog.test_static_stac import make_item
@@ -115,3 +118,58 @@ def test_default_backend_env_selects_pgstac_with_env_dsn(monkeypatch: pytest.Mon
     monkeypatch.setenv(registry.BACKEND_ENV, "elastic")
     with pytest.raises(InvalidInputError, match="use one of: pgstac, static"):
         registry.default_backend()
+
+
+BASE_URL = "https://data.example.org/published"
+
+
+def published_item(data: Path, item_id: str) -> tuple[dict[str, Any], str]:
+    """Return an item whose B04 href is a file under ``data/published``, and its relative path."""
+    relative = f"{COLLECTION}/01LAC/2020/07/{item_id}/{item_id}_B04.tif"
+    item = make_item(item_id)
+    item["assets"]["B04"]["href"] = str(data / "published" / relative)
+    return item, relative
+
+
+@pytest.mark.parametrize(("base_url", "prefix"), [(BASE_URL, f"{BASE_URL}/"), ("", "")])
+def test_pgstac_asset_hrefs_under_published_are_base_url_slash_relative_path(
+    backend: PgstacBackend,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    base_url: str,
+    prefix: str,
+) -> None:
+    data = tmp_path / "data"
+    monkeypatch.setenv("DATA_DIR", str(data))
+    monkeypatch.setenv(PUBLIC_BASE_URL_ENV, base_url)
+    served = PgstacBackend(backend.dsn)  # the settings are read when a backend is made
+    item, relative = published_item(data, f"H{len(prefix)}")
+    served.upsert(item, config_collection())
+    stored = served.get(COLLECTION, item["id"])
+    assert stored is not None
+    assert stored["assets"]["B04"]["href"] == prefix + relative
+    assert str(data) not in json.dumps(stored) and str(tmp_path) not in json.dumps(stored)
+    found = [i for i in served.search(COLLECTION) if i["id"] == item["id"]]
+    assert [i["assets"]["B04"]["href"] for i in found] == [prefix + relative]
+
+
+def test_pgstac_item_across_the_antimeridian_keeps_west_greater_than_east(
+    backend: PgstacBackend,
+) -> None:
+    item = make_item("AM1", collection="S2_TOA-1")
+    item["geometry"] = {
+        "type": "MultiPolygon",
+        "coordinates": [
+            [[[179.5, -16.0], [180.0, -16.0], [180.0, -15.0], [179.5, -15.0], [179.5, -16.0]]],
+            [[[-180.0, -16.0], [-179.5, -16.0], [-179.5, -15.0], [-180.0, -15.0], [-180.0, -16.0]]],
+        ],
+    }
+    item["bbox"] = [179.5, -16.0, -179.5, -15.0]
+    toa = collection_from_config(load_collections()["S2_TOA-1"])
+    backend.upsert(item, toa)
+    backend.upsert(make_item("AM2", lon=170.0, lat=-20.0, collection="S2_TOA-1"), toa)
+    stored = backend.get("S2_TOA-1", "AM1")
+    assert stored is not None and stored["bbox"] == [179.5, -16.0, -179.5, -15.0]
+    collection = backend.get_collection("S2_TOA-1")
+    assert collection is not None
+    assert collection["extent"]["spatial"]["bbox"][0] == [170.0, -20.0, -179.5, -15.0]

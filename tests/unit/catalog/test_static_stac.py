@@ -12,6 +12,7 @@ import pystac
 import pytest
 
 from include.catalog import registry
+from include.catalog.base import grown_bbox
 from include.catalog.static_stac import StaticStacBackend, collection_from_config
 from include.common.config import load_collections
 from include.common.errors import InvalidInputError
@@ -117,6 +118,52 @@ def test_static_upsert_items_extent_is_union_of_items(backend: StaticStacBackend
     extent = read(backend.root / COLLECTION / "collection.json")["extent"]
     assert extent["spatial"]["bbox"] == [[-46.0, -13.0, -45.4, -12.4]]
     assert extent["temporal"]["interval"] == [["2020-01-09T00:00:00Z", "2020-01-14T00:00:00Z"]]
+
+
+def test_static_extent_with_an_item_across_the_antimeridian_keeps_west_greater_than_east(
+    backend: StaticStacBackend,
+) -> None:
+    item = make_item("AM")
+    item["geometry"] = {
+        "type": "MultiPolygon",
+        "coordinates": [
+            [[[179.5, -16.0], [180.0, -16.0], [180.0, -15.0], [179.5, -15.0], [179.5, -16.0]]],
+            [[[-180.0, -16.0], [-179.5, -16.0], [-179.5, -15.0], [-180.0, -15.0], [-180.0, -16.0]]],
+        ],
+    }
+    item["bbox"] = [179.5, -16.0, -179.5, -15.0]
+    backend.upsert(item)
+    extent = read(backend.collection_path(COLLECTION))["extent"]["spatial"]["bbox"]
+    assert extent == [[179.5, -16.0, -179.5, -15.0]]
+    backend.upsert(make_item("E", lon=-179.0, lat=-14.0))
+    extent = read(backend.collection_path(COLLECTION))["extent"]["spatial"]["bbox"]
+    assert extent[0] == pytest.approx([179.5, -16.0, -178.9, -13.9])
+    assert backend.get(COLLECTION, "AM") == read(backend.item_path(COLLECTION, "AM"))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "grown"),
+    [
+        ([-46, -13, -45, -12], [-40, -10, -39, -9], [-46, -13, -39, -9]),  # plain min/max
+        ([170, 0, 171, 1], [-171, 0, -170, 1], [-171, 0, 171, 1]),  # neither crosses: as before
+        ([179, 0, -179, 1], [170, -1, 175, 0], [170, -1, -179, 1]),  # grows westward
+        ([179, 0, -179, 1], [-46, 0, -45, 1], [179, 0, -45, 1]),  # the shorter way round
+        ([10, 0, -10, 1], [-20, 0, 20, 1], [-180, 0, 180, 1]),  # the whole globe
+    ],
+)
+def test_grown_bbox_across_the_antimeridian_takes_the_shorter_arc(
+    old: list[float], new: list[float], grown: list[float]
+) -> None:
+    assert grown_bbox(old, new) == pytest.approx(grown)
+
+
+def test_collection_from_config_instruments_are_the_configured_ones() -> None:
+    expected = {"S2_L1C-1": ["msi"], "LC8_SR-1": ["oli", "tirs"], "LT5_DN-1": ["tm"]}
+    expected |= {"LE7_SR-1": ["etm+"], "L57_NBAR-1": ["tm", "etm+"]}
+    collections = load_collections()
+    for name, instruments in expected.items():
+        summaries = collection_from_config(collections[name])["summaries"]
+        assert summaries["instruments"] == instruments, name
 
 
 def test_static_relative_links_resolve_with_pystac(backend: StaticStacBackend) -> None:
