@@ -119,6 +119,8 @@ class OnlineWait:
         catalogs: configured catalogs (default ``config/catalogs.yaml``).
         env: the environment for ``TASK_RETRY_DELAY`` (default ``os.environ``).
         sleep: the wait between in-task retries of provider calls.
+        force: the conf's ``force``: an archive already in place will be downloaded again, so
+            the scene must be online for it.
     """
 
     def __init__(
@@ -132,8 +134,10 @@ class OnlineWait:
         catalogs: Mapping[str, CatalogConfig] | None = None,
         env: Mapping[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        force: bool = False,
     ) -> None:
         self.plan = plan
+        self.force = force
         self.context = context
         self.store = store
         self.driver_factory = driver_factory
@@ -185,7 +189,7 @@ class OnlineWait:
             else:
                 dest = archive_dir(node.collection, self.scene.tile, self.scene.datetime,
                                    self.scene.scene_id)
-                found = archive_in_place(self.scene, dest)
+                found = None if self.force else archive_in_place(self.scene, dest)
                 if found is not None:
                     reasons.append(f"{node.collection}: archive in place ({found.name})")
                 else:

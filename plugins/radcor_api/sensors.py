@@ -90,7 +90,11 @@ class SceneOnlineSensor(BaseSensorOperator):
         context["scene_id"] = plan.scene.scene_id
         conf = RadcorConf.model_validate(self.conf_dict)  # the validate task's output
         self._wait = OnlineWait(
-            plan, run_context(self.plan), store=ActivityStore(), driver_factory=driver_factory(conf)
+            plan,
+            run_context(self.plan),
+            store=ActivityStore(),
+            driver_factory=driver_factory(conf),
+            force=conf.force,
         )
         return self._wait
 

@@ -14,6 +14,7 @@ from include.catalog.static_stac import StaticStacBackend
 from include.collectors.base import CatalogDriver
 from include.collectors.tokens import clear_token_cache
 from include.common.config import CatalogConfig
+from include.common.storage import archive_dir
 from include.radcor.activities import ActivityState, ActivityStore
 from include.radcor.conf import TaskType
 from include.radcor.plan import PlanNode, ScenePlan
@@ -74,12 +75,12 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ActivityStore:
 
 def _wait(
     plan: ScenePlan, store: ActivityStore, factory: Callable[[str], CatalogDriver],
-    catalogs: dict[str, CatalogConfig], *, try_number: int = 1,
+    catalogs: dict[str, CatalogConfig], *, try_number: int = 1, force: bool = False,
 ) -> OnlineWait:
     context = RunContext("radcor", RUN, f"radcor/{RUN}/scene.wait_online/0/try{try_number}")
     return OnlineWait(plan, context, store=store, driver_factory=factory,
                       collections={"S2_L1C-1": two_providers()}, catalogs=catalogs, env={},
-                      sleep=lambda s: None)
+                      sleep=lambda s: None, force=force)
 
 
 def _rows(store: ActivityStore) -> dict[str, object]:
@@ -168,7 +169,6 @@ def test_online_wait_archive_in_place_or_published_is_skipped(
     cdse: CdseServer, factory: Callable[[str], CatalogDriver],
     catalogs: dict[str, CatalogConfig], store: ActivityStore,
 ) -> None:
-    from include.common.storage import archive_dir
 
     cdse.add_s2_product(DEMO_SCENE + ".SAFE", ZIP, footprint=FOOTPRINT, online=False)
     scene = cdse_scene(factory)
@@ -184,6 +184,21 @@ def test_online_wait_archive_in_place_or_published_is_skipped(
     assert _wait(no_download, store, factory, catalogs).start().message == (
         "no download node in this conf")
     assert cdse.orders == [] and store.for_run(RUN) == []
+
+
+def test_online_wait_with_force_waits_for_an_offline_scene_whose_archive_is_in_place(
+    cdse: CdseServer, factory: Callable[[str], CatalogDriver],
+    catalogs: dict[str, CatalogConfig], store: ActivityStore,
+) -> None:
+    entity = cdse.add_s2_product(DEMO_SCENE + ".SAFE", ZIP, footprint=FOOTPRINT, online=False)
+    scene = cdse_scene(factory)
+    folder = archive_dir("S2_L1C-1", scene.tile, scene.datetime, scene.scene_id)
+    folder.mkdir(parents=True)
+    (folder / f"{DEMO_SCENE}.zip").write_bytes(ZIP)
+    plan = download_plan(scene, fallback_online=False)
+    start = _wait(plan, store, factory, catalogs, force=True).start()
+    assert start.is_waiting  # force downloads again: the archive in place does not count
+    assert cdse.orders == [entity["Id"]]
 
 
 def test_online_wait_mark_failed_records_the_error(
