@@ -94,7 +94,8 @@ def test_radcor_toa_post_publish_records_cloud_cover_and_flags(
     correction = by_key[(OFFSET_SCENE, "correction")]
     assert correction.outputs["metadata"]["radio_add_offsets"]["B04"] == -1000.0
     source = root / "files" / OFFSET_SCENE / "B04.tif"
-    published = Path(items[OFFSET_SCENE]["assets"]["B04"]["href"])
+    href = items[OFFSET_SCENE]["assets"]["B04"]["href"]  # relative to the item file
+    published = (data_dir / "stac" / "S2_TOA-1" / "items" / href).resolve()
     with rasterio.open(source) as src, rasterio.open(published) as cog:
         dn, toa = src.read(1).astype(np.int32), cog.read(1)
         assert cog.dtypes[0] == "int16" and cog.nodata == -9999

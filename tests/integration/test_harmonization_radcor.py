@@ -120,7 +120,8 @@ def test_radcor_toa_nbar_publish_harmonizes_every_scene(
         toa_path = Path(by_key[(scene_id, "correction")].outputs["files"]["B04"])
         asset = items[scene_id]["assets"]["B04"]
         entry = meta["bands"]["B04"]
-        with rasterio.open(toa_path) as src, rasterio.open(asset["href"]) as cog:
+        cog_path = data_dir / "stac" / "S2_NBAR-1" / "items" / asset["href"]  # a relative href
+        with rasterio.open(toa_path) as src, rasterio.open(cog_path.resolve()) as cog:
             toa, nbar = src.read(1).astype(np.float64), cog.read(1).astype(np.float64)
             assert (cog.dtypes[0], cog.nodata, cog.scales) == ("int16", -9999.0, (0.0001,))
             valid = toa != src.nodata
