@@ -466,14 +466,6 @@ def _s2_references(package: pk.S2Package) -> dict[str, tuple[np.ndarray, np.ndar
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "harmonization after toa of a SAFE zip finds no MTD_TL.xml: include/radcor/steps.py "
-        "_upstream_folders passes only ancestors whose outputs.path is a folder, and a CDSE "
-        "download's path is the .zip (toa's outputs carry no tile metadata either)"
-    ),
-)
 def test_s2_l1c_toa_nbar_publish_harmonizes_the_package(
     radcor_dag: Any, cdse: CdseServer, cdse_connection: None, data_dir: Path
 ) -> None:

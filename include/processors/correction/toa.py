@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any, ClassVar
 
 from include.common.config import BandConfig
@@ -41,6 +42,7 @@ from include.processors.correction.common import (
     sun_too_low,
 )
 from include.processors.products.landsat import LandsatProduct
+from include.processors.products.package import Product
 from include.processors.products.sentinel2 import (
     MSK_CLASSI,
     S2_BANDS,
@@ -156,7 +158,7 @@ class ToaProcessor(Processor):
             common["valid_pct"],
             common["elapsed_s"],
         )
-        return ProcessorResult(files=files, metadata=common)
+        return ProcessorResult(files={**files, **_carried_metadata(product)}, metadata=common)
 
     def _sentinel2(
         self, product: Sentinel2Product, inputs: ProcessorInputs, options: ToaOptions
@@ -283,3 +285,16 @@ class ToaProcessor(Processor):
             valid, total = valid + stats.valid_pixels, total + stats.total_pixels
             report_progress(inputs.progress, done, len(reflective))
         return files, radiometry, (valid, total)
+
+
+def _carried_metadata(product: Product) -> dict[str, Path]:
+    """Return the product's metadata (and angle) files, passed on beside the TOA bands.
+
+    Harmonization reads its angles from them (MTD_TL.xml, ANG.txt, angle bands) and publish its
+    datetime, platform and footprint; they are the provider's files, not copies.
+    """
+    if isinstance(product, LandsatProduct):
+        found = [product.mtl_path, product.ang_path, *product.angles.values()]
+    else:
+        found = [product.metadata_path, product.tile_metadata_path]
+    return {path.stem: path for path in found if path is not None}

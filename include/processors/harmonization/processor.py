@@ -85,14 +85,7 @@ from include.processors.harmonization.metadata import (
     read_s2_product_metadata,
     s2_unit,
 )
-from include.processors.products.landsat import LandsatProduct
-from include.processors.products.package import (
-    Package,
-    open_package,
-    require_sensor,
-    resolve_bands,
-    single_container,
-)
+from include.processors.products.package import band_inputs
 from include.processors.products.sentinel2 import Sentinel2Metadata
 from include.processors.publish.cog import CogOptions, Compression, write_cog
 from include.processors.registry import register
@@ -278,36 +271,6 @@ def find_band_file(files: Mapping[str, Path], band: BandConfig) -> Path | None:
         if len(matches) == 1:
             return matches[0]
     return None
-
-
-def unpacked_inputs(inputs: ProcessorInputs) -> ProcessorInputs:
-    """Return ``inputs`` with a downloaded product (one archive or folder) as its files.
-
-    A provider's Level-2 package (S2 L2A SAFE, Landsat L2SP bundle) becomes the collection's
-    band files plus the product's metadata and angle files, keyed by file stem, so a download
-    goes straight to harmonization; step outputs pass through unchanged.
-
-    Raises:
-        InvalidInputError: a product of another sensor, or one lacking a band (named).
-    """
-    if single_container(inputs.files) is None:
-        require_sensor(Package("assets", {}), inputs.collection, inputs.scene.scene_id)
-        return inputs
-    package = open_package(inputs.files)
-    require_sensor(package, inputs.collection, inputs.scene.scene_id)
-    resolved = resolve_bands(package, inputs.collection)
-    files: dict[str, Path] = {bf.band.name: bf.path for bf in resolved.bands}
-    extras = list(package.metadata_files.values())
-    if isinstance(package.product, LandsatProduct):
-        extras += list(package.product.angles.values())
-    files.update({path.stem: path for path in extras})
-    log.info(
-        "nbar.package scene=%s package=%s bands=%s",
-        inputs.scene.scene_id,
-        package.label,
-        ",".join(bf.band.name for bf in resolved.bands),
-    )
-    return replace(inputs, files=files)
 
 
 def _identity(scene_id: str) -> SceneIdentity | None:
@@ -808,7 +771,7 @@ class NbarProcessor(Processor):
         merged = {**(configured.options if configured else {}), **inputs.args}
         options = NbarOptions.from_args(merged)
         scene_id = safe_component(inputs.scene.scene_id, "scene.scene_id")
-        inputs = unpacked_inputs(inputs)
+        inputs = replace(inputs, files=band_inputs(inputs.files, collection, inputs.scene.scene_id))
         context = scene_context(inputs)
         jobs, quality, left_out = plan_bands(inputs, context, options)
         grid = angle_grid(context, jobs)

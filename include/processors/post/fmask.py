@@ -9,12 +9,14 @@ those of ``qa-post``.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import ClassVar
 
 from include.processors.base import Processor, ProcessorInputs, ProcessorResult
 from include.processors.correction.common import options_for
 from include.processors.post.masks import FMASK
 from include.processors.post.qa import PostOptions, find_mask, post_process
+from include.processors.products.package import band_inputs
 from include.processors.registry import register
 
 FMASK_VERSION = "0.1.0"
@@ -38,6 +40,10 @@ class FmaskProcessor(Processor):
             InvalidInputError: no FMASK file (run lasrc with Fmask) or no reflectance band.
             ProcessingError: GDAL failed.
         """
+        inputs = replace(
+            inputs,
+            files=band_inputs(inputs.files, inputs.collection, inputs.scene.scene_id),
+        )
         options = options_for(inputs, self.task_type, PostOptions, name=self.name)
         key, path, kind = find_mask(inputs.files, options.mask_band, kinds=(FMASK,))
         return post_process(

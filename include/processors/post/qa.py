@@ -25,7 +25,7 @@ import os
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -49,6 +49,7 @@ from include.processors.correction.common import (
     percent,
 )
 from include.processors.post.masks import KINDS, MaskKind, kind_by_name, kind_for_key
+from include.processors.products.package import band_inputs
 from include.processors.publish.cog import CogOptions, write_cog
 from include.processors.publish.stac_item import file_checksum
 from include.processors.registry import register
@@ -374,6 +375,10 @@ class QaPostProcessor(Processor):
             InvalidInputError: no quality mask or no reflectance band among the inputs.
             ProcessingError: GDAL failed.
         """
+        inputs = replace(
+            inputs,
+            files=band_inputs(inputs.files, inputs.collection, inputs.scene.scene_id),
+        )
         options = options_for(inputs, self.task_type, PostOptions, name=self.name)
         key, path, kind = find_mask(inputs.files, options.mask_band)
         return post_process(

@@ -230,6 +230,37 @@ def open_package(files: Mapping[str, Path], *, baseline_hint: str | None = None)
     return Package(label="assets", assets=paths, product=product)
 
 
+def band_inputs(
+    files: Mapping[str, Path], collection: CollectionConfig, scene_id: str | None
+) -> dict[str, Path]:
+    """Return a step's input files with a whole product (one archive or folder) unpacked.
+
+    A provider package becomes the collection's band files keyed by band name, plus the
+    product's metadata files (and Landsat angle bands) keyed by file stem, so processors that
+    read bands by key take what a download produced; step outputs pass through unchanged.
+
+    Raises:
+        InvalidInputError: a product of another sensor, or one lacking a band (named).
+    """
+    if single_container(files) is None:
+        require_sensor(Package("assets", {}), collection, scene_id)
+        return dict(files)
+    package = open_package(files)
+    require_sensor(package, collection, scene_id)
+    resolved = resolve_bands(package, collection)
+    unpacked: dict[str, Path] = {bf.band.name: bf.path for bf in resolved.bands}
+    extras = list(package.metadata_files.values())
+    if isinstance(package.product, LandsatProduct):
+        extras += list(package.product.angles.values())
+    unpacked.update({path.stem: path for path in extras})
+    log.info(
+        "package.unpacked package=%s bands=%s",
+        package.label,
+        ",".join(bf.band.name for bf in resolved.bands),
+    )
+    return unpacked
+
+
 # --------------------------------------------------------------------------------------------
 # Sensors
 

@@ -60,7 +60,9 @@ def test_toa_landsat_l1tp_converts_with_mult_add_and_sun_elevation(tmp_path: Pat
     folder = realdata(L1TP)
     files = {path.stem: path for path in folder.iterdir()}
     result = run_toa(files, tmp_path, "LC8_TOA-1", folder.name, "090084")
-    assert sorted(result.files) == ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "QA_PIXEL"]
+    assert sorted(result.metadata["bands"]) == ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "QA_PIXEL"]
+    # the product's metadata goes on with the bands (harmonization reads angles from it)
+    assert set(result.files) - set(result.metadata["bands"]) == {"LC08_L1TP_090084_20160121_20200907_02_T1_MTL"}
     with rasterio.open(result.files["B4"]) as ds:
         values = ds.read(1)
         assert ds.dtypes[0] == "int16" and ds.nodata == -9999
@@ -125,7 +127,8 @@ def test_toa_demo_n0500_scene_removes_the_offset_and_writes_cloud_mask(tmp_path:
         if key != "thumbnail"
     }
     result = run_toa(files, tmp_path / "out", "S2_TOA-1", item["id"], "23LLF")
-    assert sorted(result.files) == ["B02", "B03", "B04", "B08", "B11", "CLOUD_MASK"]
+    assert sorted(result.metadata["bands"]) == ["B02", "B03", "B04", "B08", "B11", "CLOUD_MASK"]
+    assert set(result.files) - set(result.metadata["bands"]) == {"MTD_MSIL1C"}
     with rasterio.open(files["B04"]) as src, rasterio.open(result.files["B04"]) as out:
         dn, toa = src.read(1), out.read(1)
     valid = dn != 0
