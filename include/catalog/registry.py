@@ -1,4 +1,4 @@
-"""Catalog backends by name (STYLE 2.2): an explicit dict filled by the ``@register`` decorator.
+"""Catalog backends by name (STYLE 2.2): a ``Registry`` filled by the ``@register`` decorator.
 
 Lookup is case-insensitive; an alias logs a warning; an unknown name raises ``InvalidInputError``
 listing the known names. Built-in backend modules are imported by name at the bottom.
@@ -6,23 +6,22 @@ listing the known names. Built-in backend modules are imported by name at the bo
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import logging
 import os
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from include.catalog.base import CatalogBackend
 from include.common.errors import FieldProblem, InvalidInputError
+from include.common.registry import Registry, import_modules
 from include.common.storage import catalog_root
-
-log = logging.getLogger(__name__)
 
 B = TypeVar("B", bound=type[CatalogBackend])
 
-_BACKENDS: dict[str, type[CatalogBackend]] = {}
-_ALIASES: dict[str, str] = {}
+BACKENDS: Registry[CatalogBackend] = Registry(
+    "catalog backend", field="catalog_backend", event="catalog_backend"
+)
+"""Every catalog backend by registry key."""
 
 BUILTIN_MODULES: tuple[str, ...] = ("include.catalog.static_stac", "include.catalog.pgstac")
 """Modules that register the built-in backends, imported at the bottom of this module."""
@@ -45,31 +44,12 @@ def register(name: str, *, aliases: Iterable[str] = ()) -> Callable[[B], B]:
     Raises:
         ValueError: when the name or an alias is already taken by another class.
     """
-    key = name.strip().lower()
-    alias_keys = tuple(alias.strip().lower() for alias in aliases)
-
-    def decorator(cls: B) -> B:
-        for taken in (key, *alias_keys):
-            owner = _BACKENDS.get(_ALIASES.get(taken, taken))
-            if owner is not None and (owner.__module__, owner.__qualname__) != (
-                cls.__module__,
-                cls.__qualname__,
-            ):
-                raise ValueError(
-                    f"catalog backend name {taken!r} is already registered by "
-                    f"{owner.__module__}.{owner.__qualname__}; choose another name"
-                )
-        _BACKENDS[key] = cls
-        for alias in alias_keys:
-            _ALIASES[alias] = key
-        return cls
-
-    return decorator
+    return BACKENDS.register(name, aliases=aliases)
 
 
 def registered_names() -> list[str]:
     """Return the registered backend names (without aliases), sorted."""
-    return sorted(_BACKENDS)
+    return BACKENDS.names()
 
 
 def backend_class(name: str) -> type[CatalogBackend]:
@@ -78,20 +58,7 @@ def backend_class(name: str) -> type[CatalogBackend]:
     Raises:
         InvalidInputError: when no backend has that name; the message lists the known names.
     """
-    wanted = name.strip().lower()
-    if wanted in _BACKENDS:
-        return _BACKENDS[wanted]
-    if wanted in _ALIASES:
-        canonical = _ALIASES[wanted]
-        log.warning("catalog_backend.alias name=%s canonical=%s", wanted, canonical)
-        return _BACKENDS[canonical]
-    raise InvalidInputError(
-        FieldProblem(
-            "catalog_backend",
-            f"{name!r} is not a registered catalog backend",
-            f"use one of: {', '.join(registered_names()) or '(none registered)'}",
-        )
-    )
+    return BACKENDS.get(name)
 
 
 def make_backend(name: str = DEFAULT_BACKEND, **settings: Any) -> CatalogBackend:
@@ -137,5 +104,4 @@ def default_backend() -> CatalogBackend:
     return make_backend(name)
 
 
-for _module in BUILTIN_MODULES:
-    importlib.import_module(_module)
+import_modules(BUILTIN_MODULES)

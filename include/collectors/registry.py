@@ -1,4 +1,4 @@
-"""Catalog drivers by name (STYLE 2.2): an explicit dict filled by ``@register``.
+"""Catalog drivers by name (STYLE 2.2): a ``Registry`` filled by ``@register``.
 
 Built-in driver modules are imported by name at the bottom of this module, so importing the
 registry is enough to know every built-in driver. ``make_driver`` turns a conf's ``catalog`` (a
@@ -7,7 +7,6 @@ name or alias from ``config/catalogs.yaml``) and ``catalog_args`` into a ready d
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 import logging
 from collections.abc import Callable, Mapping
@@ -19,14 +18,12 @@ from pydantic import ValidationError
 from include.collectors.base import CatalogDriver, Credentials
 from include.common.config import CatalogConfig, load_catalogs, resolve_catalog_name
 from include.common.errors import ConfigError, FieldProblem, InvalidInputError
+from include.common.registry import Registry, import_modules, registry_key
 
 log = logging.getLogger(__name__)
 
-_DRIVERS: dict[str, type[CatalogDriver]] = {}
-"""Registry key (lowercase) -> driver class."""
-
-_ALIASES: dict[str, str] = {}
-"""Alias (lowercase) -> registry key."""
+DRIVERS: Registry[CatalogDriver] = Registry("catalog driver", field="driver", event="driver")
+"""Every catalog driver by registry key."""
 
 BUILTIN_MODULES: tuple[str, ...] = (
     "include.collectors.stac_api",
@@ -73,10 +70,6 @@ _CREDENTIAL_KEYS = frozenset(
 _Driver = TypeVar("_Driver", bound=type[CatalogDriver])
 
 
-def _qualified(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
 def register(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[_Driver], _Driver]:
     """Class decorator: register a driver under ``name`` (and ``aliases``), case-insensitive.
 
@@ -85,18 +78,11 @@ def register(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[_Driver],
     Raises:
         ValueError: when the name or an alias is already taken by another class.
     """
-    key = name.strip().lower()
-    alias_keys = tuple(alias.strip().lower() for alias in aliases)
+    add = DRIVERS.register(name, aliases=aliases)
 
     def decorate(cls: _Driver) -> _Driver:
-        for taken in (key, *alias_keys):
-            owner = _DRIVERS.get(taken) or _DRIVERS.get(_ALIASES.get(taken, ""))
-            if owner is not None and _qualified(owner) != _qualified(cls):
-                raise ValueError(f"driver name {taken!r} is already registered by {owner!r}")
-        cls.name = key
-        _DRIVERS[key] = cls
-        for alias in alias_keys:
-            _ALIASES[alias] = key
+        add(cls)
+        cls.name = registry_key(name)
         return cls
 
     return decorate
@@ -104,7 +90,7 @@ def register(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[_Driver],
 
 def known_drivers() -> list[str]:
     """Return the registered driver keys, sorted."""
-    return sorted(_DRIVERS)
+    return DRIVERS.names()
 
 
 def driver_class(name: str) -> type[CatalogDriver]:
@@ -113,20 +99,7 @@ def driver_class(name: str) -> type[CatalogDriver]:
     Raises:
         InvalidInputError: naming the known drivers when ``name`` is unknown.
     """
-    wanted = name.strip().lower()
-    if wanted in _DRIVERS:
-        return _DRIVERS[wanted]
-    if wanted in _ALIASES:
-        canonical = _ALIASES[wanted]
-        log.warning("driver.alias alias=%s driver=%s; use %r", wanted, canonical, canonical)
-        return _DRIVERS[canonical]
-    raise InvalidInputError(
-        FieldProblem(
-            "driver",
-            f"{name!r} is not a known catalog driver",
-            f"use one of: {', '.join(known_drivers()) or '(none registered)'}",
-        )
-    )
+    return DRIVERS.get(name)
 
 
 def _catalog_args_overrides(catalog_args: Mapping[str, Any]) -> dict[str, Any]:
@@ -337,9 +310,4 @@ def make_driver(
     return cls(url=merged.url, credentials=credentials, options=options)
 
 
-def _import_builtin_drivers() -> None:
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)
-
-
-_import_builtin_drivers()
+import_modules(BUILTIN_MODULES)

@@ -1,4 +1,4 @@
-"""Processors by name (STYLE 2.2): an explicit dict filled by the ``@register`` decorator.
+"""Processors by name (STYLE 2.2): a ``Registry`` filled by the ``@register`` decorator.
 
 Lookup is case-insensitive; an alias logs a warning; an unknown name raises ``InvalidInputError``
 listing the known names. The built-in processor modules are imported by name at the bottom, so
@@ -7,20 +7,18 @@ importing this module is enough to see every built-in processor.
 
 from __future__ import annotations
 
-import importlib
-import logging
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from include.common.errors import FieldProblem, InvalidInputError
+from include.common.registry import Registry, import_modules
 from include.processors.base import Processor
-
-log = logging.getLogger(__name__)
 
 P = TypeVar("P", bound=type[Processor])
 
-_PROCESSORS: dict[str, type[Processor]] = {}
-_ALIASES: dict[str, str] = {}
+PROCESSORS: Registry[Processor] = Registry("processor", field="processor", event="processor")
+"""Every processor by registry key."""
+_PROCESSORS = PROCESSORS.classes
+_ALIASES = PROCESSORS.aliases
 
 BUILTIN_MODULES: tuple[str, ...] = (
     "include.processors.publish.processor",
@@ -36,11 +34,6 @@ BUILTIN_MODULES: tuple[str, ...] = (
 """Modules that register the built-in processors, imported at the bottom of this module."""
 
 
-def _same_class(left: type[Processor], right: type[Processor]) -> bool:
-    """Return whether two classes are the same definition (a module re-import makes a copy)."""
-    return (left.__module__, left.__qualname__) == (right.__module__, right.__qualname__)
-
-
 def register(name: str, *, aliases: Iterable[str] = ()) -> Callable[[P], P]:
     """Register a ``Processor`` subclass under ``name`` (and ``aliases``), case-insensitive.
 
@@ -54,28 +47,12 @@ def register(name: str, *, aliases: Iterable[str] = ()) -> Callable[[P], P]:
     Raises:
         ValueError: when the name or an alias is already taken by another class.
     """
-    key = name.strip().lower()
-    alias_keys = tuple(alias.strip().lower() for alias in aliases)
-
-    def decorator(cls: P) -> P:
-        for taken in (key, *alias_keys):
-            owner = _PROCESSORS.get(_ALIASES.get(taken, taken))
-            if owner is not None and not _same_class(owner, cls):
-                raise ValueError(
-                    f"processor name {taken!r} is already registered by "
-                    f"{owner.__module__}.{owner.__qualname__}; choose another name"
-                )
-        _PROCESSORS[key] = cls
-        for alias in alias_keys:
-            _ALIASES[alias] = key
-        return cls
-
-    return decorator
+    return PROCESSORS.register(name, aliases=aliases)
 
 
 def registered_names() -> list[str]:
     """Return the registered processor names (without aliases), sorted."""
-    return sorted(_PROCESSORS)
+    return PROCESSORS.names()
 
 
 def processor_class(name: str) -> type[Processor]:
@@ -90,20 +67,7 @@ def processor_class(name: str) -> type[Processor]:
     Raises:
         InvalidInputError: when no processor has that name; the message lists the known names.
     """
-    wanted = name.strip().lower()
-    if wanted in _PROCESSORS:
-        return _PROCESSORS[wanted]
-    if wanted in _ALIASES:
-        canonical = _ALIASES[wanted]
-        log.warning("processor.alias name=%s canonical=%s", wanted, canonical)
-        return _PROCESSORS[canonical]
-    raise InvalidInputError(
-        FieldProblem(
-            "processor",
-            f"{name!r} is not a registered processor",
-            f"use one of: {', '.join(registered_names()) or '(none registered)'}",
-        )
-    )
+    return PROCESSORS.get(name)
 
 
 def make_processor(name: str) -> Processor:
@@ -121,5 +85,4 @@ def make_processor(name: str) -> Processor:
     return processor_class(name)()
 
 
-for _module in BUILTIN_MODULES:
-    importlib.import_module(_module)
+import_modules(BUILTIN_MODULES)

@@ -41,8 +41,8 @@ class _NullDriver(CatalogDriver):
 @pytest.fixture
 def isolated_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     """Register test drivers into copies of the registry dicts."""
-    monkeypatch.setattr(registry, "_DRIVERS", dict(registry._DRIVERS))
-    monkeypatch.setattr(registry, "_ALIASES", dict(registry._ALIASES))
+    monkeypatch.setattr(registry.DRIVERS, "classes", dict(registry.DRIVERS.classes))
+    monkeypatch.setattr(registry.DRIVERS, "aliases", dict(registry.DRIVERS.aliases))
 
 
 def catalogs(**extra: dict[str, Any]) -> dict[str, CatalogConfig]:
