@@ -157,7 +157,8 @@ def serve(path: Path) -> None:
 def worker() -> None:
     """Read ``URL DEST FSYNC`` lines; download each with ``download_file``; print the time."""
     sys.path.insert(0, str(REPO))
-    from include.collectors.download import build_http_client, download_file
+    from include.collectors.download import download_file
+    from include.collectors.http import build_http_client
 
     client = build_http_client(timeout_s=120, max_connections=1)
     print("ready", flush=True)

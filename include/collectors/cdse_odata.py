@@ -59,14 +59,13 @@ from include.collectors.base import (
     known_size,
 )
 from include.collectors.checksums import is_available
-from include.collectors.download import (
+from include.collectors.download import download_file, reuse_existing
+from include.collectors.http import (
     build_http_client,
-    download_file,
     error_for_status,
     error_for_transport,
     json_object,
     redact_url,
-    reuse_existing,
 )
 from include.collectors.registry import register
 from include.collectors.scene_ids import is_mgrs_tile, parse_scene_id

@@ -52,12 +52,8 @@ from include.collectors.base import (
     SearchQuery,
     known_size,
 )
-from include.collectors.download import (
-    build_http_client,
-    download_file,
-    redact_url,
-    reuse_existing,
-)
+from include.collectors.download import download_file, reuse_existing
+from include.collectors.http import build_http_client, redact_url
 from include.collectors.registry import register
 from include.collectors.scene_ids import parse_scene_id
 from include.collectors.stac_api import (

@@ -12,9 +12,8 @@ failures (5xx, timeouts, dropped connections, 429) are retried in the task with 
 backoff and jitter, resuming from the partial; permanent ones (other 4xx) raise
 ``ProviderError`` at once.
 
-Also the HTTP plumbing shared by catalog drivers: ``build_http_client`` (one client per driver,
-TLS verification on by default), error mapping from responses and transport failures, and
-``redact_url`` (signed URLs carry credentials in their query string: never log them).
+The HTTP client, TLS settings and the mapping of HTTP failures to errors are in
+``include.collectors.http``; this module is the engine only.
 """
 
 from __future__ import annotations
@@ -22,24 +21,21 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import logging
 import os
 import random
 import re
 import shutil
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import h11
 import httpcore
@@ -57,6 +53,7 @@ from include.collectors.checksums import (
     parse_checksum,
     update_from_file,
 )
+from include.collectors.http import error_for_status, error_for_transport, redact_url
 from include.common.errors import (
     ChecksumMismatchError,
     CollectionBuilderError,
@@ -111,7 +108,6 @@ def fsync_enabled() -> bool:
     return os.environ.get(FSYNC_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-_BODY_EXCERPT_CHARS = 300
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 _UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
 _EXTENSION = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
@@ -129,240 +125,6 @@ class DiskFullError(CollectionBuilderError):
             f"{folder}: disk full while downloading (free {free_bytes / 1e6:.1f} MB, "
             f"need {need}); free space there or point DATA_DIR at a larger disk, then retry"
         )
-
-
-# --------------------------------------------------------------------------------------------
-# URLs and logging
-
-
-def redact_url(url: str | httpx.URL) -> str:
-    """Return ``scheme://host[:port]/path`` of ``url``: no user info, query or fragment.
-
-    Signed URLs (S3 presigned, Azure SAS) carry their credentials in the query string.
-    """
-    try:
-        parts = urlsplit(str(url))
-    except ValueError:
-        return "<unparseable url>"
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-class _RedactUrlFilter(logging.Filter):
-    """Rewrites URL arguments of httpx's own request log lines to ``redact_url`` form."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                redact_url(arg) if isinstance(arg, httpx.URL) else arg for arg in record.args
-            )
-        return True
-
-
-def _install_httpx_log_filter() -> None:
-    logger = logging.getLogger("httpx")
-    if not any(isinstance(existing, _RedactUrlFilter) for existing in logger.filters):
-        logger.addFilter(_RedactUrlFilter())
-
-
-_install_httpx_log_filter()
-
-
-# --------------------------------------------------------------------------------------------
-# HTTP client and error mapping
-
-
-def user_agent() -> str:
-    """Return ``collection-builder/<version>``."""
-    try:
-        return f"collection-builder/{version('collection-builder-airflow')}"
-    except PackageNotFoundError:
-        return "collection-builder/0+unknown"
-
-
-def tls_verify_setting(verify_tls: bool | str) -> bool | ssl.SSLContext:
-    """Turn the ``verify_tls`` setting (True, False or a CA bundle path) into httpx's ``verify``.
-
-    Raises:
-        InvalidInputError: when the CA bundle path cannot be loaded.
-    """
-    if isinstance(verify_tls, bool):
-        return verify_tls
-    try:
-        return ssl.create_default_context(cafile=verify_tls)
-    except (OSError, ssl.SSLError) as err:
-        raise InvalidInputError(
-            FieldProblem(
-                "verify_tls",
-                f"cannot load the CA bundle {verify_tls!r} ({err})",
-                "give the path of a readable PEM CA bundle, or true to use the system CAs",
-            )
-        ) from err
-
-
-def build_http_client(
-    *,
-    timeout_s: float = 60.0,
-    verify_tls: bool | str = True,
-    max_connections: int = 4,
-    headers: Mapping[str, str] | None = None,
-    auth: httpx.Auth | tuple[str, str] | None = None,
-) -> httpx.Client:
-    """Return the HTTP client of one driver: TLS verified by default, pooled, redirects followed.
-
-    Raises:
-        InvalidInputError: when ``verify_tls`` names a CA bundle that cannot be loaded.
-    """
-    if verify_tls is False:
-        log.warning("http.tls_verify_off: TLS certificates will not be checked for this catalog")
-    return httpx.Client(
-        timeout=httpx.Timeout(timeout_s),
-        verify=tls_verify_setting(verify_tls),
-        limits=httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        ),
-        headers={"User-Agent": user_agent(), **dict(headers or {})},
-        auth=auth,
-        follow_redirects=True,
-    )
-
-
-def _excerpt(text: str) -> str:
-    """Return the error description of a body: JSON ``description``/``detail``, else its start."""
-    text = text.strip()
-    try:
-        data = json.loads(text)
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        for key in ("description", "detail", "message", "error", "title"):
-            value = data.get(key)
-            if isinstance(value, str) and value.strip():
-                text = value
-                break
-    collapsed = " ".join(text.split())
-    return collapsed[:_BODY_EXCERPT_CHARS]
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Return the seconds a ``Retry-After`` header asks to wait (delta seconds or HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def json_object(response: httpx.Response, *, where: str, url: str, hint: str) -> dict[str, Any]:
-    """Return the response body as a JSON object.
-
-    Raises:
-        ProviderError: when the body is not JSON or not an object; ``hint`` says what to check.
-    """
-    try:
-        data = response.json()
-    except ValueError as err:
-        raise ProviderError(
-            f"{where} {redact_url(url)}: the answer is not JSON; {hint}",
-            status_code=response.status_code,
-            body=response.text[:2000],
-        ) from err
-    if not isinstance(data, dict):
-        raise ProviderError(
-            f"{where} {redact_url(url)}: the answer is not a JSON object; {hint}",
-            status_code=response.status_code,
-            body=response.text[:2000],
-        )
-    return data
-
-
-def error_for_status(
-    status: int,
-    body: str,
-    *,
-    url: str | httpx.URL,
-    action: str,
-    headers: Mapping[str, str] | None = None,
-) -> CollectionBuilderError:
-    """Return the error for an HTTP error answer (keeps status code and body excerpt).
-
-    5xx -> ``ProviderUnavailableError``; 429 -> ``RateLimitedError`` (``Retry-After`` kept);
-    401/403 -> ``ProviderError`` about credentials; any other status -> ``ProviderError``.
-    """
-    where = f"{action} {redact_url(url)}"
-    excerpt = _excerpt(body)
-    detail = f": {excerpt}" if excerpt else ""
-    if status == 429:
-        retry_after = parse_retry_after((headers or {}).get("retry-after"))
-        wait_text = f", retry after {retry_after:.0f} s" if retry_after is not None else ""
-        return RateLimitedError(
-            f"{where}: rate limited (HTTP 429{wait_text}){detail}; it is retried later, "
-            "lower max_connections or the download pool size for this catalog if it persists",
-            retry_after_s=retry_after,
-        )
-    if status >= 500:
-        return ProviderUnavailableError(
-            f"{where}: provider unavailable (HTTP {status}){detail}; it is retried later",
-            status_code=status,
-        )
-    if status in (401, 403):
-        fix = "check the credentials of the catalog's Airflow Connection and the account's access"
-    elif status == 404:
-        fix = "check that the item or file still exists at this catalog, or try another provider"
-    else:
-        fix = "check the request parameters against the catalog's documentation"
-    return ProviderError(
-        f"{where}: HTTP {status}{detail}; {fix}", status_code=status, body=body[:2000]
-    )
-
-
-def _is_tls_verify_failure(err: BaseException) -> bool:
-    seen: set[int] = set()
-    current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return True
-        if "CERTIFICATE_VERIFY_FAILED" in str(current):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
-
-
-def error_for_transport(
-    err: httpx.RequestError, *, url: str | httpx.URL, action: str
-) -> CollectionBuilderError:
-    """Return the error for a failed exchange (no usable HTTP answer).
-
-    A TLS verification failure, an unsupported URL scheme or a redirect loop is permanent
-    (``ProviderError``); timeouts, refused or dropped connections are transient
-    (``ProviderUnavailableError``).
-    """
-    where = f"{action} {redact_url(url)}"
-    if isinstance(err, httpx.UnsupportedProtocol):
-        return ProviderError(
-            f"{where}: URL scheme is not HTTP(S); use a provider that serves files over HTTPS"
-        )
-    if not isinstance(err, httpx.TransportError):
-        return ProviderError(
-            f"{where}: {type(err).__name__} ({err}); check the URL or use another provider"
-        )
-    if _is_tls_verify_failure(err):
-        return ProviderError(
-            f"{where}: TLS certificate verification failed ({err}); set verify_tls to the "
-            "path of the CA bundle that signs this server's certificate"
-        )
-    kind = type(err).__name__
-    return ProviderUnavailableError(f"{where}: {kind} ({err or 'no detail'}); it is retried later")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1146,16 +908,9 @@ def download_assets(
 __all__ = [
     "DiskFullError",
     "asset_filename",
-    "build_http_client",
     "download_assets",
     "download_assets_detailed",
     "download_file",
-    "error_for_status",
-    "error_for_transport",
-    "parse_retry_after",
-    "redact_url",
     "retry_delay_s",
     "reuse_existing",
-    "tls_verify_setting",
-    "user_agent",
 ]

@@ -67,9 +67,9 @@ from include.collectors.base import (
     SearchQuery,
     known_size,
 )
-from include.collectors.download import (
+from include.collectors.download import download_assets_detailed
+from include.collectors.http import (
     build_http_client,
-    download_assets_detailed,
     error_for_status,
     error_for_transport,
     json_object,

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from include.collectors.base import Credentials
-from include.collectors.download import error_for_status, error_for_transport, redact_url
+from include.collectors.http import error_for_status, error_for_transport, redact_url
 from include.collectors.token_store import TokenRecord, TokenStore, open_token_store
 from include.common.errors import ProviderError
 

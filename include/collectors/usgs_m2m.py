@@ -55,15 +55,13 @@ from include.collectors.base import (
     SearchQuery,
     known_size,
 )
-from include.collectors.download import (
+from include.collectors.download import download_file, retry_delay_s, reuse_existing
+from include.collectors.http import (
     build_http_client,
-    download_file,
     error_for_status,
     error_for_transport,
     parse_retry_after,
     redact_url,
-    retry_delay_s,
-    reuse_existing,
 )
 from include.collectors.registry import register
 from include.collectors.scene_ids import SceneIdentity, parse_scene_id, parse_wrs2_pathrow

@@ -29,9 +29,8 @@ from include.collectors.download import (
     asset_filename,
     download_assets,
     download_file,
-    parse_retry_after,
-    redact_url,
 )
+from include.collectors.http import parse_retry_after, redact_url
 from include.common.errors import (
     ChecksumMismatchError,
     ProviderError,

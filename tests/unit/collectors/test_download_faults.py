@@ -33,7 +33,8 @@ HALF = SIZE // 2
 CHILD = """
 import json, sys
 from pathlib import Path
-from include.collectors.download import build_http_client, download_file
+from include.collectors.download import download_file
+from include.collectors.http import build_http_client
 url, dest, size, checksum = sys.argv[1:5]
 print("started", flush=True)
 with build_http_client(timeout_s=60) as client:
