@@ -58,26 +58,19 @@ from include.collectors.base import (
     SearchQuery,
     known_size,
 )
+from include.collectors.cdse_auth import CdseAuth
 from include.collectors.checksums import is_available
-from include.collectors.download import download_file, reuse_existing
+from include.collectors.download import reuse_existing
 from include.collectors.http import (
-    build_http_client,
-    error_for_status,
     error_for_transport,
     json_object,
     redact_url,
 )
 from include.collectors.registry import register
 from include.collectors.scene_ids import is_mgrs_tile, parse_scene_id
+from include.collectors.settings import CdseODataSettings
 from include.collectors.timestamps import parse_utc_timestamp
-from include.collectors.tokens import (
-    CDSE_AUTH_HOSTS,
-    CDSE_CLIENT_ID,
-    CDSE_CONN_ID,
-    CDSE_TOKEN_URL,
-    OidcTokenSource,
-    may_receive_token,
-)
+from include.collectors.tokens import OidcTokenSource
 from include.common.errors import (
     FieldProblem,
     InvalidInputError,
@@ -89,17 +82,6 @@ from include.common.storage import safe_component
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TOKEN_URL = CDSE_TOKEN_URL
-"""CDSE's OpenID Connect token endpoint (Keycloak realm CDSE)."""
-DEFAULT_CLIENT_ID = CDSE_CLIENT_ID
-DEFAULT_CONN_ID = CDSE_CONN_ID
-DEFAULT_AUTH_HOSTS: tuple[str, ...] = CDSE_AUTH_HOSTS
-DEFAULT_MAX_PAGES = 100
-"""CDSE refuses ``$skip`` above 10,000: 100 pages of 100 reach it."""
-MAX_SKIP = 10_000
-"""CDSE's largest ``$skip``; it leaves out ``@odata.nextLink`` rather than link past it."""
-MAX_TOP = 1000
-"""CDSE's largest ``$top``."""
 SCENE_IDS_PER_REQUEST = 20
 MAX_QUERY_VERTICES = 200
 """A query geometry with more vertices is sent as its bounding box and filtered here."""
@@ -494,108 +476,59 @@ class CdseODataDriver(CatalogDriver):
                 )
             )
         self.base_url = url.rstrip("/")
-        self.catalog = str(self.options.get("catalog") or self.name)
-        self.page_size = max(1, min(int(self.options.get("page_size", 100)), MAX_TOP))
-        self.max_pages = int(self.options.get("max_pages", DEFAULT_MAX_PAGES))
-        self.max_skip = int(self.options.get("max_skip", MAX_SKIP))
-        self.timeout_s = float(self.options.get("timeout_s", 120.0))
-        verify = self.options.get("verify_tls", True)
-        self.verify_tls: bool | str = verify if isinstance(verify, bool | str) else True
-        self.max_connections = int(self.options.get("max_connections", 4))
-        self.conn_id = str(self.options.get("conn_id") or DEFAULT_CONN_ID)
-        datasets = self.options.get("datasets") or {}
-        self._datasets_lower = {str(k).lower(): str(v) for k, v in dict(datasets).items()}
-        self.token_url = str(self.options.get("token_url") or DEFAULT_TOKEN_URL)
-        self.client_id = str(self.options.get("client_id") or DEFAULT_CLIENT_ID)
-        hosts = self.options.get("auth_hosts") or DEFAULT_AUTH_HOSTS
-        self.auth_hosts = tuple(str(h).lower().lstrip(".") for h in hosts)
-        self.expand_assets = bool(self.options.get("expand_assets", False))
-        self.max_attempts = int(self.options.get("max_attempts", 3))
-        self.retry_base_delay_s = float(self.options.get("retry_base_delay_s", 0.5))
+        self.settings = CdseODataSettings.from_options(self.options, catalog=self.name)
+        settings = self.settings
+        self.catalog = settings.catalog
+        self.page_size = settings.page_size
+        self.max_pages = settings.max_pages
+        self.max_skip = settings.max_skip
+        self.timeout_s = settings.timeout_s
+        self.verify_tls = settings.verify_tls
+        self.max_connections = settings.max_connections
+        self._datasets_lower = settings.datasets_by_lower_name()
+        self.expand_assets = settings.expand_assets
+        self.auth = CdseAuth(settings, credentials, base_url=self.base_url)
+        """The CDSE account: its token and the client that sends it (downloads, orders)."""
+        self.conn_id = settings.conn_id
+        self.token_url = settings.token_url
+        self.client_id = settings.client_id
+        self.auth_hosts = settings.auth_hosts
         self.retry_sleep: Callable[[float], None] = time.sleep
         """The wait between in-task download retries (tests record instead of sleeping)."""
         self._lock = threading.Lock()
         self._client: httpx.Client | None = None
-        self._auth_client: httpx.Client | None = None
-        self._token_client: httpx.Client | None = None
-        self._tokens: OidcTokenSource | None = None
 
     # -- HTTP clients and the token ------------------------------------------------------------
-
-    def _new_client(self) -> httpx.Client:
-        return build_http_client(
-            timeout_s=self.timeout_s,
-            verify_tls=self.verify_tls,
-            max_connections=self.max_connections,
-        )
 
     @property
     def client(self) -> httpx.Client:
         """The client for public requests (search, product entities): never sends a token."""
         with self._lock:
             if self._client is None:
-                self._client = self._new_client()
+                self._client = self.settings.http_client()
             return self._client
 
     @property
     def auth_client(self) -> httpx.Client:
         """The client for downloads and orders: adds the token for CDSE hosts on every hop."""
-        with self._lock:
-            if self._auth_client is None:
-                client = self._new_client()
-                client.event_hooks = {"request": [self._authorize], "response": []}
-                self._auth_client = client
-            return self._auth_client
+        return self.auth.client
 
     @property
     def tokens(self) -> OidcTokenSource:
         """The account's token source (cached in the process and the worker's token store)."""
-        with self._lock:
-            if self._token_client is None:
-                self._token_client = self._new_client()
-            if self._tokens is None:
-                self._tokens = OidcTokenSource(
-                    token_url=self.token_url,
-                    client_id=self.client_id,
-                    credentials=self.credentials,
-                    client=self._token_client,
-                    catalog=self.catalog,
-                    conn_id=self.conn_id,
-                )
-            return self._tokens
+        return self.auth.tokens
 
     def close(self) -> None:
         """Close the HTTP clients (idempotent)."""
         with self._lock:
-            for client in (self._client, self._auth_client, self._token_client):
-                if client is not None:
-                    client.close()
-            self._client = self._auth_client = self._token_client = None
-            self._tokens = None
+            if self._client is not None:
+                self._client.close()
+            self._client = None
+        self.auth.close()
 
     def may_receive_token(self, url: httpx.URL | str) -> bool:
-        """Return whether a request to ``url`` may carry the bearer token.
-
-        Only CDSE hosts (the catalog's and the token endpoint's hosts, ``auth_hosts`` and their
-        subdomains) over HTTPS; plain HTTP only to loopback.
-        """
-        return may_receive_token(
-            url, own_urls=(self.base_url, self.token_url), auth_hosts=self.auth_hosts
-        )
-
-    def _authorize(self, request: httpx.Request) -> None:
-        if self.may_receive_token(request.url):
-            request.headers["Authorization"] = "Bearer " + self.tokens.access_token()
-        elif "Authorization" in request.headers:
-            del request.headers["Authorization"]
-
-    def _credentials_error(self, err: ProviderError, action: str) -> ProviderError:
-        return ProviderError(
-            f"{err}; CDSE refused the token for {action}: check the login and password of "
-            f"Airflow Connection {self.conn_id!r} and that the account may download",
-            status_code=err.status_code,
-            body=err.body,
-        )
+        """Return whether a request to ``url`` may carry the bearer token (``CdseAuth``)."""
+        return self.auth.may_receive_token(url)
 
     def _get_json(
         self, url: str, *, params: Mapping[str, str] | None = None, action: str
@@ -613,14 +546,7 @@ class CdseODataDriver(CatalogDriver):
             )
         except httpx.RequestError as err:
             raise error_for_transport(err, url=url, action=where) from err
-        if response.status_code >= 400:
-            error = error_for_status(
-                response.status_code, response.text, url=url, action=where,
-                headers=response.headers,
-            )
-            if isinstance(error, ProviderError) and error.status_code in (401, 403):
-                raise self._credentials_error(error, action)
-            raise error
+        self.auth.raise_for_status(response, url=url, action=action)
         return json_object(
             response, where=where, url=url,
             hint="check that url points to the CDSE OData root (.../odata/v1)",
@@ -843,29 +769,11 @@ class CdseODataDriver(CatalogDriver):
                      self.catalog)
             return None
         url = f"{self.base_url}/Products({self.product_id(scene)})/OData.CSC.Order"
-        self.tokens.access_token()  # fail fast without credentials
-        for attempt in (1, 2):
-            try:
-                response = self.auth_client.post(
-                    url, json={}, headers={"Accept": "application/json"}
-                )
-            except httpx.RequestError as err:
-                raise error_for_transport(err, url=url, action=f"{self.catalog} order") from err
-            if response.status_code != 401 or attempt == 2:
-                break
-            log.info("order.token_refused catalog=%s; logging in again", self.catalog)
-            self.tokens.invalidate()
+        response = self.auth.post(url, action="order")
         if response.status_code == 409:
             log.info("order.already scene=%s catalog=%s", scene.scene_id, self.catalog)
             return None
-        if response.status_code >= 400:
-            error = error_for_status(
-                response.status_code, response.text, url=url, action=f"{self.catalog} order",
-                headers=response.headers,
-            )
-            if isinstance(error, ProviderError) and error.status_code in (401, 403):
-                raise self._credentials_error(error, "order")
-            raise error
+        self.auth.raise_for_status(response, url=url, action="order")
         status = "-"
         order_id: str | None = None
         try:
@@ -927,32 +835,15 @@ class CdseODataDriver(CatalogDriver):
                 f"{scene.scene_id}: offline at catalog {self.catalog!r} (in the long-term "
                 "archive); order it and wait until it is online",
             )
-        self.tokens.access_token()  # fail fast without credentials
-        href = f"{self.base_url}/Products({product_id})/$value"
-        for attempt in (1, 2):
-            try:
-                return download_file(
-                    self.auth_client,
-                    href,
-                    target,
-                    expected_size=size_bytes,
-                    checksum=checksum,
-                    progress=progress,
-                    force=force,
-                    max_attempts=self.max_attempts,
-                    base_delay_s=self.retry_base_delay_s,
-                    sleep=self.retry_sleep,
-                )
-            except ProviderError as err:
-                if err.status_code == 401 and attempt == 1:
-                    log.info("download.token_refused catalog=%s; logging in again", self.catalog)
-                    self.tokens.invalidate()
-                    continue
-                if err.status_code in (401, 403):
-                    raise self._credentials_error(err, "download") from err
-                raise
-        raise ProviderError(f"{scene.scene_id}: download did not finish")  # pragma: no cover
-
+        return self.auth.download(
+            f"{self.base_url}/Products({product_id})/$value",
+            target,
+            expected_size=size_bytes,
+            checksum=checksum,
+            progress=progress,
+            force=force,
+            sleep=self.retry_sleep,
+        )
 
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -34,12 +34,11 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -52,24 +51,19 @@ from include.collectors.base import (
     SearchQuery,
     known_size,
 )
-from include.collectors.download import download_file, reuse_existing
-from include.collectors.http import build_http_client, redact_url
+from include.collectors.cdse_auth import CdseAuth
+from include.collectors.download import reuse_existing
+from include.collectors.http import redact_url
 from include.collectors.registry import register
 from include.collectors.scene_ids import parse_scene_id
+from include.collectors.settings import CdseStacSettings, StacApiSettings
 from include.collectors.stac_api import (
     FILE_CHECKSUM_PROP,
     FILE_SIZE_PROP,
     StacApiDriver,
     item_to_scene,
 )
-from include.collectors.tokens import (
-    CDSE_AUTH_HOSTS,
-    CDSE_CLIENT_ID,
-    CDSE_CONN_ID,
-    CDSE_TOKEN_URL,
-    OidcTokenSource,
-    may_receive_token,
-)
+from include.collectors.tokens import OidcTokenSource
 from include.common.errors import InvalidInputError, ProviderError
 from include.common.progress import ProgressFn
 from include.common.storage import safe_component
@@ -250,6 +244,9 @@ class CdseStacDriver(StacApiDriver):
     (in-task download retries).
     """
 
+    settings_model: ClassVar[type[StacApiSettings]] = CdseStacSettings
+    settings: CdseStacSettings
+
     def __init__(
         self,
         *,
@@ -257,21 +254,16 @@ class CdseStacDriver(StacApiDriver):
         credentials: Credentials | None = None,
         options: dict[str, Any] | None = None,
     ) -> None:
-        merged: dict[str, Any] = {"mgrs_query_style": "grid", **dict(options or {})}
-        super().__init__(url=url, credentials=credentials, options=merged)
-        self.conn_id = str(self.options.get("conn_id") or CDSE_CONN_ID)
-        self.token_url = str(self.options.get("token_url") or CDSE_TOKEN_URL)
-        self.client_id = str(self.options.get("client_id") or CDSE_CLIENT_ID)
-        hosts = self.options.get("auth_hosts") or CDSE_AUTH_HOSTS
-        self.auth_hosts = tuple(str(h).lower().lstrip(".") for h in hosts)
-        self.max_attempts = int(self.options.get("max_attempts", 3))
-        self.retry_base_delay_s = float(self.options.get("retry_base_delay_s", 0.5))
+        super().__init__(url=url, credentials=credentials, options=options)
+        self.options.setdefault("mgrs_query_style", self.settings.mgrs_query_style)
+        self.auth = CdseAuth(self.settings, credentials, base_url=self.base_url)
+        """The CDSE account: its token and the client that sends it (downloads only)."""
+        self.conn_id = self.settings.conn_id
+        self.token_url = self.settings.token_url
+        self.client_id = self.settings.client_id
+        self.auth_hosts = self.settings.auth_hosts
         self.retry_sleep: Callable[[float], None] = time.sleep
         """The wait between in-task download retries (tests record instead of sleeping)."""
-        self._auth_lock = threading.Lock()
-        self._auth_client: httpx.Client | None = None
-        self._token_client: httpx.Client | None = None
-        self._tokens: OidcTokenSource | None = None
 
     # -- HTTP clients and the token ------------------------------------------------------------
 
@@ -283,73 +275,24 @@ class CdseStacDriver(StacApiDriver):
         """
         return {}
 
-    def _new_client(self) -> httpx.Client:
-        return build_http_client(
-            timeout_s=self.timeout_s,
-            verify_tls=self.verify_tls,
-            max_connections=self.max_connections,
-        )
-
     @property
     def auth_client(self) -> httpx.Client:
         """The client for downloads: adds the token for CDSE hosts on every hop."""
-        with self._auth_lock:
-            if self._auth_client is None:
-                client = self._new_client()
-                client.event_hooks = {"request": [self._authorize], "response": []}
-                self._auth_client = client
-            return self._auth_client
+        return self.auth.client
 
     @property
     def tokens(self) -> OidcTokenSource:
         """The account's token source (cached in the process and the worker's token store)."""
-        with self._auth_lock:
-            if self._token_client is None:
-                self._token_client = self._new_client()
-            if self._tokens is None:
-                self._tokens = OidcTokenSource(
-                    token_url=self.token_url,
-                    client_id=self.client_id,
-                    credentials=self.credentials,
-                    client=self._token_client,
-                    catalog=self.catalog,
-                    conn_id=self.conn_id,
-                )
-            return self._tokens
+        return self.auth.tokens
 
     def close(self) -> None:
         """Close the HTTP clients (idempotent)."""
         super().close()
-        with self._auth_lock:
-            for client in (self._auth_client, self._token_client):
-                if client is not None:
-                    client.close()
-            self._auth_client = self._token_client = None
-            self._tokens = None
+        self.auth.close()
 
     def may_receive_token(self, url: httpx.URL | str) -> bool:
-        """Return whether a request to ``url`` may carry the bearer token.
-
-        Only CDSE hosts (the catalog's and the token endpoint's hosts, ``auth_hosts`` and their
-        subdomains) over HTTPS; plain HTTP only to loopback.
-        """
-        return may_receive_token(
-            url, own_urls=(self.base_url, self.token_url), auth_hosts=self.auth_hosts
-        )
-
-    def _authorize(self, request: httpx.Request) -> None:
-        if self.may_receive_token(request.url):
-            request.headers["Authorization"] = "Bearer " + self.tokens.access_token()
-        elif "Authorization" in request.headers:
-            del request.headers["Authorization"]
-
-    def _credentials_error(self, err: ProviderError) -> ProviderError:
-        return ProviderError(
-            f"{err}; CDSE refused the token for download: check the login and password of "
-            f"Airflow Connection {self.conn_id!r} and that the account may download",
-            status_code=err.status_code,
-            body=err.body,
-        )
+        """Return whether a request to ``url`` may carry the bearer token (``CdseAuth``)."""
+        return self.auth.may_receive_token(url)
 
     # -- search -------------------------------------------------------------------------------
 
@@ -423,31 +366,15 @@ class CdseStacDriver(StacApiDriver):
                 "account's token; check the catalog's url, or add the host to options.auth_hosts "
                 "in config/catalogs.yaml if CDSE moved its downloads there"
             )
-        self.tokens.access_token()  # fail fast without credentials
-        for attempt in (1, 2):
-            try:
-                return download_file(
-                    self.auth_client,
-                    product.href,
-                    target,
-                    expected_size=product.size_bytes,
-                    checksum=product.checksum,
-                    progress=progress,
-                    force=force,
-                    max_attempts=self.max_attempts,
-                    base_delay_s=self.retry_base_delay_s,
-                    sleep=self.retry_sleep,
-                )
-            except ProviderError as err:
-                if err.status_code == 401 and attempt == 1:
-                    log.info("download.token_refused catalog=%s; logging in again", self.catalog)
-                    self.tokens.invalidate()
-                    continue
-                if err.status_code in (401, 403):
-                    raise self._credentials_error(err) from err
-                raise
-        raise ProviderError(f"{scene.scene_id}: download did not finish")  # pragma: no cover
-
+        return self.auth.download(
+            product.href,
+            target,
+            expected_size=product.size_bytes,
+            checksum=product.checksum,
+            progress=progress,
+            force=force,
+            sleep=self.retry_sleep,
+        )
 
 __all__ = [
     "DEFAULT_URL",

@@ -16,7 +16,12 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from include.collectors.base import CatalogDriver, Credentials
-from include.common.config import CatalogConfig, load_catalogs, resolve_catalog_name
+from include.common.config import (
+    CATALOG_SETTING_KEYS,
+    CatalogConfig,
+    load_catalogs,
+    resolve_catalog_name,
+)
 from include.common.errors import ConfigError, FieldProblem, InvalidInputError
 from include.common.registry import Registry, import_modules, registry_key
 
@@ -214,16 +219,14 @@ def _apply_option_overrides(
 
 
 def driver_options(name: str, config: CatalogConfig) -> dict[str, Any]:
-    """Return the options a driver gets: the catalog's settings merged over its ``options``."""
+    """Return the options a driver gets: the catalog's settings merged over its ``options``.
+
+    The driver parses them once into its settings model (``include.collectors.settings``).
+    """
     return {
         **config.options,
         "catalog": name,
-        "page_size": config.page_size,
-        "timeout_s": config.timeout_s,
-        "verify_tls": config.verify_tls,
-        "max_connections": config.max_connections,
-        "conn_id": config.conn_id,
-        "datasets": dict(config.datasets),
+        **config.model_dump(include=set(CATALOG_SETTING_KEYS)),
     }
 
 

@@ -53,7 +53,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -69,16 +69,15 @@ from include.collectors.base import (
 )
 from include.collectors.download import download_assets_detailed
 from include.collectors.http import (
-    build_http_client,
     error_for_status,
     error_for_transport,
     json_object,
     redact_url,
 )
 from include.collectors.scene_ids import is_mgrs_tile, parse_wrs2_pathrow
+from include.collectors.settings import StacApiSettings
 from include.collectors.timestamps import parse_utc_timestamp
 from include.common.errors import (
-    ConfigError,
     FieldProblem,
     InvalidInputError,
     ProviderError,
@@ -102,13 +101,8 @@ LANDSAT_PRODUCT_ID_PROP = "landsat:product_id"
 FILE_SIZE_PROP = "file:size"
 FILE_CHECKSUM_PROP = "file:checksum"
 
-DEFAULT_MAX_PAGES = 1000
 PLANETARY_COMPUTER_SAS_URL = "https://planetarycomputer.microsoft.com/api/sas/v1"
-AZURE_BLOB_HOST_SUFFIX = ".blob.core.windows.net"
 SAS_EXPIRY_PROP = "msft:expiry"
-DEFAULT_SAS_REFRESH_MARGIN_S = 300.0
-"""A cached SAS token is renewed when it expires within this many seconds."""
-MGRS_QUERY_STYLES = ("s2", "mgrs", "grid")
 DATA_ROLES = frozenset({"data", "reflectance"})
 NON_DATA_ROLES = frozenset({"thumbnail", "overview", "visual", "tiles"})
 NON_DATA_KEYS = frozenset({"visual", "visual-jp2", "preview", "tilejson", "rendered_preview"})
@@ -483,6 +477,10 @@ class StacApiDriver(CatalogDriver):
     own host, never to asset hosts elsewhere.
     """
 
+    settings_model: ClassVar[type[StacApiSettings]] = StacApiSettings
+    """The settings this driver is built from (a subclass may extend them)."""
+    settings: StacApiSettings
+
     def __init__(
         self,
         *,
@@ -501,38 +499,28 @@ class StacApiDriver(CatalogDriver):
                 )
             )
         self.base_url = url.rstrip("/")
-        self.catalog = str(self.options.get("catalog") or self.name)
-        self.page_size = int(self.options.get("page_size", 100))
-        self.max_pages = int(self.options.get("max_pages", DEFAULT_MAX_PAGES))
-        self.max_connections = int(self.options.get("max_connections", 4))
-        self.timeout_s = float(self.options.get("timeout_s", 60.0))
-        verify = self.options.get("verify_tls", True)
-        self.verify_tls: bool | str = verify if isinstance(verify, bool | str) else True
-        datasets = self.options.get("datasets") or {}
-        self.datasets = {str(k): str(v) for k, v in dict(datasets).items()}
-        self._datasets_lower = {k.lower(): v for k, v in self.datasets.items()}
-        platforms = self.options.get("dataset_platforms") or {}
+        self.settings = self.settings_model.from_options(self.options, catalog=self.name)
+        settings = self.settings
+        self.catalog = settings.catalog
+        self.page_size = settings.page_size
+        self.max_pages = settings.max_pages
+        self.max_connections = settings.max_connections
+        self.timeout_s = settings.timeout_s
+        self.verify_tls = settings.verify_tls
+        self.datasets = dict(settings.datasets)
+        self._datasets_lower = settings.datasets_by_lower_name()
         self._platforms_lower = {
-            str(k).lower(): tuple(str(p).lower() for p in v) for k, v in dict(platforms).items()
+            name.lower(): tuple(platform.lower() for platform in platforms)
+            for name, platforms in settings.dataset_platforms.items()
         }
         self._client: httpx.Client | None = None
         self._client_lock = threading.Lock()
         self._use_get = False
-        style = self.options.get("mgrs_query_style")
-        if style is not None and style not in MGRS_QUERY_STYLES:
-            raise ConfigError(
-                "catalogs.yaml",
-                f"catalogs.{self.catalog}.options.mgrs_query_style",
-                f"{style!r} is not one of {', '.join(MGRS_QUERY_STYLES)}",
-            )
-        self._mgrs_style: str | None = style
-        self.sign = bool(self.options.get("sign_assets", False))
-        self.sas_url = str(self.options.get("sas_url") or default_sas_url(self.base_url))
-        suffixes = self.options.get("sas_host_suffixes") or (AZURE_BLOB_HOST_SUFFIX,)
-        self.sas_host_suffixes = tuple(str(suffix).lower() for suffix in suffixes)
-        self.sas_refresh_margin_s = float(
-            self.options.get("sas_refresh_margin_s", DEFAULT_SAS_REFRESH_MARGIN_S)
-        )
+        self._mgrs_style: str | None = settings.mgrs_query_style
+        self.sign = settings.sign_assets
+        self.sas_url = settings.sas_url or default_sas_url(self.base_url)
+        self.sas_host_suffixes = tuple(suffix.lower() for suffix in settings.sas_host_suffixes)
+        self.sas_refresh_margin_s = settings.sas_refresh_margin_s
         self._sas_tokens: dict[str, tuple[str, float | None]] = {}
         """collection -> (token, expiry as a time.time() value or None)."""
         self._sas_lock = threading.Lock()
@@ -544,11 +532,7 @@ class StacApiDriver(CatalogDriver):
         """The driver's one HTTP client, built on first use."""
         with self._client_lock:
             if self._client is None:
-                self._client = build_http_client(
-                    timeout_s=self.timeout_s,
-                    verify_tls=self.verify_tls,
-                    max_connections=self.max_connections,
-                )
+                self._client = self.settings.http_client()
             return self._client
 
     def close(self) -> None:

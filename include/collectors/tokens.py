@@ -39,6 +39,12 @@ import httpx
 
 from include.collectors.base import Credentials
 from include.collectors.http import error_for_status, error_for_transport, redact_url
+from include.collectors.settings import (
+    CDSE_AUTH_HOSTS,
+    CDSE_CLIENT_ID,
+    CDSE_CONN_ID,
+    CDSE_TOKEN_URL,
+)
 from include.collectors.token_store import TokenRecord, TokenStore, open_token_store
 from include.common.errors import ProviderError
 
@@ -46,15 +52,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MARGIN_S = 60.0
 """Refresh an access token this long before it expires."""
-
-_CDSE_IDENTITY = "https://identity.dataspace.copernicus.eu/auth/realms/CDSE/protocol/openid-connect"
-CDSE_TOKEN_URL = _CDSE_IDENTITY + "/token"
-"""CDSE's OpenID Connect token endpoint (Keycloak realm CDSE), for its OData and STAC modes."""
-CDSE_CLIENT_ID = "cdse-public"
-CDSE_CONN_ID = "cdse_default"
-CDSE_AUTH_HOSTS: tuple[str, ...] = ("dataspace.copernicus.eu",)
-"""Host suffixes that may receive a CDSE token (besides the catalog's and the token endpoint's)."""
-
 
 _CacheKey = tuple[str, str, str, str]
 _CACHE: dict[_CacheKey, TokenRecord] = {}

@@ -57,7 +57,6 @@ from include.collectors.base import (
 )
 from include.collectors.download import download_file, retry_delay_s, reuse_existing
 from include.collectors.http import (
-    build_http_client,
     error_for_status,
     error_for_transport,
     parse_retry_after,
@@ -65,6 +64,7 @@ from include.collectors.http import (
 )
 from include.collectors.registry import register
 from include.collectors.scene_ids import SceneIdentity, parse_scene_id, parse_wrs2_pathrow
+from include.collectors.settings import UsgsM2MSettings
 from include.common.errors import (
     CollectionBuilderError,
     FieldProblem,
@@ -82,7 +82,6 @@ from include.common.storage import safe_component
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "https://m2m.cr.usgs.gov/api/api/json/stable"
-DEFAULT_CONN_ID = "usgs_default"
 EXAMPLE_DATASETS = ("landsat_ot_c2_l1", "landsat_ot_c2_l2", "landsat_etm_c2_l1", "landsat_tm_c2_l1")
 EARTHEXPLORER_SCENE_URL = (
     "https://earthexplorer.usgs.gov/scene/metadata/full/{dataset_id}/{entity_id}/"
@@ -341,26 +340,24 @@ class UsgsM2MDriver(CatalogDriver):
                 )
             )
         self.base_url = base.rstrip("/")
-        opts = self.options
-        self.catalog = str(opts.get("catalog") or self.name)
-        self.conn_id = str(opts.get("conn_id") or DEFAULT_CONN_ID)
-        datasets = opts.get("datasets") or {}
-        self._datasets = {str(k).lower(): str(v) for k, v in dict(datasets).items()}
-        self.page_size = int(opts.get("page_size", 100))
-        self.timeout_s = float(opts.get("timeout_s", 120.0))
-        verify = opts.get("verify_tls", True)
-        self.verify_tls: bool | str = verify if isinstance(verify, bool | str) else True
-        self.max_connections = int(opts.get("max_connections", 2))
-        self.max_attempts = max(1, int(opts.get("max_attempts", 4)))
-        self.base_delay_s = float(opts.get("base_delay_s", 1.0))
-        self.max_delay_s = float(opts.get("max_delay_s", 60.0))
-        self.prepare_wait_s = float(opts.get("prepare_wait_s", 120.0))
-        self.poll_interval_s = max(0.0, float(opts.get("poll_interval_s", 10.0)))
-        self.max_pages = int(opts.get("max_pages", 1000))
-        self.label_prefix = str(opts.get("label_prefix") or "collection-builder")
-        product_name = opts.get("product_name")
-        self.product_name = str(product_name) if product_name else None
-        self.describe_downloads = bool(opts.get("describe_downloads", True))
+        self.settings = UsgsM2MSettings.from_options(self.options, catalog=self.name)
+        settings = self.settings
+        self.catalog = settings.catalog
+        self.conn_id = settings.conn_id
+        self._datasets = settings.datasets_by_lower_name()
+        self.page_size = settings.page_size
+        self.timeout_s = settings.timeout_s
+        self.verify_tls = settings.verify_tls
+        self.max_connections = settings.max_connections
+        self.max_attempts = settings.max_attempts
+        self.base_delay_s = settings.base_delay_s
+        self.max_delay_s = settings.max_delay_s
+        self.prepare_wait_s = settings.prepare_wait_s
+        self.poll_interval_s = settings.poll_interval_s
+        self.max_pages = settings.max_pages
+        self.label_prefix = settings.label_prefix
+        self.product_name = settings.product_name
+        self.describe_downloads = settings.describe_downloads
         self.sleep: Callable[[float], None] = time.sleep
         self._client: httpx.Client | None = None
         self._lock = threading.RLock()
@@ -374,11 +371,7 @@ class UsgsM2MDriver(CatalogDriver):
         """The driver's one HTTP client, built on first use."""
         with self._lock:
             if self._client is None:
-                self._client = build_http_client(
-                    timeout_s=self.timeout_s,
-                    verify_tls=self.verify_tls,
-                    max_connections=self.max_connections,
-                )
+                self._client = self.settings.http_client()
             return self._client
 
     def close(self) -> None:

@@ -150,25 +150,41 @@ class CollectionConfig(_Model):
         return None
 
 
-class CatalogConfig(_Model):
+class CatalogSettings(_Model):
+    """The settings every catalog driver takes, with their defaults (the one place for them).
+
+    ``CatalogConfig`` (an entry of ``config/catalogs.yaml``) is these plus where the catalog is
+    and which driver speaks to it; a driver's own settings model
+    (``include.collectors.settings``) is these plus the driver's options.
+    """
+
+    page_size: int = Field(default=100, ge=1, le=10000)
+    timeout_s: float = Field(default=60.0, gt=0)
+    verify_tls: bool | str = True
+    """True, False, or a CA bundle path."""
+    max_connections: int = Field(default=4, ge=1, le=64)
+    conn_id: str | None = None
+    datasets: dict[str, str] = Field(default_factory=dict)
+    """Dataset names users write (``S2MSI1C``) mapped to the catalog's (``sentinel-2-l1c``)."""
+
+
+CATALOG_SETTING_KEYS: tuple[str, ...] = tuple(CatalogSettings.model_fields)
+"""The names of the settings every catalog driver takes."""
+
+
+class CatalogConfig(CatalogSettings):
     """A configured catalog: which driver speaks to it and its settings."""
 
     driver: str
     url: str
     aliases: tuple[str, ...] = ()
     deprecated_alias_note: str = ""
-    page_size: int = Field(default=100, ge=1, le=10000)
-    timeout_s: float = Field(default=60.0, gt=0)
-    verify_tls: bool | str = True
-    """True, False, or a CA bundle path."""
-    max_connections: int = Field(default=4, ge=1, le=64)
     slot_group: str | None = None
     """Catalogs that share one account's connection limit (``cdse`` and ``cdse-stac``) name the
     same group and draw their download slots from it; default: the catalog's own name."""
-    conn_id: str | None = None
-    datasets: dict[str, str] = Field(default_factory=dict)
-    """Dataset names users write (``S2MSI1C``) mapped to the catalog's (``sentinel-2-l1c``)."""
     options: dict[str, Any] = Field(default_factory=dict)
+    """The driver's own settings (``include.collectors.settings``), and the wait settings of
+    ``include.radcor.wait_settings``."""
 
 
 class _CollectionsFile(_Model):
