@@ -157,12 +157,20 @@ def _tree_nodes(conf: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return found
 
 
-def task_types(conf: Mapping[str, Any]) -> frozenset[TaskType]:
-    """Return the task types of a validated conf's tree (``RadcorConf.model_dump()``).
+def task_types(conf: RadcorConf | Mapping[str, Any]) -> frozenset[TaskType]:
+    """Return the task types of a validated conf's tree (the model or its ``model_dump()``).
 
-    A plain walk of the dict, without validating again: what a per-scene task checks first, so
-    a step the conf does not ask for is skipped before any import or database access.
+    A plain walk, without validating again: what a per-scene task checks first, so a step the
+    conf does not ask for is skipped before any import or database access.
     """
+    if isinstance(conf, RadcorConf):
+        pending: list[TaskNode] = list(conf.tasks)
+        found: set[TaskType] = set()
+        while pending:
+            node = pending.pop()
+            found.add(node.type)
+            pending.extend(node.tasks)
+        return frozenset(found)
     return frozenset(TaskType(node["type"]) for node in _tree_nodes(conf))
 
 

@@ -193,6 +193,10 @@ def _scene_id(body: dict[str, Any]) -> str:
     return str(body.get("scene_id") or body.get("sceneid") or "")
 
 
+class TooManyScenesError(ValueError):
+    """More scenes than one run and its child runs can hold; the message names the settings."""
+
+
 def split_into_runs(count: int, scenes_per_run: int, max_runs: int) -> list[range]:
     """Split scene indices ``0..count-1`` into consecutive ranges of at most ``scenes_per_run``.
 
@@ -201,13 +205,14 @@ def split_into_runs(count: int, scenes_per_run: int, max_runs: int) -> list[rang
     ``max_runs`` of them (Airflow's ``max_map_length``).
 
     Raises:
-        ValueError: when ``count`` needs more than ``max_runs`` ranges, naming the settings.
+        TooManyScenesError: when ``count`` needs more than ``max_runs`` ranges, naming the
+            settings.
     """
     if scenes_per_run < 1 or max_runs < 1:
         raise ValueError("scenes_per_run and max_runs must be at least 1")
     capacity = scenes_per_run * max_runs
     if count > capacity:
-        raise ValueError(
+        raise TooManyScenesError(
             f"{count} scenes exceed the {capacity} one run can hold ({max_runs} child runs x "
             f"{scenes_per_run} scenes); narrow the area or dates, or raise [collection_builder] "
             "scenes_per_run or [core] max_map_length"

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from include.collectors.availability import (
     PollResult,
@@ -34,7 +34,6 @@ from include.collectors.availability import (
     describe,
     poll,
 )
-from include.collectors.base import CatalogDriver
 from include.common.config import (
     CatalogConfig,
     CollectionConfig,
@@ -50,11 +49,9 @@ from include.radcor.activities import (
     ActivityStore,
 )
 from include.radcor.conf import TaskType
+from include.radcor.context import DriverFactory, RunContext
 from include.radcor.plan import PlanNode, ScenePlan, nodes_of_type
 from include.radcor.wait_settings import WaitSettings, resolve_wait_settings
-
-if TYPE_CHECKING:
-    from include.radcor.steps import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +126,7 @@ class OnlineWait:
         context: RunContext,
         *,
         store: ActivityStore,
-        driver_factory: Callable[[str], CatalogDriver],
+        driver_factory: DriverFactory,
         collections: Mapping[str, CollectionConfig] | None = None,
         catalogs: Mapping[str, CatalogConfig] | None = None,
         env: Mapping[str, str] | None = None,

@@ -20,8 +20,7 @@ from airflow.api_fastapi.core_api.security import bearer_scheme, get_user, oauth
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials
 
-from include.collectors.base import Credentials
-from include.common.errors import FieldProblem, InvalidInputError
+from radcor_api.names import CHILD_SUFFIX, SCENE_RUNS_TASK_ID
 
 log = logging.getLogger(__name__)
 
@@ -86,42 +85,6 @@ def readable_dag_ids(user: BaseUser) -> frozenset[str]:
 
     with create_session() as session:
         return frozenset(get_auth_manager().get_authorized_dag_ids(user=user, session=session))
-
-
-def connection_credentials(conn_id: str | None, *, required: bool) -> Credentials | None:
-    """Return the plain credentials of an Airflow Connection, read in the API server.
-
-    Args:
-        conn_id: the Connection id; None for none.
-        required: whether a missing Connection is an error (the conf named it) or not (the
-            catalog's configured default may legitimately be absent).
-
-    Returns:
-        The credentials, or None.
-
-    Raises:
-        InvalidInputError: when a required Connection does not exist.
-    """
-    if not conn_id:
-        return None
-    from airflow.models.connection import Connection
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
-    try:
-        conn = Connection.get_connection_from_secrets(conn_id)
-    except AirflowNotFoundException as err:
-        if not required:
-            return None
-        raise InvalidInputError(
-            FieldProblem(
-                "catalog_args.conn_id",
-                f"Airflow Connection {conn_id!r} does not exist",
-                f"create it: airflow connections add {conn_id} --conn-login ... --conn-password ..",
-            )
-        ) from err
-    return Credentials(
-        username=conn.login, password=conn.password, extra=dict(conn.extra_dejson or {})
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,8 +254,6 @@ def _clear_run(
     from airflow.utils.state import DagRunState
     from sqlalchemy import select
 
-    from radcor_api.scene_runs import CHILD_SUFFIX
-
     dag_run = session.scalar(
         select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
     )
@@ -333,6 +294,9 @@ def _clear_run(
     if not dag_id.endswith(CHILD_SUFFIX) or not {"parent_dag_id", "parent_run_id"} <= set(conf):
         return None, before
     parent = TaskInstanceKey(
-        str(conf["parent_dag_id"]), str(conf["parent_run_id"]), "scene_runs", int(conf["part"])
+        str(conf["parent_dag_id"]),
+        str(conf["parent_run_id"]),
+        SCENE_RUNS_TASK_ID,
+        int(conf["part"]),
     )
     return parent, before

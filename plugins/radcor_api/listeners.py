@@ -9,10 +9,7 @@ from typing import Any
 
 from airflow.listeners import hookimpl
 
-PUBLISH_TASK_ID = "scene.publish"
-SEARCH_TASK_ID = "search"
-CHILD_SCENES_TASK_ID = "scenes"
-"""A radcor DAG has ``search``; its child DAG (``<dag_id>_scenes``) has ``scenes``."""
+from radcor_api.names import CHILD_SCENES_TASK_ID, PUBLISH_TASK_ID, SEARCH_TASK_ID
 
 
 def run_tasks(dag_run: Any) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The providers' download pools (``download_cdse``, ``download_usgs``...), made before use.
 
-Each provider's download task runs in its own Airflow pool (``dag_factory.download_pool``), sized
+Each provider's download task runs in its own Airflow pool (``names.download_pool``), sized
 by the provider's ``max_connections`` in ``config/catalogs.yaml``. Airflow does not create pools
 on demand, and a task in a missing pool is never scheduled, so ``ensure_download_pools`` creates
 the missing ones and leaves existing pools alone (a size set in the UI or CLI stays). It runs:
@@ -19,13 +19,13 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from radcor_api.names import SCENE_GROUP, download_groups, download_pool, download_task_id
+
 log = logging.getLogger(__name__)
 
 
 def configured_pools() -> dict[str, int]:
     """Return every provider's download pool with its slots (``config/catalogs.yaml``)."""
-    from radcor_api.dag_factory import download_groups, download_pool
-
     return {download_pool(group): slots for group, slots in download_groups().items()}
 
 
@@ -34,8 +34,6 @@ def dag_download_pools(dag: Any) -> dict[str, int]:
 
     A pool a pipeline names itself (``pools: {download: ...}``) is the operator's to make.
     """
-    from radcor_api.dag_factory import SCENE_GROUP, download_groups, download_pool, download_task_id
-
     wanted = {}
     for group, slots in download_groups().items():
         pool, task_id = download_pool(group), f"{SCENE_GROUP}.{download_task_id(group)}"

@@ -20,6 +20,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from radcor_api.names import PUBLISHED_ALIAS, published_asset
+
 log = logging.getLogger(__name__)
 
 
@@ -33,8 +35,6 @@ def prime(collections: Iterable[str], session: Session) -> list[str]:
     Returns the collections for which something was created.
     """
     from airflow.models.asset import AssetAliasModel, AssetModel
-
-    from radcor_api.dag_factory import PUBLISHED_ALIAS, published_asset
 
     created: list[str] = []
     for collection in sorted(set(collections)):

@@ -38,9 +38,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
 from include.catalog.registry import default_backend
-from include.collectors.base import CatalogDriver, Scene
-from include.collectors.registry import make_driver
-from include.common.config import data_dir, load_catalogs
+from include.collectors.base import Scene
+from include.common.config import data_dir
 from include.common.errors import (
     FieldProblem,
     InvalidInputError,
@@ -55,9 +54,12 @@ from include.radcor.activities import (
 )
 from include.radcor.conf import Action, RadcorConf, params_schema
 from include.radcor.gaps import check_gaps, gap_confs
-from include.radcor.steps import preview, search_scenes, validate_request
+from include.radcor.preview import preview
+from include.radcor.search import search_scenes
+from include.radcor.validation import validate_request
 from radcor_api import airflow_ops
 from radcor_api.airflow_ops import TaskInstanceKey
+from radcor_api.hooks import CatalogHook, server_connection
 from radcor_api.models import (
     STATUS_VALUES,
     TI_ONLY_STATES,
@@ -131,23 +133,8 @@ def search_timeout_s() -> float:
     return value if value > 0 else DEFAULT_SEARCH_TIMEOUT_S
 
 
-def _driver_factory(conf: RadcorConf) -> Callable[[str], CatalogDriver]:
-    catalog_args = dict(conf.catalog_args or {})
-
-    def factory(catalog_name: str) -> CatalogDriver:
-        catalog = load_catalogs()[catalog_name]
-        explicit = catalog_args.get("conn_id") if catalog_name == conf.catalog else None
-        credentials = airflow_ops.connection_credentials(
-            explicit or catalog.conn_id, required=bool(explicit)
-        )
-        args = catalog_args if catalog_name == conf.catalog else {}
-        return make_driver(catalog_name, catalog_args=args, credentials=credentials)
-
-    return factory
-
-
 def _search(conf: RadcorConf) -> list[Scene]:
-    with _driver_factory(conf)(conf.catalog) as driver:
+    with CatalogHook.for_conf(conf, lookup=server_connection).get_driver(conf.catalog) as driver:
         return search_scenes(conf, driver)
 
 

@@ -13,13 +13,10 @@ from typing import Any
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.providers.standard.triggers.external_task import DagStateTrigger
 
-CHILD_SUFFIX = "_scenes"
-"""The companion DAG of DAG ``x`` is ``x_scenes``."""
+from radcor_api.names import CONF_KEY
 
-
-def child_dag_id(dag_id: str) -> str:
-    """Return the id of the DAG that runs ranges of ``dag_id``'s scenes."""
-    return f"{dag_id}{CHILD_SUFFIX}"
+PART_KEYS = ("parent_dag_id", "parent_run_id", "part", "start", "stop", CONF_KEY)
+"""The conf of a child run (``child_conf``): which parent run, which range, the parent's conf."""
 
 
 def child_run_id(parent_run_id: str, start: int) -> str:
@@ -40,7 +37,7 @@ def child_conf(
         "part": part,
         "start": indices.start,
         "stop": indices.stop,
-        "conf": conf_dict,
+        CONF_KEY: conf_dict,
     }
 
 

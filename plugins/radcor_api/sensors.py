@@ -32,7 +32,6 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
 )
 
-from include.common.config import load_catalogs
 from include.common.errors import (
     CollectionBuilderError,
     ConfigError,
@@ -41,9 +40,13 @@ from include.common.errors import (
     SceneOfflineError,
 )
 from include.radcor.conf import RadcorConf, TaskType, task_types
+from include.radcor.validation import trusted_conf
 from include.radcor.wait_settings import WaitMode
+from radcor_api.task_context import label_scene, run_context, scene_id_of
 
-if TYPE_CHECKING:  # imported when the sensor runs: every task process parses the DAG file
+# The sensor's work (activities DB, drivers, the trigger) is imported when it runs, as
+# ``tasks`` is: every task process parses the DAG file, which imports this module.
+if TYPE_CHECKING:
     from include.radcor.waiting import OnlineWait, WaitStart
     from radcor_api.triggers import SceneOnlineTrigger
 
@@ -76,24 +79,31 @@ class SceneOnlineSensor(BaseSensorOperator):
         self.conf_dict = conf_dict
         self.plan = plan
         self._wait: OnlineWait | None = None
+        self._conf_model: RadcorConf | None = None
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _conf(self) -> RadcorConf:
+        """The run's conf: the ``validate`` task's output, parsed once per task process."""
+        if self._conf_model is None:
+            self._conf_model = trusted_conf(self.conf_dict)
+        return self._conf_model
 
     def _online_wait(self, context: Any) -> OnlineWait:
         from include.radcor.activities import ActivityStore
         from include.radcor.plan import ScenePlan
         from include.radcor.run_scenes import resolve_plan
         from include.radcor.waiting import OnlineWait
-        from radcor_api.task_bodies import driver_factory, run_context
+        from radcor_api.hooks import CatalogHook
 
         plan = ScenePlan.from_dict(resolve_plan(self.plan))
-        context["scene_id"] = plan.scene.scene_id
-        conf = RadcorConf.model_validate(self.conf_dict)  # the validate task's output
+        label_scene(plan.scene.scene_id, context)
+        conf = self._conf()
         self._wait = OnlineWait(
             plan,
             run_context(self.plan),
             store=ActivityStore(),
-            driver_factory=driver_factory(conf),
+            driver_factory=CatalogHook.for_conf(conf).driver_factory,
             force=conf.force,
         )
         return self._wait
@@ -104,17 +114,16 @@ class SceneOnlineSensor(BaseSensorOperator):
         return AirflowFailException(message)
 
     def _trigger(self, wait: OnlineWait, start: WaitStart) -> SceneOnlineTrigger:
+        from radcor_api.hooks import CatalogHook
         from radcor_api.triggers import SceneOnlineTrigger
 
-        conf_args = dict(self.conf_dict.get("catalog_args") or {})
+        conf = self._conf()
         catalog = wait.scene.catalog.lower()
-        configured = load_catalogs().get(catalog)
-        conn_id = conf_args.get("conn_id") or (configured.conn_id if configured else None)
         return SceneOnlineTrigger(
             scene=wait.scene.to_dict(),
             catalog=catalog,
-            conn_id=conn_id,
-            catalog_args=conf_args,
+            conn_id=CatalogHook(catalog, conf.catalog_args).conn_id(catalog),
+            catalog_args=dict(conf.catalog_args),
             poll_interval_s=start.settings.poll_interval_s,
             timeout_s=start.settings.timeout_s,
             started_at=start.started_at.isoformat() if start.started_at else None,
@@ -124,9 +133,9 @@ class SceneOnlineSensor(BaseSensorOperator):
 
     def execute(self, context: Any) -> Any:
         """Decide (and order) once per try; then succeed, skip, reschedule or defer."""
-        if TaskType.DOWNLOAD not in task_types(self.conf_dict):  # nothing to wait for
-            scene_id = self.plan.get("scene_id") or self.plan.get("scene", {}).get("scene_id")
-            context["scene_id"] = str(scene_id)
+        if TaskType.DOWNLOAD not in task_types(self._conf()):  # nothing to wait for
+            scene_id = scene_id_of(self.plan)
+            label_scene(scene_id, context)
             raise AirflowSkipException(f"{scene_id}: no download in this conf")
         wait = self._online_wait(context)
         try:

@@ -20,8 +20,8 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from include.collectors.availability import PollResult, poll
 from include.collectors.base import Scene
-from include.collectors.registry import make_driver
 from include.common.errors import CollectionBuilderError
+from radcor_api.hooks import CatalogHook
 
 CLASSPATH = "radcor_api.triggers.SceneOnlineTrigger"
 
@@ -35,7 +35,9 @@ class SceneOnlineTrigger(BaseTrigger):
 
     :param scene: the scene as searched (``Scene.to_dict()``).
     :param catalog: the catalog to ask (the one the run searched).
-    :param conn_id: the Airflow Connection with the catalog's credentials, if any.
+    :param conn_id: the Airflow Connection with the catalog's credentials, if any, as
+        ``CatalogHook.conn_id`` named it when the wait began (the hook picks it again from
+        ``catalog`` and ``catalog_args``; kept for the log and for triggers stored earlier).
     :param catalog_args: the conf's ``catalog_args`` (endpoint overrides; never credentials).
     :param poll_interval_s: seconds between availability checks.
     :param timeout_s: the longest wait, counted from ``started_at``.
@@ -80,13 +82,7 @@ class SceneOnlineTrigger(BaseTrigger):
 
     def _check(self) -> PollResult:
         """One availability check (blocking: run it in a thread)."""
-        from radcor_api.task_bodies import task_credentials
-
-        explicit = bool(self.catalog_args.get("conn_id"))
-        credentials = task_credentials(self.conn_id, required=explicit)
-        with make_driver(
-            self.catalog, catalog_args=self.catalog_args, credentials=credentials
-        ) as driver:
+        with CatalogHook(self.catalog, self.catalog_args).get_driver(self.catalog) as driver:
             return poll(Scene.from_dict(self.scene), driver)
 
     def _remaining_s(self) -> float:

@@ -177,7 +177,7 @@ def test_pipelines_bad_yaml_is_an_import_error_naming_file_and_field(tmp_path: P
 
 
 def test_step_queues_follow_airflow_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    from radcor_api.dag_factory import step_queues
+    from radcor_api.settings import step_queues
 
     monkeypatch.setenv("AIRFLOW__COLLECTION_BUILDER__DOWNLOAD_QUEUE", "net")
     monkeypatch.setenv("AIRFLOW__COLLECTION_BUILDER__PROCESSING_QUEUE", "cpu")
@@ -198,7 +198,8 @@ def test_parsing_the_radcor_dag_leaves_the_task_work_unimported() -> None:
         "import sys, runpy; runpy.run_path(sys.argv[1]); "
         "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('rasterio', 'pystac', 'shapely', 'numpy', 'radcor_api') "
-        "or m.startswith('include.radcor.steps') or m.startswith('include.processors'))))"
+        "or m in ('include.radcor.step_runner', 'include.radcor.run_planning', "
+        "'include.radcor.waiting') or m.startswith('include.processors'))))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code, str(DAGS_DIR / "radcor.py")],
@@ -209,6 +210,7 @@ def test_parsing_the_radcor_dag_leaves_the_task_work_unimported() -> None:
     )
     loaded = set(result.stdout.split())
     assert loaded == {  # listeners: the plugin's run-start hook, a pluggy marker only
-        "radcor_api", "radcor_api.dag_factory", "radcor_api.listeners", "radcor_api.scene_runs",
-        "radcor_api.sensors",
+        "radcor_api", "radcor_api.dag_factory", "radcor_api.listeners", "radcor_api.names",
+        "radcor_api.scene_runs", "radcor_api.sensors", "radcor_api.settings",
+        "radcor_api.task_context",
     }, loaded

@@ -37,7 +37,7 @@ def test_every_scene_group_waits_online_before_download_in_reschedule_mode() -> 
 
 
 def test_task_retry_args_follow_the_airflow_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    from radcor_api.dag_factory import task_retry_args
+    from radcor_api.settings import task_retry_args
 
     assert task_retry_args() == {
         "retries": 2,

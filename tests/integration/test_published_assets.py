@@ -44,7 +44,7 @@ def _collection() -> str:
 
 def _asset_with_aliases(session: Session, collection: str) -> Any:
     from airflow.models.asset import AssetModel
-    from radcor_api.dag_factory import published_asset
+    from radcor_api.names import published_asset
 
     uri = published_asset(collection).uri
     return session.scalar(select(AssetModel).where(AssetModel.uri == uri))
@@ -54,7 +54,7 @@ def _register(session: Session, collection: str) -> None:
     """Add one event through the publish alias, as the execution API does for a publish task."""
     from airflow.assets.manager import AssetManager
     from airflow.serialization.definitions.assets import SerializedAsset
-    from radcor_api.dag_factory import PUBLISHED_ALIAS, published_asset
+    from radcor_api.names import PUBLISHED_ALIAS, published_asset
 
     key = published_asset(collection)
     asset = SerializedAsset(name=key.name, uri=key.uri, group="asset", extra={}, watchers=[])
@@ -103,7 +103,7 @@ def _race(new_session: Callable[[], Session], collection: str) -> BaseException 
 
 def _make_asset_without_alias_link(session: Session, collection: str) -> None:
     from airflow.models.asset import AssetAliasModel, AssetModel
-    from radcor_api.dag_factory import PUBLISHED_ALIAS, published_asset
+    from radcor_api.names import PUBLISHED_ALIAS, published_asset
 
     key = published_asset(collection)
     session.add(AssetModel(name=key.name, uri=key.uri, group="asset", extra={}))
@@ -116,7 +116,7 @@ def _make_asset_without_alias_link(session: Session, collection: str) -> None:
 def test_prime_makes_the_asset_and_its_alias_link_once(
     new_session: Callable[[], Session],
 ) -> None:
-    from radcor_api.dag_factory import PUBLISHED_ALIAS
+    from radcor_api.names import PUBLISHED_ALIAS
     from radcor_api.published_assets import prime
 
     collection = _collection()
@@ -131,7 +131,7 @@ def test_prime_makes_the_asset_and_its_alias_link_once(
 
 
 def test_prime_links_an_existing_asset_to_the_alias(new_session: Callable[[], Session]) -> None:
-    from radcor_api.dag_factory import PUBLISHED_ALIAS
+    from radcor_api.names import PUBLISHED_ALIAS
     from radcor_api.published_assets import prime
 
     collection = _collection()
@@ -194,8 +194,8 @@ def _started_run(dag: Any, conf: dict[str, Any]) -> Any:
 def test_run_start_listener_primes_the_collections_the_run_publishes(
     radcor_dag: Any, test_collection: str, new_session: Callable[[], Session]
 ) -> None:
-    from radcor_api.dag_factory import PUBLISHED_ALIAS
     from radcor_api.listeners import on_dag_run_running
+    from radcor_api.names import PUBLISHED_ALIAS
 
     not_configured = _collection()
     conf = {"tasks": [{"type": "download", "collection": "S2_L1C-1", "tasks": [

@@ -52,13 +52,13 @@ def test_radcor_start_run_with_a_stored_preview_stores_its_plans_too(
     monkeypatch: pytest.MonkeyPatch, catalog_35: str, data_dir: Path
 ) -> None:
     from airflow.dag_processing.dagbag import DagBag
-    from radcor_api import task_bodies
 
+    from include.radcor import preview as preview_module
     from include.radcor.run_scenes import RunScenes
 
     # a preview of more than INLINE_PREVIEW_SCENES (1,000) goes to the run-scenes table, as the
     # plans do: both for the same run and indexes (a start run of 10,000 scenes failed so)
-    monkeypatch.setattr(task_bodies, "INLINE_PREVIEW_SCENES", 10)
+    monkeypatch.setattr(preview_module, "INLINE_PREVIEW_SCENES", 10)
     dag = DagBag(dag_folder=str(REPO / "dags" / "radcor.py")).dags["radcor"]
     run = dag.test(run_conf=year_download_conf(catalog_35))
     states = {(ti.task_id, ti.map_index): str(ti.state) for ti in run.get_task_instances()}

@@ -11,7 +11,7 @@ from include.collectors.base import Scene
 from include.common.errors import InvalidInputError
 from include.radcor.conf import MAX_SCENES, RadcorConf
 from include.radcor.gaps import check_gaps, gap_confs, publish_collections
-from include.radcor.steps import validate_request
+from include.radcor.validation import validate_request
 
 
 def _scene(tile: str | None, year: int, month: int, day: int, platform: str = "S2A") -> Scene:

@@ -23,8 +23,11 @@ from include.demo.build import build_demo_catalog
 from include.demo.server import FILES_PREFIX, DemoStacHandler, DemoStacServer
 from include.radcor.activities import ActivityState, ActivityStore
 from include.radcor.conf import TaskType
+from include.radcor.context import RunContext
 from include.radcor.plan import ScenePlan, plan_scene
-from include.radcor.steps import RunContext, StepRunner, search_scenes, validate_request
+from include.radcor.search import search_scenes
+from include.radcor.step_runner import StepRunner
+from include.radcor.validation import validate_request
 
 COLLECTION = "S2_L1C-1"
 

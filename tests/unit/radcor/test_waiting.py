@@ -17,8 +17,9 @@ from include.common.config import CatalogConfig
 from include.common.storage import archive_dir
 from include.radcor.activities import ActivityState, ActivityStore
 from include.radcor.conf import TaskType
+from include.radcor.context import RunContext
 from include.radcor.plan import PlanNode, ScenePlan
-from include.radcor.steps import RunContext, StepRunner
+from include.radcor.step_runner import StepRunner
 from include.radcor.waiting import OnlineWait, preferred_provider, wait_node_id
 from tests.helpers.cdse_server import CdseServer
 from tests.helpers.offline import (
