@@ -208,4 +208,44 @@ class CdseAuth:
         raise ProviderError(f"{target.name}: download did not finish")  # pragma: no cover
 
 
-__all__ = ["CdseAuth"]
+
+class CdseAccountMixin:
+    """A CDSE driver's account names, read from its ``auth`` (both CDSE modes mix this in)."""
+
+    auth: CdseAuth
+
+    @property
+    def auth_client(self) -> httpx.Client:
+        """The client for downloads and orders: adds the token for CDSE hosts on every hop."""
+        return self.auth.client
+
+    @property
+    def tokens(self) -> OidcTokenSource:
+        """The account's token source (cached in the process and the worker's token store)."""
+        return self.auth.tokens
+
+    @property
+    def conn_id(self) -> str:
+        """The Airflow Connection holding the account (named in messages)."""
+        return self.auth.settings.conn_id
+
+    @property
+    def token_url(self) -> str:
+        """The identity service's token endpoint."""
+        return self.auth.settings.token_url
+
+    @property
+    def client_id(self) -> str:
+        """The public client the account logs in through."""
+        return self.auth.settings.client_id
+
+    @property
+    def auth_hosts(self) -> tuple[str, ...]:
+        """Host suffixes that may receive the token besides the catalog's and the endpoint's."""
+        return self.auth.settings.auth_hosts
+
+    def may_receive_token(self, url: httpx.URL | str) -> bool:
+        """Return whether a request to ``url`` may carry the bearer token (``CdseAuth``)."""
+        return self.auth.may_receive_token(url)
+
+__all__ = ["CdseAccountMixin", "CdseAuth"]

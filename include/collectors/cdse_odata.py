@@ -58,7 +58,7 @@ from include.collectors.base import (
     SearchQuery,
     known_size,
 )
-from include.collectors.cdse_auth import CdseAuth
+from include.collectors.cdse_auth import CdseAccountMixin, CdseAuth
 from include.collectors.checksums import is_available
 from include.collectors.download import reuse_existing
 from include.collectors.http import (
@@ -70,7 +70,6 @@ from include.collectors.registry import register
 from include.collectors.scene_ids import is_mgrs_tile, parse_scene_id
 from include.collectors.settings import CdseODataSettings
 from include.collectors.timestamps import parse_utc_timestamp
-from include.collectors.tokens import OidcTokenSource
 from include.common.errors import (
     FieldProblem,
     InvalidInputError,
@@ -445,7 +444,7 @@ def product_to_scene(
 
 
 @register("cdse", aliases=("scihub",))
-class CdseODataDriver(CatalogDriver):
+class CdseODataDriver(CdseAccountMixin, CatalogDriver):
     """Search, order and download through the CDSE OData API.
 
     Options (``config/catalogs.yaml`` through ``make_driver``): ``catalog``, ``page_size``
@@ -489,10 +488,6 @@ class CdseODataDriver(CatalogDriver):
         self.expand_assets = settings.expand_assets
         self.auth = CdseAuth(settings, credentials, base_url=self.base_url)
         """The CDSE account: its token and the client that sends it (downloads, orders)."""
-        self.conn_id = settings.conn_id
-        self.token_url = settings.token_url
-        self.client_id = settings.client_id
-        self.auth_hosts = settings.auth_hosts
         self.retry_sleep: Callable[[float], None] = time.sleep
         """The wait between in-task download retries (tests record instead of sleeping)."""
         self._lock = threading.Lock()
@@ -508,16 +503,6 @@ class CdseODataDriver(CatalogDriver):
                 self._client = self.settings.http_client()
             return self._client
 
-    @property
-    def auth_client(self) -> httpx.Client:
-        """The client for downloads and orders: adds the token for CDSE hosts on every hop."""
-        return self.auth.client
-
-    @property
-    def tokens(self) -> OidcTokenSource:
-        """The account's token source (cached in the process and the worker's token store)."""
-        return self.auth.tokens
-
     def close(self) -> None:
         """Close the HTTP clients (idempotent)."""
         with self._lock:
@@ -525,10 +510,6 @@ class CdseODataDriver(CatalogDriver):
                 self._client.close()
             self._client = None
         self.auth.close()
-
-    def may_receive_token(self, url: httpx.URL | str) -> bool:
-        """Return whether a request to ``url`` may carry the bearer token (``CdseAuth``)."""
-        return self.auth.may_receive_token(url)
 
     def _get_json(
         self, url: str, *, params: Mapping[str, str] | None = None, action: str
@@ -813,17 +794,15 @@ class CdseODataDriver(CatalogDriver):
         """
         target = dest / f"{safe_component(scene.scene_id, 'scene_id')}.zip"
         known = scene.assets[0] if scene.assets else None
-        kept = None
         if not force:  # force: fetch again, the old file is replaced only once verified
             kept = reuse_existing(
                 target,
                 expected_size=scene.size_bytes,
                 checksum=known.checksum if known is not None else None,
+                progress=progress,
             )
-        if kept is not None:  # a rerun: no request at all
-            if progress is not None:
-                progress(kept.size_bytes, kept.size_bytes)
-            return kept
+            if kept is not None:  # a rerun: no request at all
+                return kept
         product_id = self.product_id(scene)
         product = self._get_json(f"{self.base_url}/Products({product_id})", action="product")
         size_bytes = known_size(product.get("ContentLength"))

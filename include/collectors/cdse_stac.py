@@ -41,8 +41,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
-import httpx
-
 from include.collectors.base import (
     Asset,
     Credentials,
@@ -51,7 +49,7 @@ from include.collectors.base import (
     SearchQuery,
     known_size,
 )
-from include.collectors.cdse_auth import CdseAuth
+from include.collectors.cdse_auth import CdseAccountMixin, CdseAuth
 from include.collectors.download import reuse_existing
 from include.collectors.http import redact_url
 from include.collectors.registry import register
@@ -63,7 +61,6 @@ from include.collectors.stac_api import (
     StacApiDriver,
     item_to_scene,
 )
-from include.collectors.tokens import OidcTokenSource
 from include.common.errors import InvalidInputError, ProviderError
 from include.common.progress import ProgressFn
 from include.common.storage import safe_component
@@ -234,7 +231,7 @@ def _no_product_asset(scene: Scene, catalog: str) -> ProviderError:
 
 
 @register("cdse_stac")
-class CdseStacDriver(StacApiDriver):
+class CdseStacDriver(CdseAccountMixin, StacApiDriver):
     """Search CDSE's STAC API; download the product zip from OData ``$value`` with a CDSE token.
 
     Options: those of ``StacApiDriver`` (``mgrs_query_style`` defaults to ``grid``), plus, as
@@ -258,10 +255,6 @@ class CdseStacDriver(StacApiDriver):
         self.options.setdefault("mgrs_query_style", self.settings.mgrs_query_style)
         self.auth = CdseAuth(self.settings, credentials, base_url=self.base_url)
         """The CDSE account: its token and the client that sends it (downloads only)."""
-        self.conn_id = self.settings.conn_id
-        self.token_url = self.settings.token_url
-        self.client_id = self.settings.client_id
-        self.auth_hosts = self.settings.auth_hosts
         self.retry_sleep: Callable[[float], None] = time.sleep
         """The wait between in-task download retries (tests record instead of sleeping)."""
 
@@ -275,24 +268,10 @@ class CdseStacDriver(StacApiDriver):
         """
         return {}
 
-    @property
-    def auth_client(self) -> httpx.Client:
-        """The client for downloads: adds the token for CDSE hosts on every hop."""
-        return self.auth.client
-
-    @property
-    def tokens(self) -> OidcTokenSource:
-        """The account's token source (cached in the process and the worker's token store)."""
-        return self.auth.tokens
-
     def close(self) -> None:
         """Close the HTTP clients (idempotent)."""
         super().close()
         self.auth.close()
-
-    def may_receive_token(self, url: httpx.URL | str) -> bool:
-        """Return whether a request to ``url`` may carry the bearer token (``CdseAuth``)."""
-        return self.auth.may_receive_token(url)
 
     # -- search -------------------------------------------------------------------------------
 
@@ -349,15 +328,15 @@ class CdseStacDriver(StacApiDriver):
         if product is None:
             raise _no_product_asset(scene, self.catalog)
         target = dest / f"{safe_component(scene.scene_id, 'scene_id')}.zip"
-        kept = None
         if not force:  # force: fetch again, the old file is replaced only once verified
             kept = reuse_existing(
-                target, expected_size=product.size_bytes, checksum=product.checksum
+                target,
+                expected_size=product.size_bytes,
+                checksum=product.checksum,
+                progress=progress,
             )
-        if kept is not None:  # a rerun: no request at all
-            if progress is not None:
-                progress(kept.size_bytes, kept.size_bytes)
-            return kept
+            if kept is not None:  # a rerun: no request at all
+                return kept
         if not self.may_receive_token(product.href):
             raise ProviderError(
                 f"{scene.scene_id}: the product href {redact_url(product.href)} of catalog "

@@ -413,6 +413,171 @@ class _Fetched:
     checksum: Checksum
 
 
+@dataclass(frozen=True, slots=True)
+class _Resume:
+    """Where one GET starts: the partial's size, the request headers, the partial's validator."""
+
+    offset: int
+    headers: dict[str, str]
+    validator: str | None
+
+
+def _plan_request(
+    part: Path, *, expected: _Expected, headers: Mapping[str, str], allow_resume: bool
+) -> _Resume:
+    """Return the request for ``part``: ``Range`` (and ``If-Range``) when resuming it."""
+    offset = part.stat().st_size if part.exists() else 0
+    if not allow_resume or (expected.size_bytes is not None and offset > expected.size_bytes):
+        offset = 0
+    request_headers = {"Accept-Encoding": "identity", **dict(headers)}
+    validator: str | None = None
+    if offset:
+        request_headers["Range"] = f"bytes={offset}-"
+        with contextlib.suppress(OSError):
+            validator = _validator_path(part).read_text(encoding="utf-8").strip() or None
+        if validator is not None:
+            request_headers["If-Range"] = validator
+    return _Resume(offset, request_headers, validator)
+
+
+def _is_whole_partial(response: httpx.Response, part: Path, offset: int) -> bool:
+    """Return True when a 416 answer to a resume says the partial holds the whole file.
+
+    Raises:
+        _RestartFromZero: otherwise (the partial is dropped).
+    """
+    match = _UNSATISFIED_RANGE.match(response.headers.get("content-range", ""))
+    if match and int(match.group(1)) == offset:
+        return True
+    _drop_partial(part)
+    raise _RestartFromZero("416 without a matching size")
+
+
+def _accept_partial_content(
+    response: httpx.Response, part: Path, *, url: str, resume: _Resume, total: int | None
+) -> int | None:
+    """Check that a 206 answer continues the partial; return the file's total size.
+
+    Raises:
+        _RestartFromZero: the range or the file's version does not match (partial dropped).
+    """
+    content_range = _parse_content_range(response.headers.get("content-range"))
+    if content_range is None or content_range[0] != resume.offset:
+        log.warning(
+            "download.range_mismatch url=%s asked=%d content_range=%r; restarting",
+            redact_url(url),
+            resume.offset,
+            response.headers.get("content-range"),
+        )
+        _drop_partial(part)
+        raise _RestartFromZero("Content-Range does not match the partial")
+    answered = _response_validator(response)
+    if resume.validator is not None and answered is not None and answered != resume.validator:
+        # a server that ignores If-Range: the partial is of another version
+        log.warning(
+            "download.changed url=%s; the file changed since the partial was written, restarting",
+            redact_url(url),
+        )
+        _drop_partial(part)
+        raise _RestartFromZero("the file changed since the partial was written")
+    total = content_range[2] if content_range[2] is not None else total
+    log.info(
+        "download.resume url=%s from_bytes=%d total_bytes=%s", redact_url(url), resume.offset, total
+    )
+    return total
+
+
+def _accept_full_content(
+    response: httpx.Response, part: Path, *, url: str, resume: _Resume, total: int | None
+) -> int | None:
+    """Start over on a 200 answer: keep its validator beside the partial; return the size."""
+    if resume.offset:
+        log.info(
+            "download.restart url=%s reason=%s",
+            redact_url(url),
+            "the file changed (If-Range)" if resume.validator else "server ignored Range",
+        )
+    answered = _response_validator(response)
+    if answered is None:
+        _validator_path(part).unlink(missing_ok=True)
+    else:  # written before the data, so any partial has its version beside it
+        _validator_path(part).write_text(answered, encoding="utf-8")
+    encoded = response.headers.get("content-encoding", "identity").lower()
+    length = response.headers.get("content-length")
+    if length is not None and length.isdigit() and encoded in ("", "identity"):
+        return int(length)
+    return total
+
+
+def _body_chunks(response: httpx.Response, chunk_bytes: int) -> Iterable[bytes | memoryview]:
+    """Return the body's chunks: straight from the socket for identity bodies when possible."""
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    # identity bodies skip httpx's decoder layers (~15 % faster, bench)
+    plain = encoding in ("", "identity")
+    chunks: Iterable[bytes | memoryview] | None = None
+    if plain:
+        chunks = _socket_body(response, bytearray(chunk_bytes))
+    if chunks is None:
+        chunks = response.iter_raw() if plain else response.iter_bytes()
+    return chunks
+
+
+def _write_body(
+    response: httpx.Response,
+    part: Path,
+    *,
+    append: bool,
+    hasher: Hasher,
+    done: int,
+    total: int | None,
+    progress: ProgressFn | None,
+    chunk_bytes: int,
+    fsync: bool,
+) -> int:
+    """Write the body to ``part`` (after its ``done`` bytes when ``append``), hashing it.
+
+    Returns:
+        The bytes in ``part`` afterwards.
+
+    Raises:
+        DiskFullError: when the disk fills up (the partial is kept).
+    """
+    if progress is not None:
+        progress(done, total)
+    try:
+        with part.open("ab" if append else "wb", buffering=chunk_bytes) as handle:
+            # One loop receives, writes and hashes: with 1 MiB socket reads this costs
+            # less CPU than handing chunks to writer/hasher threads (bench/download.py).
+            # A chunk is written as soon as it arrives, so a dropped link keeps it.
+            syncer = _BackgroundSync(handle) if fsync else None
+            reported = done
+            try:
+                for chunk in _body_chunks(response, chunk_bytes):
+                    _write(handle, chunk)
+                    hasher.update(chunk)
+                    done += len(chunk)
+                    if syncer is not None:
+                        syncer.written(len(chunk))
+                    if progress is not None and done - reported >= chunk_bytes:
+                        progress(done, total)
+                        reported = done
+            finally:
+                if syncer is not None:
+                    syncer.close()
+            if progress is not None:
+                progress(done, total)
+            handle.flush()
+            if fsync:
+                os.fsync(handle.fileno())
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        free = shutil.disk_usage(part.parent).free
+        needed = total - done if total is not None else None
+        raise DiskFullError(part.parent, free, needed) from err
+    return done
+
+
 def _fetch_once(
     client: httpx.Client,
     url: str,
@@ -433,138 +598,39 @@ def _fetch_once(
         DiskFullError: when the disk fills up.
     """
     algorithm, digest_bytes = _record_algorithm(expected)
-    offset = part.stat().st_size if part.exists() else 0
-    if not allow_resume or (expected.size_bytes is not None and offset > expected.size_bytes):
-        offset = 0
-    request_headers = {"Accept-Encoding": "identity", **dict(headers)}
-    validator_path = _validator_path(part)
-    validator: str | None = None
-    if offset:
-        request_headers["Range"] = f"bytes={offset}-"
-        with contextlib.suppress(OSError):
-            validator = validator_path.read_text(encoding="utf-8").strip() or None
-        if validator is not None:
-            request_headers["If-Range"] = validator
+    resume = _plan_request(part, expected=expected, headers=headers, allow_resume=allow_resume)
     hasher: Hasher = new_hasher(algorithm, digest_bytes)
-    done = 0
     total: int | None = expected.size_bytes
     try:
-        with client.stream("GET", url, headers=request_headers, follow_redirects=True) as response:
+        with client.stream("GET", url, headers=resume.headers, follow_redirects=True) as response:
             status = response.status_code
-            if offset and status == 416:
-                match = _UNSATISFIED_RANGE.match(response.headers.get("content-range", ""))
-                if match and int(match.group(1)) == offset:
-                    # The partial already holds the whole file (killed before the rename).
-                    update_from_file(hasher, part, chunk_bytes=chunk_bytes)
-                    if progress is not None:
-                        progress(offset, offset)
-                    return _Fetched(offset, Checksum(algorithm, hasher.hexdigest()))
-                _drop_partial(part)
-                raise _RestartFromZero("416 without a matching size")
+            if resume.offset and status == 416 and _is_whole_partial(response, part, resume.offset):
+                # The partial already holds the whole file (killed before the rename).
+                update_from_file(hasher, part, chunk_bytes=chunk_bytes)
+                if progress is not None:
+                    progress(resume.offset, resume.offset)
+                return _Fetched(resume.offset, Checksum(algorithm, hasher.hexdigest()))
             if status >= 400:
                 raise error_for_status(
-                    status,
-                    _read_excerpt(response),
-                    url=url,
-                    action="download",
+                    status, _read_excerpt(response), url=url, action="download",
                     headers=response.headers,
                 )
-            if offset and status == 206:
-                content_range = _parse_content_range(response.headers.get("content-range"))
-                if content_range is None or content_range[0] != offset:
-                    log.warning(
-                        "download.range_mismatch url=%s asked=%d content_range=%r; restarting",
-                        redact_url(url),
-                        offset,
-                        response.headers.get("content-range"),
-                    )
-                    _drop_partial(part)
-                    raise _RestartFromZero("Content-Range does not match the partial")
-                answered = _response_validator(response)
-                if validator is not None and answered is not None and answered != validator:
-                    # a server that ignores If-Range: the partial is of another version
-                    log.warning(
-                        "download.changed url=%s; the file changed since the partial was "
-                        "written, restarting",
-                        redact_url(url),
-                    )
-                    _drop_partial(part)
-                    raise _RestartFromZero("the file changed since the partial was written")
-                total = content_range[2] if content_range[2] is not None else total
+            if resume.offset and status == 206:
+                total = _accept_partial_content(response, part, url=url, resume=resume, total=total)
                 done = update_from_file(hasher, part, chunk_bytes=chunk_bytes)
-                mode = "ab"
-                log.info(
-                    "download.resume url=%s from_bytes=%d total_bytes=%s",
-                    redact_url(url),
-                    offset,
-                    total,
-                )
             elif status == 200:
-                if offset:
-                    log.info(
-                        "download.restart url=%s reason=%s",
-                        redact_url(url),
-                        "the file changed (If-Range)" if validator else "server ignored Range",
-                    )
-                mode = "wb"
-                answered = _response_validator(response)
-                if answered is None:
-                    validator_path.unlink(missing_ok=True)
-                else:  # written before the data, so any partial has its version beside it
-                    validator_path.write_text(answered, encoding="utf-8")
-                encoded = response.headers.get("content-encoding", "identity").lower()
-                length = response.headers.get("content-length")
-                if length is not None and length.isdigit() and encoded in ("", "identity"):
-                    total = int(length)
+                total = _accept_full_content(response, part, url=url, resume=resume, total=total)
+                done = 0
             else:
                 raise ProviderError(
                     f"download {redact_url(url)}: unexpected HTTP {status}; "
                     "the server must answer 200 or 206 to a file request",
                     status_code=status,
                 )
-            if progress is not None:
-                progress(done, total)
-            base, written = done, 0
-            try:
-                with part.open(mode, buffering=chunk_bytes) as handle:
-                    # One loop receives, writes and hashes: with 1 MiB socket reads this costs
-                    # less CPU than handing chunks to writer/hasher threads (bench/download.py).
-                    # A chunk is written as soon as it arrives, so a dropped link keeps it.
-                    syncer = _BackgroundSync(handle) if fsync else None
-                    encoding = response.headers.get("content-encoding", "").strip().lower()
-                    # identity bodies skip httpx's decoder layers (~15 % faster, bench)
-                    plain = encoding in ("", "identity")
-                    chunks: Iterable[bytes | memoryview] | None = None
-                    if plain:
-                        chunks = _socket_body(response, bytearray(chunk_bytes))
-                    if chunks is None:
-                        chunks = response.iter_raw() if plain else response.iter_bytes()
-                    reported = done
-                    try:
-                        for chunk in chunks:
-                            _write(handle, chunk)
-                            written += len(chunk)
-                            hasher.update(chunk)
-                            done += len(chunk)
-                            if syncer is not None:
-                                syncer.written(len(chunk))
-                            if progress is not None and done - reported >= chunk_bytes:
-                                progress(done, total)
-                                reported = done
-                    finally:
-                        if syncer is not None:
-                            syncer.close()
-                    if progress is not None:
-                        progress(done, total)
-                    handle.flush()
-                    if fsync:
-                        os.fsync(handle.fileno())
-            except OSError as err:
-                if err.errno != errno.ENOSPC:
-                    raise
-                free = shutil.disk_usage(part.parent).free
-                needed = total - (base + written) if total is not None else None
-                raise DiskFullError(part.parent, free, needed) from err
+            done = _write_body(
+                response, part, append=status == 206, hasher=hasher, done=done, total=total,
+                progress=progress, chunk_bytes=chunk_bytes, fsync=fsync,
+            )
     except httpx.RequestError as err:
         raise error_for_transport(err, url=url, action="download") from err
     if total is not None and done < total:
@@ -592,6 +658,79 @@ def retry_delay_s(
         return retry_after_s if retry_after_s <= max_delay_s else None
     backoff = min(max_delay_s, base_delay_s * 2.0 ** max(0, attempt - 1))
     return backoff * (0.5 + random.random())  # noqa: S311 - jitter, not cryptography
+
+
+@dataclass(frozen=True, slots=True)
+class _RetryPolicy:
+    """In-task retries of transient failures: attempts, backoff bounds, the wait function."""
+
+    max_attempts: int
+    base_delay_s: float
+    max_delay_s: float
+    sleep: Callable[[float], None]
+
+
+def _fetch_with_retries(
+    client: httpx.Client,
+    url: str,
+    part: Path,
+    *,
+    expected: _Expected,
+    headers: Mapping[str, str],
+    progress: ProgressFn | None,
+    chunk_bytes: int,
+    fsync: bool,
+    retry: _RetryPolicy,
+) -> _Fetched:
+    """Fetch ``url`` into ``part``, resuming after transient failures, restarting on a mismatch.
+
+    Raises:
+        ProviderError: the server's ranges stay inconsistent after a restart from zero.
+        TransientError: the last transient failure after ``retry.max_attempts``.
+    """
+    attempt = 0
+    allow_resume = True
+    while True:
+        attempt += 1
+        try:
+            return _fetch_once(
+                client,
+                url,
+                part,
+                expected=expected,
+                headers=headers,
+                progress=progress,
+                chunk_bytes=chunk_bytes,
+                allow_resume=allow_resume,
+                fsync=fsync,
+            )
+        except _RestartFromZero:
+            if not allow_resume:
+                raise ProviderError(
+                    f"download {redact_url(url)}: the server's ranges are inconsistent; "
+                    "try another provider"
+                ) from None
+            allow_resume = False
+            attempt -= 1
+        except TransientError as err:
+            delay = retry_delay_s(
+                err, attempt, base_delay_s=retry.base_delay_s, max_delay_s=retry.max_delay_s
+            )
+            if attempt >= retry.max_attempts or delay is None:
+                log.warning(
+                    "download.failed url=%s attempts=%d error=%s", redact_url(url), attempt, err
+                )
+                raise
+            log.warning(
+                "download.retry url=%s attempt=%d/%d delay_s=%.2f error=%s",
+                redact_url(url),
+                attempt,
+                retry.max_attempts,
+                delay,
+                err,
+            )
+            retry.sleep(delay)
+            allow_resume = True
 
 
 def download_file(
@@ -663,50 +802,17 @@ def download_file(
         started = time.monotonic()
         durable = fsync_enabled() if fsync is None else fsync
         log.info("download.start url=%s dest=%s", redact_url(url), dest)
-        attempt = 0
-        allow_resume = True
-        while True:
-            attempt += 1
-            try:
-                fetched = _fetch_once(
-                    client,
-                    url,
-                    part,
-                    expected=expected,
-                    headers=headers or {},
-                    progress=progress,
-                    chunk_bytes=chunk_bytes,
-                    allow_resume=allow_resume,
-                    fsync=durable,
-                )
-                break
-            except _RestartFromZero:
-                if not allow_resume:
-                    raise ProviderError(
-                        f"download {redact_url(url)}: the server's ranges are inconsistent; "
-                        "try another provider"
-                    ) from None
-                allow_resume = False
-                attempt -= 1
-            except TransientError as err:
-                delay = retry_delay_s(
-                    err, attempt, base_delay_s=base_delay_s, max_delay_s=max_delay_s
-                )
-                if attempt >= max_attempts or delay is None:
-                    log.warning(
-                        "download.failed url=%s attempts=%d error=%s", redact_url(url), attempt, err
-                    )
-                    raise
-                log.warning(
-                    "download.retry url=%s attempt=%d/%d delay_s=%.2f error=%s",
-                    redact_url(url),
-                    attempt,
-                    max_attempts,
-                    delay,
-                    err,
-                )
-                sleep(delay)
-                allow_resume = True
+        fetched = _fetch_with_retries(
+            client,
+            url,
+            part,
+            expected=expected,
+            headers=headers or {},
+            progress=progress,
+            chunk_bytes=chunk_bytes,
+            fsync=durable,
+            retry=_RetryPolicy(max_attempts, base_delay_s, max_delay_s, sleep),
+        )
         _verify(part, fetched, expected)
         os.replace(part, dest)
         _validator_path(part).unlink(missing_ok=True)
@@ -737,12 +843,14 @@ def reuse_existing(
     expected_size: int | None = None,
     checksum: str | None = None,
     chunk_bytes: int = 1 << 20,
+    progress: ProgressFn | None = None,
 ) -> DownloadedFile | None:
     """Return ``dest`` as a reused ``DownloadedFile`` when a valid copy is in place, else None.
 
     For drivers that must make API calls before they know a file's URL: checking first keeps a
     rerun off the provider entirely. The same rules as ``download_file``'s reuse apply (size and
-    checksum when given; a non-empty file otherwise), under the same lock.
+    checksum when given; a non-empty file otherwise), under the same lock. A reused file is
+    reported to ``progress`` as complete.
 
     Raises:
         ProviderError: when ``checksum`` is malformed.
@@ -757,6 +865,8 @@ def reuse_existing(
             return None
         size = dest.stat().st_size
     log.info("download.reused dest=%s size_bytes=%d", dest, size)
+    if progress is not None:
+        progress(size, size)
     return DownloadedFile(
         path=dest, size_bytes=size, checksum=str(existing), reused=True, files=(dest,)
     )

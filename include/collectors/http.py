@@ -10,6 +10,7 @@ filter on httpx's logger applies it to httpx's own request lines.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import ssl
@@ -270,10 +271,23 @@ def error_for_transport(
     return ProviderUnavailableError(f"{where}: {kind} ({err or 'no detail'}); it is retried later")
 
 
+
+def is_loopback_host(host: str | None) -> bool:
+    """Return whether ``host`` is ``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
+    if not host:
+        return False
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
 __all__ = [
     "build_http_client",
     "error_for_status",
     "error_for_transport",
+    "is_loopback_host",
     "json_object",
     "parse_retry_after",
     "redact_url",

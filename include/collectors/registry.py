@@ -7,7 +7,6 @@ name or alias from ``config/catalogs.yaml``) and ``catalog_args`` into a ready d
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -16,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from include.collectors.base import CatalogDriver, Credentials
+from include.collectors.http import is_loopback_host
 from include.common.config import (
     CATALOG_SETTING_KEYS,
     CatalogConfig,
@@ -150,18 +150,6 @@ def _apply_overrides(config: CatalogConfig, overrides: dict[str, Any]) -> Catalo
                 for error in err.errors()
             ]
         ) from err
-
-
-def is_loopback_host(host: str | None) -> bool:
-    """Return whether ``host`` is ``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
-    if not host:
-        return False
-    if host.lower() in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def endpoint_override_problem(field: str, value: object, *, home_url: str) -> FieldProblem | None:

@@ -27,7 +27,6 @@ the one rule for where a bearer token may go (CDSE's OData and STAC drivers both
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
 import threading
 import time
@@ -38,7 +37,12 @@ from urllib.parse import urlsplit
 import httpx
 
 from include.collectors.base import Credentials
-from include.collectors.http import error_for_status, error_for_transport, redact_url
+from include.collectors.http import (
+    error_for_status,
+    error_for_transport,
+    is_loopback_host,
+    redact_url,
+)
 from include.collectors.settings import (
     CDSE_AUTH_HOSTS,
     CDSE_CLIENT_ID,
@@ -300,15 +304,6 @@ class OidcTokenSource:
         )
 
 
-def _is_loopback(host: str) -> bool:
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def may_receive_token(
     url: httpx.URL | str, *, own_urls: Iterable[str], auth_hosts: Iterable[str]
 ) -> bool:
@@ -321,7 +316,7 @@ def may_receive_token(
     """
     parts = httpx.URL(str(url))
     host = (parts.host or "").lower()
-    if not host or (parts.scheme != "https" and not _is_loopback(host)):
+    if not host or (parts.scheme != "https" and not is_loopback_host(host)):
         return False
     own = {(urlsplit(own_url).hostname or "").lower() for own_url in own_urls}
     if host in own:

@@ -882,6 +882,22 @@ class UsgsM2MDriver(CatalogDriver):
             )
         return product
 
+    def _available_product(self, scene: Scene, *, fix: str) -> DownloadProduct:
+        """Return the scene's download product when M2M lists it as available.
+
+        Raises:
+            SceneOfflineError: naming the product and ``fix`` when it is not available.
+            ProviderError: no Product Bundle, a refused request or credentials.
+        """
+        product = self._product(scene)
+        if not product.available:
+            raise SceneOfflineError(
+                scene.scene_id,
+                self.catalog,
+                f"{scene.scene_id}: USGS M2M lists its {product.name!r} as not available; {fix}",
+            )
+        return product
+
     def label(self, scene: Scene) -> str:
         """Return the download request label of ``scene`` (the same on every worker).
 
@@ -974,14 +990,8 @@ class UsgsM2MDriver(CatalogDriver):
             ProviderError: no Product Bundle, a refused request or credentials.
             ProviderUnavailableError, RateLimitedError: after the in-task retries.
         """
-        product = self._product(scene)
-        if not product.available:
-            raise SceneOfflineError(
-                scene.scene_id,
-                self.catalog,
-                f"{scene.scene_id}: USGS M2M lists its {product.name!r} as not available; "
-                "it cannot be ordered through M2M, try another provider",
-            )
+        product = self._available_product(scene, fix="it cannot be ordered through M2M, try "
+                                          "another provider")
         self._request(scene, product)
 
     def _ready_download(self, scene: Scene, product: DownloadProduct) -> Mapping[str, Any]:
@@ -1033,14 +1043,7 @@ class UsgsM2MDriver(CatalogDriver):
             )
             if reused is not None and _is_tar(target):
                 return reused
-        product = self._product(scene)
-        if not product.available:
-            raise SceneOfflineError(
-                scene.scene_id,
-                self.catalog,
-                f"{scene.scene_id}: USGS M2M lists its {product.name!r} as not available; "
-                "try another provider",
-            )
+        product = self._available_product(scene, fix="try another provider")
         ready = self._ready_download(scene, product)
         size = product.size_bytes or known_size(ready.get("filesize"))
         result = download_file(
