@@ -380,6 +380,35 @@ def test_guide_example_usgs_l1_publish_lc8_dn(
     )  # fmt: skip
 
 
+def test_landsat8_l1_toa_post_publish_gives_toa_reflectance(
+    radcor_dag: Any, m2m: M2MServer, usgs_connection: None, data_dir: Path, tmp_path: Path
+) -> None:
+    """LC8_TOA-1: the USGS bundle -> toa (MTL gains, sun elevation) -> qa-post -> publish."""
+    package = pk.landsat_l1tp_oli()
+    _serve_landsat(m2m, package, "landsat_ot_c2_l1", tmp_path)
+    tasks = _chain(
+        ("download", "LC8_DN-1"),
+        ("correction", "LC8_TOA-1"),
+        ("post", "LC8_TOA-1"),
+        ("publish", "LC8_TOA-1"),
+    )
+
+    _run(radcor_dag, _usgs_conf(m2m, package, "landsat_ot_c2_l1", tasks))
+
+    item, path = _published(data_dir, "LC8_TOA-1")
+    for band in range(1, 8):
+        key = f"B{band}"
+        _check_values(
+            item, path, key, package.toa_reflectance(band), package.valid(key),
+            crs=package.crs, transform=package.transform,
+        )  # fmt: skip
+    assert "QA_PIXEL" in item["assets"]
+    _check_item(
+        item, footprint=package.footprint, datetimes=(package.acquired,),
+        platform="landsat-8", instruments=["oli", "tirs"], pixel_m=abs(package.transform.e),
+    )  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------------
 # Sentinel-2 L1C: publish, toa, nbar
 
