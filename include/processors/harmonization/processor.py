@@ -1,11 +1,15 @@
-"""The ``nbar`` harmonization processor: NBAR c-factor + HLS bandpass, windowed, COG outputs.
+"""The ``nbar`` harmonization processor: NBAR c-factor + HLS bandpass, windowed, tiled outputs.
 
 Registered as ``nbar`` (task type ``harmonization``). For one scene it reads the parent step's
 reflectance bands and metadata, and writes into ``inputs.output_dir``:
 
-- ``<scene>_<band>.tif`` per harmonized band: COG, int16 reflectance x 10000 (scale 0.0001,
-  offset 0 in the GeoTIFF), nodata pixels kept as nodata and never adjusted;
+- ``<scene>_<band>.tif`` per harmonized band: tiled (512 px), compressed GeoTIFF, int16
+  reflectance x 10000 (scale 0.0001, offset 0 in the GeoTIFF), nodata pixels kept as nodata and
+  never adjusted;
 - ``<scene>_<band>.tif`` per quality band (``SCL``, ``QA_PIXEL``, cloud masks) copied unchanged.
+
+They are intermediates: publish writes the COGs (with overviews) once, so no COG is encoded here
+only to be decoded and encoded again (bench/journey.py).
 
 Per pixel: ``reflectance = DN * scale + offset`` (the raster's own scale/offset when it has one,
 as the correction step writes it; else the Sentinel-2 product metadata's quantification and
@@ -22,8 +26,8 @@ array operations per window instead of a dozen transcendental functions per pixe
 Options (collection ``processors.harmonization.options``, overridden by the task ``args``):
 ``target_sun_zenith`` (``latitude-polynomial`` default | ``scene``), ``bandpass`` (bool, default
 true; Sentinel-2 only), ``window_px`` (default 1024), ``workers`` (bands at a time, default the
-CPUs up to 4), ``gdal_cache_mb`` (default 256, per process), ``compress``/``level``/
-``num_threads`` (COG writing).
+CPUs up to 4), ``gdal_cache_mb`` (default 256, per process), ``compress``/``level`` (of the
+tiled outputs; default deflate at level 1), ``num_threads`` (accepted for older confs; unused).
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from include.common.errors import (
 )
 from include.common.storage import safe_component
 from include.processors.base import Processor, ProcessorInputs, ProcessorResult
+from include.processors.correction.common import copy_band
 from include.processors.harmonization.angles import (
     AngleGrid,
     read_landsat_ang,
@@ -87,7 +92,7 @@ from include.processors.harmonization.metadata import (
 )
 from include.processors.products.package import band_inputs
 from include.processors.products.sentinel2 import Sentinel2Metadata
-from include.processors.publish.cog import CogOptions, Compression, write_cog
+from include.processors.publish.cog import CogOptions, Compression
 from include.processors.registry import register
 
 log = logging.getLogger(__name__)
@@ -681,8 +686,10 @@ def harmonize_band(
                 "blockxsize": 512,
                 "blockysize": 512,
                 "BIGTIFF": "IF_SAFER",
+                **_intermediate_compression(options.cog),
             }
             with rasterio.open(tmp, "w", **profile) as dst:
+                dst.scales, dst.offsets = (OUTPUT_SCALE,), (0.0,)
                 for window in block_windows(src.height, src.width, options.window_px):
                     row, col = int(window.row_off), int(window.col_off)
                     h, w = int(window.height), int(window.width)
@@ -694,12 +701,19 @@ def harmonize_band(
                     report.valid_pixels += count
                     report.nodata_pixels += valid.size - count
                     dst.write(out, 1, window=window)
-        write_cog(tmp, dest, nodata=nodata_out, options=options.cog, scale=OUTPUT_SCALE, offset=0.0)
+        os.replace(tmp, dest)
     except RasterioError as err:
         raise ProcessingError(f"{dest.name}: harmonizing {job.source} failed: {err}") from err
     finally:
         tmp.unlink(missing_ok=True)
     return report
+
+
+def _intermediate_compression(cog: CogOptions) -> dict[str, Any]:
+    """Return GeoTIFF creation options of a fast, lossless intermediate (predictor 2)."""
+    level = cog.level if cog.level is not None else 1
+    key = "zstd_level" if cog.compress == "zstd" else "zlevel"
+    return {"compress": cog.compress, "predictor": 2, key: level}
 
 
 def _transform_window(
@@ -796,15 +810,14 @@ class NbarProcessor(Processor):
 
         def harmonize(job: BandJob) -> BandReport:
             band_started = time.monotonic()
-            with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb):
-                report = harmonize_band(
-                    job,
-                    grid,
-                    context,
-                    target_zenith=target,
-                    dest=out_dir / f"{scene_id}_{job.band.name}.tif",
-                    options=options,
-                )
+            report = harmonize_band(
+                job,
+                grid,
+                context,
+                target_zenith=target,
+                dest=out_dir / f"{scene_id}_{job.band.name}.tif",
+                options=options,
+            )
             log.info(
                 "harmonization.band scene=%s band=%s role=%s c_mean=%.4f elapsed_s=%.2f",
                 scene_id,
@@ -817,16 +830,14 @@ class NbarProcessor(Processor):
 
         def carry(band: BandConfig, path: Path) -> Path:
             dest = out_dir / f"{scene_id}_{safe_component(band.name, 'files')}.tif"
-            with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb):
-                return write_cog(
-                    path,
-                    dest,
-                    nodata=None,
-                    options=replace(options.cog, overview_resampling="nearest"),
-                ).path
+            return copy_band(path, dest)
 
-        # bands are independent: GDAL I/O, compression and numpy release the GIL
-        with ThreadPoolExecutor(max_workers=options.workers) as pool:
+        # bands are independent: GDAL I/O, compression and numpy release the GIL; the block
+        # cache is process-wide, so it is set once here (rasterio reads an int as bytes)
+        with (
+            rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb * 2**20),
+            ThreadPoolExecutor(max_workers=options.workers) as pool,
+        ):
             try:
                 band_futures = {job.band.name: pool.submit(harmonize, job) for job in jobs}
                 quality_futures = {band.name: pool.submit(carry, band, p) for band, p in quality}
