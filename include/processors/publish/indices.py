@@ -11,12 +11,13 @@ An index is declared per collection in ``config/collections.yaml`` (``indices:``
   the config's ``params`` set them; or
 - as an ``expression`` over band names, checked by ``expressions.parse_expression``.
 
-Both end up as a checked expression over our band names. ``write_index`` evaluates it window by
-window (strips of ``blocksize`` rows) on the grid of the finest input band, in float32 and on
-reflectance: each input is scaled with the scale/offset its COG declares (from the product
-metadata or the collection's band config). A pixel is nodata when any input is nodata or the
-result is not finite (division by zero). ``int16`` outputs store ``round(value / scale)``,
-clipped to +-32767, nodata -32768; ``float32`` outputs store the value, nodata -9999.
+Both end up as a checked expression over our band names. ``write_indices`` evaluates them in
+strips of ``blocksize`` rows on the grid of each index's finest input band (all indices of one
+grid in one pass, each band decoded once per strip), in float32 and on reflectance: each input
+is scaled with the scale/offset its COG declares (from the product metadata or the collection's
+band config). A pixel is nodata when any input is nodata or the result is not finite (division
+by zero). ``int16`` outputs store ``round(value / scale)``, clipped to +-32767, nodata -32768;
+``float32`` outputs store the value, nodata -9999.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import ast
 import json
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -301,145 +303,201 @@ def write_index(
     *,
     options: CogOptions,
 ) -> CogInfo:
-    """Compute an index from band rasters and write it as a validated COG, atomically.
-
-    Args:
-        definition: the resolved index.
-        bands: a raster per band the expression reads (the published band COGs).
-        dest: the COG to write.
-        options: COG options (block size, compression, threads).
-
-    Returns:
-        The written COG's layout.
+    """Compute one index from band rasters and write it as a validated COG, atomically.
 
     Raises:
         ProcessingError: when a band is missing or unreadable, or GDAL fails.
     """
-    missing = [name for name in definition.expression.bands if name not in bands]
-    if missing:
-        raise ProcessingError(f"{dest.name}: index {definition.key} lacks band(s) {missing}")
+    return write_indices([definition], bands, {definition.key: dest}, options=options)[
+        definition.key
+    ]
+
+
+def write_indices(
+    definitions: Sequence[IndexDefinition],
+    bands: Mapping[str, Path],
+    dests: Mapping[str, Path],
+    *,
+    options: CogOptions,
+) -> dict[str, CogInfo]:
+    """Compute several indices in one pass and write each as a validated COG, atomically.
+
+    Indices on the same output grid (their finest band's) share one pass: each band is decoded
+    once per strip for all of them, not once per index.
+
+    Args:
+        definitions: the resolved indices.
+        bands: a raster per band the expressions read (the published band COGs).
+        dests: the COG to write, by index key.
+        options: COG options (block size, compression, threads).
+
+    Returns:
+        The written COGs' layouts by index key.
+
+    Raises:
+        ProcessingError: when a band is missing or unreadable, or GDAL fails.
+    """
+    for definition in definitions:
+        missing = [name for name in definition.expression.bands if name not in bands]
+        if missing:
+            raise ProcessingError(
+                f"{dests[definition.key].name}: index {definition.key} lacks band(s) {missing}"
+            )
+    needed = sorted({name for d in definitions for name in d.expression.bands})
+    inputs, grids = _read_inputs(needed, bands)
+    groups: dict[str, list[IndexDefinition]] = {}
+    for definition in definitions:
+        finest = min(definition.expression.bands, key=lambda name: (grids[name][0], name))
+        groups.setdefault(finest, []).append(definition)
+    written: dict[str, CogInfo] = {}
+    for finest, group in groups.items():
+        written.update(_write_group(group, inputs, finest, dests, options))
+    return written
+
+
+def _read_inputs(
+    names: Sequence[str], bands: Mapping[str, Path]
+) -> tuple[dict[str, _Input], dict[str, tuple[float, int, int]]]:
     inputs: dict[str, _Input] = {}
     grids: dict[str, tuple[float, int, int]] = {}
     try:
-        for name in definition.expression.bands:
+        for name in names:
             with rasterio.open(bands[name]) as ds:
                 scale, offset = ds.scales[0], ds.offsets[0]
-                is_scaled = (scale, offset) != (1.0, 0.0)
                 inputs[name] = _Input(
                     path=bands[name],
                     scale=float(scale),
                     offset=float(offset),
                     nodata=ds.nodata,
-                    is_scaled=is_scaled,
+                    is_scaled=(scale, offset) != (1.0, 0.0),
                 )
                 grids[name] = (abs(ds.transform.a), ds.width, ds.height)
     except RasterioError as err:
-        raise ProcessingError(
-            f"{dest.name}: cannot read the bands of {definition.key}: {err}"
-        ) from err
+        raise ProcessingError(f"cannot read the bands of the indices: {err}") from err
     unscaled = [name for name, item in inputs.items() if not item.is_scaled]
     if unscaled:
         log.warning(
-            "publish.index.unscaled index=%s bands=%s: no scale/offset declared, the index is "
-            "computed on raw values",
-            definition.key,
+            "publish.index.unscaled bands=%s: no scale/offset declared, indices are computed "
+            "on raw values",
             ",".join(unscaled),
         )
-    finest = min(grids, key=lambda name: grids[name][0])
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.raw.tif")
-    out_dtype = "int16" if definition.data_type == "int16" else "float32"
+    return inputs, grids
+
+
+def _write_group(
+    group: Sequence[IndexDefinition],
+    inputs: Mapping[str, _Input],
+    finest: str,
+    dests: Mapping[str, Path],
+    options: CogOptions,
+) -> dict[str, CogInfo]:
+    """Compute ``group`` (indices on ``finest``'s grid) in one pass, then write their COGs."""
+    tmps = {
+        d.key: dests[d.key].with_name(f".{dests[d.key].name}.{uuid.uuid4().hex}.raw.tif")
+        for d in group
+    }
     try:
         with rasterio.open(inputs[finest].path) as ref:
-            profile = {
-                "driver": "GTiff",
-                "width": ref.width,
-                "height": ref.height,
-                "count": 1,
-                "dtype": out_dtype,
-                "crs": ref.crs,
-                "transform": ref.transform,
-                "nodata": definition.nodata,
-                "tiled": True,
-                "blockxsize": options.blocksize,
-                "blockysize": options.blocksize,
-                "compress": "ZSTD",
-                "zstd_level": 1,
-                "bigtiff": "IF_SAFER",
-            }
             grid = (ref.crs, ref.transform, ref.width, ref.height)
-        _compute(definition, inputs, grid, tmp, profile, options.blocksize)
-        return write_cog(
-            tmp,
-            dest,
-            nodata=definition.nodata,
-            options=options,
-            scale=definition.stored_scale,
-            offset=0.0 if definition.stored_scale is not None else None,
-        )
+        for definition in group:
+            dests[definition.key].parent.mkdir(parents=True, exist_ok=True)
+        _compute(group, inputs, grid, tmps, options.blocksize)
+        return {
+            d.key: write_cog(
+                tmps[d.key],
+                dests[d.key],
+                nodata=d.nodata,
+                options=options,
+                scale=d.stored_scale,
+                offset=0.0 if d.stored_scale is not None else None,
+            )
+            for d in group
+        }
     except RasterioError as err:
-        raise ProcessingError(
-            f"{dest.name}: GDAL failed computing {definition.key}: {err}"
-        ) from err
+        keys = ", ".join(d.key for d in group)
+        raise ProcessingError(f"GDAL failed computing {keys}: {err}") from err
     finally:
-        tmp.unlink(missing_ok=True)
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
+
+
+def _profile(
+    definition: IndexDefinition, grid: tuple[Any, Any, int, int], block: int
+) -> dict[str, Any]:
+    crs, transform, width, height = grid
+    return {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": 1,
+        "dtype": "int16" if definition.data_type == "int16" else "float32",
+        "crs": crs,
+        "transform": transform,
+        "nodata": definition.nodata,
+        "tiled": True,
+        "blockxsize": block,
+        "blockysize": block,
+        "compress": "ZSTD",
+        "zstd_level": 1,
+        "bigtiff": "IF_SAFER",
+    }
+
+
+def _stored(definition: IndexDefinition, result: np.ndarray[Any, Any], valid: Any) -> Any:
+    """Return ``result`` as the index stores it (int16 / scale, or float32), nodata set."""
+    if definition.data_type == "int16":
+        stored = np.full(result.shape, INT16_NODATA, dtype=np.int16)
+        scaled = np.clip(
+            np.rint(result[valid] / np.float32(definition.scale)), -INT16_LIMIT, INT16_LIMIT
+        )
+        stored[valid] = scaled.astype(np.int16)
+        return stored
+    return np.where(valid, result, np.float32(FLOAT32_NODATA))
 
 
 def _compute(
-    definition: IndexDefinition,
+    group: Sequence[IndexDefinition],
     inputs: Mapping[str, _Input],
     grid: tuple[Any, Any, int, int],
-    tmp: Path,
-    profile: dict[str, Any],
+    tmps: Mapping[str, Path],
     rows_per_strip: int,
 ) -> None:
     crs, transform, width, height = grid
-    opened = {name: rasterio.open(item.path) for name, item in inputs.items()}
-    readers: dict[str, Any] = {}
-    try:
-        for name, ds in opened.items():
+    names = sorted({name for d in group for name in d.expression.bands})
+    with ExitStack() as stack:
+        readers: dict[str, Any] = {}
+        for name in names:
+            ds = stack.enter_context(rasterio.open(inputs[name].path))
             same = ds.crs == crs and ds.transform == transform and ds.shape == (height, width)
             readers[name] = (
                 ds
                 if same
-                else WarpedVRT(
-                    ds,
-                    crs=crs,
-                    transform=transform,
-                    width=width,
-                    height=height,
-                    resampling=Resampling.nearest,
-                    src_nodata=ds.nodata,
-                    nodata=ds.nodata,
+                else stack.enter_context(
+                    WarpedVRT(
+                        ds,
+                        crs=crs,
+                        transform=transform,
+                        width=width,
+                        height=height,
+                        resampling=Resampling.nearest,
+                        src_nodata=ds.nodata,
+                        nodata=ds.nodata,
+                    )
                 )
             )
-        with rasterio.open(tmp, "w", **profile) as out:
-            for row in range(0, height, rows_per_strip):
-                window = Window(0, row, width, min(rows_per_strip, height - row))
-                values: dict[str, np.ndarray[Any, Any]] = {}
-                valid = np.ones((int(window.height), width), dtype=bool)
-                for name, reader in readers.items():
-                    band_values, band_valid = _reflectance(
-                        reader.read(1, window=window), inputs[name]
-                    )
-                    values[name] = band_values
-                    valid &= band_valid
-                result = evaluate(definition.expression, values)
+        outs = {
+            d.key: stack.enter_context(
+                rasterio.open(tmps[d.key], "w", **_profile(d, grid, rows_per_strip))
+            )
+            for d in group
+        }
+        for row in range(0, height, rows_per_strip):
+            window = Window(0, row, width, min(rows_per_strip, height - row))
+            strip = {name: _reflectance(readers[name].read(1, window=window), inputs[name])
+                     for name in names}  # fmt: skip
+            for definition in group:
+                used = definition.expression.bands
+                valid = np.logical_and.reduce([strip[name][1] for name in used])
+                result = evaluate(definition.expression, {name: strip[name][0] for name in used})
                 valid &= np.isfinite(result)
-                if definition.data_type == "int16":
-                    stored = np.full(result.shape, INT16_NODATA, dtype=np.int16)
-                    scaled = np.clip(
-                        np.rint(result[valid] / np.float32(definition.scale)),
-                        -INT16_LIMIT,
-                        INT16_LIMIT,
-                    )
-                    stored[valid] = scaled.astype(np.int16)
-                    out.write(stored, 1, window=window)
-                else:
-                    out.write(np.where(valid, result, np.float32(FLOAT32_NODATA)), 1, window=window)
-    finally:
-        for reader in readers.values():
-            if isinstance(reader, WarpedVRT):
-                reader.close()
-        for ds in opened.values():
-            ds.close()
+                outs[definition.key].write(_stored(definition, result, valid), 1, window=window)

@@ -46,7 +46,7 @@ from include.common.storage import safe_component
 from include.processors.base import Processor, ProcessorInputs, ProcessorResult
 from include.processors.products.package import open_package, require_sensor, resolve_bands
 from include.processors.publish.cog import CogInfo, CogOptions, Compression, write_cog
-from include.processors.publish.indices import IndexDefinition, resolve_indices, write_index
+from include.processors.publish.indices import IndexDefinition, resolve_indices, write_indices
 from include.processors.publish.metadata import product_facts
 from include.processors.publish.quicklook import PNG_MEDIA_TYPE, THUMBNAIL_PX, write_quicklook
 from include.processors.publish.stac_item import (
@@ -435,7 +435,7 @@ class PublishProcessor(Processor):
                 )
             wanted = [known[key.lower()] for key in options.indices]
         cogs = {p.band.name: p.cog.path for p in published}
-        result: list[PublishedIndex] = []
+        computable: list[IndexDefinition] = []
         for definition in wanted:
             lacking = [band for band in definition.expression.bands if band not in cogs]
             if lacking:
@@ -447,23 +447,22 @@ class PublishProcessor(Processor):
                     ",".join(lacking),
                 )
                 continue
-            started = time.monotonic()
-            cog = write_index(
-                definition,
-                cogs,
-                out_dir / f"{scene_id}_{definition.key}.tif",
-                options=options.cog,
-            )
+            computable.append(definition)
+        started = time.monotonic()
+        dests = {d.key: out_dir / f"{scene_id}_{d.key}.tif" for d in computable}
+        written = write_indices(computable, cogs, dests, options=options.cog)
+        result: list[PublishedIndex] = []
+        for definition in computable:
+            cog = written[definition.key]
             checksum, size = file_checksum(cog.path)
             result.append(
                 PublishedIndex(index=definition, cog=cog, checksum=checksum, size_bytes=size)
             )
-            log.info(
-                "publish.index scene=%s collection=%s index=%s size_bytes=%d elapsed_s=%.2f",
-                scene_id,
-                collection.name,
-                definition.key,
-                size,
-                time.monotonic() - started,
-            )
+        log.info(
+            "publish.indices scene=%s collection=%s indices=%s elapsed_s=%.2f",
+            scene_id,
+            collection.name,
+            ",".join(written),
+            time.monotonic() - started,
+        )
         return result
