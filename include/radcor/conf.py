@@ -286,8 +286,11 @@ class _Checker:
         """Add the first ``MAX_LISTED`` problems of one list and count the rest."""
         self.problems.extend(problems[:MAX_LISTED])
         if len(problems) > MAX_LISTED:
-            self.add(where, f"has {len(problems) - MAX_LISTED} more problems not listed",
-                     "fix the entries above and validate again")
+            self.add(
+                where,
+                f"has {len(problems) - MAX_LISTED} more problems not listed",
+                "fix the entries above and validate again",
+            )
 
     def catalog_fix(self) -> str:
         aliases = ", ".join(
@@ -304,11 +307,17 @@ class _Checker:
             where = _join(prefix, error["loc"])
             if error["type"] == "extra_forbidden":
                 name = str(error["loc"][-1])
-                self.add(where, f"unknown field {_short(name)}",
-                         f"remove it (known fields: {', '.join(known)})")
+                self.add(
+                    where,
+                    f"unknown field {_short(name)}",
+                    f"remove it (known fields: {', '.join(known)})",
+                )
             elif error["type"] == "missing":
-                self.add(where, "is required",
-                         self.catalog_fix() if where == "catalog" else _fix_for(where))
+                self.add(
+                    where,
+                    "is required",
+                    self.catalog_fix() if where == "catalog" else _fix_for(where),
+                )
             else:
                 message = re.sub(r"^Input should be", "must be", error["msg"])
                 self.add(where, f"{message} (got {_json_type(error['input'])})", _fix_for(where))
@@ -351,8 +360,11 @@ def validate_conf(
     values = {str(k): v for k, v in raw.items() if v is not None}
     for key in [k for k in values if k not in CONF_FIELDS and _is_credential(k)]:
         del values[key]
-        checker.add(key, "raw credentials are not accepted in a conf (value not shown)",
-                    _connection_fix(None, checker.catalogs))
+        checker.add(
+            key,
+            "raw credentials are not accepted in a conf (value not shown)",
+            _connection_fix(None, checker.catalogs),
+        )
     bad: set[str] = set()
     try:
         _RawConf.model_validate(values)
@@ -422,18 +434,25 @@ def _check_catalog_args(
     args = {str(k): v for k, v in value.items() if v is not None}
     for key in [k for k in args if _is_credential(k) and k not in _ARG_FIELDS]:
         del args[key]
-        checker.add(f"catalog_args.{_short(key, quote=False)}",
-                    "raw credentials are not accepted in a conf (value not shown)",
-                    _connection_fix(catalog, checker.catalogs))
+        checker.add(
+            f"catalog_args.{_short(key, quote=False)}",
+            "raw credentials are not accepted in a conf (value not shown)",
+            _connection_fix(catalog, checker.catalogs),
+        )
     verify_tls = args.pop("verify_tls", None)
     if isinstance(verify_tls, str) and verify_tls.strip().lower() in ("true", "false", ""):
-        checker.add("catalog_args.verify_tls", f"is the string {verify_tls!r}, not a boolean "
-                    "or a CA bundle path", "use true or false (a JSON boolean, not a string)")
+        checker.add(
+            "catalog_args.verify_tls",
+            f"is the string {verify_tls!r}, not a boolean or a CA bundle path",
+            "use true or false (a JSON boolean, not a string)",
+        )
         verify_tls = None
     elif verify_tls is not None and not isinstance(verify_tls, bool | str):
-        checker.add("catalog_args.verify_tls",
-                    f"must be a boolean or a CA bundle path (got {_json_type(verify_tls)})",
-                    _FIXES["catalog_args.verify_tls"])
+        checker.add(
+            "catalog_args.verify_tls",
+            f"must be a boolean or a CA bundle path (got {_json_type(verify_tls)})",
+            _FIXES["catalog_args.verify_tls"],
+        )
         verify_tls = None
     try:
         parsed = CatalogArgs.model_validate(args)
@@ -448,11 +467,17 @@ def _check_catalog_args(
     _check_range("catalog_args.page_size", parsed.page_size, 1, 10000, checker)
     _check_range("catalog_args.max_connections", parsed.max_connections, 1, 64, checker)
     if parsed.timeout_s is not None and parsed.timeout_s <= 0:
-        checker.add("catalog_args.timeout_s", f"{parsed.timeout_s} is not greater than 0",
-                    _FIXES["catalog_args.timeout_s"])
+        checker.add(
+            "catalog_args.timeout_s",
+            f"{parsed.timeout_s} is not greater than 0",
+            _FIXES["catalog_args.timeout_s"],
+        )
     if parsed.conn_id is not None and not _CONN_ID_RE.match(parsed.conn_id):
-        checker.add("catalog_args.conn_id", f"{_short(parsed.conn_id)} is not a Connection id",
-                    "use letters, digits, '_', '.' and '-' only, e.g. 'cdse_default'")
+        checker.add(
+            "catalog_args.conn_id",
+            f"{_short(parsed.conn_id)} is not a Connection id",
+            "use letters, digits, '_', '.' and '-' only, e.g. 'cdse_default'",
+        )
     out = parsed.model_dump(exclude_none=True)
     if verify_tls is not None:
         out["verify_tls"] = verify_tls.strip() if isinstance(verify_tls, str) else verify_tls
@@ -466,8 +491,11 @@ def _check_token_url(
     where = "catalog_args.token_url"
     config = checker.catalogs.get(catalog) if catalog else None
     if config is not None and "token_url" not in config.options:
-        checker.add(where, f"catalog {catalog!r} takes no token_url",
-                    "remove it (only catalogs that log in at a token endpoint, such as cdse)")
+        checker.add(
+            where,
+            f"catalog {catalog!r} takes no token_url",
+            "remove it (only catalogs that log in at a token endpoint, such as cdse)",
+        )
         return
     before = len(checker.problems)
     _check_url(token_url, catalog, checker, where=where)
@@ -491,8 +519,11 @@ def _check_url(
         checker.add(where, "is not a valid URL (not shown)", _FIXES[where])
         return
     if has_userinfo or any(_is_credential(key) for key in query_keys):
-        checker.add(where, "contains credentials (user:password@ or a token parameter; "
-                    "not shown)", _connection_fix(catalog, checker.catalogs))
+        checker.add(
+            where,
+            "contains credentials (user:password@ or a token parameter; not shown)",
+            _connection_fix(catalog, checker.catalogs),
+        )
     elif parts.scheme not in ("http", "https") or not hostname:
         checker.add(where, "is not an http(s) URL with a host", _FIXES[where])
 
@@ -512,13 +543,20 @@ def _check_area(
         if name in bad or good.get(name) not in (None, "", []):
             modes.append(name)
     if not modes:
-        checker.add("area", "no area given", "give exactly one of: w, s, e, n (a bbox), geom "
-                    "(WKT or GeoJSON), scenes (scene ids) or tiles (MGRS or WRS-2)")
+        checker.add(
+            "area",
+            "no area given",
+            "give exactly one of: w, s, e, n (a bbox), geom "
+            "(WKT or GeoJSON), scenes (scene ids) or tiles (MGRS or WRS-2)",
+        )
         return None
     if len(modes) > 1:
         names = {"bbox": "w,s,e,n", "geom": "geom", "scenes": "scenes", "tiles": "tiles"}
-        checker.add(names[modes[1]], f"the area is given more than once ({', '.join(modes)})",
-                    f"keep exactly one of w,s,e,n / geom / scenes / tiles; remove {modes[1]}")
+        checker.add(
+            names[modes[1]],
+            f"the area is given more than once ({', '.join(modes)})",
+            f"keep exactly one of w,s,e,n / geom / scenes / tiles; remove {modes[1]}",
+        )
     if "bbox" in modes:
         _check_bbox(good, sides, checker, out)
     if "geom" in modes and "geom" in good:
@@ -536,8 +574,11 @@ def _check_bbox(
     missing = [side for side in "wsen" if side not in sides]
     for side in missing:
         verb = "is" if len(sides) == 1 else "are"
-        checker.add(side, f"is missing while {', '.join(sides)} {verb} given",
-                    "give all four of w, s, e, n (west, south, east, north in degrees) or none")
+        checker.add(
+            side,
+            f"is missing while {', '.join(sides)} {verb} given",
+            "give all four of w, s, e, n (west, south, east, north in degrees) or none",
+        )
     limits = {"w": 180.0, "e": 180.0, "s": 90.0, "n": 90.0}
     valid: dict[str, float] = {}
     for side in "wsen":
@@ -545,16 +586,19 @@ def _check_bbox(
             value = float(good[side])
             out[side] = value
             if abs(value) > limits[side]:
-                checker.add(side, f"{value} is outside -{limits[side]:g}..{limits[side]:g}",
-                            _FIXES[side])
+                checker.add(
+                    side, f"{value} is outside -{limits[side]:g}..{limits[side]:g}", _FIXES[side]
+                )
             else:
                 valid[side] = value
     if "w" in valid and "e" in valid and valid["w"] >= valid["e"]:
-        checker.add("e", f"east {valid['e']} is not greater than west {valid['w']}",
-                    "give w < e; for an area across the antimeridian use a geom MultiPolygon")
+        checker.add(
+            "e",
+            f"east {valid['e']} is not greater than west {valid['w']}",
+            "give w < e; for an area across the antimeridian use a geom MultiPolygon",
+        )
     if "s" in valid and "n" in valid and valid["s"] >= valid["n"]:
-        checker.add("n", f"north {valid['n']} is not greater than south {valid['s']}",
-                    "give s < n")
+        checker.add("n", f"north {valid['n']} is not greater than south {valid['s']}", "give s < n")
 
 
 def _check_geom(value: Any, checker: _Checker) -> dict[str, Any] | None:
@@ -584,8 +628,9 @@ def _check_geom(value: Any, checker: _Checker) -> dict[str, Any] | None:
         try:
             geometry = shape(data)
         except (ShapelyError, ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
-            checker.add("geom", f"is not a valid GeoJSON geometry ({type(err).__name__}: {err})",
-                        fix)
+            checker.add(
+                "geom", f"is not a valid GeoJSON geometry ({type(err).__name__}: {err})", fix
+            )
             return None
     return _checked_geometry(geometry, checker)
 
@@ -600,8 +645,11 @@ def _geojson_geometry(data: Any, checker: _Checker) -> Mapping[str, Any] | None:
         features = data.get("features")
         if not isinstance(features, list) or len(features) != 1:
             count = len(features) if isinstance(features, list) else 0
-            checker.add("geom", f"is a FeatureCollection with {count} features, not 1",
-                        "give one geometry (merge the features into a MultiPolygon)")
+            checker.add(
+                "geom",
+                f"is a FeatureCollection with {count} features, not 1",
+                "give one geometry (merge the features into a MultiPolygon)",
+            )
             return None
         data = features[0]
     if isinstance(data, Mapping) and data.get("type") == "Feature":
@@ -629,13 +677,19 @@ def _checked_geometry(geometry: Any, checker: _Checker) -> dict[str, Any] | None
         return None
     west, south, east, north = geometry.bounds
     if west < -180 or east > 180 or south < -90 or north > 90:
-        checker.add("geom", f"lies outside longitude -180..180 / latitude -90..90 "
-                    f"(bounds {west:g}, {south:g}, {east:g}, {north:g})",
-                    "give WGS84 longitude/latitude (x = lon, y = lat), not projected coordinates")
+        checker.add(
+            "geom",
+            f"lies outside longitude -180..180 / latitude -90..90 "
+            f"(bounds {west:g}, {south:g}, {east:g}, {north:g})",
+            "give WGS84 longitude/latitude (x = lon, y = lat), not projected coordinates",
+        )
         return None
     if not geometry.is_valid:
-        checker.add("geom", f"is not a valid {kind}: {shapely.is_valid_reason(geometry)}",
-                    "close each ring and remove self-intersections (shapely.make_valid repairs it)")
+        checker.add(
+            "geom",
+            f"is not a valid {kind}: {shapely.is_valid_reason(geometry)}",
+            "close each ring and remove self-intersections (shapely.make_valid repairs it)",
+        )
         return None
     result: dict[str, Any] = json.loads(shapely.to_geojson(shapely.force_2d(geometry)))
     return result
@@ -643,8 +697,11 @@ def _checked_geometry(geometry: Any, checker: _Checker) -> dict[str, Any] | None
 
 def _check_scenes(value: list[str], checker: _Checker) -> list[str]:
     if len(value) > MAX_SCENES:
-        checker.add("scenes", f"has {len(value)} scene ids (limit {MAX_SCENES})",
-                    f"split the request into runs of at most {MAX_SCENES} scenes")
+        checker.add(
+            "scenes",
+            f"has {len(value)} scene ids (limit {MAX_SCENES})",
+            f"split the request into runs of at most {MAX_SCENES} scenes",
+        )
     seen: dict[str, int] = {}
     out: list[str] = []
     problems: list[FieldProblem] = []
@@ -656,8 +713,13 @@ def _check_scenes(value: list[str], checker: _Checker) -> list[str]:
             problems.extend(err.problems)
             continue
         if canonical in seen:
-            problems.append(FieldProblem(where, f"{canonical!r} repeats scenes[{seen[canonical]}]",
-                                         "remove the duplicate"))
+            problems.append(
+                FieldProblem(
+                    where,
+                    f"{canonical!r} repeats scenes[{seen[canonical]}]",
+                    "remove the duplicate",
+                )
+            )
             continue
         seen[canonical] = index
         out.append(canonical)
@@ -673,12 +735,19 @@ def _check_tiles(value: list[str], checker: _Checker) -> list[str]:
         where = f"tiles[{index}]"
         canonical = is_mgrs_tile(tile) or parse_wrs2_pathrow(tile)
         if canonical is None:
-            problems.append(FieldProblem(
-                where, f"{_short(tile)} is neither an MGRS tile nor a WRS-2 path/row",
-                _FIXES["tiles[]"] + " (path 001-233, row 001-248)"))
+            problems.append(
+                FieldProblem(
+                    where,
+                    f"{_short(tile)} is neither an MGRS tile nor a WRS-2 path/row",
+                    _FIXES["tiles[]"] + " (path 001-233, row 001-248)",
+                )
+            )
         elif canonical in seen:
-            problems.append(FieldProblem(where, f"{canonical!r} repeats tiles[{seen[canonical]}]",
-                                         "remove the duplicate"))
+            problems.append(
+                FieldProblem(
+                    where, f"{canonical!r} repeats tiles[{seen[canonical]}]", "remove the duplicate"
+                )
+            )
         else:
             seen[canonical] = index
             out.append(canonical)
@@ -695,11 +764,17 @@ def _check_dates(
     if mode in ("bbox", "geom", "tiles"):
         for name in ("start", "end"):
             if good.get(name) in (None, ""):
-                checker.add(name, f"is required when the area is given by {mode}",
-                            _DATE_FIX + " (only scenes may omit dates)")
+                checker.add(
+                    name,
+                    f"is required when the area is given by {mode}",
+                    _DATE_FIX + " (only scenes may omit dates)",
+                )
     if start is not None and end is not None and start > end:
-        checker.add("end", f"{end.isoformat()} is before start {start.isoformat()}",
-                    "give end at or after start")
+        checker.add(
+            "end",
+            f"{end.isoformat()} is before start {start.isoformat()}",
+            "give end at or after start",
+        )
 
 
 def _instant(value: Any, where: str, end_of_day: bool, checker: _Checker) -> datetime | None:
@@ -731,13 +806,19 @@ def _instant(value: Any, where: str, end_of_day: bool, checker: _Checker) -> dat
 
 def _check_tasks(value: list[Any], action: Action, checker: _Checker) -> list[TaskNode]:
     if not value and action == Action.START:
-        checker.add("tasks", "is required for action 'start' (at least one node)",
-                    _FIXES["tasks"] + ", or use action 'preview' to search only")
+        checker.add(
+            "tasks",
+            "is required for action 'start' (at least one node)",
+            _FIXES["tasks"] + ", or use action 'preview' to search only",
+        )
         return []
     nodes = _check_nodes(value, "tasks", None, 1, checker)
     if checker.node_count > MAX_NODES:
-        checker.add("tasks", f"has {checker.node_count} nodes (limit {MAX_NODES})",
-                    "split the work into several confs")
+        checker.add(
+            "tasks",
+            f"has {checker.node_count} nodes (limit {MAX_NODES})",
+            "split the work into several confs",
+        )
     return nodes
 
 
@@ -749,8 +830,11 @@ def _check_nodes(
         where = f"{prefix}[{index}]"
         checker.node_count += 1
         if depth > MAX_DEPTH:
-            checker.add(where, f"is nested {depth} levels deep (limit {MAX_DEPTH})",
-                        "flatten the tree: siblings of one parent run independently")
+            checker.add(
+                where,
+                f"is nested {depth} levels deep (limit {MAX_DEPTH})",
+                "flatten the tree: siblings of one parent run independently",
+            )
             continue
         node = _check_node(item, where, parent, depth, checker)
         if node is not None:
@@ -795,11 +879,17 @@ def _check_node_type(
         checker.add(f"{where}.type", f"{_short(value)} is not a task type", _FIXES["tasks[].type"])
         return None
     if parent is not None and task_type == TaskType.DOWNLOAD:
-        checker.add(f"{where}.type", "download has a parent; downloads start the tree",
-                    "move the download node to the top level of tasks")
+        checker.add(
+            f"{where}.type",
+            "download has a parent; downloads start the tree",
+            "move the download node to the top level of tasks",
+        )
     elif parent is not None and CANONICAL_ORDER.index(task_type) < CANONICAL_ORDER.index(parent):
-        checker.add(f"{where}.type", f"{task_type} cannot run after its parent {parent}",
-                    f"children follow the order {_ORDER_TEXT}; move this node higher up")
+        checker.add(
+            f"{where}.type",
+            f"{task_type} cannot run after its parent {parent}",
+            f"children follow the order {_ORDER_TEXT}; move this node higher up",
+        )
     return task_type
 
 
@@ -810,35 +900,49 @@ def _check_collection(name: str, where: str, task_type: TaskType, checker: _Chec
         guesses = [c for c in configured if c.lower().startswith(name.lower().rstrip("-") + "-")]
         guesses += [c for c in configured if c.lower() == name.lower()]
         example = (guesses or configured or ["S2_L2A-1"])[0]
-        checker.add(where, f"{_short(name)} is not configured",
-                    f"use Name-Version such as {example!r} (configured: {', '.join(configured)})")
+        checker.add(
+            where,
+            f"{_short(name)} is not configured",
+            f"use Name-Version such as {example!r} (configured: {', '.join(configured)})",
+        )
         return
     if task_type == TaskType.DOWNLOAD and not collection.providers:
         sources = [c for c, conf in checker.collections.items() if conf.providers]
-        checker.add(where, f"{name!r} has no providers to download it from",
-                    f"download one of: {', '.join(sources)}")
+        checker.add(
+            where,
+            f"{name!r} has no providers to download it from",
+            f"download one of: {', '.join(sources)}",
+        )
     if str(task_type) not in PROCESSING_TYPES:
         return
     processor = collection.processors.get(str(task_type))
     if processor is None:
         makers = [c for c, conf in checker.collections.items() if str(task_type) in conf.processors]
-        checker.add(where, f"{name!r} has no {task_type} processor configured",
-                    f"use a collection with processors.{task_type} (configured: "
-                    f"{', '.join(makers) or 'none'}) or add one in collections.yaml")
+        checker.add(
+            where,
+            f"{name!r} has no {task_type} processor configured",
+            f"use a collection with processors.{task_type} (configured: "
+            f"{', '.join(makers) or 'none'}) or add one in collections.yaml",
+        )
     elif checker.processor_names is not None and processor.name.lower() not in (
         checker.processor_names
     ):
-        checker.add(where, f"{name!r} uses {task_type} processor {processor.name!r}, which is "
-                    "not registered", f"register it or pick another collection (registered: "
-                    f"{', '.join(sorted(checker.processor_names)) or 'none'})")
+        checker.add(
+            where,
+            f"{name!r} uses {task_type} processor {processor.name!r}, which is not registered",
+            f"register it or pick another collection (registered: "
+            f"{', '.join(sorted(checker.processor_names)) or 'none'})",
+        )
 
 
 def _check_args(args: dict[str, Any], where: str, checker: _Checker) -> None:
     for key in args:
         if _is_credential(key) and _normal(key) not in ("key", "auth", "user", "pass"):
-            checker.add(f"{where}.{_short(key, quote=False)}",
-                        "raw credentials are not accepted in a conf (value not shown)",
-                        "keep secrets in an Airflow Connection and name it in catalog_args.conn_id")
+            checker.add(
+                f"{where}.{_short(key, quote=False)}",
+                "raw credentials are not accepted in a conf (value not shown)",
+                "keep secrets in an Airflow Connection and name it in catalog_args.conn_id",
+            )
     try:
         json.dumps(args, allow_nan=False)
     except (TypeError, ValueError) as err:
@@ -878,13 +982,25 @@ def params_schema() -> dict[str, dict[str, Any]]:
     obvious range errors at trigger time and stays permissive where ``validate_conf`` checks
     more (geometry, scene ids, tiles, dates, catalog names, credentials).
     """
+
     def number(title: str, low: float, high: float, text: str) -> dict[str, Any]:
-        return {"default": None, "type": ["null", "number"], "minimum": low, "maximum": high,
-                "title": title, "description": text}
+        return {
+            "default": None,
+            "type": ["null", "number"],
+            "minimum": low,
+            "maximum": high,
+            "title": title,
+            "description": text,
+        }
 
     def text_list(title: str, text: str) -> dict[str, Any]:
-        return {"default": None, "type": ["null", "array"], "items": {"type": "string"},
-                "title": title, "description": text}
+        return {
+            "default": None,
+            "type": ["null", "array"],
+            "items": {"type": "string"},
+            "title": title,
+            "description": text,
+        }
 
     node: dict[str, Any] = {
         "type": "object",
@@ -902,38 +1018,84 @@ def params_schema() -> dict[str, dict[str, Any]]:
         "s": number("South", -90, 90, "Bounding box south latitude (degrees)."),
         "e": number("East", -180, 180, "Bounding box east longitude (degrees)."),
         "n": number("North", -90, 90, "Bounding box north latitude (degrees)."),
-        "geom": {"default": None, "type": ["null", "string", "object"], "title": "Geometry",
-                 "description": "Area as WKT or GeoJSON (Polygon, MultiPolygon or Point), "
-                 "instead of the bounding box."},
-        "scenes": text_list("Scenes", "Scene ids to fetch by id (no date or cloud filter), "
-                            "instead of an area."),
-        "tiles": text_list("Tiles", "MGRS tiles (23LLF) or WRS-2 path/rows (221069), "
-                           "instead of an area."),
-        "catalog": {"default": None, "type": "string", "minLength": 1, "title": "Catalog",
-                    "description": "Catalog to search: CDSE, EarthSearch, PlanetaryComputer, "
-                    "USGS, ... (case-insensitive)."},
-        "catalog_args": {"default": {}, "type": ["null", "object"], "title": "Catalog options",
-                         "description": f"Driver options: {', '.join(_ARG_FIELDS)}. Never "
-                         "credentials: name an Airflow Connection in conn_id."},
-        "dataset": {"default": None, "type": "string", "minLength": 1, "title": "Dataset",
-                    "description": "Dataset as the catalog names it: S2MSI1C, S2MSI2A, "
-                    "landsat_ot_c2_l2, sentinel-2-l2a, ..."},
-        "start": {"default": None, "type": ["null", "string"], "title": "Start",
-                  "description": "ISO 8601 date or datetime (UTC when naive)."},
-        "end": {"default": None, "type": ["null", "string"], "title": "End",
-                "description": "ISO 8601 date or datetime; a date means the end of that day."},
-        "cloud": {"default": 100, "type": ["null", "number"], "minimum": 0, "maximum": 100,
-                  "title": "Max cloud %", "description": "Maximum cloud cover in percent."},
-        "action": {"default": "start", "type": "string",
-                   "pattern": "^([Pp][Rr][Ee][Vv][Ii][Ee][Ww]|[Ss][Tt][Aa][Rr][Tt])$",
-                   "title": "Action", "description": "preview: search only; start: search "
-                   "and process."},
-        "force": {"default": False, "type": ["null", "boolean"], "title": "Force",
-                  "description": "Redo nodes whose output is already published."},
-        "tasks": {"default": [], "type": ["null", "array"], "items": {"$ref": "#/$defs/node"},
-                  "$defs": {"node": node}, "title": "Tasks",
-                  "description": "Processing tree: nodes {type, collection, args, tasks}; "
-                  f"types in order {_ORDER_TEXT}."},
+        "geom": {
+            "default": None,
+            "type": ["null", "string", "object"],
+            "title": "Geometry",
+            "description": "Area as WKT or GeoJSON (Polygon, MultiPolygon or Point), "
+            "instead of the bounding box.",
+        },
+        "scenes": text_list(
+            "Scenes", "Scene ids to fetch by id (no date or cloud filter), instead of an area."
+        ),
+        "tiles": text_list(
+            "Tiles", "MGRS tiles (23LLF) or WRS-2 path/rows (221069), instead of an area."
+        ),
+        "catalog": {
+            "default": None,
+            "type": "string",
+            "minLength": 1,
+            "title": "Catalog",
+            "description": "Catalog to search: CDSE, EarthSearch, PlanetaryComputer, "
+            "USGS, ... (case-insensitive).",
+        },
+        "catalog_args": {
+            "default": {},
+            "type": ["null", "object"],
+            "title": "Catalog options",
+            "description": f"Driver options: {', '.join(_ARG_FIELDS)}. Never "
+            "credentials: name an Airflow Connection in conn_id.",
+        },
+        "dataset": {
+            "default": None,
+            "type": "string",
+            "minLength": 1,
+            "title": "Dataset",
+            "description": "Dataset as the catalog names it: S2MSI1C, S2MSI2A, "
+            "landsat_ot_c2_l2, sentinel-2-l2a, ...",
+        },
+        "start": {
+            "default": None,
+            "type": ["null", "string"],
+            "title": "Start",
+            "description": "ISO 8601 date or datetime (UTC when naive).",
+        },
+        "end": {
+            "default": None,
+            "type": ["null", "string"],
+            "title": "End",
+            "description": "ISO 8601 date or datetime; a date means the end of that day.",
+        },
+        "cloud": {
+            "default": 100,
+            "type": ["null", "number"],
+            "minimum": 0,
+            "maximum": 100,
+            "title": "Max cloud %",
+            "description": "Maximum cloud cover in percent.",
+        },
+        "action": {
+            "default": "start",
+            "type": "string",
+            "pattern": "^([Pp][Rr][Ee][Vv][Ii][Ee][Ww]|[Ss][Tt][Aa][Rr][Tt])$",
+            "title": "Action",
+            "description": "preview: search only; start: search and process.",
+        },
+        "force": {
+            "default": False,
+            "type": ["null", "boolean"],
+            "title": "Force",
+            "description": "Redo nodes whose output is already published.",
+        },
+        "tasks": {
+            "default": [],
+            "type": ["null", "array"],
+            "items": {"$ref": "#/$defs/node"},
+            "$defs": {"node": node},
+            "title": "Tasks",
+            "description": "Processing tree: nodes {type, collection, args, tasks}; "
+            f"types in order {_ORDER_TEXT}.",
+        },
     }
 
 
@@ -949,15 +1111,19 @@ def _normal(key: str) -> str:
 def _connection_fix(catalog: str | None, catalogs: Mapping[str, CatalogConfig]) -> str:
     config = catalogs.get(catalog) if catalog else None
     conn_id = (config.conn_id if config else None) or f"{catalog or 'cdse'}_default"
-    return (f"create an Airflow Connection (e.g. {conn_id!r}) holding the credentials and pass "
-            "catalog_args.conn_id instead")
+    return (
+        f"create an Airflow Connection (e.g. {conn_id!r}) holding the credentials and pass "
+        "catalog_args.conn_id instead"
+    )
 
 
 def _join(prefix: str, loc: tuple[int | str, ...]) -> str:
     where = prefix
     for part in loc:
-        where = f"{where}[{part}]" if isinstance(part, int) else (
-            f"{where}.{part}" if where else str(part)
+        where = (
+            f"{where}[{part}]"
+            if isinstance(part, int)
+            else (f"{where}.{part}" if where else str(part))
         )
     return where
 

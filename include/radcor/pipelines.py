@@ -49,9 +49,7 @@ CRON_PRESETS: dict[str, str] = {
     "@annually": "0 0 1 1 *",
 }
 """Presets Airflow knows, as cron expressions (``@annually`` is an alias of ``@yearly``)."""
-_PERIOD_RE = re.compile(
-    r"^\s*(?P<count>\d+)\s*(?P<unit>minute|hour|day|week)s?\s*$", re.IGNORECASE
-)
+_PERIOD_RE = re.compile(r"^\s*(?P<count>\d+)\s*(?P<unit>minute|hour|day|week)s?\s*$", re.IGNORECASE)
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 _STEM_RE = re.compile(r"^[A-Za-z0-9_.-]{1,240}$")
 _SCHEDULE_FIX = (
@@ -72,8 +70,7 @@ _FIXES = {
     "max_active_runs": "give a whole number from 1 to 64",
     "pools": f"map steps ({', '.join(_STEPS)}) to Airflow pool names, e.g. "
     "{download: download_cdse}",
-    "queues": f"map steps ({', '.join(_STEPS)}) to Celery queue names, e.g. "
-    "{download: download}",
+    "queues": f"map steps ({', '.join(_STEPS)}) to Celery queue names, e.g. {{download: download}}",
     "conf": "give the radcor conf as a mapping (catalog, dataset, area, tasks), without dates",
 }
 
@@ -190,14 +187,13 @@ def pipeline_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(
-        p for p in folder.iterdir()
+        p
+        for p in folder.iterdir()
         if p.suffix.lower() in PIPELINE_SUFFIXES and p.is_file() and not p.name.startswith(".")
     )
 
 
-def load_pipelines(
-    folder: Path, *, processor_names: Collection[str] | None = None
-) -> PipelineSet:
+def load_pipelines(folder: Path, *, processor_names: Collection[str] | None = None) -> PipelineSet:
     """Load every pipeline file of ``folder``; a bad file is reported, never hides the others.
 
     Args:
@@ -221,9 +217,19 @@ def load_pipelines(
             result.errors.append(err)
             continue
         if pipeline.dag_id in seen:
-            result.errors.append(PipelineError(path, [FieldProblem(
-                "(file name)", f"gives DAG id {pipeline.dag_id!r}, as {seen[pipeline.dag_id].name}"
-                " does", "rename one of the two files")]))
+            result.errors.append(
+                PipelineError(
+                    path,
+                    [
+                        FieldProblem(
+                            "(file name)",
+                            f"gives DAG id {pipeline.dag_id!r}, as {seen[pipeline.dag_id].name}"
+                            " does",
+                            "rename one of the two files",
+                        )
+                    ],
+                )
+            )
             continue
         seen[pipeline.dag_id] = path
         result.pipelines.append(pipeline)
@@ -246,25 +252,36 @@ def load_pipeline(path: Path, *, processor_names: Collection[str] | None = None)
     """
     problems: list[FieldProblem] = []
     if not _STEM_RE.match(path.stem):
-        problems.append(FieldProblem(
-            "(file name)", f"{path.stem!r} cannot be part of a DAG id",
-            "rename the file with letters, digits, '_', '.' and '-' only"))
+        problems.append(
+            FieldProblem(
+                "(file name)",
+                f"{path.stem!r} cannot be part of a DAG id",
+                "rename the file with letters, digits, '_', '.' and '-' only",
+            )
+        )
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
         where = f"(line {mark.line + 1}, column {mark.column + 1})" if mark else "(yaml)"
-        problems.append(FieldProblem(where, f"is not valid YAML: {err.problem or err}",
-                                     "fix the YAML syntax (indentation, quotes, colons)"))
+        problems.append(
+            FieldProblem(
+                where,
+                f"is not valid YAML: {err.problem or err}",
+                "fix the YAML syntax (indentation, quotes, colons)",
+            )
+        )
         raise PipelineError(path, problems) from err
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        problems.append(FieldProblem("(file)", f"cannot be read: {err}",
-                                     "save it as UTF-8 YAML"))
+        problems.append(FieldProblem("(file)", f"cannot be read: {err}", "save it as UTF-8 YAML"))
         raise PipelineError(path, problems) from err
     if not isinstance(data, Mapping):
         kind = "empty" if data is None else f"a {type(data).__name__}, not a mapping"
-        problems.append(FieldProblem("(file)", f"is {kind}",
-                                     "give a mapping with at least schedule, start_date and conf"))
+        problems.append(
+            FieldProblem(
+                "(file)", f"is {kind}", "give a mapping with at least schedule, start_date and conf"
+            )
+        )
         raise PipelineError(path, problems)
     try:
         raw = _RawPipeline.model_validate({str(k): v for k, v in data.items()})
@@ -275,8 +292,13 @@ def load_pipeline(path: Path, *, processor_names: Collection[str] | None = None)
     start = _instant(raw.start_date, "start_date", problems)
     end = _instant(raw.end_date, "end_date", problems) if raw.end_date is not None else None
     if start is not None and end is not None and end <= start:
-        problems.append(FieldProblem("end_date", f"{end.isoformat()} is not after start_date "
-                                     f"{start.isoformat()}", _FIXES["end_date"]))
+        problems.append(
+            FieldProblem(
+                "end_date",
+                f"{end.isoformat()} is not after start_date {start.isoformat()}",
+                _FIXES["end_date"],
+            )
+        )
     conf = _conf(raw.conf, start, processor_names, problems)
     if problems or schedule is None or start is None or conf is None:
         raise PipelineError(path, problems)
@@ -316,9 +338,13 @@ def _schedule(text: str, problems: list[FieldProblem]) -> PipelineSchedule | Non
     value = text.strip()
     lowered = value.lower()
     if lowered in ("", "none", "null", "@once", "@continuous"):
-        problems.append(FieldProblem(
-            "schedule", f"{value!r} is not a repeating schedule (backfills need intervals)",
-            _SCHEDULE_FIX + "; for one-off runs trigger the radcor DAG instead"))
+        problems.append(
+            FieldProblem(
+                "schedule",
+                f"{value!r} is not a repeating schedule (backfills need intervals)",
+                _SCHEDULE_FIX + "; for one-off runs trigger the radcor DAG instead",
+            )
+        )
         return None
     if value.startswith("@"):
         if lowered not in CRON_PRESETS:
@@ -329,8 +355,9 @@ def _schedule(text: str, problems: list[FieldProblem]) -> PipelineSchedule | Non
     if period:
         count = int(period["count"])
         if count < 1:
-            problems.append(FieldProblem("schedule", f"{value!r} is an empty period",
-                                         _SCHEDULE_FIX))
+            problems.append(
+                FieldProblem("schedule", f"{value!r} is an empty period", _SCHEDULE_FIX)
+            )
             return None
         unit = period["unit"].lower()
         return PipelineSchedule("period", value, period=timedelta(**{f"{unit}s": count}))
@@ -340,8 +367,9 @@ def _schedule(text: str, problems: list[FieldProblem]) -> PipelineSchedule | Non
             raise CroniterBadCronError(f"has {len(fields)} fields, a cron expression has 5")
         croniter(value)
     except (CroniterBadCronError, ValueError) as err:
-        problems.append(FieldProblem("schedule", f"{value!r} is not a valid schedule ({err})",
-                                     _SCHEDULE_FIX))
+        problems.append(
+            FieldProblem("schedule", f"{value!r} is not a valid schedule ({err})", _SCHEDULE_FIX)
+        )
         return None
     return PipelineSchedule("cron", value, cron=" ".join(fields))
 
@@ -359,8 +387,9 @@ def _instant(value: Any, where: str, problems: list[FieldProblem]) -> datetime |
         try:
             moment = datetime.fromisoformat(str(value).strip())
         except ValueError:
-            problems.append(FieldProblem(where, f"{value!r} is not an ISO 8601 date or datetime",
-                                         _FIXES[where]))
+            problems.append(
+                FieldProblem(where, f"{value!r} is not an ISO 8601 date or datetime", _FIXES[where])
+            )
             return None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
@@ -375,13 +404,21 @@ def _conf(
     found = len(problems)
     for name in ("start", "end"):
         if raw.get(name) is not None:
-            problems.append(FieldProblem(
-                f"conf.{name}", "is set by the schedule: each run collects its data interval",
-                "remove it; use start_date (and end_date) at the top level of the file"))
+            problems.append(
+                FieldProblem(
+                    f"conf.{name}",
+                    "is set by the schedule: each run collects its data interval",
+                    "remove it; use start_date (and end_date) at the top level of the file",
+                )
+            )
     if raw.get("scenes") is not None:
-        problems.append(FieldProblem(
-            "conf.scenes", "lists fixed scenes, but a scheduled run collects its data interval",
-            "give the area instead (w/s/e/n, geom or tiles), or trigger radcor with the scenes"))
+        problems.append(
+            FieldProblem(
+                "conf.scenes",
+                "lists fixed scenes, but a scheduled run collects its data interval",
+                "give the area instead (w/s/e/n, geom or tiles), or trigger radcor with the scenes",
+            )
+        )
     placeholder = start or datetime(2020, 1, 1, tzinfo=UTC)
     candidate = {k: v for k, v in raw.items() if k not in ("start", "end", "scenes")}
     candidate["start"] = placeholder.isoformat()
@@ -390,7 +427,8 @@ def _conf(
         conf = validate_conf(candidate, processor_names=processor_names)
     except InvalidInputError as err:
         problems.extend(
-            FieldProblem(f"conf.{p.field}", p.message, p.fix) for p in err.problems
+            FieldProblem(f"conf.{p.field}", p.message, p.fix)
+            for p in err.problems
             if not (p.field == "area" and "scenes" in raw)  # already reported on conf.scenes
         )
         return None
@@ -417,13 +455,22 @@ def _pydantic_problems(err: ValidationError) -> list[FieldProblem]:
             known = _TOP_FIELDS if len(loc) == 1 else _STEPS
             guess = difflib.get_close_matches(loc[-1], known, n=1)
             hint = f"did you mean {guess[0]!r}? " if guess else ""
-            problems.append(FieldProblem(where, f"unknown field {loc[-1]!r}",
-                                         f"{hint}remove it (known fields: {', '.join(known)})"))
+            problems.append(
+                FieldProblem(
+                    where,
+                    f"unknown field {loc[-1]!r}",
+                    f"{hint}remove it (known fields: {', '.join(known)})",
+                )
+            )
         elif error["type"] == "missing":
             problems.append(FieldProblem(where, "is required", _FIXES.get(top, "add it")))
         else:
             message = re.sub(r"^Input should be", "must be", error["msg"])
-            problems.append(FieldProblem(where, f"{message} (got {error['input']!r})"[:300],
-                                         _FIXES.get(top, "see docs/deploy.md")))
+            problems.append(
+                FieldProblem(
+                    where,
+                    f"{message} (got {error['input']!r})"[:300],
+                    _FIXES.get(top, "see docs/deploy.md"),
+                )
+            )
     return problems
-

@@ -56,10 +56,12 @@ def _key_by_kind(engine: sa.Engine) -> None:
             conn.execute(sa.text(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
             key = sa.inspect(conn).get_pk_constraint(table)
             if "kind" not in key["constrained_columns"]:
-                conn.execute(sa.text(
-                    f'ALTER TABLE {table} DROP CONSTRAINT "{key["name"]}", '
-                    "ADD PRIMARY KEY (run_id, kind, idx)"
-                ))
+                conn.execute(
+                    sa.text(
+                        f'ALTER TABLE {table} DROP CONSTRAINT "{key["name"]}", '
+                        "ADD PRIMARY KEY (run_id, kind, idx)"
+                    )
+                )
             return
         conn.execute(sa.text(f"ALTER TABLE {table} RENAME TO {table}_old"))
         run_scenes_table.create(conn)

@@ -29,8 +29,12 @@ DEFAULT_POLL_INTERVAL_S = 3600.0
 DEFAULT_TIMEOUT_S = 3 * 24 * 3600.0
 MIN_POLL_INTERVAL_S = 1.0
 MAX_TIMEOUT_S = 30 * 24 * 3600.0
-WAIT_ARG_KEYS: tuple[str, ...] = ("wait_mode", "poll_interval_s", "wait_timeout_s",
-                                  "fallback_online")
+WAIT_ARG_KEYS: tuple[str, ...] = (
+    "wait_mode",
+    "poll_interval_s",
+    "wait_timeout_s",
+    "fallback_online",
+)
 """Keys of a download node's ``args`` (and of a catalog's ``options``) read by this module."""
 
 
@@ -84,18 +88,21 @@ def _problems(values: Mapping[str, Any], where: str) -> list[FieldProblem]:
         problems.append(FieldProblem(f"{where}.{key}" if where else key, message, _FIXES[key]))
 
     mode = values.get("wait_mode")
-    if mode is not None and (not isinstance(mode, str) or mode.strip().lower() not in
-                             {m.value for m in WaitMode}):
+    if mode is not None and (
+        not isinstance(mode, str) or mode.strip().lower() not in {m.value for m in WaitMode}
+    ):
         add("wait_mode", f"{mode!r} is not a wait mode")
     interval = values.get("poll_interval_s")
     if interval is not None and (not _is_number(interval) or interval < MIN_POLL_INTERVAL_S):
-        add("poll_interval_s", f"{interval!r} is not a number of seconds >= "
-            f"{MIN_POLL_INTERVAL_S:g}")
+        add(
+            "poll_interval_s", f"{interval!r} is not a number of seconds >= {MIN_POLL_INTERVAL_S:g}"
+        )
     timeout = values.get("wait_timeout_s")
     if timeout is not None and (not _is_number(timeout) or not 0 < timeout <= MAX_TIMEOUT_S):
         add("wait_timeout_s", f"{timeout!r} is not a number of seconds in (0, {MAX_TIMEOUT_S:g}]")
-    elif (timeout is not None and interval is not None and _is_number(interval)
-          and interval > timeout):
+    elif (
+        timeout is not None and interval is not None and _is_number(interval) and interval > timeout
+    ):
         add("poll_interval_s", f"{interval} is longer than wait_timeout_s {timeout}")
     fallback = values.get("fallback_online")
     if fallback is not None and not isinstance(fallback, bool):
@@ -128,7 +135,8 @@ def poll_interval_from_env(env: Mapping[str, str] | None = None) -> float | None
         value = float("nan")
     if not value >= MIN_POLL_INTERVAL_S:
         raise ConfigError(
-            f"${POLL_INTERVAL_ENV}", POLL_INTERVAL_ENV,
+            f"${POLL_INTERVAL_ENV}",
+            POLL_INTERVAL_ENV,
             f"{text!r} is not a number of seconds >= {MIN_POLL_INTERVAL_S:g}; set it to the wait "
             "between offline-scene polls (e.g. 3600) or unset it",
         )
@@ -157,8 +165,11 @@ def resolve_wait_settings(
     bad_options = _problems(options, "")
     if bad_options:
         first = bad_options[0]
-        raise ConfigError("catalogs.yaml", f"catalogs.{catalog}.options.{first.field}",
-                          f"{first.message}; {first.fix}")
+        raise ConfigError(
+            "catalogs.yaml",
+            f"catalogs.{catalog}.options.{first.field}",
+            f"{first.message}; {first.fix}",
+        )
     args = dict(node_args or {})
     bad_args = _problems(args, "args")
     if bad_args:

@@ -169,8 +169,7 @@ class OnlineWait:
 
     def _activities(self) -> dict[str, Activity]:
         return {
-            a.key.node_id: a
-            for a in self.store.for_run(self.context.run_id, self.scene.scene_id)
+            a.key.node_id: a for a in self.store.for_run(self.context.run_id, self.scene.scene_id)
         }
 
     def _todo(self, activities: Mapping[str, Activity]) -> tuple[list[PlanNode], list[str]]:
@@ -184,8 +183,9 @@ class OnlineWait:
             elif done is not None and done.status in DONE_STATES:
                 reasons.append(f"{node.collection}: downloaded already ({done.status})")
             else:
-                dest = archive_dir(node.collection, self.scene.tile, self.scene.datetime,
-                                   self.scene.scene_id)
+                dest = archive_dir(
+                    node.collection, self.scene.tile, self.scene.datetime, self.scene.scene_id
+                )
                 found = None if self.force else archive_in_place(self.scene, dest)
                 if found is not None:
                     reasons.append(f"{node.collection}: archive in place ({found.name})")
@@ -223,14 +223,17 @@ class OnlineWait:
             return WaitStart("skipped", "nothing to download: " + "; ".join(reasons), settings)
         waits = [activities.get(wait_node_id(n.node_id)) for n in todo]
         if all(
-            w is not None and w.status == ActivityState.RUNNING
+            w is not None
+            and w.status == ActivityState.RUNNING
             and w.task_instance == self.context.task_instance
             for w in waits
         ):  # a reschedule of the same try: the order is placed, only poll
-            started = min((_aware(w.started_at) or _now() for w in waits if w is not None),
-                          default=_now())
-            return WaitStart("waiting", "waiting for the order placed earlier", settings,
-                             started_at=started)
+            started = min(
+                (_aware(w.started_at) or _now() for w in waits if w is not None), default=_now()
+            )
+            return WaitStart(
+                "waiting", "waiting for the order placed earlier", settings, started_at=started
+            )
         decision = decide(
             self.scene,
             [self.collections[n.collection] for n in todo],
@@ -273,11 +276,18 @@ class OnlineWait:
                     provider=provider,
                     task_instance=self.context.task_instance,
                     message=summary,
-                    outputs={"provider": provider, "fallback": provider != decision.catalog,
-                             "state": str(decision.state)},
+                    outputs={
+                        "provider": provider,
+                        "fallback": provider != decision.catalog,
+                        "state": str(decision.state),
+                    },
                 )
-        self.log.info("wait.start scene=%s outcome=%s %s", self.scene.scene_id,
-                      "waiting" if waiting else "online", summary)
+        self.log.info(
+            "wait.start scene=%s outcome=%s %s",
+            self.scene.scene_id,
+            "waiting" if waiting else "online",
+            summary,
+        )
         if not waiting:
             return WaitStart("online", summary, settings)
         return WaitStart("waiting", summary, settings, started_at=_now())
@@ -295,7 +305,8 @@ class OnlineWait:
     def _running(self) -> list[Activity]:
         wanted = {wait_node_id(n.node_id) for n in self.download_nodes()}
         return [
-            a for node_id, a in self._activities().items()
+            a
+            for node_id, a in self._activities().items()
             if node_id in wanted and a.status == ActivityState.RUNNING
         ]
 
@@ -306,8 +317,12 @@ class OnlineWait:
         for activity in self._running():
             started = _aware(activity.started_at) or now
             waited_s = (now - started).total_seconds()
-            outputs: dict[str, Any] = {**activity.outputs, "provider": activity.catalog,
-                                       "online_at": now.isoformat(), "waited_s": round(waited_s)}
+            outputs: dict[str, Any] = {
+                **activity.outputs,
+                "provider": activity.catalog,
+                "online_at": now.isoformat(),
+                "waited_s": round(waited_s),
+            }
             message = f"online at {activity.catalog} after {waited_s:.0f} s"
             self.store.record(
                 activity.key,

@@ -142,8 +142,9 @@ def trigger_run(dag_id: str, conf: dict[str, Any], user: BaseUser) -> TriggeredR
             ) from err
         if run is None:  # trigger_dag's contract allows it; nothing was created
             raise HTTPException(status.HTTP_409_CONFLICT, f"no run of {dag_id!r} was created")
-        log.info("radcor_api.triggered dag_id=%s run_id=%s user=%s", dag_id, run.run_id,
-                 user.get_name())
+        log.info(
+            "radcor_api.triggered dag_id=%s run_id=%s user=%s", dag_id, run.run_id, user.get_name()
+        )
         return TriggeredRun(
             dag_id=dag_id,
             run_id=run.run_id,
@@ -183,8 +184,9 @@ def task_instance_states(keys: Iterable[TaskInstanceKey]) -> dict[TaskInstanceKe
             chunk = wanted[start : start + 500]
             rows = session.execute(
                 select(*columns, TaskInstance.state).where(
-                    tuple_(*columns).in_([(k.dag_id, k.run_id, k.task_id, k.map_index)
-                                          for k in chunk])
+                    tuple_(*columns).in_(
+                        [(k.dag_id, k.run_id, k.task_id, k.map_index) for k in chunk]
+                    )
                 )
             )
             for dag_id, run_id, task_id, map_index, state in rows:
@@ -254,9 +256,7 @@ def _clear_run(
     from airflow.utils.state import DagRunState
     from sqlalchemy import select
 
-    dag_run = session.scalar(
-        select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
-    )
+    dag_run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
     if dag_run is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, f"run {run_id!r} of DAG {dag_id!r} no longer exists"
@@ -275,8 +275,10 @@ def _clear_run(
     markers += [r for r in relatives if r not in markers]
     tis = dag.clear(dry_run=True, task_ids=markers, run_id=run_id, session=session)
     before = [
-        (TaskInstanceKey(ti.dag_id, ti.run_id, ti.task_id, ti.map_index),
-         str(ti.state) if ti.state is not None else None)
+        (
+            TaskInstanceKey(ti.dag_id, ti.run_id, ti.task_id, ti.map_index),
+            str(ti.state) if ti.state is not None else None,
+        )
         for ti in tis
     ]
     try:

@@ -31,6 +31,9 @@ from radcor_api.dag_factory import build_radcor_dag
 log = logging.getLogger(__name__)
 
 
+SCHEDULE_FIX = "give a 5-field cron expression, a preset or a period such as '16 days'"
+
+
 def timetable_of(pipeline: Pipeline) -> Any:
     """Return the data-interval timetable of ``pipeline`` (UTC)."""
     schedule = pipeline.schedule
@@ -75,9 +78,18 @@ def check_pipelines(folder: Path) -> PipelineSet:
         try:
             timetable_of(pipeline).validate()
         except (AirflowTimetableInvalid, ValueError) as err:
-            errors.append(PipelineError(pipeline.path, [FieldProblem(
-                "schedule", f"{pipeline.schedule.text!r} is refused by Airflow: {err}",
-                "give a 5-field cron expression, a preset or a period such as '16 days'")]))
+            errors.append(
+                PipelineError(
+                    pipeline.path,
+                    [
+                        FieldProblem(
+                            "schedule",
+                            f"{pipeline.schedule.text!r} is refused by Airflow: {err}",
+                            SCHEDULE_FIX,
+                        )
+                    ],
+                )
+            )
             continue
         valid.append(pipeline)
     errors.sort(key=lambda error: error.path.name)
@@ -125,8 +137,11 @@ def register_pipeline_dags(
     for pipeline in checked.pipelines:
         namespace[pipeline.dag_id] = build_pipeline_dag(pipeline, module_doc)
     for error in checked.errors:
-        log.warning("pipeline.skipped file=%s problems=%d (see the import error of "
-                    "pipeline_check.py)", error.path, len(error.problems))
+        log.warning(
+            "pipeline.skipped file=%s problems=%d (see the import error of pipeline_check.py)",
+            error.path,
+            len(error.problems),
+        )
     return checked
 
 

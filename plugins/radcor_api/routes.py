@@ -106,6 +106,7 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": DetailResponse, "description": "No valid token (bearer or UI cookie)"},
     403: {"model": DetailResponse, "description": "The user lacks the DAG permission"},
 }
+EXAMPLE_SCENE_ID = "S2A_MSIL1C_20200109T132231_N0208_R038_T23LLF_20200109T145429"
 CONF_EXAMPLE = {
     "w": -45.9, "s": -12.74, "e": -45.8, "n": -12.6,
     "catalog": "demo", "dataset": "S2MSI1C",
@@ -127,8 +128,12 @@ def search_timeout_s() -> float:
     try:
         value = float(raw) if raw else DEFAULT_SEARCH_TIMEOUT_S
     except ValueError:
-        log.warning("radcor_api.bad_timeout %s=%r; using %s", SEARCH_TIMEOUT_ENV, raw,
-                    DEFAULT_SEARCH_TIMEOUT_S)
+        log.warning(
+            "radcor_api.bad_timeout %s=%r; using %s",
+            SEARCH_TIMEOUT_ENV,
+            raw,
+            DEFAULT_SEARCH_TIMEOUT_S,
+        )
         return DEFAULT_SEARCH_TIMEOUT_S
     return value if value > 0 else DEFAULT_SEARCH_TIMEOUT_S
 
@@ -240,9 +245,12 @@ def _activity_out(
 def _problems_from(err: ValidationError) -> InvalidInputError:
     problems = []
     for error in err.errors():
-        where = "".join(
-            f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]
-        ).lstrip(".") or "body"
+        where = (
+            "".join(
+                f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]
+            ).lstrip(".")
+            or "body"
+        )
         if error["type"] == "extra_forbidden":
             fix = f"remove it (known: {', '.join(RestartRequest.model_fields)})"
             problems.append(FieldProblem(where, "is not a known filter", fix))
@@ -265,11 +273,19 @@ _FILTER_FIXES = {
 }
 
 
-def _run_started(links: Links, run: airflow_ops.TriggeredRun, scenes: int | None = None
-                 ) -> RunStarted:
+def _run_started(
+    links: Links, run: airflow_ops.TriggeredRun, scenes: int | None = None
+) -> RunStarted:
     ui, api = links.run(run.dag_id, run.run_id)
-    return RunStarted(dag_id=run.dag_id, run_id=run.run_id, state=run.state, ui_url=ui,
-                      api_url=api, paused=run.is_paused, scenes=scenes)
+    return RunStarted(
+        dag_id=run.dag_id,
+        run_id=run.run_id,
+        state=run.state,
+        ui_url=ui,
+        api_url=api,
+        paused=run.is_paused,
+        scenes=scenes,
+    )
 
 
 def _validated(conf: Mapping[str, Any]) -> RadcorConf:
@@ -284,14 +300,29 @@ def _validated(conf: Mapping[str, Any]) -> RadcorConf:
     summary="Preview a radcor conf (search now) or start a radcor DAG run",
     status_code=status.HTTP_202_ACCEPTED,
     responses={
-        200: {"description": "action preview: the scenes keyed by scene id, plus Results",
-              "content": {"application/json": {"example": {
-                  "S2A_MSIL1C_20200109T132231_N0208_R038_T23LLF_20200109T145429": {
-                      "sceneid": "S2A_MSIL1C_20200109T132231_N0208_R038_T23LLF_20200109T145429",
-                      "type": "MSIL1C", "date": "2020-01-09T13:22:31+00:00", "cloud": 0.0,
-                      "footprint": "POLYGON ((...))", "tileid": "23LLF", "size": "1.2 MB",
-                      "link": "http://...", "icon": None, "online": True, "provider": "demo"},
-                  "Results": 1}}}},
+        200: {
+            "description": "action preview: the scenes keyed by scene id, plus Results",
+            "content": {
+                "application/json": {
+                    "example": {
+                        EXAMPLE_SCENE_ID: {
+                            "sceneid": EXAMPLE_SCENE_ID,
+                            "type": "MSIL1C",
+                            "date": "2020-01-09T13:22:31+00:00",
+                            "cloud": 0.0,
+                            "footprint": "POLYGON ((...))",
+                            "tileid": "23LLF",
+                            "size": "1.2 MB",
+                            "link": "http://...",
+                            "icon": None,
+                            "online": True,
+                            "provider": "demo",
+                        },
+                        "Results": 1,
+                    }
+                }
+            },
+        },
         202: {"model": RunStarted, "description": "action start: the run was created"},
         400: {"model": ErrorResponse, "description": "The conf is invalid"},
         **COMMON_ERRORS,
@@ -305,8 +336,9 @@ def _validated(conf: Mapping[str, Any]) -> RadcorConf:
 def post_radcor(
     request: Request,
     user: UserDep,
-    conf: Annotated[dict[str, Any], Body(description="A radcor conf (DESIGN 1.1)",
-                                         examples=[CONF_EXAMPLE])],
+    conf: Annotated[
+        dict[str, Any], Body(description="A radcor conf (DESIGN 1.1)", examples=[CONF_EXAMPLE])
+    ],
 ) -> Any:
     """Validate the conf exactly as the DAG does, then search (preview) or trigger (start)."""
     validated = _validated(conf)
@@ -326,8 +358,9 @@ def _statuses(raw: str | None) -> tuple[str, ...]:
     values = tuple(part.strip() for part in (raw or "").split(",") if part.strip())
     unknown = [v for v in values if v not in STATUS_VALUES]
     if unknown:
-        raise InvalidInputError(FieldProblem("status", f"{', '.join(unknown)} is not a state",
-                                             _FILTER_FIXES["status"]))
+        raise InvalidInputError(
+            FieldProblem("status", f"{', '.join(unknown)} is not a state", _FILTER_FIXES["status"])
+        )
     return values
 
 
@@ -340,8 +373,9 @@ def _statuses(raw: str | None) -> tuple[str, ...]:
 def list_activities(
     request: Request,
     user: UserDep,
-    status_: Annotated[str | None, Query(alias="status", description="Comma-separated states")
-                       ] = None,
+    status_: Annotated[
+        str | None, Query(alias="status", description="Comma-separated states")
+    ] = None,
     scene_id: str | None = None,
     collection: str | None = None,
     type_: Annotated[str | None, Query(alias="type", description="Task type")] = None,
@@ -359,14 +393,25 @@ def list_activities(
     activity_states = tuple(s for s in statuses if s not in TI_ONLY_STATES)
     if len(activity_states) != len(statuses):
         allowed = ", ".join(s for s in STATUS_VALUES if s not in TI_ONLY_STATES)
-        raise InvalidInputError(FieldProblem(
-            "status", "task instance states filter restarts, not listings",
-            f"use activity states here: {allowed}",
-        ))
+        raise InvalidInputError(
+            FieldProblem(
+                "status",
+                "task instance states filter restarts, not listings",
+                f"use activity states here: {allowed}",
+            )
+        )
     query = ActivityQuery(
-        statuses=statuses, scene_id=scene_id, collection=collection, task_type=type_,
-        run_id=run_id, dag_id=dag_id, dag_ids=airflow_ops.readable_dag_ids(user),
-        start=start, end=end, since=since, until=until,
+        statuses=statuses,
+        scene_id=scene_id,
+        collection=collection,
+        task_type=type_,
+        run_id=run_id,
+        dag_id=dag_id,
+        dag_ids=airflow_ops.readable_dag_ids(user),
+        start=start,
+        end=end,
+        since=since,
+        until=until,
     )
     page = ActivityStore().query(query, limit=limit, offset=offset)
     keys = [k for k in (_ti_key(a) for a in page.activities) if k is not None]
@@ -379,7 +424,10 @@ def list_activities(
         next_url = f"{links.api}/radcor/activities?{query_text}"
     return ActivityList(
         activities=[_activity_out(a, links, ti_states) for a in page.activities],
-        total=page.total, limit=limit, offset=offset, next=next_url,
+        total=page.total,
+        limit=limit,
+        offset=offset,
+        next=next_url,
     )
 
 
@@ -387,9 +435,11 @@ def _one_activity(user: BaseUser, activity_id: int) -> Activity:
     query = ActivityQuery(ids=(activity_id,), dag_ids=airflow_ops.readable_dag_ids(user))
     found = ActivityStore().query(query, limit=1).activities
     if not found:
-        raise HTTPException(status.HTTP_404_NOT_FOUND,
-                            f"activity {activity_id} does not exist (or its DAG is not readable "
-                            "by you); list them at /radcor-api/radcor/activities")
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"activity {activity_id} does not exist (or its DAG is not readable "
+            "by you); list them at /radcor-api/radcor/activities",
+        )
     return found[0]
 
 
@@ -413,8 +463,11 @@ def get_activity(request: Request, user: UserDep, activity_id: int) -> ActivityD
     "/activities/{activity_id}/quicklook",
     summary="The quicklook or thumbnail PNG a publish activity made",
     response_class=FileResponse,
-    responses={200: {"content": {"image/png": {}}}, 404: {"model": DetailResponse},
-               **COMMON_ERRORS},
+    responses={
+        200: {"content": {"image/png": {}}},
+        404: {"model": DetailResponse},
+        **COMMON_ERRORS,
+    },
 )
 def get_quicklook(
     user: UserDep,
@@ -425,24 +478,32 @@ def get_quicklook(
     activity = _one_activity(user, activity_id)
     raw = (activity.outputs.get("files") or {}).get(size)
     if not raw:
-        raise HTTPException(status.HTTP_404_NOT_FOUND,
-                            f"activity {activity_id} ({activity.key.task_type}) has no {size}; "
-                            "publish activities do")
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"activity {activity_id} ({activity.key.task_type}) has no {size}; "
+            "publish activities do",
+        )
     published = (data_dir() / "published").resolve()
     path = Path(str(raw)).resolve()
     if not path.is_relative_to(published) or path.suffix.lower() != ".png" or not path.is_file():
-        raise HTTPException(status.HTTP_404_NOT_FOUND,
-                            f"the {size} of activity {activity_id} is not a PNG under "
-                            "DATA_DIR/published (moved or removed?)")
-    return FileResponse(path, media_type="image/png",
-                        headers={"Cache-Control": "private, max-age=300"})
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"the {size} of activity {activity_id} is not a PNG under "
+            "DATA_DIR/published (moved or removed?)",
+        )
+    return FileResponse(
+        path, media_type="image/png", headers={"Cache-Control": "private, max-age=300"}
+    )
 
 
 @router.get(
     "/items/{collection}/{item_id}",
     summary="A published STAC item",
-    responses={200: {"content": {"application/geo+json": {}}}, 404: {"model": DetailResponse},
-               **COMMON_ERRORS},
+    responses={
+        200: {"content": {"application/geo+json": {}}},
+        404: {"model": DetailResponse},
+        **COMMON_ERRORS,
+    },
 )
 def get_item(
     user: UserDep,
@@ -453,8 +514,9 @@ def get_item(
     airflow_ops.authorize_dags(user, "GET", DagAccessEntity.RUN, [RADCOR_DAG_ID])
     item = default_backend().get(collection, item_id)
     if item is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND,
-                            f"no item {item_id!r} in collection {collection!r}")
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"no item {item_id!r} in collection {collection!r}"
+        )
     return JSONResponse(item, media_type="application/geo+json")
 
 
@@ -470,29 +532,47 @@ def _restart(request: Request, user: BaseUser, raw: Mapping[str, Any]) -> JSONRe
     ti_only = tuple(s for s in statuses if s in TI_ONLY_STATES)
     activity_states = tuple(s for s in statuses if s not in TI_ONLY_STATES)
     query = ActivityQuery(
-        ids=tuple(filters.ids or ()), statuses=() if ti_only else activity_states,
-        scene_id=filters.scene_id, collection=filters.collection, task_type=filters.type,
-        run_id=filters.run_id, dag_id=filters.dag_id, start=filters.start, end=filters.end,
-        since=filters.since, until=filters.until,
+        ids=tuple(filters.ids or ()),
+        statuses=() if ti_only else activity_states,
+        scene_id=filters.scene_id,
+        collection=filters.collection,
+        task_type=filters.type,
+        run_id=filters.run_id,
+        dag_id=filters.dag_id,
+        start=filters.start,
+        end=filters.end,
+        since=filters.since,
+        until=filters.until,
         dag_ids=airflow_ops.readable_dag_ids(user),
     )
     if query.is_empty():
-        raise InvalidInputError(FieldProblem(
-            "filters", "no filter given", "give at least one of ids, status, scene_id, "
-            "collection, type, run_id, dag_id, start, end, since, until"))
+        raise InvalidInputError(
+            FieldProblem(
+                "filters",
+                "no filter given",
+                "give at least one of ids, status, scene_id, "
+                "collection, type, run_id, dag_id, start, end, since, until",
+            )
+        )
     scan = RESTART_SCAN_LIMIT if ti_only else filters.limit
     page = ActivityStore().query(query, limit=scan)
     if ti_only and page.total > RESTART_SCAN_LIMIT:
-        raise InvalidInputError(FieldProblem(
-            "status", f"{page.total} activities must be checked for task states {ti_only}",
-            "narrow the filters (run_id, collection, since) to under "
-            f"{RESTART_SCAN_LIMIT} activities"))
+        raise InvalidInputError(
+            FieldProblem(
+                "status",
+                f"{page.total} activities must be checked for task states {ti_only}",
+                "narrow the filters (run_id, collection, since) to under "
+                f"{RESTART_SCAN_LIMIT} activities",
+            )
+        )
     if filters.ids:
         unknown = sorted(set(filters.ids) - {a.id for a in page.activities})
         if unknown and len(filters.ids) <= scan:
-            raise HTTPException(status.HTTP_404_NOT_FOUND,
-                                f"activities {', '.join(map(str, unknown))} do not exist (or match "
-                                "no other filter, or their DAG is not readable by you)")
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND,
+                f"activities {', '.join(map(str, unknown))} do not exist (or match "
+                "no other filter, or their DAG is not readable by you)",
+            )
     keys = {a.id: _ti_key(a) for a in page.activities}
     states = airflow_ops.task_instance_states(k for k in keys.values() if k is not None)
 
@@ -509,44 +589,75 @@ def _restart(request: Request, user: BaseUser, raw: Mapping[str, Any]) -> JSONRe
     for activity in matched:
         key = keys[activity.id]
         if key is None:
-            not_restartable.append(NotRestartable(
-                id=activity.id, reason="no task instance recorded for it"))
+            not_restartable.append(
+                NotRestartable(id=activity.id, reason="no task instance recorded for it")
+            )
         elif key not in states:
-            not_restartable.append(NotRestartable(
-                id=activity.id, reason=f"task instance {activity.task_instance} no longer exists"))
+            not_restartable.append(
+                NotRestartable(
+                    id=activity.id,
+                    reason=f"task instance {activity.task_instance} no longer exists",
+                )
+            )
         else:
             selected[key] = states[key]
     task_instances = [
-        TaskInstanceOut(dag_id=k.dag_id, run_id=k.run_id, task_id=k.task_id,
-                        map_index=k.map_index, state=state, ui_url=links.task_instance(k))
-        for k, state in sorted(selected.items(), key=lambda kv: (kv[0].run_id, kv[0].task_id,
-                                                                 kv[0].map_index))
+        TaskInstanceOut(
+            dag_id=k.dag_id,
+            run_id=k.run_id,
+            task_id=k.task_id,
+            map_index=k.map_index,
+            state=state,
+            ui_url=links.task_instance(k),
+        )
+        for k, state in sorted(
+            selected.items(), key=lambda kv: (kv[0].run_id, kv[0].task_id, kv[0].map_index)
+        )
     ]
     body = RestartResponse(
-        action=filters.action, matched=len(matched),
+        action=filters.action,
+        matched=len(matched),
         activities=[_activity_out(a, links, states) for a in matched],
-        task_instances=task_instances, not_restartable=not_restartable,
+        task_instances=task_instances,
+        not_restartable=not_restartable,
     )
     if filters.action == "preview":
         return JSONResponse(jsonable_encoder(body), status_code=status.HTTP_200_OK)
     if not selected:
-        raise HTTPException(status.HTTP_404_NOT_FOUND,
-                            f"no restartable task instance matches ({len(matched)} activities "
-                            "matched); preview with action=preview")
-    airflow_ops.authorize_dags(user, "PUT", DagAccessEntity.TASK_INSTANCE,
-                               # a child run's DAG, and its parent's: its wait is cleared too
-                               {k.dag_id for k in selected}
-                               | {a.key.dag_id for a in matched if keys[a.id] in selected})
-    busy = [f"{k.task_id}[{k.map_index}] of {k.run_id} is {s}"
-            for k, s in selected.items() if s in airflow_ops.ACTIVE_TI_STATES]
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"no restartable task instance matches ({len(matched)} activities "
+            "matched); preview with action=preview",
+        )
+    airflow_ops.authorize_dags(
+        user,
+        "PUT",
+        DagAccessEntity.TASK_INSTANCE,
+        # a child run's DAG, and its parent's: its wait is cleared too
+        {k.dag_id for k in selected} | {a.key.dag_id for a in matched if keys[a.id] in selected},
+    )
+    busy = [
+        f"{k.task_id}[{k.map_index}] of {k.run_id} is {s}"
+        for k, s in selected.items()
+        if s in airflow_ops.ACTIVE_TI_STATES
+    ]
     if busy:
-        raise HTTPException(status.HTTP_409_CONFLICT,
-                            "task instances are still at work: " + "; ".join(busy)
-                            + "; wait until they finish, then restart")
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            "task instances are still at work: "
+            + "; ".join(busy)
+            + "; wait until they finish, then restart",
+        )
     cleared = airflow_ops.clear_task_instances(selected, user)
     body.cleared = [
-        TaskInstanceOut(dag_id=k.dag_id, run_id=k.run_id, task_id=k.task_id,
-                        map_index=k.map_index, state=state, ui_url=links.task_instance(k))
+        TaskInstanceOut(
+            dag_id=k.dag_id,
+            run_id=k.run_id,
+            task_id=k.task_id,
+            map_index=k.map_index,
+            state=state,
+            ui_url=links.task_instance(k),
+        )
         for k, state in cleared
     ]
     return JSONResponse(jsonable_encoder(body), status_code=status.HTTP_202_ACCEPTED)
@@ -562,14 +673,19 @@ _RESTART_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/restart", summary="Restart activities (upstream-compatible GET)",
-            responses=_RESTART_RESPONSES, response_model=None)
+@router.get(
+    "/restart",
+    summary="Restart activities (upstream-compatible GET)",
+    responses=_RESTART_RESPONSES,
+    response_model=None,
+)
 def restart_get(
     request: Request,
     user: UserDep,
     ids: Annotated[str | None, Query(description="Activity ids, comma-separated")] = None,
-    status_: Annotated[str | None, Query(alias="status", description="States, comma-separated")
-                       ] = None,
+    status_: Annotated[
+        str | None, Query(alias="status", description="States, comma-separated")
+    ] = None,
     scene_id: str | None = None,
     collection: str | None = None,
     type_: Annotated[str | None, Query(alias="type")] = None,
@@ -587,20 +703,36 @@ def restart_get(
     As upstream, ``GET /radcor/restart?ids=1,2`` restarts activities 1 and 2.
     """
     raw = {
-        "ids": ids, "status": status_, "scene_id": scene_id, "collection": collection,
-        "type": type_, "run_id": run_id, "dag_id": dag_id, "start": start, "end": end,
-        "since": since, "until": until, "action": action, "limit": limit,
+        "ids": ids,
+        "status": status_,
+        "scene_id": scene_id,
+        "collection": collection,
+        "type": type_,
+        "run_id": run_id,
+        "dag_id": dag_id,
+        "start": start,
+        "end": end,
+        "since": since,
+        "until": until,
+        "action": action,
+        "limit": limit,
     }
     return _restart(request, user, {k: v for k, v in raw.items() if v is not None})
 
 
-@router.post("/restart", summary="Restart activities (filters in a JSON body)",
-             responses=_RESTART_RESPONSES, response_model=None)
+@router.post(
+    "/restart",
+    summary="Restart activities (filters in a JSON body)",
+    responses=_RESTART_RESPONSES,
+    response_model=None,
+)
 def restart_post(
     request: Request,
     user: UserDep,
-    body: Annotated[dict[str, Any], Body(examples=[{"status": ["failed"], "run_id": "manual__...",
-                                                    "action": "preview"}])],
+    body: Annotated[
+        dict[str, Any],
+        Body(examples=[{"status": ["failed"], "run_id": "manual__...", "action": "preview"}]),
+    ],
 ) -> JSONResponse:
     """Same as the GET form, with the filters (RestartRequest) in a JSON object."""
     return _restart(request, user, body)
@@ -619,14 +751,17 @@ def restart_post(
         400: {"model": ErrorResponse, "description": "The conf is invalid or has no publish node"},
         **COMMON_ERRORS,
         422: {"description": "The body is not a JSON object"},
-        502: {"model": DetailResponse}, 504: {"model": DetailResponse},
+        502: {"model": DetailResponse},
+        504: {"model": DetailResponse},
     },
 )
 def post_check(
     request: Request,
     user: UserDep,
-    conf: Annotated[dict[str, Any], Body(description="A radcor conf; action defaults to preview",
-                                         examples=[CONF_EXAMPLE])],
+    conf: Annotated[
+        dict[str, Any],
+        Body(description="A radcor conf; action defaults to preview", examples=[CONF_EXAMPLE]),
+    ],
 ) -> JSONResponse:
     """Search the catalog with the conf, compare with its publish collections, report the gaps.
 
@@ -643,8 +778,10 @@ def post_check(
     summary = report.to_dict()
     body = GapResponse(
         action="start" if validated.action == Action.START else "preview",
-        collections=summary["collections"], scenes=summary["scenes"],
-        missing=summary["missing"], cells=[GapCellOut(**c) for c in summary["cells"]],
+        collections=summary["collections"],
+        scenes=summary["scenes"],
+        missing=summary["missing"],
+        cells=[GapCellOut(**c) for c in summary["cells"]],
     )
     if validated.action != Action.START or not report.missing_scenes:
         return JSONResponse(jsonable_encoder(body), status_code=status.HTTP_200_OK)
@@ -665,8 +802,9 @@ page_router = APIRouter(tags=["page"])
 @page_router.get("/ui/activities", include_in_schema=False)
 def activities_page() -> FileResponse:
     """The activities page (static HTML; its data comes from the authenticated endpoints)."""
-    return FileResponse(STATIC_DIR / "activities.html", media_type="text/html",
-                        headers=PAGE_SECURITY_HEADERS)
+    return FileResponse(
+        STATIC_DIR / "activities.html", media_type="text/html", headers=PAGE_SECURITY_HEADERS
+    )
 
 
 # --- the app -----------------------------------------------------------------------------------
@@ -686,8 +824,9 @@ def _conf_schema() -> tuple[dict[str, Any], dict[str, Any]]:
         if "$defs" in schema:
             node = schema.pop("$defs")["node"]
         properties[name] = schema
-    text = json.dumps({"type": "object", "properties": properties,
-                       "required": ["catalog", "dataset"]})
+    text = json.dumps(
+        {"type": "object", "properties": properties, "required": ["catalog", "dataset"]}
+    )
     text = text.replace("#/$defs/node", "#/components/schemas/RadcorTaskNode")
     node_text = json.dumps(node).replace("#/$defs/node", "#/components/schemas/RadcorTaskNode")
     return json.loads(text), json.loads(node_text)
@@ -711,14 +850,17 @@ def create_app() -> FastAPI:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
-        schema = get_openapi(title=app.title, version=app.version, description=app.description,
-                             routes=app.routes)
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
         conf_schema, node = _conf_schema()
         schema.setdefault("components", {}).setdefault("schemas", {})["RadcorTaskNode"] = node
         for path in ("/radcor", "/radcor/check"):
             content = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]
-            content["schema"] = {**conf_schema, "description": content["schema"].get(
-                "description", "A radcor conf")}
+            content["schema"] = {
+                **conf_schema,
+                "description": content["schema"].get("description", "A radcor conf"),
+            }
         app.openapi_schema = schema
         return schema
 

@@ -149,8 +149,12 @@ class SceneOnlineSensor(BaseSensorOperator):
             return {"status": "online", "message": start.message}
         settings = start.settings
         if settings.mode == WaitMode.DEFERRABLE:
-            log.info("wait.defer scene=%s poll_interval_s=%g timeout_s=%g", wait.scene.scene_id,
-                     settings.poll_interval_s, settings.timeout_s)
+            log.info(
+                "wait.defer scene=%s poll_interval_s=%g timeout_s=%g",
+                wait.scene.scene_id,
+                settings.poll_interval_s,
+                settings.timeout_s,
+            )
             self.defer(
                 trigger=self._trigger(wait, start),
                 method_name="execute_complete",
@@ -174,9 +178,13 @@ class SceneOnlineSensor(BaseSensorOperator):
             result = wait.check()
         except PERMANENT_ERRORS as err:
             raise self._fail(wait, err) from err
-        log.info("wait.poll scene=%s catalog=%s state=%s%s", wait.scene.scene_id,
-                 wait.scene.catalog, result.state or "unknown",
-                 f" error={result.transient_error}" if result.transient_error else "")
+        log.info(
+            "wait.poll scene=%s catalog=%s state=%s%s",
+            wait.scene.scene_id,
+            wait.scene.catalog,
+            result.state or "unknown",
+            f" error={result.transient_error}" if result.transient_error else "",
+        )
         if not result.is_online:
             return False
         return PokeReturnValue(True, {"status": "online", "message": wait.mark_online()})
@@ -196,8 +204,9 @@ class SceneOnlineSensor(BaseSensorOperator):
             wait.mark_failed(message)
             raise AirflowSensorTimeout(message)
         wait.mark_failed(message)
-        raise AirflowFailException(f"{wait.scene.scene_id}: waiting for the scene failed: "
-                                   f"{message}")
+        raise AirflowFailException(
+            f"{wait.scene.scene_id}: waiting for the scene failed: {message}"
+        )
 
 
 __all__ = ["SceneOnlineSensor"]

@@ -36,8 +36,8 @@ class SceneOnlineTrigger(BaseTrigger):
     :param scene: the scene as searched (``Scene.to_dict()``).
     :param catalog: the catalog to ask (the one the run searched).
     :param conn_id: the Airflow Connection with the catalog's credentials, if any, as
-        ``CatalogHook.conn_id`` named it when the wait began (the hook picks it again from
-        ``catalog`` and ``catalog_args``; kept for the log and for triggers stored earlier).
+        ``CatalogHook.conn_id`` named it when the wait began; informational (the hook picks
+        it again from ``catalog`` and ``catalog_args``), kept so stored triggers still load.
     :param catalog_args: the conf's ``catalog_args`` (endpoint overrides; never credentials).
     :param poll_interval_s: seconds between availability checks.
     :param timeout_s: the longest wait, counted from ``started_at``.
@@ -103,18 +103,29 @@ class SceneOnlineTrigger(BaseTrigger):
             except CollectionBuilderError as err:  # refused for good: no later poll can help
                 yield _event("error", f"{type(err).__name__}: {err}")
                 return
-            self.log.info("wait.poll scene=%s catalog=%s poll=%d state=%s%s", scene_id,
-                          self.catalog, polls, result.state or "unknown",
-                          f" error={result.transient_error}" if result.transient_error else "")
+            self.log.info(
+                "wait.poll scene=%s catalog=%s poll=%d state=%s%s",
+                scene_id,
+                self.catalog,
+                polls,
+                result.state or "unknown",
+                f" error={result.transient_error}" if result.transient_error else "",
+            )
             if result.is_online:
                 waited_s = time.monotonic() - started
-                yield _event("online", f"{scene_id}: online at {self.catalog} after {polls} "
-                                       f"polls ({waited_s:.0f} s in the triggerer)")
+                yield _event(
+                    "online",
+                    f"{scene_id}: online at {self.catalog} after {polls} "
+                    f"polls ({waited_s:.0f} s in the triggerer)",
+                )
                 return
             remaining_s = self._remaining_s()
             if remaining_s <= 0:
-                yield _event("timeout", f"{scene_id}: still offline at {self.catalog} after "
-                                        f"{self.timeout_s:g} s ({polls} polls)")
+                yield _event(
+                    "timeout",
+                    f"{scene_id}: still offline at {self.catalog} after "
+                    f"{self.timeout_s:g} s ({polls} polls)",
+                )
                 return
             await asyncio.sleep(min(self.poll_interval_s, remaining_s))
 
