@@ -980,44 +980,40 @@ def params_schema() -> dict[str, dict[str, Any]]:
 
     Each schema holds ``default``, ``title`` and ``description``. It rejects wrong types and
     obvious range errors at trigger time and stays permissive where ``validate_conf`` checks
-    more (geometry, scene ids, tiles, dates, catalog names, credentials).
+    more (geometry, scene ids, tiles, dates, catalog names, credentials). The form shows the
+    fields in this order: area, catalog, filters and action, the task tree.
     """
+    return {**_area_schemas(), **_catalog_schemas(), **_filter_schemas(), "tasks": _tasks_schema()}
 
-    def number(title: str, low: float, high: float, text: str) -> dict[str, Any]:
-        return {
-            "default": None,
-            "type": ["null", "number"],
-            "minimum": low,
-            "maximum": high,
-            "title": title,
-            "description": text,
-        }
 
-    def text_list(title: str, text: str) -> dict[str, Any]:
-        return {
-            "default": None,
-            "type": ["null", "array"],
-            "items": {"type": "string"},
-            "title": title,
-            "description": text,
-        }
-
-    node: dict[str, Any] = {
-        "type": "object",
-        "required": ["type", "collection"],
-        "additionalProperties": False,
-        "properties": {
-            "type": {"type": "string", "enum": list(CANONICAL_ORDER)},
-            "collection": {"type": "string", "pattern": COLLECTION_NAME_RE.pattern},
-            "args": {"type": ["null", "object"]},
-            "tasks": {"type": ["null", "array"], "items": {"$ref": "#/$defs/node"}},
-        },
-    }
+def _number_schema(title: str, low: float, high: float, text: str) -> dict[str, Any]:
     return {
-        "w": number("West", -180, 180, "Bounding box west longitude (degrees)."),
-        "s": number("South", -90, 90, "Bounding box south latitude (degrees)."),
-        "e": number("East", -180, 180, "Bounding box east longitude (degrees)."),
-        "n": number("North", -90, 90, "Bounding box north latitude (degrees)."),
+        "default": None,
+        "type": ["null", "number"],
+        "minimum": low,
+        "maximum": high,
+        "title": title,
+        "description": text,
+    }
+
+
+def _text_list_schema(title: str, text: str) -> dict[str, Any]:
+    return {
+        "default": None,
+        "type": ["null", "array"],
+        "items": {"type": "string"},
+        "title": title,
+        "description": text,
+    }
+
+
+def _area_schemas() -> dict[str, dict[str, Any]]:
+    """The area fields: a bounding box, a geometry, scene ids or tiles."""
+    return {
+        "w": _number_schema("West", -180, 180, "Bounding box west longitude (degrees)."),
+        "s": _number_schema("South", -90, 90, "Bounding box south latitude (degrees)."),
+        "e": _number_schema("East", -180, 180, "Bounding box east longitude (degrees)."),
+        "n": _number_schema("North", -90, 90, "Bounding box north latitude (degrees)."),
         "geom": {
             "default": None,
             "type": ["null", "string", "object"],
@@ -1025,12 +1021,18 @@ def params_schema() -> dict[str, dict[str, Any]]:
             "description": "Area as WKT or GeoJSON (Polygon, MultiPolygon or Point), "
             "instead of the bounding box.",
         },
-        "scenes": text_list(
+        "scenes": _text_list_schema(
             "Scenes", "Scene ids to fetch by id (no date or cloud filter), instead of an area."
         ),
-        "tiles": text_list(
+        "tiles": _text_list_schema(
             "Tiles", "MGRS tiles (23LLF) or WRS-2 path/rows (221069), instead of an area."
         ),
+    }
+
+
+def _catalog_schemas() -> dict[str, dict[str, Any]]:
+    """Which catalog, its options and the dataset."""
+    return {
         "catalog": {
             "default": None,
             "type": "string",
@@ -1054,6 +1056,12 @@ def params_schema() -> dict[str, dict[str, Any]]:
             "description": "Dataset as the catalog names it: S2MSI1C, S2MSI2A, "
             "landsat_ot_c2_l2, sentinel-2-l2a, ...",
         },
+    }
+
+
+def _filter_schemas() -> dict[str, dict[str, Any]]:
+    """Dates, cloud cover, the action and ``force``."""
+    return {
         "start": {
             "default": None,
             "type": ["null", "string"],
@@ -1087,15 +1095,30 @@ def params_schema() -> dict[str, dict[str, Any]]:
             "title": "Force",
             "description": "Redo nodes whose output is already published.",
         },
-        "tasks": {
-            "default": [],
-            "type": ["null", "array"],
-            "items": {"$ref": "#/$defs/node"},
-            "$defs": {"node": node},
-            "title": "Tasks",
-            "description": "Processing tree: nodes {type, collection, args, tasks}; "
-            f"types in order {_ORDER_TEXT}.",
+    }
+
+
+def _tasks_schema() -> dict[str, Any]:
+    """The task tree: nodes referring to themselves through ``$defs``."""
+    node: dict[str, Any] = {
+        "type": "object",
+        "required": ["type", "collection"],
+        "additionalProperties": False,
+        "properties": {
+            "type": {"type": "string", "enum": list(CANONICAL_ORDER)},
+            "collection": {"type": "string", "pattern": COLLECTION_NAME_RE.pattern},
+            "args": {"type": ["null", "object"]},
+            "tasks": {"type": ["null", "array"], "items": {"$ref": "#/$defs/node"}},
         },
+    }
+    return {
+        "default": [],
+        "type": ["null", "array"],
+        "items": {"$ref": "#/$defs/node"},
+        "$defs": {"node": node},
+        "title": "Tasks",
+        "description": "Processing tree: nodes {type, collection, args, tasks}; "
+        f"types in order {_ORDER_TEXT}.",
     }
 
 

@@ -523,14 +523,14 @@ def get_item(
 # --- restart -----------------------------------------------------------------------------------
 
 
-def _restart(request: Request, user: BaseUser, raw: Mapping[str, Any]) -> JSONResponse:
-    try:
-        filters = RestartRequest.model_validate(dict(raw))
-    except ValidationError as err:
-        raise _problems_from(err) from err
-    statuses = tuple(filters.status or ())
-    ti_only = tuple(s for s in statuses if s in TI_ONLY_STATES)
-    activity_states = tuple(s for s in statuses if s not in TI_ONLY_STATES)
+def _restart_query(
+    filters: RestartRequest, user: BaseUser, activity_states: tuple[str, ...], ti_only: bool
+) -> ActivityQuery:
+    """Return the activities query of a restart's filters.
+
+    With a task-instance-only state (``ti_only``) no activity state filters the query: the
+    task instances' states are looked at afterwards.
+    """
     query = ActivityQuery(
         ids=tuple(filters.ids or ()),
         statuses=() if ti_only else activity_states,
@@ -554,6 +554,13 @@ def _restart(request: Request, user: BaseUser, raw: Mapping[str, Any]) -> JSONRe
                 "collection, type, run_id, dag_id, start, end, since, until",
             )
         )
+    return query
+
+
+def _restart_candidates(
+    filters: RestartRequest, query: ActivityQuery, ti_only: tuple[str, ...]
+) -> list[Activity]:
+    """Return the activities the filters select before task-instance states are looked at."""
     scan = RESTART_SCAN_LIMIT if ti_only else filters.limit
     page = ActivityStore().query(query, limit=scan)
     if ti_only and page.total > RESTART_SCAN_LIMIT:
@@ -573,17 +580,15 @@ def _restart(request: Request, user: BaseUser, raw: Mapping[str, Any]) -> JSONRe
                 f"activities {', '.join(map(str, unknown))} do not exist (or match "
                 "no other filter, or their DAG is not readable by you)",
             )
-    keys = {a.id: _ti_key(a) for a in page.activities}
-    states = airflow_ops.task_instance_states(k for k in keys.values() if k is not None)
+    return list(page.activities)
 
-    def matches(activity: Activity) -> bool:
-        if not statuses or str(activity.status) in activity_states:
-            return True
-        key = keys[activity.id]
-        return key is not None and (states.get(key) or "") in ti_only
 
-    matched = [a for a in page.activities if matches(a)][: filters.limit]
-    links = Links(request)
+def _restartable(
+    matched: list[Activity],
+    keys: Mapping[int, TaskInstanceKey | None],
+    states: Mapping[TaskInstanceKey, str | None],
+) -> tuple[dict[TaskInstanceKey, str | None], list[NotRestartable]]:
+    """Split the matched activities into task instances to clear and those that cannot be."""
     selected: dict[TaskInstanceKey, str | None] = {}
     not_restartable = []
     for activity in matched:
@@ -601,40 +606,35 @@ def _restart(request: Request, user: BaseUser, raw: Mapping[str, Any]) -> JSONRe
             )
         else:
             selected[key] = states[key]
-    task_instances = [
-        TaskInstanceOut(
-            dag_id=k.dag_id,
-            run_id=k.run_id,
-            task_id=k.task_id,
-            map_index=k.map_index,
-            state=state,
-            ui_url=links.task_instance(k),
-        )
-        for k, state in sorted(
-            selected.items(), key=lambda kv: (kv[0].run_id, kv[0].task_id, kv[0].map_index)
-        )
-    ]
-    body = RestartResponse(
-        action=filters.action,
-        matched=len(matched),
-        activities=[_activity_out(a, links, states) for a in matched],
-        task_instances=task_instances,
-        not_restartable=not_restartable,
+    return selected, not_restartable
+
+
+def _ti_out(key: TaskInstanceKey, state: str | None, links: Links) -> TaskInstanceOut:
+    return TaskInstanceOut(
+        dag_id=key.dag_id,
+        run_id=key.run_id,
+        task_id=key.task_id,
+        map_index=key.map_index,
+        state=state,
+        ui_url=links.task_instance(key),
     )
-    if filters.action == "preview":
-        return JSONResponse(jsonable_encoder(body), status_code=status.HTTP_200_OK)
+
+
+def _clear(
+    user: BaseUser,
+    selected: Mapping[TaskInstanceKey, str | None],
+    parent_dag_ids: set[str],
+    matched_count: int,
+) -> list[tuple[TaskInstanceKey, str | None]]:
+    """Clear the selected task instances: 404 when none, 403 without rights, 409 when busy."""
     if not selected:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
-            f"no restartable task instance matches ({len(matched)} activities "
+            f"no restartable task instance matches ({matched_count} activities "
             "matched); preview with action=preview",
         )
     airflow_ops.authorize_dags(
-        user,
-        "PUT",
-        DagAccessEntity.TASK_INSTANCE,
-        # a child run's DAG, and its parent's: its wait is cleared too
-        {k.dag_id for k in selected} | {a.key.dag_id for a in matched if keys[a.id] in selected},
+        user, "PUT", DagAccessEntity.TASK_INSTANCE, {k.dag_id for k in selected} | parent_dag_ids
     )
     busy = [
         f"{k.task_id}[{k.map_index}] of {k.run_id} is {s}"
@@ -648,18 +648,49 @@ def _restart(request: Request, user: BaseUser, raw: Mapping[str, Any]) -> JSONRe
             + "; ".join(busy)
             + "; wait until they finish, then restart",
         )
-    cleared = airflow_ops.clear_task_instances(selected, user)
-    body.cleared = [
-        TaskInstanceOut(
-            dag_id=k.dag_id,
-            run_id=k.run_id,
-            task_id=k.task_id,
-            map_index=k.map_index,
-            state=state,
-            ui_url=links.task_instance(k),
-        )
-        for k, state in cleared
-    ]
+    return airflow_ops.clear_task_instances(selected, user)
+
+
+def _restart(request: Request, user: BaseUser, raw: Mapping[str, Any]) -> JSONResponse:
+    try:
+        filters = RestartRequest.model_validate(dict(raw))
+    except ValidationError as err:
+        raise _problems_from(err) from err
+    statuses = tuple(filters.status or ())
+    ti_only = tuple(s for s in statuses if s in TI_ONLY_STATES)
+    activity_states = tuple(s for s in statuses if s not in TI_ONLY_STATES)
+    query = _restart_query(filters, user, activity_states, bool(ti_only))
+    candidates = _restart_candidates(filters, query, ti_only)
+    keys = {a.id: _ti_key(a) for a in candidates}
+    states = airflow_ops.task_instance_states(k for k in keys.values() if k is not None)
+
+    def matches(activity: Activity) -> bool:
+        if not statuses or str(activity.status) in activity_states:
+            return True
+        key = keys[activity.id]
+        return key is not None and (states.get(key) or "") in ti_only
+
+    matched = [a for a in candidates if matches(a)][: filters.limit]
+    links = Links(request)
+    selected, not_restartable = _restartable(matched, keys, states)
+    body = RestartResponse(
+        action=filters.action,
+        matched=len(matched),
+        activities=[_activity_out(a, links, states) for a in matched],
+        task_instances=[
+            _ti_out(k, state, links)
+            for k, state in sorted(
+                selected.items(), key=lambda kv: (kv[0].run_id, kv[0].task_id, kv[0].map_index)
+            )
+        ],
+        not_restartable=not_restartable,
+    )
+    if filters.action == "preview":
+        return JSONResponse(jsonable_encoder(body), status_code=status.HTTP_200_OK)
+    # a child run's DAG, and its parent's: its wait is cleared too
+    parents = {a.key.dag_id for a in matched if keys[a.id] in selected}
+    cleared = _clear(user, selected, parents, len(matched))
+    body.cleared = [_ti_out(k, state, links) for k, state in cleared]
     return JSONResponse(jsonable_encoder(body), status_code=status.HTTP_202_ACCEPTED)
 
 
