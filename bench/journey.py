@@ -37,18 +37,17 @@ reading the source again, overviews, compression), ``validate`` (COG layout chec
 inside another counts for the inner one only. Figures are thread-seconds: nbar runs 2 bands at
 a time, so its categories add up to more than its wall time; waiting for the band threads is
 left out. Inclusive times of named steps (toa ``convert_linear``, nbar ``harmonize_band`` and
-its ``write_cog``, publish's band ``write_cog``, ``write_index``, ``write_quicklook``,
+publish's band ``write_cog``, ``write_indices``, ``write_quicklook``,
 ``footprint``) are printed beside.
 
 ``--what-if`` runs the journey again with a change applied in the bench's own processes only
 (the processors are not edited); several ``--what-if`` give several runs, ``a+b`` combines:
 
-- ``plain-nbar``: nbar's final ``write_cog`` is replaced by a rename of the tiled GTiff nbar
-  already writes before converting it (uncompressed, 512 px tiles, nodata and scale set): the
-  journey if nbar wrote a plain intermediate and publish alone wrote COGs;
-- ``nbar-cache-mb``: ``rasterio.Env(GDAL_CACHEMAX=n)`` takes ``n`` < 100000 as MB. rasterio
-  passes an integer to ``GDALSetCacheMax64`` in bytes, so nbar's
-  ``rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb)`` runs its bands with a 256-byte cache.
+- ``no-indices``: publish writes no spectral index (the baseline writes none): the share of
+  the journey the indices take.
+
+The two changes this bench first measured as what-ifs landed on 2026-12-07: nbar writes tiled
+GeoTIFF intermediates (publish alone writes COGs) and sets its GDAL block cache in bytes.
 
 Prints the table, the ratio journey / baseline (target <= 1.5) and the peak RSS of each child
 (``ru_maxrss``; target <= 2 GB for the journey). It asserts nothing: benchmarks are not tests.
@@ -72,7 +71,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -352,11 +350,10 @@ def instrument(ledger: Ledger) -> None:
     _wrap(ledger, StepRunner, "run", "runner")
     for processor in (toa.ToaProcessor, nbar.NbarProcessor, publish.PublishProcessor):
         _wrap(ledger, processor, "run", "compute")
-    _wrap(ledger, nbar, "harmonize_band", "compute", "harmonize_band (window loop + write_cog)")
+    _wrap(ledger, nbar, "harmonize_band", "compute", "harmonize_band (window loop, tiled GTiff)")
     _wrap(ledger, toa, "convert_linear", None, "convert_linear (JP2 -> deflate GTiff)")
-    _wrap(ledger, nbar, "write_cog", None, "nbar write_cog (raw GTiff -> COG)")
-    _wrap(ledger, publish, "write_cog", None, "publish band write_cog (nbar COG -> COG)")
-    _wrap(ledger, publish, "write_index", None, "publish write_index (7 index COGs)")
+    _wrap(ledger, publish, "write_cog", None, "publish band write_cog (-> COG)")
+    _wrap(ledger, publish, "write_indices", None, "publish write_indices (7 index COGs)")
     _wrap(ledger, publish, "write_quicklook", None, "publish write_quicklook")
     _wrap(ledger, publish, "footprint", None, "publish footprint")
 
@@ -374,52 +371,17 @@ def instrument(ledger: Ledger) -> None:
     nbar.as_completed = as_completed  # type: ignore[assignment]
 
 
-def keep_plain_gtiff(
-    src: Path,
-    dest: Path,
-    *,
-    nodata: float | None,
-    options: Any,
-    scale: float | None = None,
-    offset: float | None = None,
-    band_index: int = 1,
-) -> Any:
-    """What-if stand-in for nbar's ``write_cog``: keep nbar's tiled GTiff, scale/offset set."""
-    with rasterio.open(src, "r+") as ds:
-        if nodata is not None:
-            ds.nodata = nodata
-        if scale is not None:
-            ds.scales = (scale,)
-            ds.offsets = (offset or 0.0,)
-    os.replace(src, dest)
-    return SimpleNamespace(path=dest)
-
-
-class CacheMbEnv(rasterio.env.Env):
-    """What-if stand-in for ``rasterio.Env``: a GDAL_CACHEMAX below 100000 is taken as MB.
-
-    rasterio 1.4 passes an integer GDAL_CACHEMAX to ``GDALSetCacheMax64``, in bytes, so nbar's
-    ``rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb)`` gives GDAL a 256-byte block cache.
-    """
-
-    def __init__(self, *args: Any, **options: Any) -> None:
-        cache = options.get("GDAL_CACHEMAX")
-        if isinstance(cache, int) and 0 < cache < 100_000:
-            options["GDAL_CACHEMAX"] = cache * 2**20
-        super().__init__(*args, **options)
-
-
-WHAT_IFS = ("nbar-cache-mb", "plain-nbar")
+WHAT_IFS = ("no-indices",)
 
 
 def apply_what_if(names: list[str]) -> None:
-    """Patch this process for each what-if: the change proposed, not made in the processors."""
-    import include.processors.harmonization.processor as nbar
+    """Patch this process for each what-if (the processors' files are not edited)."""
+    import include.processors.publish.processor as publish
 
-    if "plain-nbar" in names:
-        nbar.write_cog = keep_plain_gtiff  # type: ignore[assignment]
-    if "nbar-cache-mb" in names:
-        rasterio.Env = CacheMbEnv  # type: ignore[misc]
+    if "no-indices" in names:
+        publish.PublishProcessor._indices = staticmethod(  # type: ignore[method-assign]
+            lambda *args, **kwargs: []
+        )
 
 
 def _rusage_s() -> float:
