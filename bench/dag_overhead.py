@@ -222,8 +222,11 @@ def _wait(
         elapsed_s = time.monotonic() - started
         if stop_after_s is not None and elapsed_s >= stop_after_s:
             done = _scenes_done(db, dag_id) - done_before
-            print(f"  {dag_id}: stopped waiting after {elapsed_s:.0f} s with {done} scenes done "
-                  f"({elapsed_s / max(done, 1) * 1000:.0f} ms per scene so far)", flush=True)
+            print(
+                f"  {dag_id}: stopped waiting after {elapsed_s:.0f} s with {done} scenes done "
+                f"({elapsed_s / max(done, 1) * 1000:.0f} ms per scene so far)",
+                flush=True,
+            )
             return float("nan")
         if time.monotonic() - last_report >= 300:
             last_report = time.monotonic()
@@ -298,7 +301,9 @@ def main() -> None:
         "--radcor-only", action="store_true", help="skip bench_bare (a long N = 10,000 run)"
     )
     parser.add_argument(
-        "--stop-after-s", type=float, default=None,
+        "--stop-after-s",
+        type=float,
+        default=None,
         help="stop waiting for radcor then and report how far it got (a sample of a long run)",
     )
     args = parser.parse_args()
@@ -356,8 +361,10 @@ def main() -> None:
             rows.append((count, ours_s, bare_s, _db_size_mb(db) - db_before))
             tasks_after = _tasks_run(db)
             ran = {
-                family: (ran - tasks_before.get(family, (0, 0))[0],
-                         total - tasks_before.get(family, (0, 0))[1])
+                family: (
+                    ran - tasks_before.get(family, (0, 0))[0],
+                    total - tasks_before.get(family, (0, 0))[1],
+                )
                 for family, (ran, total) in tasks_after.items()
             }
             print(

@@ -289,9 +289,10 @@ def measure(
         "    CPU s/GiB (median) "
         + ", ".join(f"{name} {statistics.median(cpu[name]):.2f}" for name in runners)
     )
-    print("    runs MB/s " + "; ".join(
-        f"{name} " + " ".join(f"{r:.0f}" for r in rates[name]) for name in runners
-    ))
+    print(
+        "    runs MB/s "
+        + "; ".join(f"{name} " + " ".join(f"{r:.0f}" for r in rates[name]) for name in runners)
+    )
     ratios: dict[str, float] = {}
     for ours, baseline in PAIRS:
         per_round = [a / b for a, b in zip(rates[ours], rates[baseline], strict=True)]

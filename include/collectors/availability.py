@@ -101,9 +101,13 @@ def archive_in_place(scene: Scene, dest: Path) -> Path | None:
     name = safe_component(scene.scene_id, "scene_id")
     for suffix in ARCHIVE_SUFFIXES:
         path = Path(dest) / f"{name}{suffix}"
-        if path.exists() and reuse_existing(
-            path, expected_size=scene.size_bytes, checksum=_archive_checksum(scene)
-        ) is not None:
+        if (
+            path.exists()
+            and reuse_existing(
+                path, expected_size=scene.size_bytes, checksum=_archive_checksum(scene)
+            )
+            is not None
+        ):
             return path
     return None
 
@@ -247,8 +251,9 @@ def poll(scene: Scene, driver: CatalogDriver) -> PollResult:
     try:
         return PollResult(driver.availability(scene))
     except TransientError as err:
-        log.warning("wait.poll_failed scene=%s error=%s; asking again at the next poll",
-                    scene.scene_id, err)
+        log.warning(
+            "wait.poll_failed scene=%s error=%s; asking again at the next poll", scene.scene_id, err
+        )
         return PollResult(None, transient_error=str(err))
 
 

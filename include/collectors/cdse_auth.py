@@ -208,7 +208,6 @@ class CdseAuth:
         raise ProviderError(f"{target.name}: download did not finish")  # pragma: no cover
 
 
-
 class CdseAccountMixin:
     """A CDSE driver's account names, read from its ``auth`` (both CDSE modes mix this in)."""
 
@@ -247,5 +246,6 @@ class CdseAccountMixin:
     def may_receive_token(self, url: httpx.URL | str) -> bool:
         """Return whether a request to ``url`` may carry the bearer token (``CdseAuth``)."""
         return self.auth.may_receive_token(url)
+
 
 __all__ = ["CdseAccountMixin", "CdseAuth"]

@@ -146,9 +146,7 @@ def parse_dataset(dataset: str) -> CdseDataset:
         not slash or (product_type and _LITERAL_RE.match(product_type))
     ):
         return CdseDataset(collection, product_type or None)
-    raise InvalidInputError(
-        FieldProblem("dataset", f"{dataset!r} is not a CDSE dataset", fix)
-    )
+    raise InvalidInputError(FieldProblem("dataset", f"{dataset!r} is not a CDSE dataset", fix))
 
 
 def odata_string(value: str) -> str:
@@ -210,8 +208,11 @@ def query_area_wkt(query: SearchQuery) -> tuple[str | None, Any]:
             geometry = shape(query.geometry)
         except (ValueError, TypeError, AttributeError, KeyError) as err:
             raise InvalidInputError(
-                FieldProblem("geom", f"is not a valid GeoJSON geometry ({err})",
-                             "give a GeoJSON Polygon, MultiPolygon or Point in WGS84")
+                FieldProblem(
+                    "geom",
+                    f"is not a valid GeoJSON geometry ({err})",
+                    "give a GeoJSON Polygon, MultiPolygon or Point in WGS84",
+                )
             ) from err
     else:
         return None, None
@@ -522,14 +523,17 @@ class CdseODataDriver(CdseAccountMixin, CatalogDriver):
         where = f"{self.catalog} {action}"
         try:
             response = self.client.get(
-                url, params=dict(params) if params is not None else None,
+                url,
+                params=dict(params) if params is not None else None,
                 headers={"Accept": "application/json"},
             )
         except httpx.RequestError as err:
             raise error_for_transport(err, url=url, action=where) from err
         self.auth.raise_for_status(response, url=url, action=action)
         return json_object(
-            response, where=where, url=url,
+            response,
+            where=where,
+            url=url,
             hint="check that url points to the CDSE OData root (.../odata/v1)",
         )
 
@@ -642,7 +646,10 @@ class CdseODataDriver(CdseAccountMixin, CatalogDriver):
         return True
 
     def _collect(
-        self, odata: ODataQuery, query: SearchQuery, dataset: CdseDataset,
+        self,
+        odata: ODataQuery,
+        query: SearchQuery,
+        dataset: CdseDataset,
         found: dict[str, Scene],
     ) -> None:
         for products in self._pages(odata.filter):
@@ -746,8 +753,9 @@ class CdseODataDriver(CdseAccountMixin, CatalogDriver):
             ProviderUnavailableError, RateLimitedError: transient failures.
         """
         if self.availability(scene) == Availability.ONLINE:
-            log.info("order.skipped scene=%s catalog=%s reason=online", scene.scene_id,
-                     self.catalog)
+            log.info(
+                "order.skipped scene=%s catalog=%s reason=online", scene.scene_id, self.catalog
+            )
             return None
         url = f"{self.base_url}/Products({self.product_id(scene)})/OData.CSC.Order"
         response = self.auth.post(url, action="order")
@@ -766,8 +774,13 @@ class CdseODataDriver(CdseAccountMixin, CatalogDriver):
             entity: dict[str, Any] = value if isinstance(value, dict) else body
             status = str(entity.get("Status") or "-")
             order_id = str(entity["Id"]) if entity.get("Id") else None
-        log.info("order.placed scene=%s catalog=%s status=%s order_id=%s", scene.scene_id,
-                 self.catalog, status, order_id or "-")
+        log.info(
+            "order.placed scene=%s catalog=%s status=%s order_id=%s",
+            scene.scene_id,
+            self.catalog,
+            status,
+            order_id or "-",
+        )
         return order_id
 
     # -- download -----------------------------------------------------------------------------
@@ -823,6 +836,7 @@ class CdseODataDriver(CdseAccountMixin, CatalogDriver):
             force=force,
             sleep=self.retry_sleep,
         )
+
 
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

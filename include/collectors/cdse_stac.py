@@ -100,7 +100,8 @@ def _http_hrefs(asset: Mapping[str, Any]) -> list[str]:
     if isinstance(alternates, Mapping):
         hrefs += [a.get("href") for a in alternates.values() if isinstance(a, Mapping)]
     return [
-        str(href) for href in hrefs
+        str(href)
+        for href in hrefs
         if isinstance(href, str) and href.lower().startswith(("http://", "https://"))
     ]
 
@@ -188,7 +189,8 @@ def item_to_cdse_scene(
     else:
         scene_id = safe_component(name, "id")
     properties: dict[str, Any] = {
-        key: value for key, value in base.properties.items()
+        key: value
+        for key, value in base.properties.items()
         if key not in ("non_http_assets", "requester_pays")
     }
     properties["product_name"] = item_id
@@ -354,6 +356,7 @@ class CdseStacDriver(CdseAccountMixin, StacApiDriver):
             force=force,
             sleep=self.retry_sleep,
         )
+
 
 __all__ = [
     "DEFAULT_URL",

@@ -612,7 +612,10 @@ def _fetch_once(
                 return _Fetched(resume.offset, Checksum(algorithm, hasher.hexdigest()))
             if status >= 400:
                 raise error_for_status(
-                    status, _read_excerpt(response), url=url, action="download",
+                    status,
+                    _read_excerpt(response),
+                    url=url,
+                    action="download",
                     headers=response.headers,
                 )
             if resume.offset and status == 206:
@@ -628,8 +631,15 @@ def _fetch_once(
                     status_code=status,
                 )
             done = _write_body(
-                response, part, append=status == 206, hasher=hasher, done=done, total=total,
-                progress=progress, chunk_bytes=chunk_bytes, fsync=fsync,
+                response,
+                part,
+                append=status == 206,
+                hasher=hasher,
+                done=done,
+                total=total,
+                progress=progress,
+                chunk_bytes=chunk_bytes,
+                fsync=fsync,
             )
     except httpx.RequestError as err:
         raise error_for_transport(err, url=url, action="download") from err

@@ -271,7 +271,6 @@ def error_for_transport(
     return ProviderUnavailableError(f"{where}: {kind} ({err or 'no detail'}); it is retried later")
 
 
-
 def is_loopback_host(host: str | None) -> bool:
     """Return whether ``host`` is ``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
     if not host:
@@ -282,6 +281,7 @@ def is_loopback_host(host: str | None) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
 
 __all__ = [
     "build_http_client",

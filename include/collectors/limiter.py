@@ -138,9 +138,11 @@ class PostgresSlots:
     def try_acquire(self, provider: str, slot: int) -> int | None:
         """Return the advisory key when ``pg_try_advisory_lock`` took it, else None."""
         key = advisory_key(provider, slot)
-        taken = self._conn().execute(
-            self._sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": key}
-        ).scalar()
+        taken = (
+            self._conn()
+            .execute(self._sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": key})
+            .scalar()
+        )
         return key if taken else None
 
     def release(self, handle: Any) -> None:
@@ -230,7 +232,10 @@ class ProviderLimiter:
                     if logged:
                         log.info(
                             "limiter.acquired provider=%s slot=%d/%d waited_s=%.1f",
-                            provider, index + 1, max_slots, waited_s,
+                            provider,
+                            index + 1,
+                            max_slots,
+                            waited_s,
                         )
                     try:
                         yield index
@@ -244,7 +249,10 @@ class ProviderLimiter:
                     log.info(
                         "limiter.waiting provider=%s slots=%d backend=%s: all busy, polling "
                         "every %.1f s",
-                        provider, max_slots, self.backend_name, self.poll_interval_s,
+                        provider,
+                        max_slots,
+                        self.backend_name,
+                        self.poll_interval_s,
                     )
                     logged = True
                 self._sleep(self.poll_interval_s * (0.75 + random.random() / 2))  # noqa: S311

@@ -207,8 +207,11 @@ def _parse_sentinel2(text: str, field: str) -> SceneIdentity:
     if _stamp(discriminator) is None:
         reasons.append(f"product discriminator {discriminator!r} is not a YYYYMMDDTHHMMSS")
     if reasons or sensed is None or mgrs is None:
-        raise _problem(field, f"{_shown(text)} is not a valid Sentinel-2 product name: "
-                       + "; ".join(reasons), fix)
+        raise _problem(
+            field,
+            f"{_shown(text)} is not a valid Sentinel-2 product name: " + "; ".join(reasons),
+            fix,
+        )
     return SceneIdentity(
         scene_id=text,
         kind="s2-product",
@@ -266,8 +269,9 @@ def _parse_landsat_product(text: str, field: str) -> SceneIdentity:
     if level.startswith("L2") and (collection != "02" or category == "RT" or sensor == "MSS"):
         reasons.append(f"{level} exists only for Collection 2 tier T1/T2 TM, ETM+ or OLI data")
     if reasons or acquired is None or processed is None or tile is None:
-        raise _problem(field, f"{_shown(text)} is not a valid Landsat product id: "
-                       + "; ".join(reasons), fix)
+        raise _problem(
+            field, f"{_shown(text)} is not a valid Landsat product id: " + "; ".join(reasons), fix
+        )
     return SceneIdentity(
         scene_id=text,
         kind="landsat-product",
@@ -302,8 +306,9 @@ def _parse_landsat_scene(text: str, field: str) -> SceneIdentity:
     else:
         reasons.append(f"day of year {day!r} is not valid in {year}")
     if reasons or acquired is None or tile is None:
-        raise _problem(field, f"{_shown(text)} is not a valid Landsat scene id: "
-                       + "; ".join(reasons), fix)
+        raise _problem(
+            field, f"{_shown(text)} is not a valid Landsat scene id: " + "; ".join(reasons), fix
+        )
     return SceneIdentity(
         scene_id=text,
         kind="landsat-scene",

@@ -597,7 +597,9 @@ class StacApiDriver(CatalogDriver):
                 headers=response.headers,
             )
         return json_object(
-            response, where=f"{self.catalog} {action}", url=url,
+            response,
+            where=f"{self.catalog} {action}",
+            url=url,
             hint="check that url points to a STAC API root",
         )
 

@@ -179,7 +179,9 @@ class OidcTokenSource:
     def _store(self) -> TokenStore | None:
         username, password = self._login()
         return open_token_store(
-            token_url=self.token_url, client_id=self.client_id, username=username,
+            token_url=self.token_url,
+            client_id=self.client_id,
+            username=username,
             password=password,
         )
 

@@ -990,8 +990,9 @@ class UsgsM2MDriver(CatalogDriver):
             ProviderError: no Product Bundle, a refused request or credentials.
             ProviderUnavailableError, RateLimitedError: after the in-task retries.
         """
-        product = self._available_product(scene, fix="it cannot be ordered through M2M, try "
-                                          "another provider")
+        product = self._available_product(
+            scene, fix="it cannot be ordered through M2M, try another provider"
+        )
         self._request(scene, product)
 
     def _ready_download(self, scene: Scene, product: DownloadProduct) -> Mapping[str, Any]:

@@ -18,8 +18,10 @@ def test_plugin_loader_imports_only_the_plugin_entry_point() -> None:
 
     with warnings.catch_warnings():  # pathspec's deprecation of the pattern class Airflow uses
         warnings.simplefilter("ignore", DeprecationWarning)
-        files = {Path(p).relative_to(PLUGINS).as_posix()
-                 for p in find_path_from_directory(PLUGINS, ".airflowignore")}
+        files = {
+            Path(p).relative_to(PLUGINS).as_posix()
+            for p in find_path_from_directory(PLUGINS, ".airflowignore")
+        }
     assert {f for f in files if f.endswith(".py")} == {"radcor_api/__init__.py"}
 
 
@@ -56,9 +58,13 @@ def test_openapi_schema_documents_every_endpoint_and_the_conf() -> None:
     schema = create_app().openapi()
     paths = schema["paths"]
     expected = {
-        ("/radcor", "post"), ("/radcor/restart", "get"), ("/radcor/restart", "post"),
-        ("/radcor/activities", "get"), ("/radcor/activities/{activity_id}", "get"),
-        ("/radcor/activities/{activity_id}/quicklook", "get"), ("/radcor/check", "post"),
+        ("/radcor", "post"),
+        ("/radcor/restart", "get"),
+        ("/radcor/restart", "post"),
+        ("/radcor/activities", "get"),
+        ("/radcor/activities/{activity_id}", "get"),
+        ("/radcor/activities/{activity_id}/quicklook", "get"),
+        ("/radcor/check", "post"),
         ("/radcor/items/{collection}/{item_id}", "get"),
     }
     assert expected <= {(path, method) for path, ops in paths.items() for method in ops}
@@ -98,9 +104,11 @@ def test_page_and_local_assets_are_served_without_internet(client) -> None:  # n
 
 
 def test_data_endpoints_without_credentials_answer_401(client) -> None:  # noqa: ANN001
-    for method, path in (("GET", "/radcor-api/radcor/activities"),
-                         ("POST", "/radcor-api/radcor"),
-                         ("GET", "/radcor-api/radcor/restart?ids=1")):
+    for method, path in (
+        ("GET", "/radcor-api/radcor/activities"),
+        ("POST", "/radcor-api/radcor"),
+        ("GET", "/radcor-api/radcor/restart?ids=1"),
+    ):
         response = client.request(method, path, json={} if method == "POST" else None)
         assert response.status_code == 401, (path, response.text)
         assert response.headers["www-authenticate"] == "Bearer"

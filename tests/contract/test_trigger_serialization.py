@@ -22,16 +22,25 @@ SCENE = {
     "datetime": "2020-01-09T13:22:31+00:00",
     "cloud_pct": 12.5,
     "tile": "23LLF",
-    "footprint": {"type": "Polygon", "coordinates": [[[-45.9, -12.7], [-45.8, -12.7],
-                                                      [-45.8, -12.6], [-45.9, -12.7]]]},
+    "footprint": {
+        "type": "Polygon",
+        "coordinates": [[[-45.9, -12.7], [-45.8, -12.7], [-45.8, -12.6], [-45.9, -12.7]]],
+    },
     "size_bytes": 812300000,
     "link": "https://catalogue.dataspace.copernicus.eu/odata/v1/Products(1)",
     "quicklook": None,
     "online": False,
     "platform": "sentinel-2a",
-    "assets": [{"key": "archive", "href": "https://x/Products(1)/$value", "size_bytes": 812300000,
-                "checksum": "md5:00112233445566778899aabbccddeeff",
-                "media_type": "application/zip", "roles": ["data", "archive"]}],
+    "assets": [
+        {
+            "key": "archive",
+            "href": "https://x/Products(1)/$value",
+            "size_bytes": 812300000,
+            "checksum": "md5:00112233445566778899aabbccddeeff",
+            "media_type": "application/zip",
+            "roles": ["data", "archive"],
+        }
+    ],
     "properties": {"product_id": "1", "checksums": {"md5": "00112233445566778899aabbccddeeff"}},
 }
 
@@ -57,8 +66,10 @@ def _trigger_classes() -> list[str]:
     from airflow.triggers.base import BaseTrigger
 
     return sorted(
-        name for name, value in vars(module).items()
-        if inspect.isclass(value) and issubclass(value, BaseTrigger)
+        name
+        for name, value in vars(module).items()
+        if inspect.isclass(value)
+        and issubclass(value, BaseTrigger)
         and value.__module__ == module.__name__
     )
 

@@ -73,7 +73,10 @@ def test_radcor_dag_has_the_request_shaped_tasks() -> None:
     assert dag.get_task("scene_runs").partial_kwargs["trigger_dag_id"] == "radcor_scenes"
     # one download task per provider (slot group of config/catalogs.yaml), in its own pool
     assert downloads == {
-        "download_demo", "download_earthsearch", "download_planetarycomputer", "download_cdse",
+        "download_demo",
+        "download_earthsearch",
+        "download_planetarycomputer",
+        "download_cdse",
         "download_usgs",
     }
     for step in downloads:
@@ -89,8 +92,13 @@ def test_steps_not_asked_can_be_skipped_by_the_scheduler_without_reordering(dag_
 
     dag = _load(DAGS_DIR / "radcor.py").dags[dag_id]
     source = "search" if dag_id == "radcor" else "scenes"
-    downloads = ["download_demo", "download_earthsearch", "download_planetarycomputer",
-                 "download_cdse", "download_usgs"]
+    downloads = [
+        "download_demo",
+        "download_earthsearch",
+        "download_planetarycomputer",
+        "download_cdse",
+        "download_usgs",
+    ]
     steps = [*downloads, "correction", "harmonization", "post", "publish"]
     serialized = DagSerialization.from_dict(DagSerialization.to_dict(dag))
     # NotPreviouslySkippedDep reads the source's skip XCom only when it is marked so
@@ -125,9 +133,7 @@ def test_radcor_params_reject_malformed_conf(conf: dict[str, object], bad_key: s
 
 
 def _pipeline_yamls() -> list[Path]:
-    return sorted(
-        p for p in (DAGS_DIR / "pipelines").iterdir() if p.suffix in (".yaml", ".yml")
-    )
+    return sorted(p for p in (DAGS_DIR / "pipelines").iterdir() if p.suffix in (".yaml", ".yml"))
 
 
 def test_pipelines_file_builds_one_interval_dag_per_yaml() -> None:
@@ -210,7 +216,12 @@ def test_parsing_the_radcor_dag_leaves_the_task_work_unimported() -> None:
     )
     loaded = set(result.stdout.split())
     assert loaded == {  # listeners: the plugin's run-start hook, a pluggy marker only
-        "radcor_api", "radcor_api.dag_factory", "radcor_api.listeners", "radcor_api.names",
-        "radcor_api.scene_runs", "radcor_api.sensors", "radcor_api.settings",
+        "radcor_api",
+        "radcor_api.dag_factory",
+        "radcor_api.listeners",
+        "radcor_api.names",
+        "radcor_api.scene_runs",
+        "radcor_api.sensors",
+        "radcor_api.settings",
         "radcor_api.task_context",
     }, loaded

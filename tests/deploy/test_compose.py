@@ -37,9 +37,16 @@ def _command(service: dict[str, Any]) -> str:
 
 def test_compose_has_every_service_of_the_deployment() -> None:
     assert set(SERVICES) == {
-        "postgres", "redis", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-        "airflow-triggerer", "airflow-worker-download", "airflow-worker-processing",
-        "airflow-init", "stac-fastapi-pgstac",
+        "postgres",
+        "redis",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "airflow-worker-download",
+        "airflow-worker-processing",
+        "airflow-init",
+        "stac-fastapi-pgstac",
     }
     assert "x-airflow-common" in COMPOSE  # the official compose file's anchor
     assert SERVICES["stac-fastapi-pgstac"]["profiles"] == ["stac"]
@@ -92,8 +99,10 @@ def test_airflow_service_env_uses_celery_postgres_redis_and_the_data_dir(name: s
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://")
     assert "@postgres/" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://")
-    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://") and "@redis:6379" in env[
-        "AIRFLOW__CELERY__BROKER_URL"]
+    assert (
+        env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
+        and "@redis:6379" in env["AIRFLOW__CELERY__BROKER_URL"]
+    )
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == (
         "http://airflow-apiserver:8080/execution/"
     )
@@ -136,7 +145,8 @@ def test_services_start_after_their_dependencies() -> None:
         for dependency, rule in service.get("depends_on", {}).items():
             assert dependency in SERVICES, f"{name} depends on unknown {dependency}"
             expected = (
-                "service_completed_successfully" if dependency == "airflow-init"
+                "service_completed_successfully"
+                if dependency == "airflow-init"
                 else "service_healthy"
             )
             assert rule["condition"] == expected, (name, dependency)
@@ -166,8 +176,13 @@ def test_init_migrates_writes_the_login_creates_pools_and_migrates_pgstac() -> N
         DOCKERFILE
     )
     script = INIT_SCRIPT.read_text()
-    for step in ("airflow db migrate", "SIMPLE_AUTH_MANAGER_PASSWORDS_FILE",
-                 "python -m radcor_api.pools", "pypgstac migrate --dsn", "AIRFLOW_CONN_"):
+    for step in (
+        "airflow db migrate",
+        "SIMPLE_AUTH_MANAGER_PASSWORDS_FILE",
+        "python -m radcor_api.pools",
+        "pypgstac migrate --dsn",
+        "AIRFLOW_CONN_",
+    ):
         assert step in script, step
     if shutil.which("bash"):
         checked = subprocess.run(["bash", "-n", str(INIT_SCRIPT)], capture_output=True, text=True)

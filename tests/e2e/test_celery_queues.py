@@ -71,9 +71,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AirflowSta
     shutil.copy(REPO / "dags" / "radcor.py", dags / "radcor.py")
     server = DemoStacServer(root / "catalog", port=0)
     server.RequestHandlerClass = _SlowFiles
-    with server.start(), running_stack(
-        root / "stack", dags, root / "data", celery=True
-    ) as airflow:
+    with server.start(), running_stack(root / "stack", dags, root / "data", celery=True) as airflow:
         start_core(airflow)
         start_celery_worker(airflow, "download")
         start_celery_worker(airflow, "processing")
@@ -95,9 +93,9 @@ def test_celery_run_sends_downloads_to_download_worker_and_the_rest_to_processin
     )
     assert response.status_code == 200, response.text
     run_id = response.json()["dag_run_id"]
-    assert airflow.wait_run("radcor", run_id) == "success", (
-        airflow.tail("worker-download") + airflow.tail("worker-processing")
-    )
+    assert airflow.wait_run("radcor", run_id) == "success", airflow.tail(
+        "worker-download"
+    ) + airflow.tail("worker-processing")
 
     ran = [t for t in airflow.task_instances("radcor", run_id) if t["hostname"]]
     network = ("download_demo", "wait_online")  # the download step and the wait for online scenes
@@ -168,9 +166,17 @@ def test_a_provider_pool_of_one_slot_runs_its_downloads_one_at_a_time(
     _SlowFiles.delay = 1.5  # long enough that two downloads in two slots would overlap
     try:
         conf = {
-            "w": -45.95, "s": -12.8, "e": -45.7, "n": -12.55, "catalog": "demo",
-            "catalog_args": {"url": catalog_url}, "dataset": "S2MSI1C",
-            "start": "2020-01-01", "end": "2020-12-31", "action": "start", "force": True,
+            "w": -45.95,
+            "s": -12.8,
+            "e": -45.7,
+            "n": -12.55,
+            "catalog": "demo",
+            "catalog_args": {"url": catalog_url},
+            "dataset": "S2MSI1C",
+            "start": "2020-01-01",
+            "end": "2020-12-31",
+            "action": "start",
+            "force": True,
             "tasks": [{"type": "download", "collection": "S2_L1C-1", "args": {}}],
         }
         response = airflow.client.post(

@@ -33,9 +33,15 @@ def cdse(airflow_stack: AirflowStack) -> Iterator[CdseServer]:
     server = CdseServer(order_polls=2)
     with airflow_stack.client() as client:
         client.delete("/api/v2/connections/cdse_default")
-        created = client.post("/api/v2/connections", json={
-            "connection_id": "cdse_default", "conn_type": "http",
-            "login": "alice", "password": "s3cret"})
+        created = client.post(
+            "/api/v2/connections",
+            json={
+                "connection_id": "cdse_default",
+                "conn_type": "http",
+                "login": "alice",
+                "password": "s3cret",
+            },
+        )
         assert created.status_code in (200, 201), created.text
     try:
         yield server
@@ -45,15 +51,28 @@ def cdse(airflow_stack: AirflowStack) -> Iterator[CdseServer]:
 
 def _trigger(stack: AirflowStack, server: CdseServer, scene_id: str, mode: str) -> str:
     conf = {
-        "scenes": [scene_id], "catalog": "CDSE", "dataset": "S2MSI1C", "action": "start",
+        "scenes": [scene_id],
+        "catalog": "CDSE",
+        "dataset": "S2MSI1C",
+        "action": "start",
         "catalog_args": {"url": server.odata_url, "token_url": server.token_url},
-        "tasks": [{"type": "download", "collection": "S2_L1C-1",
-                   "args": {"wait_mode": mode, "poll_interval_s": POLL_S,
-                            "wait_timeout_s": 600, "fallback_online": False}}],
+        "tasks": [
+            {
+                "type": "download",
+                "collection": "S2_L1C-1",
+                "args": {
+                    "wait_mode": mode,
+                    "poll_interval_s": POLL_S,
+                    "wait_timeout_s": 600,
+                    "fallback_online": False,
+                },
+            }
+        ],
     }
     with stack.client() as client:
-        response = client.post("/api/v2/dags/radcor/dagRuns",
-                               json={"logical_date": None, "conf": conf})
+        response = client.post(
+            "/api/v2/dags/radcor/dagRuns", json={"logical_date": None, "conf": conf}
+        )
     assert response.status_code == 200, response.text
     return str(response.json()["dag_run_id"])
 
@@ -84,43 +103,60 @@ def _watch(stack: AirflowStack, runs: dict[str, str], timeout_s: float = 180) ->
                     finished[name] = str(run["state"])
             time.sleep(0.5)
     assert len(finished) == len(runs), f"runs not finished: {seen}\n{stack.logs()}"
-    return {"states": seen, "finished": finished, "idle": idle_while_rescheduled,
-            "triggers": triggers}
+    return {
+        "states": seen,
+        "finished": finished,
+        "idle": idle_while_rescheduled,
+        "triggers": triggers,
+    }
 
 
 def _db_url(stack: AirflowStack) -> str:
     """The stack's database (metadata and activities; scripts/env.sh names it after CB_PG_DB)."""
     return stack.env.get("CB_PG_URL") or (
-        f"postgresql+psycopg2://postgres@127.0.0.1:5432/{stack.env['CB_PG_DB']}")
+        f"postgresql+psycopg2://postgres@127.0.0.1:5432/{stack.env['CB_PG_DB']}"
+    )
 
 
 def _reschedule_rows(stack: AirflowStack, run_id: str) -> int:
     engine = sa.create_engine(_db_url(stack))
     try:
         with engine.connect() as conn:
-            return int(conn.execute(sa.text(
-                "select count(*) from task_reschedule r join task_instance t on t.id = r.ti_id "
-                "where t.run_id = :run and t.task_id = 'scene.wait_online'"), {"run": run_id},
-            ).scalar_one())
+            return int(
+                conn.execute(
+                    sa.text(
+                        "select count(*) from task_reschedule r join task_instance t on t.id = r.ti_id "
+                        "where t.run_id = :run and t.task_id = 'scene.wait_online'"
+                    ),
+                    {"run": run_id},
+                ).scalar_one()
+            )
     finally:
         engine.dispose()
 
 
 def test_offline_scenes_wait_in_reschedule_and_deferrable_modes_then_download(
-    airflow_stack: AirflowStack, cdse: CdseServer,
+    airflow_stack: AirflowStack,
+    cdse: CdseServer,
 ) -> None:
-    rescheduled_id = cdse.add_s2_product(DEMO_SCENE + ".SAFE", ZIP, footprint=FOOTPRINT,
-                                         online=False)["Id"]
-    deferred_id = cdse.add_s2_product(ONLY_CDSE + ".SAFE", ZIP, footprint=FOOTPRINT,
-                                      online=False)["Id"]
-    runs = {"reschedule": _trigger(airflow_stack, cdse, DEMO_SCENE, "reschedule"),
-            "deferrable": _trigger(airflow_stack, cdse, ONLY_CDSE, "deferrable")}
+    rescheduled_id = cdse.add_s2_product(
+        DEMO_SCENE + ".SAFE", ZIP, footprint=FOOTPRINT, online=False
+    )["Id"]
+    deferred_id = cdse.add_s2_product(ONLY_CDSE + ".SAFE", ZIP, footprint=FOOTPRINT, online=False)[
+        "Id"
+    ]
+    runs = {
+        "reschedule": _trigger(airflow_stack, cdse, DEMO_SCENE, "reschedule"),
+        "deferrable": _trigger(airflow_stack, cdse, ONLY_CDSE, "deferrable"),
+    }
     started = time.monotonic()
     watched = _watch(airflow_stack, runs)
     elapsed_s = time.monotonic() - started
 
     assert watched["finished"] == {"reschedule": "success", "deferrable": "success"}, (
-        watched, airflow_stack.logs())
+        watched,
+        airflow_stack.logs(),
+    )
     assert "up_for_reschedule" in watched["states"]["reschedule"], watched
     assert "deferred" not in watched["states"]["reschedule"]
     assert 0 in watched["idle"], watched  # waiting, and no task running in the pool
@@ -138,6 +174,14 @@ def test_offline_scenes_wait_in_reschedule_and_deferrable_modes_then_download(
         assert acts["wait_online"].outputs["order"]["order_id"]
         assert str(acts["download"].status) == "success"
     for scene_id in (DEMO_SCENE, ONLY_CDSE):
-        archive = (airflow_stack.data_dir / "archive" / "S2_L1C-1" / "23LLF" / "2020" / "01" /
-                   scene_id / f"{scene_id}.zip")
+        archive = (
+            airflow_stack.data_dir
+            / "archive"
+            / "S2_L1C-1"
+            / "23LLF"
+            / "2020"
+            / "01"
+            / scene_id
+            / f"{scene_id}.zip"
+        )
         assert archive.read_bytes() == ZIP

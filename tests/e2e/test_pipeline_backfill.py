@@ -68,8 +68,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AirflowSta
         shutil.copy(REPO / "dags" / name, dags / name)
     with serve(root / "catalog", port=0) as server:
         (dags / "pipelines" / "demo_daily.yaml").write_text(PIPELINE.format(url=server.url))
-        broken = PIPELINE.format(url=server.url).replace("dataset: S2MSI1C", "dataset: S2MSI1C\n"
-                                                         "  cloud: 150")
+        broken = PIPELINE.format(url=server.url).replace(
+            "dataset: S2MSI1C", "dataset: S2MSI1C\n  cloud: 150"
+        )
         (dags / "pipelines" / "broken.yaml").write_text(broken)
         with running_stack(root / "stack", dags, root / "data") as airflow:
             start_core(airflow)
@@ -94,8 +95,9 @@ def _wait_backfills_done(airflow: AirflowStack, timeout_s: float = 180) -> list[
         if items and all(b["completed_at"] for b in items):
             return list(items)
         time.sleep(2)
-    raise AssertionError(f"backfill not done in {timeout_s} s: {_runs(airflow)}\n"
-                         f"{airflow.tail('scheduler')}")
+    raise AssertionError(
+        f"backfill not done in {timeout_s} s: {_runs(airflow)}\n{airflow.tail('scheduler')}"
+    )
 
 
 def _items(data_dir: Path) -> dict[str, dict[str, Any]]:
@@ -128,8 +130,16 @@ def test_pipeline_backfill_cli_then_rest_collects_each_interval_once(
 ) -> None:
     airflow, data_dir = stack
     assert airflow.client is not None
-    created = airflow.airflow("backfill", "create", "--dag-id", DAG_ID,
-                              "--from-date", "2020-01-09", "--to-date", "2020-01-11")
+    created = airflow.airflow(
+        "backfill",
+        "create",
+        "--dag-id",
+        DAG_ID,
+        "--from-date",
+        "2020-01-09",
+        "--to-date",
+        "2020-01-11",
+    )
     assert created.returncode == 0, created.stdout + created.stderr
     _wait_backfills_done(airflow)
 
@@ -155,11 +165,16 @@ def test_pipeline_backfill_cli_then_rest_collects_each_interval_once(
 
     rerun_day = "2020-01-10"
     first_end = runs[rerun_day]["end_date"]
-    response = airflow.client.post("/api/v2/backfills", json={
-        "dag_id": DAG_ID, "from_date": f"{rerun_day}T00:00:00Z",
-        "to_date": f"{rerun_day}T00:00:00Z", "reprocess_behavior": "completed",
-        "max_active_runs": 1,
-    })
+    response = airflow.client.post(
+        "/api/v2/backfills",
+        json={
+            "dag_id": DAG_ID,
+            "from_date": f"{rerun_day}T00:00:00Z",
+            "to_date": f"{rerun_day}T00:00:00Z",
+            "reprocess_behavior": "completed",
+            "max_active_runs": 1,
+        },
+    )
     assert response.status_code == 200, response.text
     assert response.json()["reprocess_behavior"] == "completed"
     _wait_backfills_done(airflow)

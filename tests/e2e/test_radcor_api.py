@@ -35,9 +35,17 @@ SCENES_A = {
 FAILING_SCENE = "S2B_MSIL1C_20200114T132229_N0208_R038_T23LLF_20200114T150103"
 OTHER_B_SCENE = "S2A_MSIL1C_20200119T132231_N0500_R038_T23LLF_20230612T101536"
 CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--hide-scrollbars", "--window-size=1280,1000", "--virtual-time-budget=20000",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--window-size=1280,1000",
+    "--virtual-time-budget=20000",
 )
 
 
@@ -81,8 +89,7 @@ def test_endpoint_without_token_answers_401(
     body = demo_conf if method == "POST" else None
     with airflow_stack.client(authenticated=False) as client:
         missing = client.request(method, path, json=body)
-        bad = client.request(method, path, json=body,
-                             headers={"Authorization": "Bearer not.a.jwt"})
+        bad = client.request(method, path, json=body, headers={"Authorization": "Bearer not.a.jwt"})
     assert missing.status_code == 401, missing.text
     assert bad.status_code == 401, bad.text
     assert missing.headers.get("www-authenticate") == "Bearer"
@@ -99,10 +106,16 @@ INVALID_CONFS: dict[str, tuple[dict[str, Any], tuple[str, ...], str]] = {
     "west_east_swapped": ({"w": -45.7, "e": -45.9}, (), "e"),
     "end_before_start": ({"end": "2020-01-01T00:00:00"}, (), "end"),
     "bad_date": ({"start": "yesterday"}, (), "start"),
-    "unknown_collection": ({"tasks": [{"type": "download", "collection": "S2_L1C-9"}]}, (),
-                           "tasks[0].collection"),
-    "unknown_task_type": ({"tasks": [{"type": "fetch", "collection": "S2_L1C-1"}]}, (),
-                          "tasks[0].type"),
+    "unknown_collection": (
+        {"tasks": [{"type": "download", "collection": "S2_L1C-9"}]},
+        (),
+        "tasks[0].collection",
+    ),
+    "unknown_task_type": (
+        {"tasks": [{"type": "fetch", "collection": "S2_L1C-1"}]},
+        (),
+        "tasks[0].type",
+    ),
     "raw_credentials": ({"catalog_args": {"password": "hunter2"}}, (), "catalog_args.password"),
     "bad_action": ({"action": "go"}, (), "action"),
     "unknown_field": ({"foo": 1}, (), "foo"),
@@ -135,8 +148,9 @@ def test_post_radcor_body_not_a_json_object_answers_422(
     airflow_stack: AirflowStack, body: bytes
 ) -> None:
     with airflow_stack.client() as client:
-        response = client.post("/radcor-api/radcor", content=body,
-                               headers={"Content-Type": "application/json"})
+        response = client.post(
+            "/radcor-api/radcor", content=body, headers={"Content-Type": "application/json"}
+        )
     assert response.status_code == 422, response.text
 
 
@@ -179,8 +193,11 @@ def slow_catalog() -> Iterator[str]:
 
     def slow(request: Request) -> Reply:
         time.sleep(SEARCH_TIMEOUT_S + 3)
-        return Reply(200, b'{"type": "FeatureCollection", "features": []}',
-                     {"Content-Type": "application/geo+json"})
+        return Reply(
+            200,
+            b'{"type": "FeatureCollection", "features": []}',
+            {"Content-Type": "application/geo+json"},
+        )
 
     server.route("/search", slow)
     try:
@@ -229,16 +246,20 @@ def test_activities_after_a_rest_run_list_every_node_with_links(
         png = client.get(publish["links"]["thumbnail"])
         assert png.status_code == 200 and png.headers["content-type"] == "image/png"
         assert png.content.startswith(b"\x89PNG")
-        assert client.get(f"/radcor-api/radcor/activities/{download['id']}/quicklook"
-                          ).status_code == 404
-        first = client.get("/radcor-api/radcor/activities",
-                           params={"run_id": run_a, "limit": 3}).json()
+        assert (
+            client.get(f"/radcor-api/radcor/activities/{download['id']}/quicklook").status_code
+            == 404
+        )
+        first = client.get(
+            "/radcor-api/radcor/activities", params={"run_id": run_a, "limit": 3}
+        ).json()
         assert len(first["activities"]) == 3 and first["next"]
         second = client.get(first["next"]).json()
         assert len(second["activities"]) == 1 and second["next"] is None
-        filtered = client.get("/radcor-api/radcor/activities",
-                              params={"run_id": run_a, "type": "publish", "status": "success"}
-                              ).json()
+        filtered = client.get(
+            "/radcor-api/radcor/activities",
+            params={"run_id": run_a, "type": "publish", "status": "success"},
+        ).json()
         assert filtered["total"] == 2
         detail = client.get(f"/radcor-api/radcor/activities/{download['id']}").json()
         assert [h["status"] for h in detail["history"]] == ["running", "success"]
@@ -251,8 +272,9 @@ def test_every_publish_of_a_rest_run_left_its_asset_event(
     # run A is the first to publish S2_L1C-1 in this stack: the scheduler's run-start listener
     # made the asset first, so its two publish tasks, ending together, both record their event
     with airflow_stack.client() as client:
-        events = client.get("/api/v2/assets/events",
-                            params={"source_run_id": run_a, "limit": 100}).json()
+        events = client.get(
+            "/api/v2/assets/events", params={"source_run_id": run_a, "limit": 100}
+        ).json()
     assert sorted(e["extra"]["scene_id"] for e in events["asset_events"]) == sorted(SCENES_A)
     assert {e["uri"] for e in events["asset_events"]} == {"stac://collection-builder/S2_L1C-1"}
     scheduler_log = (airflow_stack.var_dir / "run" / "scheduler.log").read_text(errors="replace")
@@ -280,21 +302,30 @@ def test_failed_scene_shows_as_gap_then_restart_reruns_it(
             assert rest["conf"]["start"] == WINDOW_B["start"]
             assert airflow_stack.wait_for_run(run_b)["state"] == "failed"
 
-            failed = client.get("/radcor-api/radcor/activities",
-                                params={"run_id": run_b, "status": "failed"}).json()
+            failed = client.get(
+                "/radcor-api/radcor/activities", params={"run_id": run_b, "status": "failed"}
+            ).json()
             assert [(a["scene_id"], a["type"]) for a in failed["activities"]] == [
-                (FAILING_SCENE, "download")]
+                (FAILING_SCENE, "download")
+            ]
             assert "404" in failed["activities"][0]["error"]
 
             whole_month = _conf(demo_conf, start="2020-01-01", end="2020-01-31", action="preview")
             gaps = client.post("/radcor-api/radcor/check", json=whole_month)
             assert gaps.status_code == 200, gaps.text
-            assert gaps.json()["cells"] == [{
-                "tile": "23LLF", "month": "2020-01", "scenes": 4,
-                "published": {"S2_L1C-1": 3}, "missing": [FAILING_SCENE]}]
+            assert gaps.json()["cells"] == [
+                {
+                    "tile": "23LLF",
+                    "month": "2020-01",
+                    "scenes": 4,
+                    "published": {"S2_L1C-1": 3},
+                    "missing": [FAILING_SCENE],
+                }
+            ]
 
-            gap_run = client.post("/radcor-api/radcor/check", json={**whole_month,
-                                                                      "action": "start"})
+            gap_run = client.post(
+                "/radcor-api/radcor/check", json={**whole_month, "action": "start"}
+            )
             assert gap_run.status_code == 202, gap_run.text
             (created,) = gap_run.json()["runs"]
             assert created["scenes"] == 1
@@ -305,9 +336,10 @@ def test_failed_scene_shows_as_gap_then_restart_reruns_it(
             # tasks the scheduler is still creating answered 500 once under load
             assert airflow_stack.wait_for_run(created["run_id"])["state"] == "failed"
 
-            preview = client.get("/radcor-api/radcor/restart",
-                                 params={"status": "failed", "run_id": run_b,
-                                         "action": "preview"})
+            preview = client.get(
+                "/radcor-api/radcor/restart",
+                params={"status": "failed", "run_id": run_b, "action": "preview"},
+            )
             assert preview.status_code == 200, preview.text
             assert preview.json()["matched"] == 1
             (ti,) = preview.json()["task_instances"]
@@ -327,8 +359,11 @@ def test_failed_scene_shows_as_gap_then_restart_reruns_it(
 
         after = client.get("/radcor-api/radcor/activities", params={"run_id": run_b}).json()
         assert {a["status"] for a in after["activities"]} == {"success"}
-        download = next(a for a in after["activities"]
-                        if a["scene_id"] == FAILING_SCENE and a["type"] == "download")
+        download = next(
+            a
+            for a in after["activities"]
+            if a["scene_id"] == FAILING_SCENE and a["type"] == "download"
+        )
         assert download["attempts"] == 2
         gaps = client.post("/radcor-api/radcor/check", json=whole_month).json()
         assert gaps["missing"] == 0
@@ -339,8 +374,11 @@ def test_restart_bad_filters_answer_400_and_unknown_ids_404(airflow_stack: Airfl
         no_filter = client.post("/radcor-api/radcor/restart", json={"action": "preview"})
         bad = client.get("/radcor-api/radcor/restart", params={"ids": "x", "status": "bogus"})
         unknown = client.get("/radcor-api/radcor/restart", params={"ids": "987654"})
-        not_object = client.post("/radcor-api/radcor/restart", content=b"[]",
-                                 headers={"Content-Type": "application/json"})
+        not_object = client.post(
+            "/radcor-api/radcor/restart",
+            content=b"[]",
+            headers={"Content-Type": "application/json"},
+        )
     assert no_filter.status_code == 400
     assert {e["field"] for e in bad.json()["errors"]} == {"ids[0]", "status"}
     assert unknown.status_code == 404
@@ -376,13 +414,22 @@ def test_activities_page_renders_rows_quicklooks_and_footprints_in_chromium(
     common = [browser, *CHROMIUM_FLAGS]
     dom = subprocess.run(
         [*common, f"--user-data-dir={tmp_path / 'profile-dom'}", "--dump-dom", url],
-        capture_output=True, text=True, timeout=90, check=False,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
     ).stdout
     screenshot = tmp_path / "activities.png"
     subprocess.run(
-        [*common, f"--user-data-dir={tmp_path / 'profile-shot'}", f"--screenshot={screenshot}",
-         url],
-        capture_output=True, timeout=90, check=False,
+        [
+            *common,
+            f"--user-data-dir={tmp_path / 'profile-shot'}",
+            f"--screenshot={screenshot}",
+            url,
+        ],
+        capture_output=True,
+        timeout=90,
+        check=False,
     )
     body = re.search(r"<body[^>]*>", dom)
     assert body, dom[:2000]
@@ -401,8 +448,10 @@ def test_activities_page_renders_rows_quicklooks_and_footprints_in_chromium(
     colours = np.unique(pixels.reshape(pixels.shape[0], -1).T, axis=0)
     assert len(colours) > 200, "the screenshot looks blank"
     unauthenticated = subprocess.run(
-        [*common, f"--user-data-dir={tmp_path / 'profile-anon'}", "--dump-dom",
-         url.split("#")[0]],
-        capture_output=True, text=True, timeout=90, check=False,
+        [*common, f"--user-data-dir={tmp_path / 'profile-anon'}", "--dump-dom", url.split("#")[0]],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
     ).stdout
     assert 'data-state="error"' in unauthenticated and "Not logged in" in unauthenticated

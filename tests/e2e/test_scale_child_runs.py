@@ -73,21 +73,29 @@ def test_35_scenes_run_in_4_child_runs_and_a_restart_reruns_the_failed_scene(
 
             children = _child_runs(client, run_id)
             assert [(c["conf"]["start"], c["conf"]["stop"]) for c in children] == [
-                (0, 10), (10, 20), (20, 30), (30, 35)]
+                (0, 10),
+                (10, 20),
+                (20, 30),
+                (30, 35),
+            ]
             assert [c["state"] for c in children] == ["success", "failed", "success", "success"]
-            parent_tis = client.get(f"/api/v2/dags/radcor/dagRuns/{run_id}/taskInstances",
-                                    params={"limit": 100}).json()["task_instances"]
+            parent_tis = client.get(
+                f"/api/v2/dags/radcor/dagRuns/{run_id}/taskInstances", params={"limit": 100}
+            ).json()["task_instances"]
             by_task = Counter((ti["task_id"], ti["state"]) for ti in parent_tis)
             assert by_task[("scene_runs", "success")] == 3
             assert by_task[("scene_runs", "failed")] == 1
             assert by_task[("report", "failed")] == 1
-            assert not any(ti["task_id"].startswith("scene.") and ti["state"] == "success"
-                           for ti in parent_tis)  # the parent maps no scene itself
+            assert not any(
+                ti["task_id"].startswith("scene.") and ti["state"] == "success" for ti in parent_tis
+            )  # the parent maps no scene itself
 
-            failed = client.get("/radcor-api/radcor/activities",
-                                params={"run_id": run_id, "status": "failed"}).json()
+            failed = client.get(
+                "/radcor-api/radcor/activities", params={"run_id": run_id, "status": "failed"}
+            ).json()
             assert [(a["scene_id"], a["type"]) for a in failed["activities"]] == [
-                (failing, "download")]
+                (failing, "download")
+            ]
             activity_id = failed["activities"][0]["id"]
     finally:
         hidden.rename(band)
@@ -96,21 +104,27 @@ def test_35_scenes_run_in_4_child_runs_and_a_restart_reruns_the_failed_scene(
         restart = client.get("/radcor-api/radcor/restart", params={"ids": str(activity_id)})
         assert restart.status_code == 202, restart.text
         cleared = {(t["dag_id"], t["task_id"]) for t in restart.json()["cleared"]}
-        assert {("radcor_scenes", "scene.download_demo"), ("radcor_scenes", "report"),
-                ("radcor", "scene_runs"), ("radcor", "report")} <= cleared
+        assert {
+            ("radcor_scenes", "scene.download_demo"),
+            ("radcor_scenes", "report"),
+            ("radcor", "scene_runs"),
+            ("radcor", "report"),
+        } <= cleared
         assert airflow_stack.wait_for_run(run_id, timeout_s=300)["state"] == "success", (
-            airflow_stack.logs())
+            airflow_stack.logs()
+        )
 
         children = _child_runs(client, run_id)
         assert len(children) == 4 and {c["state"] for c in children} == {"success"}
         downloads = _downloads(client, [c["dag_run_id"] for c in children])
         assert Counter(ti["rendered_map_index"] for ti in downloads) == dict.fromkeys(
-            scene_ids, 1)  # every scene ran in exactly one child run
+            scene_ids, 1
+        )  # every scene ran in exactly one child run
         assert {ti["state"] for ti in downloads} == {"success"}
-        assert max(len(_downloads(client, [c["dag_run_id"]])) for c in children) == (
-            SCENES_PER_RUN)
-        activities = client.get("/radcor-api/radcor/activities",
-                                params={"run_id": run_id, "limit": 100}).json()
+        assert max(len(_downloads(client, [c["dag_run_id"]])) for c in children) == (SCENES_PER_RUN)
+        activities = client.get(
+            "/radcor-api/radcor/activities", params={"run_id": run_id, "limit": 100}
+        ).json()
         assert activities["total"] == SCENES
         assert {a["status"] for a in activities["activities"]} == {"success"}
         assert {a["dag_id"] for a in activities["activities"]} == {"radcor"}
@@ -121,7 +135,11 @@ def test_35_scenes_run_in_4_child_runs_and_a_restart_reruns_the_failed_scene(
         for child in children:
             url = f"/api/v2/dags/radcor_scenes/dagRuns/{child['dag_run_id']}/taskInstances"
             tis = client.get(url, params={"limit": 100}).json()["task_instances"]
-            not_asked = [ti for ti in tis if ti["task_id"].split(".")[-1] in (
-                "correction", "harmonization", "post", "publish")]
+            not_asked = [
+                ti
+                for ti in tis
+                if ti["task_id"].split(".")[-1]
+                in ("correction", "harmonization", "post", "publish")
+            ]
             assert not_asked
             assert {(ti["state"], ti["try_number"]) for ti in not_asked} == {("skipped", 0)}

@@ -82,8 +82,13 @@ class AirflowStack:
     def airflow(self, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
         """Run an ``airflow`` CLI command with the stack's environment."""
         return subprocess.run(  # noqa: S603 - fixed argv
-            [AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=timeout_s,
-            cwd=self.root, check=False,
+            [AIRFLOW, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            cwd=self.root,
+            check=False,
         )
 
     def wait_ready(self, timeout_s: float = 120) -> httpx.Client:
@@ -147,8 +152,9 @@ class AirflowStack:
                 return str(run["state"])
             time.sleep(2)
         states = {t["task_id"]: t["state"] for t in self.task_instances(dag_id, run_id)}
-        raise AssertionError(f"{run_id} not done in {timeout_s} s: {states}\n"
-                             f"{self.tail('scheduler')}")
+        raise AssertionError(
+            f"{run_id} not done in {timeout_s} s: {states}\n{self.tail('scheduler')}"
+        )
 
     def tail(self, name: str, lines: int = 40) -> str:
         """Return the last lines of a process log (for assertion messages)."""
@@ -211,8 +217,12 @@ def running_stack(
         yield stack
     finally:
         stack.stop()
-        subprocess.run([*PSQL, "-c", f'drop database if exists "{db}" with (force)'],
-                       timeout=60, check=False, capture_output=True)
+        subprocess.run(
+            [*PSQL, "-c", f'drop database if exists "{db}" with (force)'],
+            timeout=60,
+            check=False,
+            capture_output=True,
+        )
         if celery:
             _drop_redis_keys(f"{db}:")
 
@@ -282,9 +292,20 @@ def start_celery_worker(stack: AirflowStack, queue: str, *, concurrency: int = 2
     """
     stack.start(
         f"worker-{queue}",
-        [AIRFLOW, "celery", "worker", "--queues", queue, "--concurrency", str(concurrency),
-         "--celery-hostname", f"{queue}@%h", "--skip-serve-logs", "--without-gossip",
-         "--without-mingle"],
+        [
+            AIRFLOW,
+            "celery",
+            "worker",
+            "--queues",
+            queue,
+            "--concurrency",
+            str(concurrency),
+            "--celery-hostname",
+            f"{queue}@%h",
+            "--skip-serve-logs",
+            "--without-gossip",
+            "--without-mingle",
+        ],
         extra_env={
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.helpers.worker_name.worker_hostname",
             "CB_WORKER_NAME": f"worker-{queue}",

@@ -104,14 +104,20 @@ def _services(env: dict[str, str], action: str) -> subprocess.CompletedProcess[s
     prepare = "scripts/prepare_db.sh && " if action == "start" else ""
     script = f"source scripts/env.sh && {prepare}{sys.executable} scripts/services.py {action}"
     return subprocess.run(
-        ["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
-        timeout=START_TIMEOUT_S, check=False,
+        ["bash", "-c", script],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+        check=False,
     )
 
 
 def _token(api: str) -> str:
-    response = httpx.post(f"{api}/auth/token", timeout=30,
-                          json={"username": ADMIN[0], "password": ADMIN[1]})
+    response = httpx.post(
+        f"{api}/auth/token", timeout=30, json={"username": ADMIN[0], "password": ADMIN[1]}
+    )
     response.raise_for_status()
     return str(response.json()["access_token"])
 
@@ -121,13 +127,13 @@ def _wait_for_dag(stack: AirflowStack, dag_id: str, timeout_s: float = 180) -> N
     with stack.client() as client:
         while time.monotonic() < deadline:
             if client.get(f"/api/v2/dags/{dag_id}").status_code == 200:
-                client.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}
-                             ).raise_for_status()
+                client.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
                 return
             time.sleep(1)
         errors = client.get("/api/v2/importErrors").json()
-    raise AssertionError(f"DAG {dag_id} did not appear in {timeout_s:.0f} s; import errors: "
-                         f"{errors}\n{stack.logs()}")
+    raise AssertionError(
+        f"DAG {dag_id} did not appear in {timeout_s:.0f} s; import errors: {errors}\n{stack.logs()}"
+    )
 
 
 @contextmanager
@@ -139,7 +145,8 @@ def started_stack(var_dir: Path) -> Iterator[AirflowStack]:
     """
     api_port, catalog_port = _free_port(), _free_port()
     env = {
-        key: value for key, value in os.environ.items()
+        key: value
+        for key, value in os.environ.items()
         if not key.startswith(_DROPPED_PREFIXES) and key not in _DROPPED
     }
     env.update(
@@ -175,7 +182,16 @@ def started_stack(var_dir: Path) -> Iterator[AirflowStack]:
     finally:
         _services(env, "stop")
         subprocess.run(
-            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc",
-             f'drop database if exists "{env["CB_PG_DB"]}" with (force)'],
-            capture_output=True, timeout=60, check=False,
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-qc",
+                f'drop database if exists "{env["CB_PG_DB"]}" with (force)',
+            ],
+            capture_output=True,
+            timeout=60,
+            check=False,
         )

@@ -116,8 +116,12 @@ def _attribute(kind: str, name: str, value: Any) -> dict[str, Any]:
         "DateTimeOffsetAttribute": "DateTimeOffset",
         "BooleanAttribute": "Boolean",
     }[kind]
-    return {"@odata.type": f"#OData.CSC.{kind}", "Name": name, "Value": value,
-            "ValueType": value_type}
+    return {
+        "@odata.type": f"#OData.CSC.{kind}",
+        "Name": name,
+        "Value": value,
+        "ValueType": value_type,
+    }
 
 
 def blake3_hex(data: bytes) -> str:
@@ -151,8 +155,14 @@ def s2_product_entity(
     """
     stem = name.removesuffix(".SAFE")
     parts = stem.split("_")
-    mission, level, sensing, baseline, orbit, tile = parts[0], parts[1], parts[2], parts[3], \
-        parts[4], parts[5]
+    mission, level, sensing, baseline, orbit, tile = (
+        parts[0],
+        parts[1],
+        parts[2],
+        parts[3],
+        parts[4],
+        parts[5],
+    )
     start = datetime.strptime(sensing, "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
     stamp = start.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
     end_stamp = (start + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
@@ -265,7 +275,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
             break
         match = _TOKEN.match(text, position)
         if match is None or match.end() == position:
-            raise ODataError(f"cannot parse $filter near {text[position:position + 30]!r}")
+            raise ODataError(f"cannot parse $filter near {text[position : position + 30]!r}")
         kind = match.lastgroup or ""
         out.append((kind, match.group(kind)))
         position = match.end()
@@ -368,8 +378,11 @@ class _Parser:
             self.take("punct", ",")
             second = self.operand(variables)
             self.take("punct", ")")
-            method = {"startswith": str.startswith, "endswith": str.endswith,
-                      "contains": str.__contains__}[name]
+            method = {
+                "startswith": str.startswith,
+                "endswith": str.endswith,
+                "contains": str.__contains__,
+            }[name]
             return lambda ctx: method(str(first(ctx)), str(second(ctx)))
         match = re.fullmatch(r"Attributes/OData\.CSC\.(\w+Attribute)/any", name)
         if match is None:
@@ -422,8 +435,15 @@ class _Parser:
         if name in ("ContentDate/Start", "ContentDate/End"):
             key = name.split("/")[1]
             return lambda ctx: _parse_time(ctx["product"]["ContentDate"][key])
-        if name in ("Name", "Id", "Online", "ContentLength", "PublicationDate", "OriginDate",
-                    "ModificationDate"):
+        if name in (
+            "Name",
+            "Id",
+            "Online",
+            "ContentLength",
+            "PublicationDate",
+            "OriginDate",
+            "ModificationDate",
+        ):
             return lambda ctx: ctx["product"].get(name)
         raise ODataError(f"$filter: unknown property {name!r}")
 
@@ -597,12 +617,14 @@ class CdseServer(LocalHttpServer):
         assets = None
         if quicklook:
             asset_id = str(uuid.uuid5(uuid.NAMESPACE_URL, name + "/ql"))
-            assets = [{
-                "Type": "QUICKLOOK",
-                "Id": asset_id,
-                "DownloadLink": f"{self.odata_url}/Assets({asset_id})/$value",
-                "S3Path": f"/eodata/ql/{name}-ql.jpg",
-            }]
+            assets = [
+                {
+                    "Type": "QUICKLOOK",
+                    "Id": asset_id,
+                    "DownloadLink": f"{self.odata_url}/Assets({asset_id})/$value",
+                    "S3Path": f"/eodata/ql/{name}-ql.jpg",
+                }
+            ]
         return self.add_product(entity, content=content, collection="SENTINEL-2", assets=assets)
 
     def load_recorded_pages(self, folder: Path, pattern: str = "odata_page_*.json") -> list[str]:
@@ -697,42 +719,51 @@ class CdseServer(LocalHttpServer):
         with self._state:
             self.grants.append(grant)
         if form.get("client_id") != self.client_id:
-            return _json_reply({"error": "invalid_client", "error_description":
-                                "Invalid client or Invalid client credentials"}, 401)
+            return _json_reply(
+                {
+                    "error": "invalid_client",
+                    "error_description": "Invalid client or Invalid client credentials",
+                },
+                401,
+            )
         now = self.clock()
         if grant == "password":
             if form.get("username") != self.username or form.get("password") != self.password:
-                return _json_reply({"error": "invalid_grant",
-                                    "error_description": "Invalid user credentials"}, 401)
+                return _json_reply(
+                    {"error": "invalid_grant", "error_description": "Invalid user credentials"}, 401
+                )
         elif grant == "refresh_token":
             with self._state:
                 expiry = self._refresh.pop(form.get("refresh_token", ""), None)
             if expiry is None or expiry <= now:
-                return _json_reply({"error": "invalid_grant",
-                                    "error_description": "Token is not active"}, 400)
+                return _json_reply(
+                    {"error": "invalid_grant", "error_description": "Token is not active"}, 400
+                )
         else:
             return _json_reply({"error": "unsupported_grant_type"}, 400)
         access, refresh = secrets.token_hex(16), secrets.token_hex(16)
         with self._state:
             self._access[access] = now + self.access_ttl_s
             self._refresh[refresh] = now + self.refresh_ttl_s
-        return _json_reply({
-            "access_token": access,
-            "expires_in": self.access_ttl_s,
-            "refresh_expires_in": self.refresh_ttl_s,
-            "refresh_token": refresh,
-            "token_type": "Bearer",
-            "not-before-policy": 0,
-            "session_state": str(uuid.uuid4()),
-            "scope": "AUDIENCE_PUBLIC openid email profile user-context",
-        })
+        return _json_reply(
+            {
+                "access_token": access,
+                "expires_in": self.access_ttl_s,
+                "refresh_expires_in": self.refresh_ttl_s,
+                "refresh_token": refresh,
+                "token_type": "Bearer",
+                "not-before-policy": 0,
+                "session_state": str(uuid.uuid4()),
+                "scope": "AUDIENCE_PUBLIC openid email profile user-context",
+            }
+        )
 
     def _authorized(self, request: Request) -> bool:
         header = request.headers.get("authorization", "")
         if not header.startswith("Bearer "):
             return False
         with self._state:
-            expiry = self._access.get(header[len("Bearer "):])
+            expiry = self._access.get(header[len("Bearer ") :])
         return expiry is not None and expiry > self.clock()
 
     # -- catalogue --------------------------------------------------------------------------
@@ -760,8 +791,10 @@ class CdseServer(LocalHttpServer):
         with self._state:
             stored = list(self.products.values())
         matches = [
-            s for s in stored
-            if predicate is None or predicate(
+            s
+            for s in stored
+            if predicate is None
+            or predicate(
                 {"product": s.entity, "attributes": s.attributes, "collection": s.collection}
             )
         ]
@@ -769,8 +802,10 @@ class CdseServer(LocalHttpServer):
         if order:
             key, _, direction = order.partition(" ")
             if key == "ContentDate/Start":
-                matches.sort(key=lambda s: _parse_time(s.entity["ContentDate"]["Start"]),
-                             reverse=direction.strip() == "desc")
+                matches.sort(
+                    key=lambda s: _parse_time(s.entity["ContentDate"]["Start"]),
+                    reverse=direction.strip() == "desc",
+                )
             elif key == "Name":
                 matches.sort(key=lambda s: s.entity["Name"], reverse=direction.strip() == "desc")
             else:
@@ -784,8 +819,8 @@ class CdseServer(LocalHttpServer):
         if skip + top < len(matches) and top > 0 and skip + top <= self.max_skip:
             following = dict(params)
             following["$skip"] = str(skip + top)
-            document["@odata.nextLink"] = (
-                f"{self.odata_url}/Products?" + urlencode(following, quote_via=quote_plus)
+            document["@odata.nextLink"] = f"{self.odata_url}/Products?" + urlencode(
+                following, quote_via=quote_plus
             )
         return _json_reply(document)
 
@@ -849,9 +884,7 @@ class CdseServer(LocalHttpServer):
             return _detail(404, f"Product {product_id} not found")
         with self._state:
             self.orders.append(product_id)
-            existing = next(
-                (o for o in self._orders.values() if o.product_id == product_id), None
-            )
+            existing = next((o for o in self._orders.values() if o.product_id == product_id), None)
             online = stored.entity.get("Online") is not False
             if existing is None:
                 existing = _Order(

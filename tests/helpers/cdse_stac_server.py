@@ -164,12 +164,21 @@ def s2_stac_item(
     if level_code == "L2A":
         band_dir += "/R10m"
     assets: dict[str, Any] = {
-        "B04": file_asset(f"{band_dir}/{tile}_{sensing}_B04.jp2", "image/jp2",
-                          ["data", "reflectance"], 120_000_000),
-        "B08": file_asset(f"{band_dir}/{tile}_{sensing}_B08.jp2", "image/jp2",
-                          ["data", "reflectance"], 130_000_000),
-        "product_metadata": file_asset(f"MTD_MSI{level_code}.xml", "application/xml",
-                                       ["metadata"], 55_000),
+        "B04": file_asset(
+            f"{band_dir}/{tile}_{sensing}_B04.jp2",
+            "image/jp2",
+            ["data", "reflectance"],
+            120_000_000,
+        ),
+        "B08": file_asset(
+            f"{band_dir}/{tile}_{sensing}_B08.jp2",
+            "image/jp2",
+            ["data", "reflectance"],
+            130_000_000,
+        ),
+        "product_metadata": file_asset(
+            f"MTD_MSI{level_code}.xml", "application/xml", ["metadata"], 55_000
+        ),
         "safe_manifest": file_asset("manifest.safe", "application/xml", ["metadata"], 70_000),
         "thumbnail": {
             "href": f"{download_origin}/odata/v1/Assets({uuid.uuid5(uuid.NAMESPACE_URL, name)})"
@@ -229,10 +238,16 @@ def s2_stac_item(
         "bbox": list(shape(footprint).bounds),
         "properties": properties,
         "links": [
-            {"rel": "self", "type": "application/geo+json",
-             "href": f"{stac_url}/collections/{collection}/items/{item_id}"},
-            {"rel": "collection", "type": "application/json",
-             "href": f"{stac_url}/collections/{collection}"},
+            {
+                "rel": "self",
+                "type": "application/geo+json",
+                "href": f"{stac_url}/collections/{collection}/items/{item_id}",
+            },
+            {
+                "rel": "collection",
+                "type": "application/json",
+                "href": f"{stac_url}/collections/{collection}",
+            },
             {"rel": "root", "type": "application/json", "href": stac_url},
         ],
         "assets": assets,
@@ -440,8 +455,11 @@ class CdseStacServer(CdseServer):
                 with self._state:
                     item = self.items.get(parts[3])
                 if item is None or item.get("collection") != collection:
-                    return _error(404, "NotFoundError", f"Item {parts[3]} in Collection "
-                                  f"{collection} does not exist.")
+                    return _error(
+                        404,
+                        "NotFoundError",
+                        f"Item {parts[3]} in Collection {collection} does not exist.",
+                    )
                 return _json(item, content_type="application/geo+json")
         return _error(404, "NotFoundError", f"no such resource {path}")
 
@@ -459,10 +477,18 @@ class CdseStacServer(CdseServer):
                 {"rel": "root", "type": "application/json", "href": root},
                 {"rel": "data", "type": "application/json", "href": f"{root}/collections"},
                 {"rel": "conformance", "type": "application/json", "href": f"{root}/conformance"},
-                {"rel": "search", "type": "application/geo+json", "href": f"{root}/search",
-                 "method": "GET"},
-                {"rel": "search", "type": "application/geo+json", "href": f"{root}/search",
-                 "method": "POST"},
+                {
+                    "rel": "search",
+                    "type": "application/geo+json",
+                    "href": f"{root}/search",
+                    "method": "GET",
+                },
+                {
+                    "rel": "search",
+                    "type": "application/geo+json",
+                    "href": f"{root}/search",
+                    "method": "POST",
+                },
             ],
         }
 
@@ -475,13 +501,21 @@ class CdseStacServer(CdseServer):
             "title": COLLECTIONS[collection],
             "description": COLLECTIONS[collection],
             "license": "other",
-            "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]},
-                       "temporal": {"interval": [["2015-06-27T10:25:31Z", None]]}},
+            "extent": {
+                "spatial": {"bbox": [[-180, -90, 180, 90]]},
+                "temporal": {"interval": [["2015-06-27T10:25:31Z", None]]},
+            },
             "links": [
-                {"rel": "self", "type": "application/json",
-                 "href": f"{root}/collections/{collection}"},
-                {"rel": "items", "type": "application/geo+json",
-                 "href": f"{root}/collections/{collection}/items"},
+                {
+                    "rel": "self",
+                    "type": "application/json",
+                    "href": f"{root}/collections/{collection}",
+                },
+                {
+                    "rel": "items",
+                    "type": "application/geo+json",
+                    "href": f"{root}/collections/{collection}/items",
+                },
                 {"rel": "root", "type": "application/json", "href": root},
             ],
         }
@@ -509,18 +543,26 @@ class CdseStacServer(CdseServer):
         if offset + limit < len(matched):
             following = f"next:{offset + limit}"
             if request.method == "POST":
-                links.append({
-                    "rel": "next", "type": "application/geo+json", "method": "POST",
-                    "href": f"{self.stac_url}/search",
-                    "body": {**params, "token": following},
-                })
+                links.append(
+                    {
+                        "rel": "next",
+                        "type": "application/geo+json",
+                        "method": "POST",
+                        "href": f"{self.stac_url}/search",
+                        "body": {**params, "token": following},
+                    }
+                )
             else:
                 query = {k: v[0] for k, v in parse_qs(request.query).items()}
                 query["token"] = following
-                links.append({
-                    "rel": "next", "type": "application/geo+json", "method": "GET",
-                    "href": f"{self.stac_url}/search?{urlencode(query)}",
-                })
+                links.append(
+                    {
+                        "rel": "next",
+                        "type": "application/geo+json",
+                        "method": "GET",
+                        "href": f"{self.stac_url}/search?{urlencode(query)}",
+                    }
+                )
         document = {
             "type": "FeatureCollection",
             "features": page,

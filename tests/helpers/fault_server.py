@@ -74,8 +74,9 @@ class FileServer:
         self._server = _Server(self)
         host, port = self._server.server_address[:2]
         self.url = f"http://{host}:{port}/file"
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                         kwargs={"poll_interval": 0.02}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self._thread.start()
 
     # -- cues ---------------------------------------------------------------------------------
@@ -127,10 +128,10 @@ class FileServer:
         data = self.data
         if cue is not None and cue.kind == "corrupt":
             middle = len(data) // 2
-            data = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]
+            data = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
         start = 0
         if self.ranges and header and header.startswith("bytes="):
-            start = int(header[len("bytes="):].split("-")[0])
+            start = int(header[len("bytes=") :].split("-")[0])
             if start >= len(data):
                 handler.send_response(416)
                 handler.send_header("Content-Range", f"bytes */{len(data)}")

@@ -28,31 +28,47 @@ DEMO_SCENE = "S2A_MSIL1C_20200109T132231_N0208_R038_T23LLF_20200109T145429"
 ONLY_CDSE = "S2B_MSIL1C_20200110T131239_N0208_R138_T23LLF_20200110T150351"
 FOOTPRINT = {
     "type": "Polygon",
-    "coordinates": [[[-45.95, -12.8], [-45.7, -12.8], [-45.7, -12.55], [-45.95, -12.55],
-                     [-45.95, -12.8]]],
+    "coordinates": [
+        [[-45.95, -12.8], [-45.7, -12.8], [-45.7, -12.55], [-45.95, -12.55], [-45.95, -12.8]]
+    ],
 }
 ZIP = safe_zip(DEMO_SCENE, {"manifest.safe": b"<xfdu:XFDU/>", "MTD_MSIL1C.xml": b"<x/>" * 2000})
 ACCOUNT = Credentials(username="alice", password="s3cret")  # noqa: S106 - the test server's
 
 
-def catalogs_for(
-    cdse: CdseServer, demo_url: str, **cdse_options: Any
-) -> dict[str, CatalogConfig]:
+def catalogs_for(cdse: CdseServer, demo_url: str, **cdse_options: Any) -> dict[str, CatalogConfig]:
     """Return catalogs ``cdse`` (loopback, 10 ms retry backoff) and ``demo``."""
     options = {"token_url": cdse.token_url, "retry_base_delay_s": 0.01, **cdse_options}
-    return parse_catalogs({"catalogs": {
-        "cdse": {"driver": "cdse", "url": cdse.odata_url, "max_connections": 2,
-                 "conn_id": "cdse_default", "options": options},
-        "demo": {"driver": "stac", "url": demo_url, "datasets": {"S2MSI1C": "sentinel-2-l1c"}},
-    }})
+    return parse_catalogs(
+        {
+            "catalogs": {
+                "cdse": {
+                    "driver": "cdse",
+                    "url": cdse.odata_url,
+                    "max_connections": 2,
+                    "conn_id": "cdse_default",
+                    "options": options,
+                },
+                "demo": {
+                    "driver": "stac",
+                    "url": demo_url,
+                    "datasets": {"S2MSI1C": "sentinel-2-l1c"},
+                },
+            }
+        }
+    )
 
 
 def two_providers() -> CollectionConfig:
     """``S2_L1C-1`` downloaded from cdse first, then from the demo catalog."""
-    return load_collections()["S2_L1C-1"].model_copy(update={"providers": (
-        ProviderConfig(catalog="cdse", dataset="S2MSI1C"),
-        ProviderConfig(catalog="demo", dataset="S2MSI1C"),
-    )})
+    return load_collections()["S2_L1C-1"].model_copy(
+        update={
+            "providers": (
+                ProviderConfig(catalog="cdse", dataset="S2MSI1C"),
+                ProviderConfig(catalog="demo", dataset="S2MSI1C"),
+            )
+        }
+    )
 
 
 def factory_for(
@@ -61,8 +77,9 @@ def factory_for(
     """Build drivers of ``catalogs``; CDSE gets ``credentials``."""
 
     def build(name: str) -> CatalogDriver:
-        return make_driver(name, credentials=credentials if name == "cdse" else None,
-                           catalogs=dict(catalogs))
+        return make_driver(
+            name, credentials=credentials if name == "cdse" else None, catalogs=dict(catalogs)
+        )
 
     return build
 

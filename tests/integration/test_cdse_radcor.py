@@ -40,8 +40,10 @@ def cdse() -> Iterator[tuple[CdseServer, dict[str, bytes], dict[str, Any]]]:
     server = CdseServer()
     zips = {}
     for name, cloud in ((REAL, 7.5), (SECOND, 31.0)):
-        zips[name] = safe_zip(name, {"manifest.safe": safe / "manifest.safe",
-                                     "MTD_MSIL1C.xml": safe / "MTD_MSIL1C.xml"})
+        zips[name] = safe_zip(
+            name,
+            {"manifest.safe": safe / "manifest.safe", "MTD_MSIL1C.xml": safe / "MTD_MSIL1C.xml"},
+        )
         server.add_s2_product(name + ".SAFE", zips[name], footprint=footprint, cloud_pct=cloud)
     sentinel1 = realdata / "cdsetool" / "query" / "mock" / "sentinel_1"
     if sentinel1.is_dir():
@@ -66,12 +68,18 @@ def _conf(server: CdseServer, footprint: dict[str, Any], **overrides: Any) -> di
 
     w, s, e, n = shape(footprint).bounds
     conf: dict[str, Any] = {
-        "w": w, "s": s, "e": e, "n": n,
+        "w": w,
+        "s": s,
+        "e": e,
+        "n": n,
         "catalog": "CDSE",
         "catalog_args": {"url": server.odata_url, "token_url": server.token_url},
         "dataset": "S2MSI1C",
-        "start": "2021-09-01T00:00:00", "end": "2021-09-30T23:59:59",
-        "cloud": 100, "action": "start", "force": False,
+        "start": "2021-09-01T00:00:00",
+        "end": "2021-09-30T23:59:59",
+        "cloud": 100,
+        "action": "start",
+        "force": False,
         "tasks": [{"type": "download", "collection": "S2_L1C-1", "args": {}}],
     }
     conf.update(overrides)
@@ -87,16 +95,22 @@ def _report(dag_run: Any) -> Any:
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        row = session.query(XComModel).filter_by(
-            dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id="report", key="return_value"
-        ).one()
+        row = (
+            session.query(XComModel)
+            .filter_by(
+                dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id="report", key="return_value"
+            )
+            .one()
+        )
         value = row.value
     return json.loads(value) if isinstance(value, str) else value
 
 
 def test_radcor_cdse_preview_lists_the_s2_products_only(
-    radcor_dag: Any, cdse: tuple[CdseServer, dict[str, bytes], dict[str, Any]],
-    cdse_connection: None, data_dir: Path,
+    radcor_dag: Any,
+    cdse: tuple[CdseServer, dict[str, bytes], dict[str, Any]],
+    cdse_connection: None,
+    data_dir: Path,
 ) -> None:
     server, _, footprint = cdse
     run = radcor_dag.test(run_conf=_conf(server, footprint, action="preview", cloud=50))
@@ -114,8 +128,10 @@ def test_radcor_cdse_preview_lists_the_s2_products_only(
 
 
 def test_radcor_scihub_alias_downloads_verified_zips_from_cdse(
-    radcor_dag: Any, cdse: tuple[CdseServer, dict[str, bytes], dict[str, Any]],
-    cdse_connection: None, data_dir: Path,
+    radcor_dag: Any,
+    cdse: tuple[CdseServer, dict[str, bytes], dict[str, Any]],
+    cdse_connection: None,
+    data_dir: Path,
 ) -> None:
     server, zips, footprint = cdse
     grants_before = len(server.grants)

@@ -45,10 +45,18 @@ def cdse_stac() -> Iterator[tuple[CdseStacServer, dict[str, bytes], dict[str, An
     server = CdseStacServer()
     zips = {}
     for name, cloud, checksum in ((REAL, 7.5, "md5"), (SECOND, 31.0, "blake3")):
-        zips[name] = safe_zip(name, {"manifest.safe": safe / "manifest.safe",
-                                     "MTD_MSIL1C.xml": safe / "MTD_MSIL1C.xml"})
-        server.add_s2_item(name, zips[name], footprint=footprint, cloud_pct=cloud,
-                           checksum=checksum, safe_suffix=name == SECOND)
+        zips[name] = safe_zip(
+            name,
+            {"manifest.safe": safe / "manifest.safe", "MTD_MSIL1C.xml": safe / "MTD_MSIL1C.xml"},
+        )
+        server.add_s2_item(
+            name,
+            zips[name],
+            footprint=footprint,
+            cloud_pct=cloud,
+            checksum=checksum,
+            safe_suffix=name == SECOND,
+        )
     try:
         yield server, zips, footprint
     finally:
@@ -72,12 +80,18 @@ def _conf(server: CdseStacServer, footprint: dict[str, Any], **overrides: Any) -
         "tiles": None,  # dag.test keeps Params of earlier runs in this process
         "geom": None,
         "scenes": None,
-        "w": w, "s": s, "e": e, "n": n,
+        "w": w,
+        "s": s,
+        "e": e,
+        "n": n,
         "catalog": "CDSE-STAC",
         "catalog_args": {"url": server.stac_url, "token_url": server.token_url},
         "dataset": "S2MSI1C",
-        "start": "2021-09-01T00:00:00", "end": "2021-09-30T23:59:59",
-        "cloud": 100, "action": "start", "force": False,
+        "start": "2021-09-01T00:00:00",
+        "end": "2021-09-30T23:59:59",
+        "cloud": 100,
+        "action": "start",
+        "force": False,
         "tasks": [{"type": "download", "collection": "S2_L1C-1", "args": {}}],
     }
     conf.update(overrides)
@@ -93,16 +107,22 @@ def _report(dag_run: Any) -> Any:
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        row = session.query(XComModel).filter_by(
-            dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id="report", key="return_value"
-        ).one()
+        row = (
+            session.query(XComModel)
+            .filter_by(
+                dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id="report", key="return_value"
+            )
+            .one()
+        )
         value = row.value
     return json.loads(value) if isinstance(value, str) else value
 
 
 def test_radcor_cdse_stac_preview_lists_the_products(
-    radcor_dag: Any, cdse_stac: tuple[CdseStacServer, dict[str, bytes], dict[str, Any]],
-    cdse_connection: None, data_dir: Path,
+    radcor_dag: Any,
+    cdse_stac: tuple[CdseStacServer, dict[str, bytes], dict[str, Any]],
+    cdse_connection: None,
+    data_dir: Path,
 ) -> None:
     server, zips, footprint = cdse_stac
     grants_before = len(server.grants)
@@ -121,13 +141,17 @@ def test_radcor_cdse_stac_preview_lists_the_products(
     assert SECOND in preview  # its item id carries .SAFE; the scene id does not
     assert not (data_dir / "archive").exists()
     assert len(server.grants) == grants_before  # previewing needs no login
-    assert all(r.method == "POST" and "authorization" not in r.headers
-               for r in server.search_requests())
+    assert all(
+        r.method == "POST" and "authorization" not in r.headers for r in server.search_requests()
+    )
 
 
 def test_radcor_cdse_stac_start_downloads_verified_product_zips(
-    radcor_dag: Any, cdse_stac: tuple[CdseStacServer, dict[str, bytes], dict[str, Any]],
-    cdse_connection: None, data_dir: Path, caplog: pytest.LogCaptureFixture,
+    radcor_dag: Any,
+    cdse_stac: tuple[CdseStacServer, dict[str, bytes], dict[str, Any]],
+    cdse_connection: None,
+    data_dir: Path,
+    caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     server, zips, footprint = cdse_stac
@@ -156,12 +180,24 @@ def test_radcor_cdse_stac_start_downloads_verified_product_zips(
 
 
 def test_radcor_cdse_stac_scenes_field_finds_products_by_name(
-    radcor_dag: Any, cdse_stac: tuple[CdseStacServer, dict[str, bytes], dict[str, Any]],
-    cdse_connection: None, data_dir: Path,
+    radcor_dag: Any,
+    cdse_stac: tuple[CdseStacServer, dict[str, bytes], dict[str, Any]],
+    cdse_connection: None,
+    data_dir: Path,
 ) -> None:
     server, _, footprint = cdse_stac
-    conf = _conf(server, footprint, action="preview", scenes=[SECOND],
-                 w=None, s=None, e=None, n=None, start=None, end=None)
+    conf = _conf(
+        server,
+        footprint,
+        action="preview",
+        scenes=[SECOND],
+        w=None,
+        s=None,
+        e=None,
+        n=None,
+        start=None,
+        end=None,
+    )
     run = radcor_dag.test(run_conf=conf)
     assert str(run.state) == "success", _states(run)
     preview = _report(run)

@@ -72,7 +72,11 @@ def test_pools_module_creates_every_provider_pool_and_leaves_sizes_alone(session
     session.commit()
     done = subprocess.run(
         [sys.executable, "-m", "radcor_api.pools"],
-        capture_output=True, text=True, timeout=120, cwd=REPO, env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env=dict(os.environ),
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "pool download_cdse: created with 4 slots" in done.stdout
@@ -84,8 +88,11 @@ def test_pools_module_creates_every_provider_pool_and_leaves_sizes_alone(session
 
 
 def test_a_provider_the_dag_does_not_know_yet_fails_validate_saying_why(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_dir: Path,
-    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    data_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     import shutil
 
@@ -104,11 +111,17 @@ def test_a_provider_the_dag_does_not_know_yet_fails_validate_saying_why(
     dag = bag.dags["radcor"]
     assert not dag.has_task("scene.download_usgs")
     monkeypatch.delenv("COLLECTION_BUILDER_CONFIG_DIR")
-    run = dag.test(run_conf={
-        "tiles": ["090084"], "catalog": "USGS", "dataset": "landsat_ot_c2_l1",
-        "start": "2016-01-01", "end": "2016-01-31", "action": "start",
-        "tasks": [{"type": "download", "collection": "LC8_DN-1", "args": {}}],
-    })
+    run = dag.test(
+        run_conf={
+            "tiles": ["090084"],
+            "catalog": "USGS",
+            "dataset": "landsat_ot_c2_l1",
+            "start": "2016-01-01",
+            "end": "2016-01-31",
+            "action": "start",
+            "tasks": [{"type": "download", "collection": "LC8_DN-1", "args": {}}],
+        }
+    )
     assert str(run.state) == "failed"
     (validate,) = [ti for ti in run.get_task_instances() if ti.task_id == "validate"]
     assert str(validate.state) == "failed"

@@ -47,8 +47,10 @@ def offline_dag() -> Iterator[Any]:
 @pytest.fixture
 def cdse(monkeypatch: pytest.MonkeyPatch) -> Iterator[CdseServer]:
     clear_token_cache()
-    monkeypatch.setenv("AIRFLOW_CONN_CDSE_DEFAULT", json.dumps(
-        {"conn_type": "http", "login": "alice", "password": "s3cret"}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CDSE_DEFAULT",
+        json.dumps({"conn_type": "http", "login": "alice", "password": "s3cret"}),
+    )
     server = CdseServer(order_polls=3)
     try:
         yield server
@@ -58,17 +60,26 @@ def cdse(monkeypatch: pytest.MonkeyPatch) -> Iterator[CdseServer]:
 
 
 def _product(server: CdseServer, *, online: bool = False, **kwargs: Any) -> str:
-    entity = server.add_s2_product(DEMO_SCENE + ".SAFE", ZIP, footprint=FOOTPRINT,
-                                   online=online, **kwargs)
+    entity = server.add_s2_product(
+        DEMO_SCENE + ".SAFE", ZIP, footprint=FOOTPRINT, online=online, **kwargs
+    )
     return str(entity["Id"])
 
 
 def _conf(server: CdseServer, **args: Any) -> dict[str, Any]:
     return {
-        "scenes": [DEMO_SCENE], "catalog": "CDSE", "dataset": "S2MSI1C", "action": "start",
+        "scenes": [DEMO_SCENE],
+        "catalog": "CDSE",
+        "dataset": "S2MSI1C",
+        "action": "start",
         "catalog_args": {"url": server.odata_url, "token_url": server.token_url},
-        "tasks": [{"type": "download", "collection": "S2_L1C-1",
-                   "args": {"fallback_online": False, **args}}],
+        "tasks": [
+            {
+                "type": "download",
+                "collection": "S2_L1C-1",
+                "args": {"fallback_online": False, **args},
+            }
+        ],
     }
 
 
@@ -91,13 +102,20 @@ def _reschedules(run: Any, task_id: str) -> int:
 
     (ti,) = [t for t in run.get_task_instances() if t.task_id == task_id]
     with create_session() as session:
-        return int(session.scalar(
-            sa.select(sa.func.count()).select_from(TaskReschedule).where(
-                TaskReschedule.ti_id == ti.id)) or 0)
+        return int(
+            session.scalar(
+                sa.select(sa.func.count())
+                .select_from(TaskReschedule)
+                .where(TaskReschedule.ti_id == ti.id)
+            )
+            or 0
+        )
 
 
 def test_offline_scene_reschedule_mode_orders_once_waits_then_downloads(
-    offline_dag: Any, cdse: CdseServer, data_dir: Path,
+    offline_dag: Any,
+    cdse: CdseServer,
+    data_dir: Path,
 ) -> None:
     product_id = _product(cdse)
     run = offline_dag.test(run_conf=_conf(cdse, wait_mode="reschedule", poll_interval_s=1))
@@ -116,7 +134,9 @@ def test_offline_scene_reschedule_mode_orders_once_waits_then_downloads(
 
 
 def test_offline_scene_deferrable_mode_waits_in_the_trigger_then_downloads(
-    offline_dag: Any, cdse: CdseServer, data_dir: Path,
+    offline_dag: Any,
+    cdse: CdseServer,
+    data_dir: Path,
 ) -> None:
     product_id = _product(cdse)
     run = offline_dag.test(run_conf=_conf(cdse, wait_mode="deferrable", poll_interval_s=1))
@@ -129,7 +149,9 @@ def test_offline_scene_deferrable_mode_waits_in_the_trigger_then_downloads(
 
 
 def test_offline_scene_never_online_times_out_without_retry_and_fails_the_run(
-    offline_dag: Any, cdse: CdseServer, data_dir: Path,
+    offline_dag: Any,
+    cdse: CdseServer,
+    data_dir: Path,
 ) -> None:
     cdse.order_polls = 10_000
     _product(cdse)
@@ -147,15 +169,20 @@ def test_offline_scene_never_online_times_out_without_retry_and_fails_the_run(
 
 @pytest.mark.parametrize("fault", ["unknown_scene_404", "wrong_password_401"])
 def test_permanent_error_fails_at_once_without_retry(
-    offline_dag: Any, cdse: CdseServer, data_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    offline_dag: Any,
+    cdse: CdseServer,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
     fault: str,
 ) -> None:
     _product(cdse)
     if fault == "unknown_scene_404":
         cdse.fail("product", 404, {"detail": "Product not found"})
     else:
-        monkeypatch.setenv("AIRFLOW_CONN_CDSE_DEFAULT", json.dumps(
-            {"conn_type": "http", "login": "alice", "password": "wrong"}))
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_CDSE_DEFAULT",
+            json.dumps({"conn_type": "http", "login": "alice", "password": "wrong"}),
+        )
     run = offline_dag.test(run_conf=_conf(cdse, poll_interval_s=1))
     wait = _tis(run)["scene.wait_online"]
     assert str(run.state) == "failed"
@@ -164,7 +191,9 @@ def test_permanent_error_fails_at_once_without_retry(
 
 
 def test_transient_download_errors_are_retried_in_task_then_by_airflow(
-    offline_dag: Any, cdse: CdseServer, data_dir: Path,
+    offline_dag: Any,
+    cdse: CdseServer,
+    data_dir: Path,
 ) -> None:
     _product(cdse, online=True)
     cdse.fail("zipper", 429, {"detail": "slow down"}, {"Retry-After": "1"})  # waited in the task
@@ -181,7 +210,9 @@ def test_transient_download_errors_are_retried_in_task_then_by_airflow(
 
 
 def test_checksum_mismatch_leaves_nothing_in_the_archive_and_is_retried(
-    offline_dag: Any, cdse: CdseServer, data_dir: Path,
+    offline_dag: Any,
+    cdse: CdseServer,
+    data_dir: Path,
 ) -> None:
     _product(cdse, online=True, wrong_checksums=("MD5", "BLAKE3"))
     run = offline_dag.test(run_conf=_conf(cdse))

@@ -156,4 +156,3 @@ def test_radcor_planetary_computer_start_downloads_signed_blobs(
     assert str(activity.status) == "success"
     assert activity.provider == "planetarycomputer"
     assert "SIGNEDBYTHELOOPBACKSAS" not in caplog.text
-

@@ -198,10 +198,18 @@ def test_run_start_listener_primes_the_collections_the_run_publishes(
     from radcor_api.names import PUBLISHED_ALIAS
 
     not_configured = _collection()
-    conf = {"tasks": [{"type": "download", "collection": "S2_L1C-1", "tasks": [
-        {"type": "publish", "collection": test_collection},
-        {"type": "publish", "collection": not_configured},
-    ]}]}
+    conf = {
+        "tasks": [
+            {
+                "type": "download",
+                "collection": "S2_L1C-1",
+                "tasks": [
+                    {"type": "publish", "collection": test_collection},
+                    {"type": "publish", "collection": not_configured},
+                ],
+            }
+        ]
+    }
     on_dag_run_running(dag_run=_started_run(radcor_dag, conf), msg="started")
     session = new_session()
     asset = _asset_with_aliases(session, test_collection)

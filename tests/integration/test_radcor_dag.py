@@ -82,8 +82,12 @@ def test_steps_the_conf_does_not_ask_for_are_skipped_without_running(
     for step in ("wait_online", "download_demo", "publish"):
         assert {(str(ti.state), ti.try_number) for ti in by_step[step]} == {("success", 1)}
     assert {ti.pool for ti in by_step["download_demo"]} == {"download_demo"}
-    other_providers = ("download_cdse", "download_usgs", "download_earthsearch",
-                       "download_planetarycomputer")
+    other_providers = (
+        "download_cdse",
+        "download_usgs",
+        "download_earthsearch",
+        "download_planetarycomputer",
+    )
     for step in ("correction", "harmonization", "post", *other_providers):
         # skipped by the scheduler on search's word: never queued, so no try and no process
         assert {(str(ti.state), ti.try_number) for ti in by_step[step]} == {("skipped", 0)}

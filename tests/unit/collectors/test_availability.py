@@ -82,7 +82,9 @@ def _offline(cdse: CdseServer, scene_id: str = DEMO_SCENE) -> str:
 
 
 def test_decide_online_at_own_catalog_orders_nothing(
-    cdse: CdseServer, factory: Callable[[str], CatalogDriver], collection: CollectionConfig,
+    cdse: CdseServer,
+    factory: Callable[[str], CatalogDriver],
+    collection: CollectionConfig,
 ) -> None:
     cdse.add_s2_product(DEMO_SCENE + ".SAFE", ZIP, footprint=FOOTPRINT)
     decision = decide(cdse_scene(factory), [collection], driver_factory=factory)
@@ -92,7 +94,9 @@ def test_decide_online_at_own_catalog_orders_nothing(
 
 
 def test_decide_offline_without_fallback_orders_once_and_poll_sees_it_online(
-    cdse: CdseServer, factory: Callable[[str], CatalogDriver], collection: CollectionConfig,
+    cdse: CdseServer,
+    factory: Callable[[str], CatalogDriver],
+    collection: CollectionConfig,
 ) -> None:
     product_id = _offline(cdse)
     scene = cdse_scene(factory)
@@ -110,7 +114,9 @@ def test_decide_offline_without_fallback_orders_once_and_poll_sees_it_online(
 
 
 def test_decide_offline_fallback_online_uses_it_without_ordering(
-    cdse: CdseServer, factory: Callable[[str], CatalogDriver], collection: CollectionConfig,
+    cdse: CdseServer,
+    factory: Callable[[str], CatalogDriver],
+    collection: CollectionConfig,
 ) -> None:
     _offline(cdse)
     decision = decide(cdse_scene(factory), [collection], driver_factory=factory)
@@ -120,7 +126,9 @@ def test_decide_offline_fallback_online_uses_it_without_ordering(
 
 
 def test_decide_fallback_without_the_scene_is_noted_and_the_scene_ordered(
-    cdse: CdseServer, factory: Callable[[str], CatalogDriver], collection: CollectionConfig,
+    cdse: CdseServer,
+    factory: Callable[[str], CatalogDriver],
+    collection: CollectionConfig,
 ) -> None:
     product_id = _offline(cdse, ONLY_CDSE)
     decision = decide(cdse_scene(factory, ONLY_CDSE), [collection], driver_factory=factory)
@@ -130,14 +138,18 @@ def test_decide_fallback_without_the_scene_is_noted_and_the_scene_ordered(
 
 
 def test_find_online_fallback_unreachable_provider_is_skipped(
-    cdse: CdseServer, catalogs: dict[str, CatalogConfig], collection: CollectionConfig,
+    cdse: CdseServer,
+    catalogs: dict[str, CatalogConfig],
+    collection: CollectionConfig,
 ) -> None:
     _offline(cdse)
     broken = dict(catalogs)
     broken["demo"] = catalogs["demo"].model_copy(update={"url": "http://127.0.0.1:9"})
     sleeps: list[float] = []
     found, notes = find_online_fallback(
-        cdse_scene(factory_for(catalogs)), collection, driver_factory=factory_for(broken),
+        cdse_scene(factory_for(catalogs)),
+        collection,
+        driver_factory=factory_for(broken),
         sleep=sleeps.append,
     )
     assert found is None
@@ -146,7 +158,9 @@ def test_find_online_fallback_unreachable_provider_is_skipped(
 
 
 def test_decide_transient_503_on_the_product_is_retried_in_the_task(
-    cdse: CdseServer, factory: Callable[[str], CatalogDriver], collection: CollectionConfig,
+    cdse: CdseServer,
+    factory: Callable[[str], CatalogDriver],
+    collection: CollectionConfig,
 ) -> None:
     cdse.add_s2_product(DEMO_SCENE + ".SAFE", ZIP, footprint=FOOTPRINT)
     scene = cdse_scene(factory)
@@ -158,7 +172,9 @@ def test_decide_transient_503_on_the_product_is_retried_in_the_task(
 
 
 def test_decide_429_retry_after_is_honoured(
-    cdse: CdseServer, factory: Callable[[str], CatalogDriver], collection: CollectionConfig,
+    cdse: CdseServer,
+    factory: Callable[[str], CatalogDriver],
+    collection: CollectionConfig,
 ) -> None:
     cdse.add_s2_product(DEMO_SCENE + ".SAFE", ZIP, footprint=FOOTPRINT)
     scene = cdse_scene(factory)
@@ -169,7 +185,9 @@ def test_decide_429_retry_after_is_honoured(
 
 
 def test_decide_unknown_product_404_raises_provider_error_without_retry(
-    cdse: CdseServer, factory: Callable[[str], CatalogDriver], collection: CollectionConfig,
+    cdse: CdseServer,
+    factory: Callable[[str], CatalogDriver],
+    collection: CollectionConfig,
 ) -> None:
     cdse.add_s2_product(DEMO_SCENE + ".SAFE", ZIP, footprint=FOOTPRINT)
     scene = cdse_scene(factory)
@@ -182,7 +200,9 @@ def test_decide_unknown_product_404_raises_provider_error_without_retry(
 
 
 def test_decide_order_with_a_wrong_password_raises_naming_the_connection(
-    cdse: CdseServer, catalogs: dict[str, CatalogConfig], collection: CollectionConfig,
+    cdse: CdseServer,
+    catalogs: dict[str, CatalogConfig],
+    collection: CollectionConfig,
 ) -> None:
     _offline(cdse)
     wrong = factory_for(catalogs, Credentials(username="alice", password="wrong"))  # noqa: S106
@@ -193,7 +213,8 @@ def test_decide_order_with_a_wrong_password_raises_naming_the_connection(
 
 
 def test_order_token_refused_is_renewed_once(
-    cdse: CdseServer, factory: Callable[[str], CatalogDriver],
+    cdse: CdseServer,
+    factory: Callable[[str], CatalogDriver],
 ) -> None:
     product_id = _offline(cdse)
     scene = cdse_scene(factory)
@@ -206,7 +227,8 @@ def test_order_token_refused_is_renewed_once(
 
 
 def test_poll_transient_error_is_reported_not_raised(
-    cdse: CdseServer, factory: Callable[[str], CatalogDriver],
+    cdse: CdseServer,
+    factory: Callable[[str], CatalogDriver],
 ) -> None:
     _offline(cdse)
     scene = cdse_scene(factory)
@@ -218,13 +240,15 @@ def test_poll_transient_error_is_reported_not_raised(
 
 
 def test_archive_in_place_verified_zip_only(
-    cdse: CdseServer, factory: Callable[[str], CatalogDriver], tmp_path: Path,
+    cdse: CdseServer,
+    factory: Callable[[str], CatalogDriver],
+    tmp_path: Path,
 ) -> None:
     cdse.add_s2_product(DEMO_SCENE + ".SAFE", ZIP, footprint=FOOTPRINT)
     scene = cdse_scene(factory)
     assert archive_in_place(scene, tmp_path) is None
     middle = len(ZIP) // 2
-    corrupt = ZIP[:middle] + bytes([ZIP[middle] ^ 0xFF]) + ZIP[middle + 1:]
+    corrupt = ZIP[:middle] + bytes([ZIP[middle] ^ 0xFF]) + ZIP[middle + 1 :]
     (tmp_path / f"{DEMO_SCENE}.zip").write_bytes(corrupt)  # same size, wrong checksum
     assert archive_in_place(scene, tmp_path) is None
     (tmp_path / f"{DEMO_SCENE}.zip").write_bytes(ZIP)

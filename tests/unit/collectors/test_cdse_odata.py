@@ -80,18 +80,27 @@ def products(cdse_realdata: Path) -> dict[str, tuple[bytes, dict[str, Any]]]:
     t31 = eodag / "products" / T31TDH.removesuffix(".SAFE")
     return {
         T46RER: (
-            safe_zip(T46RER, {"manifest.safe": t46 / "manifest.safe",
-                              "MTD_MSIL1C.xml": t46 / "MTD_MSIL1C.xml"}),
+            safe_zip(
+                T46RER,
+                {"manifest.safe": t46 / "manifest.safe", "MTD_MSIL1C.xml": t46 / "MTD_MSIL1C.xml"},
+            ),
             mtd_footprint(t46 / "MTD_MSIL1C.xml"),
         ),
         T31TDH: (
-            safe_zip(T31TDH, {"manifest.safe": eodag / "safe_build" / "manifest.safe.S2_MSI_L1C",
-                              "MTD_MSIL1C.xml": t31 / "MTD_MSIL1C.xml"}),
+            safe_zip(
+                T31TDH,
+                {
+                    "manifest.safe": eodag / "safe_build" / "manifest.safe.S2_MSI_L1C",
+                    "MTD_MSIL1C.xml": t31 / "MTD_MSIL1C.xml",
+                },
+            ),
             mtd_footprint(t31 / "MTD_MSIL1C.xml"),
         ),
         T07HFE: (
-            safe_zip(T07HFE, {"manifest.safe": t07 / "manifest.safe",
-                              "MTD_MSIL2A.xml": t07 / "MTD_MSIL2A.xml"}),
+            safe_zip(
+                T07HFE,
+                {"manifest.safe": t07 / "manifest.safe", "MTD_MSIL2A.xml": t07 / "MTD_MSIL2A.xml"},
+            ),
             mtd_footprint(t07 / "MTD_MSIL2A.xml"),
         ),
     }
@@ -143,8 +152,9 @@ def bbox_of(footprint: dict[str, Any]) -> tuple[float, float, float, float]:
     return (w, s, e, n)
 
 
-def serve(server: CdseServer, products: dict[str, tuple[bytes, dict[str, Any]]], name: str,
-          **kwargs: Any) -> dict[str, Any]:
+def serve(
+    server: CdseServer, products: dict[str, tuple[bytes, dict[str, Any]]], name: str, **kwargs: Any
+) -> dict[str, Any]:
     content, footprint = products[name]
     return server.add_s2_product(name, content, footprint=footprint, **kwargs)
 
@@ -157,8 +167,12 @@ def search_queries(server: LocalHttpServer) -> list[dict[str, str]]:
 
 
 def one_scene(driver: CdseODataDriver, name: str) -> Scene:
-    scenes = driver.search(SearchQuery(dataset="S2MSI1C" if "L1C" in name else "S2MSI2A",
-                                       scene_ids=(name.removesuffix(".SAFE"),)))
+    scenes = driver.search(
+        SearchQuery(
+            dataset="S2MSI1C" if "L1C" in name else "S2MSI2A",
+            scene_ids=(name.removesuffix(".SAFE"),),
+        )
+    )
     assert len(scenes) == 1
     return scenes[0]
 
@@ -227,8 +241,7 @@ def test_build_filter_wrs_tile_raises_invalid_input_naming_tile() -> None:
 def test_build_filter_many_vertex_geometry_sends_bbox_and_rechecks() -> None:
     import math
 
-    ring = [[10 + math.cos(i / 50 * math.pi), 45 + math.sin(i / 50 * math.pi)]
-            for i in range(300)]
+    ring = [[10 + math.cos(i / 50 * math.pi), 45 + math.sin(i / 50 * math.pi)] for i in range(300)]
     ring.append(ring[0])
     query = SearchQuery(dataset="S2MSI1C", geometry={"type": "Polygon", "coordinates": [ring]})
     odata = build_filter(query, parse_dataset("S2MSI1C"))
@@ -249,9 +262,7 @@ def test_build_filter_scene_ids_use_exact_safe_names() -> None:
 
 
 def test_product_to_scene_recorded_entity_maps_every_field(cdse_realdata: Path) -> None:
-    entity = json.loads(
-        (cdse_realdata / "cdsetool/query/mock/sentinel_1/page_6.json").read_text()
-    )
+    entity = json.loads((cdse_realdata / "cdsetool/query/mock/sentinel_1/page_6.json").read_text())
     scene = product_to_scene(
         entity, catalog="cdse", dataset="SENTINEL-1", base_url=RECORDED_ORIGIN, strict_ids=False
     )
@@ -272,9 +283,7 @@ def test_product_to_scene_recorded_entity_maps_every_field(cdse_realdata: Path) 
 def test_parse_footprint_wkt_when_geofootprint_absent_matches_geojson(
     cdse_realdata: Path,
 ) -> None:
-    entity = json.loads(
-        (cdse_realdata / "cdsetool/query/mock/sentinel_1/page_6.json").read_text()
-    )
+    entity = json.loads((cdse_realdata / "cdsetool/query/mock/sentinel_1/page_6.json").read_text())
     from_geojson = parse_footprint(entity)
     without = {**entity, "GeoFootprint": None}
     from_wkt = parse_footprint(without)
@@ -284,12 +293,11 @@ def test_parse_footprint_wkt_when_geofootprint_absent_matches_geojson(
 
 
 def test_product_to_scene_strict_ids_refuse_non_s2_name(cdse_realdata: Path) -> None:
-    entity = json.loads(
-        (cdse_realdata / "cdsetool/query/mock/sentinel_1/page_6.json").read_text()
-    )
+    entity = json.loads((cdse_realdata / "cdsetool/query/mock/sentinel_1/page_6.json").read_text())
     with pytest.raises(InvalidInputError) as caught:
-        product_to_scene(entity, catalog="cdse", dataset="S2MSI1C", base_url=RECORDED_ORIGIN,
-                         strict_ids=True)
+        product_to_scene(
+            entity, catalog="cdse", dataset="S2MSI1C", base_url=RECORDED_ORIGIN, strict_ids=True
+        )
     assert caught.value.problems[0].field == "Name"
 
 
@@ -306,7 +314,8 @@ def test_select_checksum_prefers_blake3_then_md5() -> None:
 
 
 def test_cdse_search_bbox_returns_s2_products_in_area_with_fields(
-    cdse: CdseServer, products: dict[str, tuple[bytes, dict[str, Any]]],
+    cdse: CdseServer,
+    products: dict[str, tuple[bytes, dict[str, Any]]],
     make_cdse_driver: Callable[..., CdseODataDriver],
 ) -> None:
     entity = serve(cdse, products, T46RER, cloud_pct=12.5, quicklook=True)
@@ -343,26 +352,32 @@ def test_cdse_search_bbox_returns_s2_products_in_area_with_fields(
 
 
 def test_cdse_search_detailed_geometry_sent_as_bbox_is_rechecked_exactly(
-    cdse: CdseServer, products: dict[str, tuple[bytes, dict[str, Any]]],
+    cdse: CdseServer,
+    products: dict[str, tuple[bytes, dict[str, Any]]],
     make_cdse_driver: Callable[..., CdseODataDriver],
 ) -> None:
     import math
 
     serve(cdse, products, T46RER)  # footprint near lon 93.0-93.4, lat 27.0-28.0
-    ring = [[92.0 + 1.2 * math.cos(i / 150 * math.pi), 26.0 + 1.2 * math.sin(i / 150 * math.pi)]
-            for i in range(300)]
+    ring = [
+        [92.0 + 1.2 * math.cos(i / 150 * math.pi), 26.0 + 1.2 * math.sin(i / 150 * math.pi)]
+        for i in range(300)
+    ]
     ring.append(ring[0])
     circle = {"type": "Polygon", "coordinates": [ring]}  # its bbox overlaps, the circle does not
     driver = make_cdse_driver(cdse)
     assert driver.search(SearchQuery(dataset="S2MSI1C", geometry=circle)) == []
     assert "POLYGON((93.2 " in search_queries(cdse)[0]["$filter"]
-    near = {"type": "Polygon", "coordinates": [[[93.1, 27.5], [93.2, 27.5], [93.2, 27.6],
-                                                [93.1, 27.5]]]}
+    near = {
+        "type": "Polygon",
+        "coordinates": [[[93.1, 27.5], [93.2, 27.5], [93.2, 27.6], [93.1, 27.5]]],
+    }
     assert len(driver.search(SearchQuery(dataset="S2MSI1C", geometry=near))) == 1
 
 
 def test_cdse_search_sends_no_token_and_needs_no_credentials(
-    cdse: CdseServer, products: dict[str, tuple[bytes, dict[str, Any]]],
+    cdse: CdseServer,
+    products: dict[str, tuple[bytes, dict[str, Any]]],
     make_cdse_driver: Callable[..., CdseODataDriver],
 ) -> None:
     serve(cdse, products, T46RER)
@@ -376,7 +391,9 @@ def test_cdse_search_sends_no_token_and_needs_no_credentials(
 
 
 def test_cdse_search_recorded_sentinel1_pages_follows_next_links(
-    cdse: CdseServer, cdse_realdata: Path, make_cdse_driver: Callable[..., CdseODataDriver],
+    cdse: CdseServer,
+    cdse_realdata: Path,
+    make_cdse_driver: Callable[..., CdseODataDriver],
 ) -> None:
     ids = cdse.load_recorded_pages(cdse_realdata / "cdsetool/query/mock/sentinel_1")
     assert len(ids) == 47
@@ -403,7 +420,8 @@ def test_cdse_search_recorded_sentinel1_pages_follows_next_links(
 
 
 def test_cdse_search_follows_the_recorded_next_link_verbatim(
-    http_server: LocalHttpServer, cdse_realdata: Path,
+    http_server: LocalHttpServer,
+    cdse_realdata: Path,
 ) -> None:
     folder = cdse_realdata / "cdsetool/query/mock/sentinel_1"
     pages = [(folder / f"odata_page_{i}.json").read_text() for i in range(1, 6)]
@@ -427,8 +445,11 @@ def test_cdse_search_follows_the_recorded_next_link_verbatim(
 
 
 def test_cdse_search_s2_dataset_skips_non_s2_names_with_warning(
-    cdse: CdseServer, cdse_realdata: Path, products: dict[str, tuple[bytes, dict[str, Any]]],
-    make_cdse_driver: Callable[..., CdseODataDriver], caplog: pytest.LogCaptureFixture,
+    cdse: CdseServer,
+    cdse_realdata: Path,
+    products: dict[str, tuple[bytes, dict[str, Any]]],
+    make_cdse_driver: Callable[..., CdseODataDriver],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     serve(cdse, products, T46RER)
     odd = s2_product_entity(T46RER, b"x", footprint=products[T46RER][1])
@@ -448,20 +469,26 @@ def test_cdse_search_s2_dataset_skips_non_s2_names_with_warning(
 
 
 def test_cdse_search_nothing_matches_returns_empty_list(
-    cdse: CdseServer, products: dict[str, tuple[bytes, dict[str, Any]]],
+    cdse: CdseServer,
+    products: dict[str, tuple[bytes, dict[str, Any]]],
     make_cdse_driver: Callable[..., CdseODataDriver],
 ) -> None:
     serve(cdse, products, T46RER)
     driver = make_cdse_driver(cdse)
-    query = SearchQuery(dataset="S2MSI1C", bbox=(-46.0, -13.0, -45.0, -12.0),
-                        start=datetime(2021, 1, 1, tzinfo=UTC), end=datetime(2021, 12, 31,
-                                                                           tzinfo=UTC))
+    query = SearchQuery(
+        dataset="S2MSI1C",
+        bbox=(-46.0, -13.0, -45.0, -12.0),
+        start=datetime(2021, 1, 1, tzinfo=UTC),
+        end=datetime(2021, 12, 31, tzinfo=UTC),
+    )
     assert driver.search(query) == []
     assert len(cdse.requests_to("/odata/v1/Products")) == 1
 
 
 def test_cdse_search_more_pages_than_cap_raises_invalid_input(
-    cdse: CdseServer, cdse_realdata: Path, make_cdse_driver: Callable[..., CdseODataDriver],
+    cdse: CdseServer,
+    cdse_realdata: Path,
+    make_cdse_driver: Callable[..., CdseODataDriver],
 ) -> None:
     cdse.load_recorded_pages(cdse_realdata / "cdsetool/query/mock/sentinel_1")
     driver = make_cdse_driver(cdse, page_size=5, max_pages=3)
@@ -472,7 +499,9 @@ def test_cdse_search_more_pages_than_cap_raises_invalid_input(
 
 
 def test_cdse_search_past_the_skip_limit_raises_instead_of_returning_a_part(
-    cdse: CdseServer, cdse_realdata: Path, make_cdse_driver: Callable[..., CdseODataDriver],
+    cdse: CdseServer,
+    cdse_realdata: Path,
+    make_cdse_driver: Callable[..., CdseODataDriver],
 ) -> None:
     cdse.load_recorded_pages(cdse_realdata / "cdsetool/query/mock/sentinel_1")  # 47 products
     cdse.max_skip = 10  # CDSE: 10,000; it leaves out the next link rather than pass it
@@ -486,7 +515,9 @@ def test_cdse_search_past_the_skip_limit_raises_instead_of_returning_a_part(
 
 
 def test_cdse_search_ending_within_the_skip_limit_returns_everything(
-    cdse: CdseServer, cdse_realdata: Path, make_cdse_driver: Callable[..., CdseODataDriver],
+    cdse: CdseServer,
+    cdse_realdata: Path,
+    make_cdse_driver: Callable[..., CdseODataDriver],
 ) -> None:
     cdse.load_recorded_pages(cdse_realdata / "cdsetool/query/mock/sentinel_1")
     cdse.max_skip = 45
@@ -496,7 +527,8 @@ def test_cdse_search_ending_within_the_skip_limit_returns_everything(
 
 
 def test_cdse_search_scene_ids_and_tiles_find_the_product(
-    cdse: CdseServer, products: dict[str, tuple[bytes, dict[str, Any]]],
+    cdse: CdseServer,
+    products: dict[str, tuple[bytes, dict[str, Any]]],
     make_cdse_driver: Callable[..., CdseODataDriver],
 ) -> None:
     serve(cdse, products, T46RER)
@@ -521,11 +553,14 @@ def test_cdse_search_scene_ids_and_tiles_find_the_product(
     ],
 )
 def test_cdse_search_http_errors_map_to_error_classes(
-    cdse: CdseServer, make_cdse_driver: Callable[..., CdseODataDriver],
-    status: int, headers: dict[str, str], error: type[Exception], text: str,
+    cdse: CdseServer,
+    make_cdse_driver: Callable[..., CdseODataDriver],
+    status: int,
+    headers: dict[str, str],
+    error: type[Exception],
+    text: str,
 ) -> None:
-    cdse.fail("search", status, {"detail": "Invalid filter"} if status == 400 else b"",
-              headers)
+    cdse.fail("search", status, {"detail": "Invalid filter"} if status == 400 else b"", headers)
     driver = make_cdse_driver(cdse)
     with pytest.raises(error) as caught:
         driver.search(SearchQuery(dataset="S2MSI1C"))
@@ -548,8 +583,10 @@ def test_cdse_server_refuses_a_filter_it_cannot_parse(cdse: CdseServer) -> None:
 
 
 def test_cdse_download_verifies_blake3_and_writes_the_zip(
-    cdse: CdseServer, products: dict[str, tuple[bytes, dict[str, Any]]],
-    make_cdse_driver: Callable[..., CdseODataDriver], tmp_path: Path,
+    cdse: CdseServer,
+    products: dict[str, tuple[bytes, dict[str, Any]]],
+    make_cdse_driver: Callable[..., CdseODataDriver],
+    tmp_path: Path,
 ) -> None:
     entity = serve(cdse, products, T46RER)
     driver = make_cdse_driver(cdse)
@@ -576,8 +613,10 @@ def test_cdse_download_verifies_blake3_and_writes_the_zip(
 
 
 def test_cdse_content_length_zero_is_an_unknown_size_not_an_empty_file(
-    cdse: CdseServer, products: dict[str, tuple[bytes, dict[str, Any]]],
-    make_cdse_driver: Callable[..., CdseODataDriver], tmp_path: Path,
+    cdse: CdseServer,
+    products: dict[str, tuple[bytes, dict[str, Any]]],
+    make_cdse_driver: Callable[..., CdseODataDriver],
+    tmp_path: Path,
 ) -> None:
     entity = serve(cdse, products, T46RER)
     cdse.products[entity["Id"]].entity["ContentLength"] = 0  # as CDSE writes for unsized ones
@@ -593,8 +632,10 @@ def test_cdse_content_length_zero_is_an_unknown_size_not_an_empty_file(
 
 
 def test_cdse_download_md5_only_product_verifies_md5(
-    cdse: CdseServer, products: dict[str, tuple[bytes, dict[str, Any]]],
-    make_cdse_driver: Callable[..., CdseODataDriver], tmp_path: Path,
+    cdse: CdseServer,
+    products: dict[str, tuple[bytes, dict[str, Any]]],
+    make_cdse_driver: Callable[..., CdseODataDriver],
+    tmp_path: Path,
 ) -> None:
     serve(cdse, products, T31TDH, checksums=("MD5",))
     driver = make_cdse_driver(cdse)
@@ -604,8 +645,11 @@ def test_cdse_download_md5_only_product_verifies_md5(
 
 @pytest.mark.parametrize("algorithm", ["BLAKE3", "MD5"])
 def test_cdse_download_wrong_checksum_raises_mismatch_and_leaves_nothing(
-    cdse: CdseServer, products: dict[str, tuple[bytes, dict[str, Any]]],
-    make_cdse_driver: Callable[..., CdseODataDriver], tmp_path: Path, algorithm: str,
+    cdse: CdseServer,
+    products: dict[str, tuple[bytes, dict[str, Any]]],
+    make_cdse_driver: Callable[..., CdseODataDriver],
+    tmp_path: Path,
+    algorithm: str,
 ) -> None:
     serve(cdse, products, T46RER, checksums=(algorithm,), wrong_checksums=(algorithm,))
     driver = make_cdse_driver(cdse)
@@ -616,8 +660,11 @@ def test_cdse_download_wrong_checksum_raises_mismatch_and_leaves_nothing(
 
 
 def test_cdse_download_truncated_body_resumes_with_range(
-    cdse: CdseServer, products: dict[str, tuple[bytes, dict[str, Any]]],
-    make_cdse_driver: Callable[..., CdseODataDriver], tmp_path: Path, sleeps: list[float],
+    cdse: CdseServer,
+    products: dict[str, tuple[bytes, dict[str, Any]]],
+    make_cdse_driver: Callable[..., CdseODataDriver],
+    tmp_path: Path,
+    sleeps: list[float],
 ) -> None:
     entity = serve(cdse, products, T46RER)
     cdse.truncate(5000)
@@ -630,8 +677,10 @@ def test_cdse_download_truncated_body_resumes_with_range(
 
 
 def test_cdse_download_truncated_every_time_raises_unavailable_keeping_partial(
-    cdse: CdseServer, products: dict[str, tuple[bytes, dict[str, Any]]],
-    make_cdse_driver: Callable[..., CdseODataDriver], tmp_path: Path,
+    cdse: CdseServer,
+    products: dict[str, tuple[bytes, dict[str, Any]]],
+    make_cdse_driver: Callable[..., CdseODataDriver],
+    tmp_path: Path,
 ) -> None:
     serve(cdse, products, T46RER)
     cdse.truncate(100, times=3)
@@ -644,8 +693,11 @@ def test_cdse_download_truncated_every_time_raises_unavailable_keeping_partial(
 
 
 def test_cdse_download_429_with_long_retry_after_raises_rate_limited(
-    cdse: CdseServer, products: dict[str, tuple[bytes, dict[str, Any]]],
-    make_cdse_driver: Callable[..., CdseODataDriver], tmp_path: Path, sleeps: list[float],
+    cdse: CdseServer,
+    products: dict[str, tuple[bytes, dict[str, Any]]],
+    make_cdse_driver: Callable[..., CdseODataDriver],
+    tmp_path: Path,
+    sleeps: list[float],
 ) -> None:
     serve(cdse, products, T46RER)
     cdse.fail("value", 429, {"detail": "Too many requests"}, {"Retry-After": "120"})
@@ -657,8 +709,11 @@ def test_cdse_download_429_with_long_retry_after_raises_rate_limited(
 
 
 def test_cdse_download_500_then_success_retries_in_task(
-    cdse: CdseServer, products: dict[str, tuple[bytes, dict[str, Any]]],
-    make_cdse_driver: Callable[..., CdseODataDriver], tmp_path: Path, sleeps: list[float],
+    cdse: CdseServer,
+    products: dict[str, tuple[bytes, dict[str, Any]]],
+    make_cdse_driver: Callable[..., CdseODataDriver],
+    tmp_path: Path,
+    sleeps: list[float],
 ) -> None:
     serve(cdse, products, T46RER)
     cdse.fail("zipper", 503, {"detail": "busy"})
@@ -669,8 +724,10 @@ def test_cdse_download_500_then_success_retries_in_task(
 
 
 def test_cdse_download_product_gone_raises_provider_error_404(
-    cdse: CdseServer, products: dict[str, tuple[bytes, dict[str, Any]]],
-    make_cdse_driver: Callable[..., CdseODataDriver], tmp_path: Path,
+    cdse: CdseServer,
+    products: dict[str, tuple[bytes, dict[str, Any]]],
+    make_cdse_driver: Callable[..., CdseODataDriver],
+    tmp_path: Path,
 ) -> None:
     entity = serve(cdse, products, T46RER)
     driver = make_cdse_driver(cdse)
@@ -683,8 +740,11 @@ def test_cdse_download_product_gone_raises_provider_error_404(
 
 @pytest.mark.parametrize("status", [401, 403])
 def test_cdse_download_refused_token_raises_provider_error_naming_connection(
-    cdse: CdseServer, products: dict[str, tuple[bytes, dict[str, Any]]],
-    make_cdse_driver: Callable[..., CdseODataDriver], tmp_path: Path, status: int,
+    cdse: CdseServer,
+    products: dict[str, tuple[bytes, dict[str, Any]]],
+    make_cdse_driver: Callable[..., CdseODataDriver],
+    tmp_path: Path,
+    status: int,
 ) -> None:
     serve(cdse, products, T46RER)
     cdse.fail("value", status, {"detail": "Forbidden"}, times=2)
@@ -698,8 +758,10 @@ def test_cdse_download_refused_token_raises_provider_error_naming_connection(
 
 
 def test_cdse_download_expired_token_logs_in_again_and_succeeds(
-    cdse: CdseServer, products: dict[str, tuple[bytes, dict[str, Any]]],
-    make_cdse_driver: Callable[..., CdseODataDriver], tmp_path: Path,
+    cdse: CdseServer,
+    products: dict[str, tuple[bytes, dict[str, Any]]],
+    make_cdse_driver: Callable[..., CdseODataDriver],
+    tmp_path: Path,
 ) -> None:
     serve(cdse, products, T46RER)
     driver = make_cdse_driver(cdse)
@@ -712,8 +774,10 @@ def test_cdse_download_expired_token_logs_in_again_and_succeeds(
 
 
 def test_cdse_download_wrong_password_raises_provider_error_before_download(
-    cdse: CdseServer, products: dict[str, tuple[bytes, dict[str, Any]]],
-    make_cdse_driver: Callable[..., CdseODataDriver], tmp_path: Path,
+    cdse: CdseServer,
+    products: dict[str, tuple[bytes, dict[str, Any]]],
+    make_cdse_driver: Callable[..., CdseODataDriver],
+    tmp_path: Path,
 ) -> None:
     entity = serve(cdse, products, T46RER)
     wrong = Credentials(username="alice", password="nope")  # noqa: S106 - test value
@@ -727,7 +791,9 @@ def test_cdse_download_wrong_password_raises_provider_error_before_download(
 
 
 def test_cdse_download_without_connection_says_to_create_it(
-    cdse: CdseServer, products: dict[str, tuple[bytes, dict[str, Any]]], tmp_path: Path,
+    cdse: CdseServer,
+    products: dict[str, tuple[bytes, dict[str, Any]]],
+    tmp_path: Path,
 ) -> None:
     serve(cdse, products, T46RER)
     driver = CdseODataDriver(url=cdse.odata_url, options={"token_url": cdse.token_url})
@@ -741,8 +807,10 @@ def test_cdse_download_without_connection_says_to_create_it(
 
 
 def test_cdse_download_offline_product_raises_scene_offline(
-    cdse: CdseServer, products: dict[str, tuple[bytes, dict[str, Any]]],
-    make_cdse_driver: Callable[..., CdseODataDriver], tmp_path: Path,
+    cdse: CdseServer,
+    products: dict[str, tuple[bytes, dict[str, Any]]],
+    make_cdse_driver: Callable[..., CdseODataDriver],
+    tmp_path: Path,
 ) -> None:
     entity = serve(cdse, products, T46RER, online=False)
     driver = make_cdse_driver(cdse)
@@ -756,8 +824,10 @@ def test_cdse_download_offline_product_raises_scene_offline(
 
 
 def test_cdse_order_offline_product_comes_online_after_polls_then_downloads(
-    cdse: CdseServer, products: dict[str, tuple[bytes, dict[str, Any]]],
-    make_cdse_driver: Callable[..., CdseODataDriver], tmp_path: Path,
+    cdse: CdseServer,
+    products: dict[str, tuple[bytes, dict[str, Any]]],
+    make_cdse_driver: Callable[..., CdseODataDriver],
+    tmp_path: Path,
 ) -> None:
     entity = serve(cdse, products, T46RER, online=False)
     driver = make_cdse_driver(cdse)
@@ -776,7 +846,8 @@ def test_cdse_order_offline_product_comes_online_after_polls_then_downloads(
 
 
 def test_cdse_order_online_product_sends_no_order(
-    cdse: CdseServer, products: dict[str, tuple[bytes, dict[str, Any]]],
+    cdse: CdseServer,
+    products: dict[str, tuple[bytes, dict[str, Any]]],
     make_cdse_driver: Callable[..., CdseODataDriver],
 ) -> None:
     serve(cdse, products, T46RER)
@@ -788,7 +859,8 @@ def test_cdse_order_online_product_sends_no_order(
 
 def test_cdse_token_not_sent_across_redirect_to_another_host(
     products: dict[str, tuple[bytes, dict[str, Any]]],
-    make_cdse_driver: Callable[..., CdseODataDriver], tmp_path: Path,
+    make_cdse_driver: Callable[..., CdseODataDriver],
+    tmp_path: Path,
 ) -> None:
     server = CdseServer(redirect="other-host", zipper_requires_auth=False)
     try:
@@ -817,8 +889,10 @@ def test_cdse_may_receive_token_only_cdse_hosts_over_https() -> None:
 
 
 def test_cdse_tokens_and_password_never_reach_the_log(
-    cdse: CdseServer, products: dict[str, tuple[bytes, dict[str, Any]]],
-    make_cdse_driver: Callable[..., CdseODataDriver], tmp_path: Path,
+    cdse: CdseServer,
+    products: dict[str, tuple[bytes, dict[str, Any]]],
+    make_cdse_driver: Callable[..., CdseODataDriver],
+    tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     serve(cdse, products, T46RER)
@@ -869,8 +943,10 @@ def test_make_driver_conn_id_of_the_conf_is_named_in_messages() -> None:
 def test_make_driver_loopback_url_and_token_url_with_credentials_accepted() -> None:
     driver = make_driver(
         "cdse",
-        catalog_args={"url": "http://127.0.0.1:9/odata/v1",
-                      "token_url": "http://127.0.0.1:9/auth/token"},
+        catalog_args={
+            "url": "http://127.0.0.1:9/odata/v1",
+            "token_url": "http://127.0.0.1:9/auth/token",
+        },
         credentials=Credentials(username="alice", password=PASSWORD),
     )
     try:
@@ -891,8 +967,11 @@ def test_make_driver_endpoint_off_host_with_credentials_refused(
     catalog_args: dict[str, str], field: str
 ) -> None:
     with pytest.raises(InvalidInputError) as caught:
-        make_driver("cdse", catalog_args=catalog_args,
-                    credentials=Credentials(username="alice", password=PASSWORD))
+        make_driver(
+            "cdse",
+            catalog_args=catalog_args,
+            credentials=Credentials(username="alice", password=PASSWORD),
+        )
     assert caught.value.problems[0].field == field
 
 

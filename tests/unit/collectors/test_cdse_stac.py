@@ -47,8 +47,13 @@ ELSEWHERE = {
 
 
 def product_zip(name: str) -> bytes:
-    return safe_zip(name, {"manifest.safe": f"<manifest of {name}/>".encode() * 200,
-                           "MTD_MSIL2A.xml": f"<metadata {name}/>".encode() * 300})
+    return safe_zip(
+        name,
+        {
+            "manifest.safe": f"<manifest of {name}/>".encode() * 200,
+            "MTD_MSIL2A.xml": f"<metadata {name}/>".encode() * 300,
+        },
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -144,8 +149,9 @@ def test_item_to_cdse_scene_maps_cdse_item_fields() -> None:
     assert scene.properties["stac_collection"] == "sentinel-2-l2a"
     assert "non_http_assets" not in scene.properties
     assert "requester_pays" not in scene.properties
-    assert all(raw["href"].startswith(("s3://eodata/", "https://"))
-               for raw in item["assets"].values())
+    assert all(
+        raw["href"].startswith(("s3://eodata/", "https://")) for raw in item["assets"].values()
+    )
 
 
 def test_item_to_cdse_scene_product_href_under_https_alternate_is_used() -> None:
@@ -206,8 +212,7 @@ def test_item_to_cdse_scene_strict_ids_refuse_a_non_product_name() -> None:
 
 
 def test_scene_round_trips_through_dict() -> None:
-    scene = item_to_cdse_scene(cdse_item(), catalog="cdse-stac", dataset="S2MSI2A",
-                               strict_ids=True)
+    scene = item_to_cdse_scene(cdse_item(), catalog="cdse-stac", dataset="S2MSI2A", strict_ids=True)
     assert Scene.from_dict(scene.to_dict()) == scene
 
 
@@ -216,7 +221,8 @@ def test_scene_round_trips_through_dict() -> None:
 
 
 def test_cdse_stac_search_area_dates_cloud_sends_stac_body_without_credentials(
-    server: CdseStacServer, make_stac_driver: Callable[..., CdseStacDriver],
+    server: CdseStacServer,
+    make_stac_driver: Callable[..., CdseStacDriver],
 ) -> None:
     server.add_s2_item(L2A_LATER, product_zip(L2A_LATER), footprint=FOOTPRINT, cloud_pct=3.0)
     server.add_s2_item(L2A, product_zip(L2A), footprint=FOOTPRINT, cloud_pct=12.5)
@@ -226,11 +232,15 @@ def test_cdse_stac_search_area_dates_cloud_sends_stac_body_without_credentials(
     server.add_s2_item(cloudy, product_zip(cloudy), footprint=FOOTPRINT, cloud_pct=80.0)
     driver = make_stac_driver(server)
 
-    scenes = driver.search(SearchQuery(
-        dataset="S2MSI2A", bbox=(12.5, 48.8, 13.0, 49.2),
-        start=datetime(2024, 1, 1, tzinfo=UTC), end=datetime(2024, 1, 31, tzinfo=UTC),
-        cloud_pct=50,
-    ))
+    scenes = driver.search(
+        SearchQuery(
+            dataset="S2MSI2A",
+            bbox=(12.5, 48.8, 13.0, 49.2),
+            start=datetime(2024, 1, 1, tzinfo=UTC),
+            end=datetime(2024, 1, 31, tzinfo=UTC),
+            cloud_pct=50,
+        )
+    )
 
     assert [s.scene_id for s in scenes] == [L2A, L2A_LATER]  # oldest first
     assert [s.cloud_pct for s in scenes] == [12.5, 3.0]
@@ -249,10 +259,13 @@ def test_cdse_stac_search_area_dates_cloud_sends_stac_body_without_credentials(
 
 
 def test_cdse_stac_search_follows_post_next_links_with_the_token(
-    server: CdseStacServer, make_stac_driver: Callable[..., CdseStacDriver],
+    server: CdseStacServer,
+    make_stac_driver: Callable[..., CdseStacDriver],
 ) -> None:
-    names = [f"S2B_MSIL2A_202401{day:02d}T100329_N0510_R122_T33UUP_202401{day:02d}T114341"
-             for day in range(1, 6)]
+    names = [
+        f"S2B_MSIL2A_202401{day:02d}T100329_N0510_R122_T33UUP_202401{day:02d}T114341"
+        for day in range(1, 6)
+    ]
     for name in names:
         server.add_s2_item(name, product_zip(name), footprint=FOOTPRINT)
     driver = make_stac_driver(server, page_size=2)
@@ -266,10 +279,13 @@ def test_cdse_stac_search_follows_post_next_links_with_the_token(
 
 
 def test_cdse_stac_search_post_refused_pages_through_get(
-    server: CdseStacServer, make_stac_driver: Callable[..., CdseStacDriver],
+    server: CdseStacServer,
+    make_stac_driver: Callable[..., CdseStacDriver],
 ) -> None:
-    names = [f"S2B_MSIL2A_202401{day:02d}T100329_N0510_R122_T33UUP_202401{day:02d}T114341"
-             for day in range(1, 4)]
+    names = [
+        f"S2B_MSIL2A_202401{day:02d}T100329_N0510_R122_T33UUP_202401{day:02d}T114341"
+        for day in range(1, 4)
+    ]
     for name in names:
         server.add_s2_item(name, product_zip(name), footprint=FOOTPRINT)
     server.fail("search", 405, {"code": "MethodNotAllowed", "description": "use GET"})
@@ -283,7 +299,8 @@ def test_cdse_stac_search_post_refused_pages_through_get(
 
 
 def test_cdse_stac_search_page_cap_raises_invalid_input(
-    server: CdseStacServer, make_stac_driver: Callable[..., CdseStacDriver],
+    server: CdseStacServer,
+    make_stac_driver: Callable[..., CdseStacDriver],
 ) -> None:
     for day in range(1, 4):
         name = f"S2B_MSIL2A_202401{day:02d}T100329_N0510_R122_T33UUP_202401{day:02d}T114341"
@@ -294,7 +311,8 @@ def test_cdse_stac_search_page_cap_raises_invalid_input(
 
 
 def test_cdse_stac_search_tiles_ask_grid_code_once_per_tile(
-    server: CdseStacServer, make_stac_driver: Callable[..., CdseStacDriver],
+    server: CdseStacServer,
+    make_stac_driver: Callable[..., CdseStacDriver],
 ) -> None:
     server.add_s2_item(L2A, product_zip(L2A), footprint=FOOTPRINT)
     server.add_s2_item(L2A_OTHER_TILE, product_zip(L2A_OTHER_TILE), footprint=ELSEWHERE)
@@ -311,7 +329,8 @@ def test_cdse_stac_search_tiles_ask_grid_code_once_per_tile(
 
 
 def test_cdse_stac_search_scene_ids_ask_item_ids_with_and_without_safe(
-    server: CdseStacServer, make_stac_driver: Callable[..., CdseStacDriver],
+    server: CdseStacServer,
+    make_stac_driver: Callable[..., CdseStacDriver],
 ) -> None:
     server.add_s2_item(L2A, product_zip(L2A), footprint=FOOTPRINT, safe_suffix=True)
     server.add_s2_item(L2A_LATER, product_zip(L2A_LATER), footprint=FOOTPRINT)
@@ -325,13 +344,20 @@ def test_cdse_stac_search_scene_ids_ask_item_ids_with_and_without_safe(
     assert scenes[0].properties["stac_id"] == f"{L2A}.SAFE"
     (request,) = server.search_requests()  # no s2:product_uri lookups afterwards
     body = request.json()
-    assert body["ids"] == [L2A, f"{L2A}.SAFE", L2A_LATER, f"{L2A_LATER}.SAFE",
-                           missing, f"{missing}.SAFE"]
+    assert body["ids"] == [
+        L2A,
+        f"{L2A}.SAFE",
+        L2A_LATER,
+        f"{L2A_LATER}.SAFE",
+        missing,
+        f"{missing}.SAFE",
+    ]
     assert "datetime" not in body and "query" not in body
 
 
 def test_cdse_stac_search_skips_items_whose_id_is_no_product_name(
-    server: CdseStacServer, make_stac_driver: Callable[..., CdseStacDriver],
+    server: CdseStacServer,
+    make_stac_driver: Callable[..., CdseStacDriver],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     server.add_s2_item(L2A, product_zip(L2A), footprint=FOOTPRINT)
@@ -348,10 +374,14 @@ def test_cdse_stac_search_skips_items_whose_id_is_no_product_name(
 
 
 def test_cdse_stac_search_unknown_collection_keeps_status_and_description(
-    server: CdseStacServer, make_stac_driver: Callable[..., CdseStacDriver],
+    server: CdseStacServer,
+    make_stac_driver: Callable[..., CdseStacDriver],
 ) -> None:
-    server.fail("search", 404, {"code": "NotFoundError",
-                                "description": "Collection sentinel-9 does not exist."})
+    server.fail(
+        "search",
+        404,
+        {"code": "NotFoundError", "description": "Collection sentinel-9 does not exist."},
+    )
     driver = make_stac_driver(server)
     with pytest.raises(ProviderError, match="sentinel-9 does not exist") as caught:
         driver.search(SearchQuery(dataset="sentinel-9"))
@@ -359,7 +389,8 @@ def test_cdse_stac_search_unknown_collection_keeps_status_and_description(
 
 
 def test_cdse_stac_server_collection_and_landing_page(
-    server: CdseStacServer, make_stac_driver: Callable[..., CdseStacDriver],
+    server: CdseStacServer,
+    make_stac_driver: Callable[..., CdseStacDriver],
 ) -> None:
     driver = make_stac_driver(server)
     assert driver.get_collection("S2MSI1C")["id"] == "sentinel-2-l1c"
@@ -368,7 +399,8 @@ def test_cdse_stac_server_collection_and_landing_page(
     assert caught.value.status_code == 404
     landing = driver.client.get(server.stac_url).json()
     assert {link["method"] for link in landing["links"] if link["rel"] == "search"} == {
-        "GET", "POST"
+        "GET",
+        "POST",
     }
 
 
@@ -378,7 +410,9 @@ def test_cdse_stac_server_collection_and_landing_page(
 
 @pytest.mark.parametrize("algorithm", ["md5", "blake3", "sha256"])
 def test_cdse_stac_download_writes_the_product_zip_verified(
-    server: CdseStacServer, make_stac_driver: Callable[..., CdseStacDriver], tmp_path: Path,
+    server: CdseStacServer,
+    make_stac_driver: Callable[..., CdseStacDriver],
+    tmp_path: Path,
     algorithm: str,
 ) -> None:
     content = product_zip(L2A)
@@ -399,7 +433,9 @@ def test_cdse_stac_download_writes_the_product_zip_verified(
 
 
 def test_cdse_stac_download_again_reuses_the_verified_zip_without_requests(
-    server: CdseStacServer, make_stac_driver: Callable[..., CdseStacDriver], tmp_path: Path,
+    server: CdseStacServer,
+    make_stac_driver: Callable[..., CdseStacDriver],
+    tmp_path: Path,
 ) -> None:
     server.add_s2_item(L2A, product_zip(L2A), footprint=FOOTPRINT)
     driver = make_stac_driver(server)
@@ -414,7 +450,9 @@ def test_cdse_stac_download_again_reuses_the_verified_zip_without_requests(
 
 
 def test_cdse_stac_download_wrong_checksum_raises_mismatch_and_leaves_nothing(
-    server: CdseStacServer, make_stac_driver: Callable[..., CdseStacDriver], tmp_path: Path,
+    server: CdseStacServer,
+    make_stac_driver: Callable[..., CdseStacDriver],
+    tmp_path: Path,
 ) -> None:
     server.add_s2_item(L2A, product_zip(L2A), footprint=FOOTPRINT, checksum="wrong")
     driver = make_stac_driver(server)
@@ -424,7 +462,9 @@ def test_cdse_stac_download_wrong_checksum_raises_mismatch_and_leaves_nothing(
 
 
 def test_cdse_stac_download_item_without_product_asset_raises_clear_error(
-    server: CdseStacServer, make_stac_driver: Callable[..., CdseStacDriver], tmp_path: Path,
+    server: CdseStacServer,
+    make_stac_driver: Callable[..., CdseStacDriver],
+    tmp_path: Path,
 ) -> None:
     server.add_s2_item(L2A, product_zip(L2A), footprint=FOOTPRINT, product_key=None)
     driver = make_stac_driver(server)
@@ -442,7 +482,9 @@ def test_cdse_stac_download_item_without_product_asset_raises_clear_error(
 
 
 def test_cdse_stac_download_401_logs_in_again_once_and_succeeds(
-    server: CdseStacServer, make_stac_driver: Callable[..., CdseStacDriver], tmp_path: Path,
+    server: CdseStacServer,
+    make_stac_driver: Callable[..., CdseStacDriver],
+    tmp_path: Path,
 ) -> None:
     content = product_zip(L2A)
     server.add_s2_item(L2A, content, footprint=FOOTPRINT)
@@ -457,7 +499,9 @@ def test_cdse_stac_download_401_logs_in_again_once_and_succeeds(
 
 @pytest.mark.parametrize("status", [401, 403])
 def test_cdse_stac_download_refused_token_raises_provider_error_naming_connection(
-    server: CdseStacServer, make_stac_driver: Callable[..., CdseStacDriver], tmp_path: Path,
+    server: CdseStacServer,
+    make_stac_driver: Callable[..., CdseStacDriver],
+    tmp_path: Path,
     status: int,
 ) -> None:
     server.add_s2_item(L2A, product_zip(L2A), footprint=FOOTPRINT)
@@ -474,7 +518,9 @@ def test_cdse_stac_download_refused_token_raises_provider_error_naming_connectio
 
 
 def test_cdse_stac_download_expired_token_logs_in_again(
-    server: CdseStacServer, make_stac_driver: Callable[..., CdseStacDriver], tmp_path: Path,
+    server: CdseStacServer,
+    make_stac_driver: Callable[..., CdseStacDriver],
+    tmp_path: Path,
 ) -> None:
     server.add_s2_item(L2A, product_zip(L2A), footprint=FOOTPRINT)
     driver = make_stac_driver(server)
@@ -487,7 +533,9 @@ def test_cdse_stac_download_expired_token_logs_in_again(
 
 
 def test_cdse_stac_download_without_connection_says_to_create_it(
-    server: CdseStacServer, make_stac_driver: Callable[..., CdseStacDriver], tmp_path: Path,
+    server: CdseStacServer,
+    make_stac_driver: Callable[..., CdseStacDriver],
+    tmp_path: Path,
 ) -> None:
     server.add_s2_item(L2A, product_zip(L2A), footprint=FOOTPRINT)
     driver = make_stac_driver(server, credentials=None)
@@ -497,7 +545,8 @@ def test_cdse_stac_download_without_connection_says_to_create_it(
 
 
 def test_cdse_stac_token_not_sent_across_redirect_to_another_host(
-    make_stac_driver: Callable[..., CdseStacDriver], tmp_path: Path,
+    make_stac_driver: Callable[..., CdseStacDriver],
+    tmp_path: Path,
 ) -> None:
     with CdseStacServer(redirect="other-host", zipper_requires_auth=False) as server:
         server.add_s2_item(L2A, product_zip(L2A), footprint=FOOTPRINT)
@@ -520,13 +569,21 @@ def test_cdse_stac_token_not_sent_across_redirect_to_another_host(
     "origin", ["https://evil.example.net", "https://dataspace.copernicus.eu.evil.net", "localhost"]
 )
 def test_cdse_stac_product_href_off_cdse_hosts_refused_before_any_request(
-    server: CdseStacServer, make_stac_driver: Callable[..., CdseStacDriver], tmp_path: Path,
+    server: CdseStacServer,
+    make_stac_driver: Callable[..., CdseStacDriver],
+    tmp_path: Path,
     origin: str,
 ) -> None:
     if origin == "localhost":  # loopback, but not the catalog's host
         origin = server.url.replace("127.0.0.1", "localhost")
-    item = s2_stac_item(L2A, product_zip(L2A), footprint=FOOTPRINT, product_id="x-1",
-                        download_origin=origin, stac_url=server.stac_url)
+    item = s2_stac_item(
+        L2A,
+        product_zip(L2A),
+        footprint=FOOTPRINT,
+        product_id="x-1",
+        download_origin=origin,
+        stac_url=server.stac_url,
+    )
     server.add_item(item)
     driver = make_stac_driver(server)
     scene = one_scene(driver, L2A)
@@ -555,7 +612,9 @@ def test_cdse_stac_may_receive_token_only_cdse_hosts_over_https() -> None:
 
 
 def test_cdse_stac_tokens_and_password_never_reach_the_log(
-    server: CdseStacServer, make_stac_driver: Callable[..., CdseStacDriver], tmp_path: Path,
+    server: CdseStacServer,
+    make_stac_driver: Callable[..., CdseStacDriver],
+    tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     server.add_s2_item(L2A, product_zip(L2A), footprint=FOOTPRINT)
@@ -614,10 +673,14 @@ def test_make_driver_cdse_stac_loopback_url_and_token_url_with_credentials_accep
     ],
 )
 def test_make_driver_cdse_stac_endpoint_off_host_with_credentials_refused(
-    catalog_args: dict[str, str], field: str,
+    catalog_args: dict[str, str],
+    field: str,
 ) -> None:
     with pytest.raises(InvalidInputError) as caught:
-        make_driver("cdse-stac", catalog_args=catalog_args,
-                    credentials=Credentials(username="alice", password=PASSWORD))
+        make_driver(
+            "cdse-stac",
+            catalog_args=catalog_args,
+            credentials=Credentials(username="alice", password=PASSWORD),
+        )
     assert caught.value.problems[0].field == field
     assert PASSWORD not in str(caught.value)

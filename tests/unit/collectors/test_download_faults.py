@@ -68,7 +68,11 @@ def _task(url: str, dest: Path, checksum: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "plugins")])}
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, url, str(dest), str(SIZE), checksum],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=env,
     )
 
 
@@ -93,14 +97,18 @@ def _wait_until_stable(path: Path, timeout_s: float = 30) -> int:
 
 
 def test_fault_connection_dropped_at_half_resumes_and_sends_each_byte_once(
-    server: FileServer, data: bytes, checksum: str, tmp_path: Path,
+    server: FileServer,
+    data: bytes,
+    checksum: str,
+    tmp_path: Path,
 ) -> None:
     server.drop_at(HALF)
     dest = tmp_path / "scene.zip"
     sleeps: list[float] = []
     with httpx.Client(timeout=30) as client:
-        download_file(client, server.url, dest, expected_size=SIZE, checksum=checksum,
-                      sleep=sleeps.append)
+        download_file(
+            client, server.url, dest, expected_size=SIZE, checksum=checksum, sleep=sleeps.append
+        )
     assert dest.read_bytes() == data
     first, resumed = server.requests
     assert first is None and resumed is not None
@@ -111,15 +119,23 @@ def test_fault_connection_dropped_at_half_resumes_and_sends_each_byte_once(
 
 
 def test_fault_connection_dropped_without_range_support_restarts_from_zero(
-    data: bytes, checksum: str, tmp_path: Path,
+    data: bytes,
+    checksum: str,
+    tmp_path: Path,
 ) -> None:
     server = FileServer(data, ranges=False)
     try:
         server.drop_at(HALF)
         dest = tmp_path / "scene.zip"
         with httpx.Client(timeout=30) as client:
-            download_file(client, server.url, dest, expected_size=SIZE, checksum=checksum,
-                          sleep=lambda s: None)
+            download_file(
+                client,
+                server.url,
+                dest,
+                expected_size=SIZE,
+                checksum=checksum,
+                sleep=lambda s: None,
+            )
         assert dest.read_bytes() == data
         assert server.requests[1] is not None  # asked to resume, got 200: started over
         assert server.bytes_sent == HALF + SIZE
@@ -128,7 +144,10 @@ def test_fault_connection_dropped_without_range_support_restarts_from_zero(
 
 
 def test_fault_task_killed_mid_download_rerun_resumes_from_the_partial(
-    server: FileServer, data: bytes, checksum: str, tmp_path: Path,
+    server: FileServer,
+    data: bytes,
+    checksum: str,
+    tmp_path: Path,
 ) -> None:
     dest = tmp_path / "scene.zip"
     part = tmp_path / "scene.zip.part"
@@ -156,7 +175,10 @@ def test_fault_task_killed_mid_download_rerun_resumes_from_the_partial(
 
 
 def test_fault_two_concurrent_tasks_same_file_one_downloads_the_other_reuses(
-    server: FileServer, data: bytes, checksum: str, tmp_path: Path,
+    server: FileServer,
+    data: bytes,
+    checksum: str,
+    tmp_path: Path,
 ) -> None:
     dest = tmp_path / "scene.zip"
     server.stall_at(HALF)
@@ -179,7 +201,10 @@ def test_fault_two_concurrent_tasks_same_file_one_downloads_the_other_reuses(
 
 
 def test_fault_429_with_retry_after_is_waited_then_the_download_succeeds(
-    server: FileServer, data: bytes, checksum: str, tmp_path: Path,
+    server: FileServer,
+    data: bytes,
+    checksum: str,
+    tmp_path: Path,
 ) -> None:
     server.status(429, {"Retry-After": "1"})
     dest = tmp_path / "scene.zip"
@@ -191,7 +216,10 @@ def test_fault_429_with_retry_after_is_waited_then_the_download_succeeds(
 
 
 def test_fault_checksum_mismatch_deletes_the_partial_and_a_retry_gets_the_right_file(
-    server: FileServer, data: bytes, checksum: str, tmp_path: Path,
+    server: FileServer,
+    data: bytes,
+    checksum: str,
+    tmp_path: Path,
 ) -> None:
     server.corrupt()
     dest = tmp_path / "scene.zip"
@@ -206,7 +234,9 @@ def test_fault_checksum_mismatch_deletes_the_partial_and_a_retry_gets_the_right_
 
 
 def test_fault_disk_full_is_reported_with_the_folder_and_nothing_renamed(
-    server: FileServer, checksum: str, tmp_path: Path,
+    server: FileServer,
+    checksum: str,
+    tmp_path: Path,
 ) -> None:
     dest = tmp_path / "scene.zip"
     (tmp_path / "scene.zip.part").symlink_to("/dev/full")  # every write answers ENOSPC

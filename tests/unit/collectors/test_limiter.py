@@ -77,8 +77,10 @@ def test_limiter_processes_never_exceed_the_slots(
     limiter_args: dict[str, Any], provider: str, fork: Any
 ) -> None:
     out = fork.Queue()
-    workers = [fork.Process(target=_hold, args=(limiter_args, provider, HOLD_S, out))
-               for _ in range(WORKERS)]
+    workers = [
+        fork.Process(target=_hold, args=(limiter_args, provider, HOLD_S, out))
+        for _ in range(WORKERS)
+    ]
     started = time.monotonic()
     for worker in workers:
         worker.start()

@@ -491,8 +491,9 @@ def test_search_item_dated_by_an_interval_kept_when_the_interval_meets_the_perio
     driver = driver_factory(http_server.url + "/v1")
 
     def found(begin: dt.datetime, end: dt.datetime) -> int:
-        query = SearchQuery(dataset="sentinel-2-l2a", bbox=(-180, -90, 180, 90), start=begin,
-                            end=end)
+        query = SearchQuery(
+            dataset="sentinel-2-l2a", bbox=(-180, -90, 180, 90), start=begin, end=end
+        )
         return len(driver.search(query))
 
     hour = dt.timedelta(hours=1)
@@ -509,8 +510,14 @@ def test_search_next_link_headers_are_sent_with_the_next_request(
     first_page = {
         **EMPTY_PAGE,
         "features": [],
-        "links": [{"rel": "next", "href": second, "method": "GET",
-                   "headers": {"X-Page-Token": "abc", "Authorization": "Bearer stolen"}}],
+        "links": [
+            {
+                "rel": "next",
+                "href": second,
+                "method": "GET",
+                "headers": {"X-Page-Token": "abc", "Authorization": "Bearer stolen"},
+            }
+        ],
     }
     page = copy.deepcopy(first_page)
 
@@ -918,9 +925,11 @@ def test_item_to_scene_earth_search_items_keep_their_tile_with_grid_code(
     cassette: LoadCassette,
 ) -> None:
     for feature in filter_features(cassette, "sentinel-2-c1-l2a"):
-        assert feature["properties"]["grid:code"] == "MGRS-" + item_to_scene(
-            feature, catalog="earthsearch", dataset="sentinel-2-c1-l2a"
-        ).tile
+        assert (
+            feature["properties"]["grid:code"]
+            == "MGRS-"
+            + item_to_scene(feature, catalog="earthsearch", dataset="sentinel-2-c1-l2a").tile
+        )
 
 
 @pytest.mark.parametrize("style", [None, "s2", "mgrs"])

@@ -108,8 +108,12 @@ def live() -> Iterator[CdseServer]:
         clear_token_cache()
 
 
-def source(server: CdseServer, client: httpx.Client, clock: FakeClock | None = None,
-           password: str = PASSWORD) -> OidcTokenSource:
+def source(
+    server: CdseServer,
+    client: httpx.Client,
+    clock: FakeClock | None = None,
+    password: str = PASSWORD,
+) -> OidcTokenSource:
     return OidcTokenSource(
         token_url=server.token_url,
         client_id="cdse-public",
@@ -168,8 +172,9 @@ def test_token_refresh_refused_by_server_falls_back_to_password(
     tokens = source(identity, http, clock)
     tokens.access_token()
     clock.now += 580
-    identity.fail("token", 400, {"error": "invalid_grant", "error_description": "Session not "
-                                 "active"})
+    identity.fail(
+        "token", 400, {"error": "invalid_grant", "error_description": "Session not active"}
+    )
     tokens.access_token()
     assert identity.grants == ["password"] + ["password"]  # the refused refresh is not recorded
     assert len(identity.requests_to("/auth/realms/CDSE/protocol/openid-connect/token")) == 3
@@ -192,8 +197,12 @@ def test_token_wrong_password_raises_provider_error_without_secrets(
     [(503, {}, ProviderUnavailableError), (429, {"Retry-After": "30"}, RateLimitedError)],
 )
 def test_token_endpoint_transient_failures_map_to_transient_errors(
-    identity: CdseServer, http: httpx.Client, clock: FakeClock,
-    status: int, headers: dict[str, str], error: type[Exception],
+    identity: CdseServer,
+    http: httpx.Client,
+    clock: FakeClock,
+    status: int,
+    headers: dict[str, str],
+    error: type[Exception],
 ) -> None:
     identity.fail("token", status, b"busy", headers)
     with pytest.raises(error):
@@ -215,7 +224,10 @@ def test_token_without_credentials_raises_provider_error_naming_connection(
         token_url="http://127.0.0.1:9/token",  # noqa: S106 - a URL
         client_id="cdse-public",
         credentials=None,
-        client=http, catalog="cdse", conn_id="cdse_default", clock=clock,
+        client=http,
+        catalog="cdse",
+        conn_id="cdse_default",
+        clock=clock,
     )
     with pytest.raises(ProviderError, match="airflow connections add cdse_default"):
         tokens.access_token()
@@ -242,14 +254,30 @@ class SlowIdentity(CdseServer):
         return super()._token(request)
 
 
-def start_child(server: CdseServer, *, password: str = PASSWORD, action: str = "get",
-                barrier: Path | None = None) -> subprocess.Popen[str]:
+def start_child(
+    server: CdseServer,
+    *,
+    password: str = PASSWORD,
+    action: str = "get",
+    barrier: Path | None = None,
+) -> subprocess.Popen[str]:
     """Start a "task" process asking for a token (as an Airflow task process does)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "plugins")])}
     return subprocess.Popen(
-        [sys.executable, "-c", CHILD, server.token_url, password, action,
-         str(barrier) if barrier else ""],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            server.token_url,
+            password,
+            action,
+            str(barrier) if barrier else "",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=env,
     )
 
 
@@ -266,8 +294,9 @@ def child_token(server: CdseServer, **kwargs: str) -> tuple[str, str]:
 
 def stored(server: CdseServer, password: str = PASSWORD) -> TokenRecord | None:
     """The worker cache's token of alice's login at ``server``."""
-    store = open_token_store(token_url=server.token_url, client_id="cdse-public",
-                             username="alice", password=password)
+    store = open_token_store(
+        token_url=server.token_url, client_id="cdse-public", username="alice", password=password
+    )
     assert store is not None
     return store.read()
 
@@ -379,8 +408,12 @@ def test_token_store_file_is_private_and_holds_no_secret_in_clear(
 
 @pytest.mark.parametrize("mode", [0o750, 0o705, 0o777], ids=oct)
 def test_token_store_refuses_a_dir_others_can_access(
-    live: CdseServer, http: httpx.Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture, mode: int,
+    live: CdseServer,
+    http: httpx.Client,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    mode: int,
 ) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -398,8 +431,12 @@ def test_token_store_refuses_a_dir_others_can_access(
 
 
 def test_token_store_refuses_a_dir_of_another_user(
-    identity: CdseServer, http: httpx.Client, clock: FakeClock, store_dir: Path,
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    identity: CdseServer,
+    http: httpx.Client,
+    clock: FakeClock,
+    store_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     store_dir.mkdir(mode=0o700)
     monkeypatch.setattr(token_store.os, "getuid", lambda: store_dir.stat().st_uid + 1)
@@ -410,7 +447,10 @@ def test_token_store_refuses_a_dir_of_another_user(
 
 
 def test_token_store_off_caches_per_process_only(
-    live: CdseServer, http: httpx.Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    live: CdseServer,
+    http: httpx.Client,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv(STORE_DIR_ENV, "off")

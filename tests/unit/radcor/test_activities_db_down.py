@@ -83,8 +83,14 @@ class TcpProxy:
 
 
 def _key(run_id: str) -> ActivityKey:
-    return ActivityKey("radcor", run_id, "S2A_MSIL1C_20200109T132231_N0208_R038_T23LLF_2020010"
-                       "9T145429", "0", "download", "S2_L1C-1")
+    return ActivityKey(
+        "radcor",
+        run_id,
+        "S2A_MSIL1C_20200109T132231_N0208_R038_T23LLF_20200109T145429",
+        "0",
+        "download",
+        "S2_L1C-1",
+    )
 
 
 def test_activity_store_unreachable_database_raises_transient_error_naming_it() -> None:
@@ -100,7 +106,8 @@ def test_activity_store_unreachable_database_raises_transient_error_naming_it() 
 
 def test_database_location_never_shows_credentials() -> None:
     assert database_location("postgresql+psycopg2://u:pw@db.example:6543/acts") == (
-        "db.example:6543/acts")
+        "db.example:6543/acts"
+    )
     assert database_location("sqlite:////tmp/a.sqlite") == "/tmp/a.sqlite"
 
 

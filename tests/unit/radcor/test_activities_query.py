@@ -58,11 +58,16 @@ def _fill(store: ActivityStore) -> str:
         store.describe_scene(run_id, _scene(scene_id, day))  # every step calls it: one row
         ti = f"radcor/{run_id}/scene.download_demo/{index}/try1"
         failed = index == 1
-        store.record(_key(run_id, scene_id, "0", "download"),
-                     ActivityState.FAILED if failed else ActivityState.SUCCESS, task_instance=ti)
-        store.record(_key(run_id, scene_id, "0.0", "publish"),
-                     ActivityState.UPSTREAM_FAILED if failed else ActivityState.SUCCESS,
-                     task_instance=f"radcor/{run_id}/scene.publish/{index}/try1")
+        store.record(
+            _key(run_id, scene_id, "0", "download"),
+            ActivityState.FAILED if failed else ActivityState.SUCCESS,
+            task_instance=ti,
+        )
+        store.record(
+            _key(run_id, scene_id, "0.0", "publish"),
+            ActivityState.UPSTREAM_FAILED if failed else ActivityState.SUCCESS,
+            task_instance=f"radcor/{run_id}/scene.publish/{index}/try1",
+        )
     return run_id
 
 
@@ -81,9 +86,12 @@ def test_query_filters_combine_and_count_all_matches(store: ActivityStore) -> No
     run_id = _fill(store)
     failed = store.query(ActivityQuery(run_id=run_id, statuses=("failed", "upstream_failed")))
     assert {(a.key.task_type, str(a.status)) for a in failed.activities} == {
-        ("download", "failed"), ("publish", "upstream_failed")}
-    published = store.query(ActivityQuery(run_id=run_id, task_type="publish",
-                                          statuses=("success",)))
+        ("download", "failed"),
+        ("publish", "upstream_failed"),
+    }
+    published = store.query(
+        ActivityQuery(run_id=run_id, task_type="publish", statuses=("success",))
+    )
     assert [a.key.scene_id for a in published.activities] == [SCENE_IDS[0]]
     assert store.query(ActivityQuery(run_id=run_id, collection="nope")).total == 0
     assert store.query(ActivityQuery(run_id=run_id, dag_ids=frozenset())).total == 0
@@ -133,8 +141,10 @@ def test_activities_recorded_without_scene_facts_have_none(store: ActivityStore)
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("radcor/manual__2020-01-01T00:00:00+00:00/scene.download_demo/3/try2",
-         ("radcor", "manual__2020-01-01T00:00:00+00:00", "scene.download_demo", 3, 2)),
+        (
+            "radcor/manual__2020-01-01T00:00:00+00:00/scene.download_demo/3/try2",
+            ("radcor", "manual__2020-01-01T00:00:00+00:00", "scene.download_demo", 3, 2),
+        ),
         ("pipeline_x/odd/run/id/report/-1/try1", ("pipeline_x", "odd/run/id", "report", -1, 1)),
     ],
 )
@@ -145,8 +155,17 @@ def test_parse_task_instance_reads_the_recorded_format(
     assert (ref.dag_id, ref.run_id, ref.task_id, ref.map_index, ref.try_number) == expected
 
 
-@pytest.mark.parametrize("text", ["", "radcor", "radcor/run/task/0", "radcor/run/task/x/try1",
-                                  "radcor/run/task/0/attempt1", "/run/task/0/try1"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "radcor",
+        "radcor/run/task/0",
+        "radcor/run/task/x/try1",
+        "radcor/run/task/0/attempt1",
+        "/run/task/0/try1",
+    ],
+)
 def test_parse_task_instance_malformed_raises_value_error(text: str) -> None:
     with pytest.raises(ValueError, match="task instance"):
         parse_task_instance(text)

@@ -24,15 +24,32 @@ from include.radcor.conf import (
 )
 
 EXAMPLE: dict[str, Any] = {
-    "w": -45.9, "s": -12.74, "e": -45.8, "n": -12.6,
-    "catalog": "CDSE", "dataset": "S2MSI1C",
-    "start": "2020-01-09T00:00:00", "end": "2020-01-10T23:59:59",
-    "cloud": 100, "action": "start", "force": False,
+    "w": -45.9,
+    "s": -12.74,
+    "e": -45.8,
+    "n": -12.6,
+    "catalog": "CDSE",
+    "dataset": "S2MSI1C",
+    "start": "2020-01-09T00:00:00",
+    "end": "2020-01-10T23:59:59",
+    "cloud": 100,
+    "action": "start",
+    "force": False,
     "tasks": [
-        {"type": "download", "collection": "S2_L1C-1", "args": {},
-         "tasks": [
-             {"type": "correction", "collection": "S2_L2A-1", "args": {},
-              "tasks": [{"type": "publish", "collection": "S2_L2A-1", "args": {}}]}]}],
+        {
+            "type": "download",
+            "collection": "S2_L1C-1",
+            "args": {},
+            "tasks": [
+                {
+                    "type": "correction",
+                    "collection": "S2_L2A-1",
+                    "args": {},
+                    "tasks": [{"type": "publish", "collection": "S2_L2A-1", "args": {}}],
+                }
+            ],
+        }
+    ],
 }
 S2 = "S2A_MSIL1C_20200109T132231_N0208_R038_T23LLF_20200109T145429"
 L8 = "LC08_L1TP_221069_20200110_20200114_02_T1"
@@ -123,14 +140,51 @@ def test_validate_conf_tiles_canonical() -> None:
     "geom",
     [
         SQUARE,
-        {"type": "Polygon", "coordinates": [[[-45.9, -12.74], [-45.8, -12.74], [-45.8, -12.6],
-                                             [-45.9, -12.6], [-45.9, -12.74]]]},
-        json.dumps({"type": "Feature", "properties": {}, "geometry": {
-            "type": "Polygon", "coordinates": [[[-45.9, -12.74], [-45.8, -12.74], [-45.8, -12.6],
-                                                [-45.9, -12.6], [-45.9, -12.74]]]}}),
-        {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {},
-         "geometry": {"type": "Polygon", "coordinates": [[[-45.9, -12.74], [-45.8, -12.74],
-                      [-45.8, -12.6], [-45.9, -12.6], [-45.9, -12.74]]]}}]},
+        {
+            "type": "Polygon",
+            "coordinates": [
+                [[-45.9, -12.74], [-45.8, -12.74], [-45.8, -12.6], [-45.9, -12.6], [-45.9, -12.74]]
+            ],
+        },
+        json.dumps(
+            {
+                "type": "Feature",
+                "properties": {},
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [
+                        [
+                            [-45.9, -12.74],
+                            [-45.8, -12.74],
+                            [-45.8, -12.6],
+                            [-45.9, -12.6],
+                            [-45.9, -12.74],
+                        ]
+                    ],
+                },
+            }
+        ),
+        {
+            "type": "FeatureCollection",
+            "features": [
+                {
+                    "type": "Feature",
+                    "properties": {},
+                    "geometry": {
+                        "type": "Polygon",
+                        "coordinates": [
+                            [
+                                [-45.9, -12.74],
+                                [-45.8, -12.74],
+                                [-45.8, -12.6],
+                                [-45.9, -12.6],
+                                [-45.9, -12.74],
+                            ]
+                        ],
+                    },
+                }
+            ],
+        },
     ],
     ids=["wkt", "geojson", "feature-text", "feature-collection"],
 )
@@ -166,15 +220,30 @@ def test_validate_conf_alias_scihub_cdse_with_warning(caplog: pytest.LogCaptureF
 
 
 def test_validate_conf_catalog_args_canonical() -> None:
-    args = {"url": "https://example.org/stac", "page_size": 50, "conn_id": "cdse_default",
-            "timeout_s": 30, "verify_tls": "/etc/ssl/ca.pem", "max_connections": 2}
+    args = {
+        "url": "https://example.org/stac",
+        "page_size": 50,
+        "conn_id": "cdse_default",
+        "timeout_s": 30,
+        "verify_tls": "/etc/ssl/ca.pem",
+        "max_connections": 2,
+    }
     assert validate_conf(conf_with(catalog_args=args)).catalog_args == args
 
 
 def test_validate_conf_same_type_child_and_harmonization_tree_valid() -> None:
-    tree = [node("download", "S2_L1C-1",
-                 node("correction", "S2_L2A-1", node("publish", "S2_L2A-1"),
-                      node("harmonization", "S2_NBAR-1", node("publish", "S2_NBAR-1"))))]
+    tree = [
+        node(
+            "download",
+            "S2_L1C-1",
+            node(
+                "correction",
+                "S2_L2A-1",
+                node("publish", "S2_L2A-1"),
+                node("harmonization", "S2_NBAR-1", node("publish", "S2_NBAR-1")),
+            ),
+        )
+    ]
     conf = validate_conf(conf_with(tasks=tree), processor_names=["provider-l2", "nbar"])
     assert conf.tasks[0].tasks[0].tasks[1].collection == "S2_NBAR-1"
 
@@ -198,27 +267,56 @@ BAD_CONFS: list[tuple[str, dict[str, Any], str, str]] = [
     ("lat-range", conf_with(s=-95), "s", "outside -90..90"),
     ("no-area", conf_with(**dict.fromkeys(BBOX_KEYS, DROP)), "area", "no area"),
     ("two-areas", conf_with(tiles=["23LLF"]), "tiles", "more than once"),
-    ("geom-wkt", conf_with(**dict.fromkeys(BBOX_KEYS, DROP), geom="POLYGON ((1 2"), "geom",
-     "not valid WKT"),
-    ("geom-bowtie", conf_with(**dict.fromkeys(BBOX_KEYS, DROP),
-                              geom="POLYGON ((0 0, 1 1, 1 0, 0 1, 0 0))"), "geom",
-     "Self-intersection"),
-    ("geom-line", conf_with(**dict.fromkeys(BBOX_KEYS, DROP), geom="LINESTRING (0 0, 1 1)"),
-     "geom", "LineString"),
-    ("geom-projected", conf_with(**dict.fromkeys(BBOX_KEYS, DROP),
-                                 geom="POINT (500000 8600000)"), "geom", "outside longitude"),
-    ("geom-2-features", conf_with(**dict.fromkeys(BBOX_KEYS, DROP),
-                                  geom={"type": "FeatureCollection", "features": [{}, {}]}),
-     "geom", "2 features"),
+    (
+        "geom-wkt",
+        conf_with(**dict.fromkeys(BBOX_KEYS, DROP), geom="POLYGON ((1 2"),
+        "geom",
+        "not valid WKT",
+    ),
+    (
+        "geom-bowtie",
+        conf_with(**dict.fromkeys(BBOX_KEYS, DROP), geom="POLYGON ((0 0, 1 1, 1 0, 0 1, 0 0))"),
+        "geom",
+        "Self-intersection",
+    ),
+    (
+        "geom-line",
+        conf_with(**dict.fromkeys(BBOX_KEYS, DROP), geom="LINESTRING (0 0, 1 1)"),
+        "geom",
+        "LineString",
+    ),
+    (
+        "geom-projected",
+        conf_with(**dict.fromkeys(BBOX_KEYS, DROP), geom="POINT (500000 8600000)"),
+        "geom",
+        "outside longitude",
+    ),
+    (
+        "geom-2-features",
+        conf_with(
+            **dict.fromkeys(BBOX_KEYS, DROP),
+            geom={"type": "FeatureCollection", "features": [{}, {}]},
+        ),
+        "geom",
+        "2 features",
+    ),
     ("geom-type", conf_with(**dict.fromkeys(BBOX_KEYS, DROP), geom=[1, 2]), "geom", "array"),
-    ("scene-bad", by_scenes(scenes=[S2, "S2A_13TDE_20231008_0_L2A"]), "scenes[1]",
-     "catalog item id"),
+    (
+        "scene-bad",
+        by_scenes(scenes=[S2, "S2A_13TDE_20231008_0_L2A"]),
+        "scenes[1]",
+        "catalog item id",
+    ),
     ("scene-path", by_scenes(scenes=["../" + S2]), "scenes[0]", "path separator"),
     ("scene-dup", by_scenes(scenes=[S2, S2 + ".SAFE"]), "scenes[1]", "repeats scenes[0]"),
     ("scene-type", by_scenes(scenes=[S2, 5]), "scenes[1]", "must be a valid string"),
     ("scenes-too-many", by_scenes(scenes=[L8] * 5001), "scenes", "limit 5000"),
-    ("tile-bad", conf_with(**dict.fromkeys(BBOX_KEYS, DROP), tiles=["23LAF"]), "tiles[0]",
-     "neither an MGRS tile nor a WRS-2"),
+    (
+        "tile-bad",
+        conf_with(**dict.fromkeys(BBOX_KEYS, DROP), tiles=["23LAF"]),
+        "tiles[0]",
+        "neither an MGRS tile nor a WRS-2",
+    ),
     ("start-bad", conf_with(start="2020-13-01"), "start", "not an ISO 8601"),
     ("start-type", conf_with(start=20200109), "start", "ISO 8601 string"),
     ("start-missing", conf_with(start=DROP), "start", "required when the area is given by bbox"),
@@ -233,63 +331,150 @@ BAD_CONFS: list[tuple[str, dict[str, Any], str, str]] = [
     ("dataset-missing", conf_with(dataset=DROP), "dataset", "is required"),
     ("unknown-field", conf_with(satellite="S2"), "satellite", "unknown field 'satellite'"),
     ("args-unknown", conf_with(catalog_args={"limit": 5}), "catalog_args.limit", "unknown field"),
-    ("args-page-size", conf_with(catalog_args={"page_size": 0}), "catalog_args.page_size",
-     "outside 1..10000"),
-    ("args-page-type", conf_with(catalog_args={"page_size": "100"}), "catalog_args.page_size",
-     "must be a valid integer"),
-    ("args-url", conf_with(catalog_args={"url": "ftp://example.org"}), "catalog_args.url",
-     "not an http(s) URL"),
-    ("args-conn-id", conf_with(catalog_args={"conn_id": "my conn"}), "catalog_args.conn_id",
-     "not a Connection id"),
-    ("args-timeout", conf_with(catalog_args={"timeout_s": 0}), "catalog_args.timeout_s",
-     "not greater than 0"),
-    ("args-connections", conf_with(catalog_args={"max_connections": 65}),
-     "catalog_args.max_connections", "outside 1..64"),
-    ("args-verify", conf_with(catalog_args={"verify_tls": 1}), "catalog_args.verify_tls",
-     "boolean or a CA bundle path"),
-    ("args-verify-string", conf_with(catalog_args={"verify_tls": "false"}),
-     "catalog_args.verify_tls", "is the string 'false'"),
+    (
+        "args-page-size",
+        conf_with(catalog_args={"page_size": 0}),
+        "catalog_args.page_size",
+        "outside 1..10000",
+    ),
+    (
+        "args-page-type",
+        conf_with(catalog_args={"page_size": "100"}),
+        "catalog_args.page_size",
+        "must be a valid integer",
+    ),
+    (
+        "args-url",
+        conf_with(catalog_args={"url": "ftp://example.org"}),
+        "catalog_args.url",
+        "not an http(s) URL",
+    ),
+    (
+        "args-conn-id",
+        conf_with(catalog_args={"conn_id": "my conn"}),
+        "catalog_args.conn_id",
+        "not a Connection id",
+    ),
+    (
+        "args-timeout",
+        conf_with(catalog_args={"timeout_s": 0}),
+        "catalog_args.timeout_s",
+        "not greater than 0",
+    ),
+    (
+        "args-connections",
+        conf_with(catalog_args={"max_connections": 65}),
+        "catalog_args.max_connections",
+        "outside 1..64",
+    ),
+    (
+        "args-verify",
+        conf_with(catalog_args={"verify_tls": 1}),
+        "catalog_args.verify_tls",
+        "boolean or a CA bundle path",
+    ),
+    (
+        "args-verify-string",
+        conf_with(catalog_args={"verify_tls": "false"}),
+        "catalog_args.verify_tls",
+        "is the string 'false'",
+    ),
     ("tasks-missing", conf_with(tasks=[]), "tasks", "required for action 'start'"),
     ("tasks-type", conf_with(tasks={"type": "download"}), "tasks", "must be a valid list"),
-    ("node-type", conf_with(tasks=[node("fetch", "S2_L1C-1")]), "tasks[0].type",
-     "'fetch' is not a task type"),
-    ("node-no-version", conf_with(tasks=[node("download", "S2_L1C-1",
-                                              node("correction", "S2_L2A"))]),
-     "tasks[0].tasks[0].collection", "'S2_L2A' is not configured"),
-    ("node-unknown-collection", conf_with(tasks=[node("download", "S2_L1C-1",
-                                                      node("publish", "S2_L1C-1"),
-                                                      node("publish", "S9_X-1"))]),
-     "tasks[0].tasks[1].collection", "'S9_X-1' is not configured"),
-    ("node-missing-collection", conf_with(tasks=[{"type": "download"}]), "tasks[0].collection",
-     "is required"),
-    ("node-unknown-key", conf_with(tasks=[node("download", "S2_L1C-1", when="now")]),
-     "tasks[0].when", "unknown field 'when'"),
+    (
+        "node-type",
+        conf_with(tasks=[node("fetch", "S2_L1C-1")]),
+        "tasks[0].type",
+        "'fetch' is not a task type",
+    ),
+    (
+        "node-no-version",
+        conf_with(tasks=[node("download", "S2_L1C-1", node("correction", "S2_L2A"))]),
+        "tasks[0].tasks[0].collection",
+        "'S2_L2A' is not configured",
+    ),
+    (
+        "node-unknown-collection",
+        conf_with(
+            tasks=[
+                node("download", "S2_L1C-1", node("publish", "S2_L1C-1"), node("publish", "S9_X-1"))
+            ]
+        ),
+        "tasks[0].tasks[1].collection",
+        "'S9_X-1' is not configured",
+    ),
+    (
+        "node-missing-collection",
+        conf_with(tasks=[{"type": "download"}]),
+        "tasks[0].collection",
+        "is required",
+    ),
+    (
+        "node-unknown-key",
+        conf_with(tasks=[node("download", "S2_L1C-1", when="now")]),
+        "tasks[0].when",
+        "unknown field 'when'",
+    ),
     ("node-not-object", conf_with(tasks=["download"]), "tasks[0]", "must be an object"),
-    ("node-args", conf_with(tasks=[node("download", "S2_L1C-1") | {"args": [1]}]),
-     "tasks[0].args", "must be a valid dictionary"),
-    ("download-child", conf_with(tasks=[node("download", "S2_L1C-1",
-                                             node("download", "S2_L1C-1"))]),
-     "tasks[0].tasks[0].type", "downloads start the tree"),
-    ("order", conf_with(tasks=[node("download", "S2_L1C-1", node("publish", "S2_L2A-1",
-                                                                 node("correction", "S2_L2A-1")))]),
-     "tasks[0].tasks[0].tasks[0].type", "cannot run after its parent publish"),
-    ("no-processor", conf_with(tasks=[node("download", "S2_L1C-1",
-                                           node("correction", "S2_L1C-1"))]),
-     "tasks[0].tasks[0].collection", "has no correction processor"),
-    ("no-providers", conf_with(tasks=[node("download", "S2_NBAR-1")]), "tasks[0].collection",
-     "no providers"),
-    ("too-deep", conf_with(tasks=deep_tree(7)),
-     "tasks[0]" + ".tasks[0]" * 6, "nested 7 levels deep"),
-    ("too-many", conf_with(tasks=[node("download", "S2_L1C-1",
-                                       *[node("publish", "S2_L1C-1")] * 64)]),
-     "tasks", "65 nodes"),
+    (
+        "node-args",
+        conf_with(tasks=[node("download", "S2_L1C-1") | {"args": [1]}]),
+        "tasks[0].args",
+        "must be a valid dictionary",
+    ),
+    (
+        "download-child",
+        conf_with(tasks=[node("download", "S2_L1C-1", node("download", "S2_L1C-1"))]),
+        "tasks[0].tasks[0].type",
+        "downloads start the tree",
+    ),
+    (
+        "order",
+        conf_with(
+            tasks=[
+                node(
+                    "download",
+                    "S2_L1C-1",
+                    node("publish", "S2_L2A-1", node("correction", "S2_L2A-1")),
+                )
+            ]
+        ),
+        "tasks[0].tasks[0].tasks[0].type",
+        "cannot run after its parent publish",
+    ),
+    (
+        "no-processor",
+        conf_with(tasks=[node("download", "S2_L1C-1", node("correction", "S2_L1C-1"))]),
+        "tasks[0].tasks[0].collection",
+        "has no correction processor",
+    ),
+    (
+        "no-providers",
+        conf_with(tasks=[node("download", "S2_NBAR-1")]),
+        "tasks[0].collection",
+        "no providers",
+    ),
+    (
+        "too-deep",
+        conf_with(tasks=deep_tree(7)),
+        "tasks[0]" + ".tasks[0]" * 6,
+        "nested 7 levels deep",
+    ),
+    (
+        "too-many",
+        conf_with(tasks=[node("download", "S2_L1C-1", *[node("publish", "S2_L1C-1")] * 64)]),
+        "tasks",
+        "65 nodes",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("raw", "field", "text"), [c[1:] for c in BAD_CONFS],
-                         ids=[c[0] for c in BAD_CONFS])
-def test_validate_conf_bad_conf_names_field_and_fix(raw: dict[str, Any], field: str,
-                                                    text: str) -> None:
+@pytest.mark.parametrize(
+    ("raw", "field", "text"), [c[1:] for c in BAD_CONFS], ids=[c[0] for c in BAD_CONFS]
+)
+def test_validate_conf_bad_conf_names_field_and_fix(
+    raw: dict[str, Any], field: str, text: str
+) -> None:
     problems = problems_of(raw)
     problem = problem_at(problems, field)
     assert text in problem.message
@@ -305,8 +490,9 @@ def test_validate_conf_missing_version_fix_suggests_name_version() -> None:
 
 def test_validate_conf_unregistered_processor_lists_registered() -> None:
     raw = conf_with()
-    problem = problem_at(problems_of(raw, processor_names=["sen2cor", "lasrc"]),
-                         "tasks[0].tasks[0].collection")
+    problem = problem_at(
+        problems_of(raw, processor_names=["sen2cor", "lasrc"]), "tasks[0].tasks[0].collection"
+    )
     assert "'provider-l2', which is not registered" in problem.message
     assert "registered: lasrc, sen2cor" in problem.fix
 
@@ -318,8 +504,15 @@ def test_validate_conf_unknown_catalog_lists_known_and_aliases() -> None:
 
 
 def test_validate_conf_many_problems_reported_together() -> None:
-    raw = conf_with(w="x", cloud=-1, action="later", force="no", dataset="", start="soon",
-                    tasks=[node("fetch", "S2_L1C-1")])
+    raw = conf_with(
+        w="x",
+        cloud=-1,
+        action="later",
+        force="no",
+        dataset="",
+        start="soon",
+        tasks=[node("fetch", "S2_L1C-1")],
+    )
     fields = {p.field for p in problems_of(raw)}
     assert {"w", "cloud", "action", "force", "dataset", "start", "tasks[0].type"} <= fields
 
@@ -345,16 +538,30 @@ def test_validate_conf_not_an_object_rejected() -> None:
         (conf_with(catalog_args={"username": "bob", "pass": SECRET}), "catalog_args.pass"),
         (conf_with(catalog_args={"Access-Token": SECRET}), "catalog_args.Access-Token"),
         (conf_with(catalog_args={"apiKey": SECRET}), "catalog_args.apiKey"),
-        (conf_with(catalog_args={"url": f"https://bob:{SECRET}@example.org/stac"}),
-         "catalog_args.url"),
-        (conf_with(catalog_args={"url": f"https://example.org/stac?access_token={SECRET}"}),
-         "catalog_args.url"),
+        (
+            conf_with(catalog_args={"url": f"https://bob:{SECRET}@example.org/stac"}),
+            "catalog_args.url",
+        ),
+        (
+            conf_with(catalog_args={"url": f"https://example.org/stac?access_token={SECRET}"}),
+            "catalog_args.url",
+        ),
         (conf_with(token=SECRET), "token"),
-        (conf_with(tasks=[node("download", "S2_L1C-1") | {"args": {"client_secret": SECRET}}]),
-         "tasks[0].args.client_secret"),
+        (
+            conf_with(tasks=[node("download", "S2_L1C-1") | {"args": {"client_secret": SECRET}}]),
+            "tasks[0].args.client_secret",
+        ),
     ],
-    ids=["password", "pass", "access-token", "api-key", "url-userinfo", "url-token", "top-level",
-         "task-args"],
+    ids=[
+        "password",
+        "pass",
+        "access-token",
+        "api-key",
+        "url-userinfo",
+        "url-token",
+        "top-level",
+        "task-args",
+    ],
 )
 def test_validate_conf_credentials_refused_without_echo(raw: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidInputError) as caught:
@@ -368,8 +575,10 @@ def test_validate_conf_credentials_refused_without_echo(raw: dict[str, Any], fie
 
 
 def test_validate_conf_credentials_fix_names_catalog_connection() -> None:
-    problem = problem_at(problems_of(conf_with(catalog="usgs", catalog_args={"password": "x"})),
-                         "catalog_args.password")
+    problem = problem_at(
+        problems_of(conf_with(catalog="usgs", catalog_args={"password": "x"})),
+        "catalog_args.password",
+    )
     assert "'usgs_default'" in problem.fix
 
 
@@ -424,8 +633,7 @@ def test_params_schema_every_field_titled_with_default() -> None:
     for name, schema in schemas.items():
         assert {"default", "title", "description"} <= set(schema), name
         jsonschema.Draft202012Validator.check_schema(schema)
-    assert schemas["tasks"]["$defs"]["node"]["properties"]["type"]["enum"] == list(
-        CANONICAL_ORDER)
+    assert schemas["tasks"]["$defs"]["node"]["properties"]["type"]["enum"] == list(CANONICAL_ORDER)
 
 
 GOOD_FOR_SCHEMA = [
@@ -472,8 +680,9 @@ def test_params_schema_own_dump_accepted() -> None:
         conf_with(tasks=[node("download", "S2_L1C-1", node("publish", "S2_L2A"))]),
         conf_with(tasks=[node("download", "S2_L1C-1", extra=1)]),
     ],
-    ids=lambda raw: json.dumps({k: v for k, v in raw.items() if k not in EXAMPLE or
-                                EXAMPLE[k] != v})[:40],
+    ids=lambda raw: json.dumps(
+        {k: v for k, v in raw.items() if k not in EXAMPLE or EXAMPLE[k] != v}
+    )[:40],
 )
 def test_params_schema_malformed_conf_rejected(raw: dict[str, Any]) -> None:
     assert not schema_accepts(raw)
@@ -497,11 +706,18 @@ def test_published_collections_names_every_publish_node_and_passes_over_malforme
 
     conf = {
         "tasks": [
-            {"type": "download", "collection": "S2_L1C-1", "tasks": [
-                {"type": "publish", "collection": "S2_L1C-1"},
-                {"type": "correction", "collection": "S2_L2A-1", "tasks": [
-                    {"type": "publish", "collection": "S2_L2A-1"}]},
-            ]},
+            {
+                "type": "download",
+                "collection": "S2_L1C-1",
+                "tasks": [
+                    {"type": "publish", "collection": "S2_L1C-1"},
+                    {
+                        "type": "correction",
+                        "collection": "S2_L2A-1",
+                        "tasks": [{"type": "publish", "collection": "S2_L2A-1"}],
+                    },
+                ],
+            },
             {"type": "publish", "collection": 7},  # malformed: not a name
             "not a node",
             {"type": "download", "tasks": "not a list"},

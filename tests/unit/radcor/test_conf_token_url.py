@@ -11,9 +11,14 @@ from include.common.errors import InvalidInputError
 from include.radcor.conf import params_schema, validate_conf
 
 BASE: dict[str, Any] = {
-    "w": -45.9, "s": -12.74, "e": -45.8, "n": -12.6,
-    "catalog": "CDSE", "dataset": "S2MSI1C",
-    "start": "2020-01-09", "end": "2020-01-10",
+    "w": -45.9,
+    "s": -12.74,
+    "e": -45.8,
+    "n": -12.6,
+    "catalog": "CDSE",
+    "dataset": "S2MSI1C",
+    "start": "2020-01-09",
+    "end": "2020-01-10",
     "tasks": [{"type": "download", "collection": "S2_L1C-1"}],
 }
 
@@ -36,8 +41,10 @@ def problem_of(raw: dict[str, Any]) -> tuple[str, str, str]:
         {"url": "http://127.0.0.1:8123/odata/v1", "token_url": "http://127.0.0.1:8123/token"},
         {"token_url": "http://localhost:9/auth/realms/CDSE/protocol/openid-connect/token"},
         {"token_url": "https://catalogue.dataspace.copernicus.eu/auth/token"},
-        {"url": "https://mirror.example.org/odata/v1",
-         "token_url": "https://mirror.example.org/token"},
+        {
+            "url": "https://mirror.example.org/odata/v1",
+            "token_url": "https://mirror.example.org/token",
+        },
     ],
 )
 def test_validate_conf_token_url_on_url_host_or_loopback_is_kept(
@@ -89,8 +96,10 @@ def test_params_schema_catalog_args_still_an_object() -> None:
 
 
 def test_validate_conf_cdse_stac_takes_token_url_on_loopback_or_its_host() -> None:
-    args = {"url": "http://127.0.0.1:8123/v1",
-            "token_url": "http://127.0.0.1:8123/auth/realms/CDSE/protocol/openid-connect/token"}
+    args = {
+        "url": "http://127.0.0.1:8123/v1",
+        "token_url": "http://127.0.0.1:8123/auth/realms/CDSE/protocol/openid-connect/token",
+    }
     validated = validate_conf(conf(args, catalog="CDSE-STAC"))
     assert validated.catalog == "cdse-stac"
     assert validated.catalog_args == args

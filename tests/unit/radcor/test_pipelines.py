@@ -55,8 +55,11 @@ def _with(**changes: str) -> str:
     """GOOD with top-level lines replaced (``key: value``) or the conf's lines edited."""
     text = GOOD
     for key, line in changes.items():
-        old = next(row for row in text.splitlines() if row.startswith(f"{key}:") or
-                   row.strip().startswith(f"{key}:"))
+        old = next(
+            row
+            for row in text.splitlines()
+            if row.startswith(f"{key}:") or row.strip().startswith(f"{key}:")
+        )
         text = text.replace(old, line)
     return text
 
@@ -147,8 +150,10 @@ def test_load_pipeline_conf_with_dates_is_refused(tmp_path: Path) -> None:
 
 
 def test_load_pipeline_conf_with_scenes_is_refused(tmp_path: Path) -> None:
-    text = GOOD.replace("  tiles: [23llf]", "  scenes: [S2A_MSIL1C_20200109T132231_N0208_R038_"
-                        "T23LLF_20200109T145429]")
+    text = GOOD.replace(
+        "  tiles: [23llf]",
+        "  scenes: [S2A_MSIL1C_20200109T132231_N0208_R038_T23LLF_20200109T145429]",
+    )
     assert list(_problems(_write(tmp_path, "scenes.yaml", text))) == ["conf.scenes"]
 
 
@@ -162,8 +167,10 @@ def test_load_pipeline_unknown_collection_is_checked_like_the_rest_conf(tmp_path
 def test_load_pipeline_unregistered_processor_is_refused_when_names_are_given(
     tmp_path: Path,
 ) -> None:
-    text = GOOD.replace("tasks: [{type: publish, collection: S2_L1C-1}]",
-                        "tasks: [{type: correction, collection: S2_L2A-1}]")
+    text = GOOD.replace(
+        "tasks: [{type: publish, collection: S2_L1C-1}]",
+        "tasks: [{type: correction, collection: S2_L2A-1}]",
+    )
     path = _write(tmp_path, "p.yaml", text)
     assert load_pipeline(path).conf["tasks"][0]["tasks"][0]["type"] == "correction"
     with pytest.raises(PipelineError) as caught:

@@ -25,14 +25,24 @@ SCENE = Scene(
     datetime=datetime(2020, 1, 9, 13, 22, 31, tzinfo=UTC),
     cloud_pct=12.5,
     tile="23LLF",
-    footprint={"type": "Polygon", "coordinates": [[[-46, -13], [-45, -13], [-45, -12],
-                                                    [-46, -13]]]},
+    footprint={
+        "type": "Polygon",
+        "coordinates": [[[-46, -13], [-45, -13], [-45, -12], [-46, -13]]],
+    },
     size_bytes=812_300_000,
     link="https://example.org/products/1/$value",
     online=False,
     platform="sentinel-2a",
-    assets=(Asset(key="archive", href="https://example.org/1.zip", size_bytes=1,
-                  checksum="md5:00", media_type="application/zip", roles=("data",)),),
+    assets=(
+        Asset(
+            key="archive",
+            href="https://example.org/1.zip",
+            size_bytes=1,
+            checksum="md5:00",
+            media_type="application/zip",
+            roles=("data",),
+        ),
+    ),
     properties={"product_type": "S2MSI1C"},
 )
 
@@ -45,19 +55,30 @@ def node(kind: str, collection: str, *children: dict[str, Any]) -> dict[str, Any
 #                                       -> harmonization S2_NBAR(0.0.1) -> publish S2_NBAR(0.0.1.0)
 #             -> publish S2_L1C(0.1)
 TREE = [
-    node("download", "S2_L1C-1",
-         node("correction", "S2_L2A-1",
-              node("publish", "S2_L2A-1"),
-              node("harmonization", "S2_NBAR-1", node("publish", "S2_NBAR-1"))),
-         node("publish", "S2_L1C-1")),
+    node(
+        "download",
+        "S2_L1C-1",
+        node(
+            "correction",
+            "S2_L2A-1",
+            node("publish", "S2_L2A-1"),
+            node("harmonization", "S2_NBAR-1", node("publish", "S2_NBAR-1")),
+        ),
+        node("publish", "S2_L1C-1"),
+    ),
 ]
 
 
 def conf(force: bool = False, tasks: list[dict[str, Any]] | None = None) -> RadcorConf:
-    return validate_conf({
-        "scenes": [SCENE.scene_id], "catalog": "cdse", "dataset": "S2MSI1C", "force": force,
-        "tasks": TREE if tasks is None else tasks,
-    })
+    return validate_conf(
+        {
+            "scenes": [SCENE.scene_id],
+            "catalog": "cdse",
+            "dataset": "S2MSI1C",
+            "force": force,
+            "tasks": TREE if tasks is None else tasks,
+        }
+    )
 
 
 def published_in(*collections: str) -> Any:
@@ -127,17 +148,31 @@ def test_plan_scene_partial_publication_skips_only_exclusive_branch() -> None:
 
 
 def test_plan_scene_one_of_two_leaves_published_shared_parents_run() -> None:
-    tree = [node("download", "S2_L1C-1", node("correction", "S2_L2A-1",
-                                              node("publish", "S2_L2A-1"),
-                                              node("publish", "S2_SR_SEN2COR-1")))]
+    tree = [
+        node(
+            "download",
+            "S2_L1C-1",
+            node(
+                "correction",
+                "S2_L2A-1",
+                node("publish", "S2_L2A-1"),
+                node("publish", "S2_SR_SEN2COR-1"),
+            ),
+        )
+    ]
     plan = plan_scene(conf(tasks=tree), SCENE, is_published=published_in("S2_L2A-1"))
-    assert skipped(plan) == {"0": None, "0.0": None,
-                             "0.0.0": "already published in S2_L2A-1", "0.0.1": None}
+    assert skipped(plan) == {
+        "0": None,
+        "0.0": None,
+        "0.0.0": "already published in S2_L2A-1",
+        "0.0.1": None,
+    }
 
 
 def test_plan_scene_force_skips_nothing() -> None:
-    plan = plan_scene(conf(force=True), SCENE,
-                      is_published=published_in("S2_L2A-1", "S2_NBAR-1", "S2_L1C-1"))
+    plan = plan_scene(
+        conf(force=True), SCENE, is_published=published_in("S2_L2A-1", "S2_NBAR-1", "S2_L1C-1")
+    )
     assert set(skipped(plan).values()) == {None}
 
 
@@ -148,15 +183,18 @@ def test_plan_scene_branch_without_publish_never_skipped_alone() -> None:
 
 
 def test_plan_scene_publishless_branch_follows_its_skipped_parent() -> None:
-    tree = [node("download", "S2_L1C-1", node("publish", "S2_L1C-1"),
-                 node("correction", "S2_L2A-1"))]
+    tree = [
+        node("download", "S2_L1C-1", node("publish", "S2_L1C-1"), node("correction", "S2_L2A-1"))
+    ]
     plan = plan_scene(conf(tasks=tree), SCENE, is_published=published_in("S2_L1C-1"))
     assert skipped(plan) == dict.fromkeys(("0", "0.0", "0.1"), "already published in S2_L1C-1")
 
 
 def test_plan_scene_asks_once_per_collection() -> None:
-    tree = [node("download", "S2_L1C-1", node("publish", "S2_L1C-1")),
-            node("download", "S2_L1C-1", node("publish", "S2_L1C-1"))]
+    tree = [
+        node("download", "S2_L1C-1", node("publish", "S2_L1C-1")),
+        node("download", "S2_L1C-1", node("publish", "S2_L1C-1")),
+    ]
     oracle = published_in()
     plan_scene(conf(tasks=tree), SCENE, is_published=oracle)
     assert oracle.calls == [("S2_L1C-1", SCENE.scene_id)]
@@ -164,13 +202,18 @@ def test_plan_scene_asks_once_per_collection() -> None:
 
 @pytest.mark.parametrize(
     ("parent_status", "expected"),
-    [("success", (True, "")), ("reused", (True, "")),
-     ("failed", (False, "parent 0 failed")), ("skipped", (False, "parent 0 skipped")),
-     ("upstream_failed", (False, "parent 0 upstream_failed")),
-     (None, (False, "parent 0 has not run"))],
+    [
+        ("success", (True, "")),
+        ("reused", (True, "")),
+        ("failed", (False, "parent 0 failed")),
+        ("skipped", (False, "parent 0 skipped")),
+        ("upstream_failed", (False, "parent 0 upstream_failed")),
+        (None, (False, "parent 0 has not run")),
+    ],
 )
-def test_is_runnable_parent_status_decides(parent_status: str | None,
-                                           expected: tuple[bool, str]) -> None:
+def test_is_runnable_parent_status_decides(
+    parent_status: str | None, expected: tuple[bool, str]
+) -> None:
     plan = plan_scene(conf(), SCENE, is_published=published_in())
     statuses = {} if parent_status is None else {"0": parent_status}
     assert is_runnable(plan.node("0.0"), statuses) == expected

@@ -71,8 +71,18 @@ def _old_keyed_table(engine: sa.Engine) -> None:
     )
     with engine.begin() as conn:
         old.create(conn)
-        conn.execute(old.insert(), [{"run_id": "old-run", "idx": 0, "scene_id": "S1",
-                                     "kind": "plan", "body": json.dumps({"scene_id": "S1"})}])
+        conn.execute(
+            old.insert(),
+            [
+                {
+                    "run_id": "old-run",
+                    "idx": 0,
+                    "scene_id": "S1",
+                    "kind": "plan",
+                    "body": json.dumps({"scene_id": "S1"}),
+                }
+            ],
+        )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

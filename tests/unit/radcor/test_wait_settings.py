@@ -28,8 +28,9 @@ def _catalog(**options: Any) -> Any:
 
 def test_resolve_wait_settings_nothing_set_gives_defaults() -> None:
     settings = resolve_wait_settings("cdse", _catalog(), {}, env={})
-    assert settings == WaitSettings(WaitMode.RESCHEDULE, DEFAULT_POLL_INTERVAL_S,
-                                    DEFAULT_TIMEOUT_S, True)
+    assert settings == WaitSettings(
+        WaitMode.RESCHEDULE, DEFAULT_POLL_INTERVAL_S, DEFAULT_TIMEOUT_S, True
+    )
     assert settings.poll_interval_s == 3600 and settings.timeout_s == 3 * 86400
 
 
@@ -43,10 +44,21 @@ def test_resolve_wait_settings_catalog_options_then_conf_args_win() -> None:
     env = {"TASK_RETRY_DELAY": "120"}
     from_catalog = resolve_wait_settings("cdse", catalog, {}, env=env)
     assert (from_catalog.mode, from_catalog.poll_interval_s, from_catalog.fallback_online) == (
-        WaitMode.DEFERRABLE, 600, False)
+        WaitMode.DEFERRABLE,
+        600,
+        False,
+    )
     from_args = resolve_wait_settings(
-        "cdse", catalog, {"wait_mode": "Reschedule", "poll_interval_s": 15,
-                          "wait_timeout_s": 60, "fallback_online": True}, env=env)
+        "cdse",
+        catalog,
+        {
+            "wait_mode": "Reschedule",
+            "poll_interval_s": 15,
+            "wait_timeout_s": 60,
+            "fallback_online": True,
+        },
+        env=env,
+    )
     assert from_args == WaitSettings(WaitMode.RESCHEDULE, 15, 60, True)
 
 
@@ -82,8 +94,12 @@ def test_resolve_wait_settings_bad_catalog_option_names_file_and_field() -> None
     ],
 )
 def test_validate_conf_bad_wait_args_name_field_and_fix(args: dict[str, Any], field: str) -> None:
-    conf = {"scenes": [SCENE], "catalog": "cdse", "dataset": "S2MSI1C",
-            "tasks": [{"type": "download", "collection": "S2_L1C-1", "args": args}]}
+    conf = {
+        "scenes": [SCENE],
+        "catalog": "cdse",
+        "dataset": "S2MSI1C",
+        "tasks": [{"type": "download", "collection": "S2_L1C-1", "args": args}],
+    }
     with pytest.raises(InvalidInputError) as caught:
         validate_conf(conf)
     (problem,) = caught.value.problems
@@ -91,10 +107,20 @@ def test_validate_conf_bad_wait_args_name_field_and_fix(args: dict[str, Any], fi
 
 
 def test_validate_conf_good_wait_args_kept_and_other_args_ignored() -> None:
-    args = {"wait_mode": "deferrable", "poll_interval_s": 10, "wait_timeout_s": 120,
-            "fallback_online": False, "something_else": 1}
-    conf = validate_conf({"scenes": [SCENE], "catalog": "cdse", "dataset": "S2MSI1C",
-                          "tasks": [{"type": "download", "collection": "S2_L1C-1",
-                                     "args": args}]})
+    args = {
+        "wait_mode": "deferrable",
+        "poll_interval_s": 10,
+        "wait_timeout_s": 120,
+        "fallback_online": False,
+        "something_else": 1,
+    }
+    conf = validate_conf(
+        {
+            "scenes": [SCENE],
+            "catalog": "cdse",
+            "dataset": "S2MSI1C",
+            "tasks": [{"type": "download", "collection": "S2_L1C-1", "args": args}],
+        }
+    )
     assert conf.tasks[0].args == args
     assert check_wait_args({"wait_mode": "poke"}, "")[0].field == "wait_mode"

@@ -75,13 +75,26 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ActivityStore:
 
 
 def _wait(
-    plan: ScenePlan, store: ActivityStore, factory: Callable[[str], CatalogDriver],
-    catalogs: dict[str, CatalogConfig], *, try_number: int = 1, force: bool = False,
+    plan: ScenePlan,
+    store: ActivityStore,
+    factory: Callable[[str], CatalogDriver],
+    catalogs: dict[str, CatalogConfig],
+    *,
+    try_number: int = 1,
+    force: bool = False,
 ) -> OnlineWait:
     context = RunContext("radcor", RUN, f"radcor/{RUN}/scene.wait_online/0/try{try_number}")
-    return OnlineWait(plan, context, store=store, driver_factory=factory,
-                      collections={"S2_L1C-1": two_providers()}, catalogs=catalogs, env={},
-                      sleep=lambda s: None, force=force)
+    return OnlineWait(
+        plan,
+        context,
+        store=store,
+        driver_factory=factory,
+        collections={"S2_L1C-1": two_providers()},
+        catalogs=catalogs,
+        env={},
+        sleep=lambda s: None,
+        force=force,
+    )
 
 
 def _rows(store: ActivityStore) -> dict[str, object]:
@@ -89,8 +102,10 @@ def _rows(store: ActivityStore) -> dict[str, object]:
 
 
 def test_online_wait_online_scene_succeeds_at_once_recording_nothing(
-    cdse: CdseServer, factory: Callable[[str], CatalogDriver],
-    catalogs: dict[str, CatalogConfig], store: ActivityStore,
+    cdse: CdseServer,
+    factory: Callable[[str], CatalogDriver],
+    catalogs: dict[str, CatalogConfig],
+    store: ActivityStore,
 ) -> None:
     cdse.add_s2_product(DEMO_SCENE + ".SAFE", ZIP, footprint=FOOTPRINT)
     start = _wait(download_plan(cdse_scene(factory)), store, factory, catalogs).start()
@@ -99,8 +114,10 @@ def test_online_wait_online_scene_succeeds_at_once_recording_nothing(
 
 
 def test_online_wait_offline_orders_once_records_then_closes_when_online(
-    cdse: CdseServer, factory: Callable[[str], CatalogDriver],
-    catalogs: dict[str, CatalogConfig], store: ActivityStore,
+    cdse: CdseServer,
+    factory: Callable[[str], CatalogDriver],
+    catalogs: dict[str, CatalogConfig],
+    store: ActivityStore,
 ) -> None:
     entity = cdse.add_s2_product(DEMO_SCENE + ".SAFE", ZIP, footprint=FOOTPRINT, online=False)
     plan = download_plan(cdse_scene(factory), fallback_online=False, poll_interval_s=15)
@@ -128,8 +145,10 @@ def test_online_wait_offline_orders_once_records_then_closes_when_online(
 
 
 def test_online_wait_new_try_orders_again_idempotently(
-    cdse: CdseServer, factory: Callable[[str], CatalogDriver],
-    catalogs: dict[str, CatalogConfig], store: ActivityStore,
+    cdse: CdseServer,
+    factory: Callable[[str], CatalogDriver],
+    catalogs: dict[str, CatalogConfig],
+    store: ActivityStore,
 ) -> None:
     cdse.order_polls = 10
     entity = cdse.add_s2_product(DEMO_SCENE + ".SAFE", ZIP, footprint=FOOTPRINT, online=False)
@@ -142,8 +161,11 @@ def test_online_wait_new_try_orders_again_idempotently(
 
 
 def test_online_wait_fallback_online_is_recorded_and_download_prefers_it(
-    cdse: CdseServer, factory: Callable[[str], CatalogDriver],
-    catalogs: dict[str, CatalogConfig], store: ActivityStore, tmp_path: Path,
+    cdse: CdseServer,
+    factory: Callable[[str], CatalogDriver],
+    catalogs: dict[str, CatalogConfig],
+    store: ActivityStore,
+    tmp_path: Path,
 ) -> None:
     entity = cdse.add_s2_product(DEMO_SCENE + ".SAFE", ZIP, footprint=FOOTPRINT, online=False)
     plan = download_plan(cdse_scene(factory))
@@ -151,14 +173,22 @@ def test_online_wait_fallback_online_is_recorded_and_download_prefers_it(
     assert start.outcome == "online" and "online at demo" in start.message
     row = _rows(store)[wait_node_id("0")]
     assert (row.status, row.provider, row.outputs["fallback"]) == (
-        ActivityState.SUCCESS, "demo", True)
+        ActivityState.SUCCESS,
+        "demo",
+        True,
+    )
     assert cdse.orders == []
     assert preferred_provider(store, RUN, DEMO_SCENE, "0") == "demo"
 
     cdse.set_online(str(entity["Id"]), True)  # without the preference CDSE would now serve it
-    runner = StepRunner(plan, RunContext("radcor", RUN, "x"), store=store,
-                        backend=StaticStacBackend(tmp_path / "stac"), driver_factory=factory,
-                        collections={"S2_L1C-1": two_providers()})
+    runner = StepRunner(
+        plan,
+        RunContext("radcor", RUN, "x"),
+        store=store,
+        backend=StaticStacBackend(tmp_path / "stac"),
+        driver_factory=factory,
+        collections={"S2_L1C-1": two_providers()},
+    )
     outcome = runner.run(TaskType.DOWNLOAD)
     assert not outcome.errors, outcome.errors
     download = _rows(store)["0"]
@@ -167,8 +197,10 @@ def test_online_wait_fallback_online_is_recorded_and_download_prefers_it(
 
 
 def test_online_wait_archive_in_place_or_published_is_skipped(
-    cdse: CdseServer, factory: Callable[[str], CatalogDriver],
-    catalogs: dict[str, CatalogConfig], store: ActivityStore,
+    cdse: CdseServer,
+    factory: Callable[[str], CatalogDriver],
+    catalogs: dict[str, CatalogConfig],
+    store: ActivityStore,
 ) -> None:
 
     cdse.add_s2_product(DEMO_SCENE + ".SAFE", ZIP, footprint=FOOTPRINT, online=False)
@@ -178,18 +210,27 @@ def test_online_wait_archive_in_place_or_published_is_skipped(
     (folder / f"{DEMO_SCENE}.zip").write_bytes(ZIP)
     start = _wait(download_plan(scene), store, factory, catalogs).start()
     assert start.outcome == "skipped" and "archive in place" in start.message
-    published = ScenePlan(scene, (PlanNode("0", TaskType.DOWNLOAD, "S2_L1C-1",
-                                           skip_reason="already published in S2_L1C-1"),))
+    published = ScenePlan(
+        scene,
+        (
+            PlanNode(
+                "0", TaskType.DOWNLOAD, "S2_L1C-1", skip_reason="already published in S2_L1C-1"
+            ),
+        ),
+    )
     assert _wait(published, store, factory, catalogs).start().outcome == "skipped"
     no_download = ScenePlan(scene, ())
     assert _wait(no_download, store, factory, catalogs).start().message == (
-        "no download node in this conf")
+        "no download node in this conf"
+    )
     assert cdse.orders == [] and store.for_run(RUN) == []
 
 
 def test_online_wait_with_force_waits_for_an_offline_scene_whose_archive_is_in_place(
-    cdse: CdseServer, factory: Callable[[str], CatalogDriver],
-    catalogs: dict[str, CatalogConfig], store: ActivityStore,
+    cdse: CdseServer,
+    factory: Callable[[str], CatalogDriver],
+    catalogs: dict[str, CatalogConfig],
+    store: ActivityStore,
 ) -> None:
     entity = cdse.add_s2_product(DEMO_SCENE + ".SAFE", ZIP, footprint=FOOTPRINT, online=False)
     scene = cdse_scene(factory)
@@ -203,12 +244,15 @@ def test_online_wait_with_force_waits_for_an_offline_scene_whose_archive_is_in_p
 
 
 def test_online_wait_mark_failed_records_the_error(
-    cdse: CdseServer, factory: Callable[[str], CatalogDriver],
-    catalogs: dict[str, CatalogConfig], store: ActivityStore,
+    cdse: CdseServer,
+    factory: Callable[[str], CatalogDriver],
+    catalogs: dict[str, CatalogConfig],
+    store: ActivityStore,
 ) -> None:
     cdse.add_s2_product(DEMO_SCENE + ".SAFE", ZIP, footprint=FOOTPRINT, online=False)
-    wait = _wait(download_plan(cdse_scene(factory), fallback_online=False), store, factory,
-                 catalogs)
+    wait = _wait(
+        download_plan(cdse_scene(factory), fallback_online=False), store, factory, catalogs
+    )
     wait.start()
     wait.mark_failed("still offline after 60 s")
     row = _rows(store)[wait_node_id("0")]

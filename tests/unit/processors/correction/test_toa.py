@@ -60,9 +60,20 @@ def test_toa_landsat_l1tp_converts_with_mult_add_and_sun_elevation(tmp_path: Pat
     folder = realdata(L1TP)
     files = {path.stem: path for path in folder.iterdir()}
     result = run_toa(files, tmp_path, "LC8_TOA-1", folder.name, "090084")
-    assert sorted(result.metadata["bands"]) == ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "QA_PIXEL"]
+    assert sorted(result.metadata["bands"]) == [
+        "B1",
+        "B2",
+        "B3",
+        "B4",
+        "B5",
+        "B6",
+        "B7",
+        "QA_PIXEL",
+    ]
     # the product's metadata goes on with the bands (harmonization reads angles from it)
-    assert set(result.files) - set(result.metadata["bands"]) == {"LC08_L1TP_090084_20160121_20200907_02_T1_MTL"}
+    assert set(result.files) - set(result.metadata["bands"]) == {
+        "LC08_L1TP_090084_20160121_20200907_02_T1_MTL"
+    }
     with rasterio.open(result.files["B4"]) as ds:
         values = ds.read(1)
         assert ds.dtypes[0] == "int16" and ds.nodata == -9999
