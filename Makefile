@@ -21,16 +21,19 @@ demo: $(STAMP)
 	$(VENV)/bin/python scripts/services.py start && \
 	$(VENV)/bin/python scripts/demo.py examples/demo_conf.json
 
-## make test: everything (unit, contract, DAG integrity, dag.test() runs, REST end-to-end)
+## make test: lint, then everything (unit, contract, DAG integrity, dag.test() runs, REST end-to-end)
 test: $(STAMP)
+	$(MAKE) --no-print-directory lint
 	scripts/test.sh
 
 ## make test-fast: unit, contract and DAG integrity only (under a minute)
 test-fast: $(STAMP)
 	$(VENV)/bin/pytest -q
 
+## make lint: ruff check, ruff format --check, mypy --strict on include/, plugins/, dags/ (run by make test)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check include plugins dags tests bench scripts
+	$(VENV)/bin/ruff format --check include plugins dags tests bench scripts
 	$(VENV)/bin/mypy
 
 stop:

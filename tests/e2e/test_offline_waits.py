@@ -125,7 +125,8 @@ def _reschedule_rows(stack: AirflowStack, run_id: str) -> int:
             return int(
                 conn.execute(
                     sa.text(
-                        "select count(*) from task_reschedule r join task_instance t on t.id = r.ti_id "
+                        "select count(*) from task_reschedule r "
+                        "join task_instance t on t.id = r.ti_id "
                         "where t.run_id = :run and t.task_id = 'scene.wait_online'"
                     ),
                     {"run": run_id},
