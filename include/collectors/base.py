@@ -7,6 +7,7 @@ name in ``registry.py``. Values crossing the interface are frozen dataclasses.
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -225,6 +226,17 @@ class CatalogDriver(abc.ABC):
     @abc.abstractmethod
     def search(self, query: SearchQuery) -> list[Scene]:
         """Return every scene matching ``query``, oldest first."""
+
+    def iter_search(self, query: SearchQuery) -> Iterator[Scene]:
+        """Yield every scene of ``query`` once, in no set order, holding little in memory.
+
+        Drivers that split a search (``include.collectors.split``) yield one window at a time;
+        the default yields ``search``'s list.
+
+        Raises:
+            InvalidInputError, ProviderError, TransientError: as ``search``.
+        """
+        yield from self.search(query)
 
     def availability(self, scene: Scene) -> Availability:
         """Return whether ``scene`` can be downloaded now (default: what search said)."""

@@ -69,6 +69,12 @@ from include.collectors.http import (
 from include.collectors.registry import register
 from include.collectors.scene_ids import is_mgrs_tile, parse_scene_id
 from include.collectors.settings import CdseODataSettings
+from include.collectors.split import (
+    WindowTooLargeError,
+    iter_complete_search,
+    newest_processing,
+    scenes_of,
+)
 from include.collectors.timestamps import parse_utc_timestamp
 from include.common.errors import (
     FieldProblem,
@@ -551,10 +557,10 @@ class CdseODataDriver(CdseAccountMixin, CatalogDriver):
         """Yield the products of every page, following ``@odata.nextLink`` verbatim.
 
         Raises:
-            InvalidInputError: when ``max_pages`` pages did not exhaust the results, or when
+            WindowTooLargeError: when ``max_pages`` pages did not exhaust the results, or when
                 the results go on past CDSE's ``$skip`` limit (a full page at the limit comes
                 without a next link: the rest cannot be listed, so nothing is returned as if
-                it were all).
+                it were all); ``search`` then splits the query (``include.collectors.split``).
             ProviderError: when the server repeats a next link (a paging loop).
         """
         url = f"{self.base_url}/Products"
@@ -574,21 +580,12 @@ class CdseODataDriver(CdseAccountMixin, CatalogDriver):
             has_next = isinstance(next_link, str) and bool(next_link)
             if products and not has_next and len(products) >= self.page_size:
                 if listed > self.max_skip:
-                    raise self._too_many(
-                        f"has more than {self.max_skip} products for this search (CDSE lists "
-                        f"no further than $skip {self.max_skip})",
-                        "narrow the area or the period, or split the run into shorter periods",
-                    )
+                    raise WindowTooLargeError(self.max_skip, listed)
             yield products
             if not products or not has_next:
                 return
             if pages >= self.max_pages:
-                raise self._too_many(
-                    f"has more than {pages} pages of {self.page_size} products",
-                    "narrow the area or the period (or raise options.max_pages of this catalog "
-                    f"in config/catalogs.yaml, up to {self.max_skip} products in all: CDSE "
-                    f"lists no further than $skip {self.max_skip})",
-                )
+                raise WindowTooLargeError(self.max_pages * self.page_size, listed)
             next_url = urljoin(url, next_link)
             if next_url in seen:
                 raise ProviderError(
@@ -664,20 +661,21 @@ class CdseODataDriver(CdseAccountMixin, CatalogDriver):
         """Return every product matching ``query`` as scenes, sorted by datetime then id.
 
         Raises:
-            InvalidInputError: a bad dataset, tile or geometry, or too many pages of results.
+            InvalidInputError: a bad dataset, tile or geometry, or a window too small to split
+                that still passes CDSE's limits. A search past ``$skip`` or ``max_pages`` is
+                split by time, then area, and merged (``include.collectors.split``).
             ProviderUnavailableError: 5xx, timeouts, dropped connections.
             RateLimitedError: HTTP 429 (``retry_after_s`` from ``Retry-After``).
             ProviderError: other 4xx (with the server's description), broken paging.
         """
         dataset = self.dataset_of(query.dataset)
         found: dict[str, Scene] = {}
-        if query.scene_ids:
-            ids = list(query.scene_ids)
-            for first in range(0, len(ids), SCENE_IDS_PER_REQUEST):
-                chunk = ids[first : first + SCENE_IDS_PER_REQUEST]
-                self._collect(build_filter(query, dataset, scene_ids=chunk), query, dataset, found)
+        if query.scene_ids or query.limit is not None:
+            self._collect_ids_or_limit(query, dataset, found)
         else:
-            self._collect(build_filter(query, dataset), query, dataset, found)
+            for scenes in self._windows(query, dataset):
+                found.update((scene.scene_id, scene) for scene in scenes)
+            found = {scene.scene_id: scene for scene in newest_processing(list(found.values()))}
         scenes = sorted(found.values(), key=lambda scene: (scene.datetime, scene.scene_id))
         if query.limit is not None:
             scenes = scenes[: query.limit]
@@ -689,6 +687,52 @@ class CdseODataDriver(CdseAccountMixin, CatalogDriver):
             len(scenes),
         )
         return scenes
+
+    def _window(self, query: SearchQuery, dataset: CdseDataset) -> list[Scene]:
+        found: dict[str, Scene] = {}
+        self._collect(build_filter(query, dataset), query, dataset, found)
+        return list(found.values())
+
+    def _windows(self, query: SearchQuery, dataset: CdseDataset) -> Iterator[list[Scene]]:
+        return iter_complete_search(
+            query,
+            lambda window: self._window(window, dataset),
+            catalog=self.catalog,
+            max_workers=self.settings.search_workers,
+        )
+
+    def _collect_ids_or_limit(
+        self, query: SearchQuery, dataset: CdseDataset, found: dict[str, Scene]
+    ) -> None:
+        try:
+            if query.scene_ids:
+                ids = list(query.scene_ids)
+                for first in range(0, len(ids), SCENE_IDS_PER_REQUEST):
+                    chunk = ids[first : first + SCENE_IDS_PER_REQUEST]
+                    odata = build_filter(query, dataset, scene_ids=chunk)
+                    self._collect(odata, query, dataset, found)
+            else:
+                self._collect(build_filter(query, dataset), query, dataset, found)
+        except WindowTooLargeError as err:
+            raise self._too_many(
+                f"has {err} for this search (CDSE lists no further than $skip {self.max_skip})",
+                "narrow the search, or raise options.max_pages of this catalog in "
+                "config/catalogs.yaml",
+            ) from err
+
+    def iter_search(self, query: SearchQuery) -> Iterator[Scene]:
+        """Yield every product matching ``query`` once, window by window (not sorted).
+
+        Holds one window's products at a time (``include.collectors.split``).
+
+        Raises:
+            InvalidInputError, ProviderUnavailableError, RateLimitedError, ProviderError: as
+                ``search``.
+        """
+        if query.scene_ids or query.limit is not None:
+            yield from self.search(query)
+            return
+        yield from scenes_of(self._windows(query, self.dataset_of(query.dataset)))
 
     # -- one product: availability, order ------------------------------------------------------
 

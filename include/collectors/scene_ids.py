@@ -385,3 +385,47 @@ def _any_fix() -> str:
 
 def _problem(field: str, message: str, fix: str) -> InvalidInputError:
     return InvalidInputError(FieldProblem(field, message, fix))
+
+
+# --------------------------------------------------------------------------------------------
+# One product, several processings
+
+
+def product_key(scene_id: str) -> tuple[str, ...]:
+    """Return what identifies the acquisition of ``scene_id``, whatever its processing.
+
+    Sentinel-2: mission, level, sensing time, relative orbit and tile (the baseline and the
+    generation time are left out); Landsat: mission, sensor, level, path/row and acquisition date
+    (the processing date and collection are left out). Any other id is its own key.
+    """
+    try:
+        identity = parse_scene_id(scene_id)
+    except InvalidInputError:
+        return (scene_id,)
+    return (
+        identity.family,
+        identity.platform,
+        identity.sensor,
+        identity.level or "",
+        identity.datetime.isoformat(),
+        identity.tile,
+        str(identity.relative_orbit or ""),
+    )
+
+
+def processing_rank(scene_id: str) -> tuple[object, ...]:
+    """Return a sortable rank of the processing of ``scene_id``: the newest ranks highest.
+
+    Sentinel-2: processing baseline, then generation time (the product discriminator);
+    Landsat: processing date, then collection number.
+    """
+    try:
+        identity = parse_scene_id(scene_id)
+    except InvalidInputError:
+        return ()
+    if identity.family == "sentinel-2":
+        return (identity.baseline_tuple or (0, 0), identity.product_discriminator or "")
+    return (
+        (identity.processing_date or date.min).isoformat(),
+        identity.collection_number or 0,
+    )

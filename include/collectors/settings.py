@@ -62,7 +62,9 @@ class DriverSettings(CatalogSettings):
     catalog: str
     """The configured catalog name (messages, logs); default: the driver's registry key."""
     max_pages: int = Field(default=STAC_MAX_PAGES, ge=1)
-    """Safety cap on result pages of one search."""
+    """Safety cap on result pages of one query; a search past it is split (``split.py``)."""
+    search_workers: int = Field(default=2, ge=1, le=8)
+    """Queries of one split search run at once."""
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, catalog: str) -> Self:

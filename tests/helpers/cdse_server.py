@@ -448,6 +448,11 @@ class _Parser:
         raise ODataError(f"$filter: unknown property {name!r}")
 
 
+_SHAPES: dict[int, tuple[Mapping[str, Any], Any]] = {}
+"""Footprint shapes by footprint dict (kept with it, so an id is never reused): a search over
+tens of thousands of products builds each shape once."""
+
+
 def _intersects(literal: str) -> Predicate:
     import shapely.wkt
     from shapely.geometry import shape
@@ -465,7 +470,10 @@ def _intersects(literal: str) -> Predicate:
         product = ctx["product"]
         footprint = product.get("GeoFootprint")
         if isinstance(footprint, dict):
-            return bool(area.intersects(shape(footprint)))
+            cached = _SHAPES.get(id(footprint))
+            if cached is None or cached[0] is not footprint:
+                cached = _SHAPES[id(footprint)] = (footprint, shape(footprint))
+            return bool(area.intersects(cached[1]))
         raw = product.get("Footprint")
         if isinstance(raw, str) and ";" in raw:
             return bool(area.intersects(shapely.wkt.loads(raw.split(";", 1)[1].rstrip("'"))))
@@ -549,6 +557,10 @@ class CdseServer(LocalHttpServer):
         self.zipper_requires_auth = zipper_requires_auth
         self.clock = clock
         self.products: dict[str, StoredProduct] = {}
+        self.cache_matches_from = 5000
+        """With this many products or more, the matches of the last query are kept for its
+        next pages (a 25,000-product search stays fast); fewer are filtered on every page."""
+        self._matches: dict[tuple[str, str, int], list[StoredProduct]] = {}
         self.grants: list[str] = []
         self.orders: list[str] = []
         self._orders: dict[str, _Order] = {}
@@ -790,6 +802,10 @@ class CdseServer(LocalHttpServer):
             raise ODataError(f"cannot $expand {sorted(expand - {'Attributes', 'Assets'})}")
         with self._state:
             stored = list(self.products.values())
+        cache_key = (params.get("$filter", ""), params.get("$orderby", ""), len(stored))
+        cached = self._matches.get(cache_key)
+        if cached is not None:
+            return self._page(params, cached, skip, top, expand)
         matches = [
             s
             for s in stored
@@ -810,6 +826,20 @@ class CdseServer(LocalHttpServer):
                 matches.sort(key=lambda s: s.entity["Name"], reverse=direction.strip() == "desc")
             else:
                 raise ODataError(f"cannot $orderby {key!r}")
+        if len(stored) >= self.cache_matches_from:
+            if len(self._matches) >= 8:  # the pages of a few queries at once ask them again
+                self._matches.pop(next(iter(self._matches)))
+            self._matches[cache_key] = matches
+        return self._page(params, matches, skip, top, expand)
+
+    def _page(
+        self,
+        params: dict[str, str],
+        matches: list[StoredProduct],
+        skip: int,
+        top: int,
+        expand: set[str],
+    ) -> Reply:
         page = matches[skip : skip + top]
         context = "$metadata#Products" + ("(Attributes())" if "Attributes" in expand else "")
         document: dict[str, Any] = {"@odata.context": context}

@@ -485,7 +485,34 @@ def test_cdse_search_nothing_matches_returns_empty_list(
     assert len(cdse.requests_to("/odata/v1/Products")) == 1
 
 
-def test_cdse_search_more_pages_than_cap_raises_invalid_input(
+def test_cdse_search_more_pages_than_cap_splits_and_returns_everything(
+    cdse: CdseServer,
+    cdse_realdata: Path,
+    make_cdse_driver: Callable[..., CdseODataDriver],
+) -> None:
+    ids = cdse.load_recorded_pages(cdse_realdata / "cdsetool/query/mock/sentinel_1")
+    driver = make_cdse_driver(cdse, page_size=10, max_pages=3)
+    scenes = driver.search(SearchQuery(dataset="SENTINEL-1"))
+    assert len(scenes) == len({s.scene_id for s in scenes}) == len(ids)
+    assert len(cdse.requests_to("/odata/v1/Products")) > 3
+
+
+def test_cdse_search_past_the_skip_limit_splits_instead_of_returning_a_part(
+    cdse: CdseServer,
+    cdse_realdata: Path,
+    make_cdse_driver: Callable[..., CdseODataDriver],
+) -> None:
+    cdse.load_recorded_pages(cdse_realdata / "cdsetool/query/mock/sentinel_1")  # 47 products
+    cdse.max_skip = 20  # CDSE: 10,000; it leaves out the next link rather than pass it
+    driver = make_cdse_driver(cdse, page_size=5, max_pages=100, max_skip=20)
+
+    scenes = driver.search(SearchQuery(dataset="SENTINEL-1"))
+
+    assert len(scenes) == len({s.scene_id for s in scenes}) == 47
+    assert all(int(q.get("$skip") or 0) <= 20 for q in search_queries(cdse))
+
+
+def test_cdse_search_with_limit_past_the_cap_raises_invalid_input(
     cdse: CdseServer,
     cdse_realdata: Path,
     make_cdse_driver: Callable[..., CdseODataDriver],
@@ -493,25 +520,8 @@ def test_cdse_search_more_pages_than_cap_raises_invalid_input(
     cdse.load_recorded_pages(cdse_realdata / "cdsetool/query/mock/sentinel_1")
     driver = make_cdse_driver(cdse, page_size=5, max_pages=3)
     with pytest.raises(InvalidInputError) as caught:
-        driver.search(SearchQuery(dataset="SENTINEL-1"))
+        driver.search(SearchQuery(dataset="SENTINEL-1", limit=40))
     assert "max_pages" in caught.value.problems[0].fix
-    assert len(cdse.requests_to("/odata/v1/Products")) == 3
-
-
-def test_cdse_search_past_the_skip_limit_raises_instead_of_returning_a_part(
-    cdse: CdseServer,
-    cdse_realdata: Path,
-    make_cdse_driver: Callable[..., CdseODataDriver],
-) -> None:
-    cdse.load_recorded_pages(cdse_realdata / "cdsetool/query/mock/sentinel_1")  # 47 products
-    cdse.max_skip = 10  # CDSE: 10,000; it leaves out the next link rather than pass it
-    driver = make_cdse_driver(cdse, page_size=5, max_pages=100, max_skip=10)
-
-    with pytest.raises(InvalidInputError, match=r"more than 10 products") as caught:
-        driver.search(SearchQuery(dataset="SENTINEL-1"))
-
-    assert "shorter periods" in caught.value.problems[0].fix
-    assert [q.get("$skip") for q in search_queries(cdse)] == [None, "5", "10"]
 
 
 def test_cdse_search_ending_within_the_skip_limit_returns_everything(
