@@ -15,14 +15,6 @@ import numpy as np
 import rasterio
 
 from include.catalog.static_stac import StaticStacBackend
-from include.demo.build import (
-    BANDS,
-    FILES_DIR,
-    TILE,
-    DemoSceneSpec,
-    build_item,
-    demo_collection,
-)
 from include.demo.l2a import (
     L2A_COLLECTION_ID,
     SCL_BAND,
@@ -34,6 +26,14 @@ from include.demo.l2a import (
     write_l2a_files,
 )
 from include.demo.product_metadata import product_metadata_xml, write_product_metadata
+from include.demo.scenes import (
+    BANDS,
+    FILES_DIR,
+    TILE,
+    DemoSceneSpec,
+    build_item,
+    demo_collection,
+)
 from include.processors.publish.cog import COG_MEDIA_TYPE
 from include.processors.publish.quicklook import write_quicklook
 from include.processors.publish.stac_item import file_checksum
