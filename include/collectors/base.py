@@ -7,6 +7,7 @@ name in ``registry.py``. Values crossing the interface are frozen dataclasses.
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,6 +17,10 @@ from types import TracebackType
 from typing import Any
 
 from include.common.progress import ProgressFn
+
+MAX_DATASET_CHARS = 100
+"""The longest ``dataset`` a conf may give."""
+_DATASET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,99}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +231,48 @@ class CatalogDriver(abc.ABC):
     @abc.abstractmethod
     def search(self, query: SearchQuery) -> list[Scene]:
         """Return every scene matching ``query``, oldest first."""
+
+    def known_datasets(self) -> list[str]:
+        """Return the conf ``dataset`` names this catalog is configured with, sorted."""
+        datasets = self.options.get("datasets") or {}
+        return sorted(str(name) for name in datasets)
+
+    def accepts_dataset(self, name: str) -> bool:
+        """Return whether the catalog serves ``name`` beyond ``known_datasets`` (a driver rule).
+
+        The default accepts a catalog's own collection id (letters, digits, ``._-/``).
+        """
+        return bool(_DATASET_ID.fullmatch(name))
+
+    def check_dataset(self, name: object) -> str:
+        """Check a conf's ``dataset`` before any work and return it stripped.
+
+        Raises:
+            InvalidInputError: ``dataset`` is not a string of 1-100 printable characters, or
+                the catalog offers no such dataset (the known names are in the message).
+        """
+        from include.common.errors import FieldProblem, InvalidInputError
+
+        known = self.known_datasets()
+        fix = f"use one of: {', '.join(known)}" if known else "give the catalog's collection id"
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidInputError(FieldProblem("dataset", "must be a non-empty string", fix))
+        text = name.strip()
+        if len(text) > MAX_DATASET_CHARS or not text.isprintable():
+            raise InvalidInputError(
+                FieldProblem(
+                    "dataset",
+                    f"must be at most {MAX_DATASET_CHARS} printable characters "
+                    "(no control characters)",
+                    fix,
+                )
+            )
+        if text.lower() in {k.lower() for k in known} or self.accepts_dataset(text):
+            return text
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise InvalidInputError(
+            FieldProblem("dataset", f"{shown!r} is not a dataset of catalog {self.name!r}", fix)
+        )
 
     def iter_search(self, query: SearchQuery) -> Iterator[Scene]:
         """Yield every scene of ``query`` once, in no set order, holding little in memory.

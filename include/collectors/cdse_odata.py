@@ -115,6 +115,26 @@ _ATTRIBUTE_PROPERTIES = {
 # Datasets, literals and filters
 
 
+CDSE_COLLECTIONS = frozenset(
+    {
+        "SENTINEL-1",
+        "SENTINEL-2",
+        "SENTINEL-3",
+        "SENTINEL-5P",
+        "SENTINEL-6",
+        "SENTINEL-1-RTC",
+        "SMOS",
+        "ENVISAT",
+        "COP-DEM",
+        "TERRAAQUA",
+        "S2GLC",
+        "CCM",
+    }
+)
+"""Collections CDSE's OData lists (``GET .../odata/v1/Collections``); a bare collection or
+``<COLLECTION>/<productType>`` must name one of them or ``LANDSAT-*``."""
+
+
 @dataclass(frozen=True, slots=True)
 class CdseDataset:
     """A CDSE collection and, optionally, one product type in it."""
@@ -552,6 +572,18 @@ class CdseODataDriver(CdseAccountMixin, CatalogDriver):
             InvalidInputError: naming ``dataset`` when it is not a CDSE dataset.
         """
         return parse_dataset(self._datasets_lower.get(dataset.strip().lower(), dataset))
+
+    def known_datasets(self) -> list[str]:
+        """Return the configured datasets and the Sentinel-2 product types, sorted."""
+        return sorted({*super().known_datasets(), "S2MSI1C", "S2MSI2A"})
+
+    def accepts_dataset(self, name: str) -> bool:
+        """Return whether ``name`` is a CDSE collection or ``<COLLECTION>/<productType>``."""
+        try:
+            dataset = self.dataset_of(name)
+        except InvalidInputError:
+            return False
+        return dataset.collection in CDSE_COLLECTIONS or dataset.collection.startswith("LANDSAT-")
 
     def _pages(self, odata_filter: str) -> Iterator[list[dict[str, Any]]]:
         """Yield the products of every page, following ``@odata.nextLink`` verbatim.

@@ -187,3 +187,31 @@ def test_complete_search_runs_pieces_concurrently_and_merges() -> None:
     )
     assert len({s.scene_id for s in found}) == len(found)
     assert len(calls) > 1
+
+
+@pytest.mark.parametrize(
+    ("dataset", "accepted"),
+    [
+        ("S2MSI1C", True),
+        ("s2msi2a", True),
+        ("SENTINEL-1/IW_GRDH_1S", True),
+        ("S2MSI1X", False),
+        ("x" * 100_000, False),
+        ("S2MSI1C\x00", False),
+    ],
+)
+def test_cdse_check_dataset_refuses_unknown_names_listing_known(
+    cdse: CdseServer, dataset: str, accepted: bool
+) -> None:
+    driver = _driver(cdse)
+    try:
+        if accepted:
+            assert driver.check_dataset(dataset) == dataset.strip()
+        else:
+            with pytest.raises(InvalidInputError) as caught:
+                driver.check_dataset(dataset)
+            problem = caught.value.problems[0]
+            assert problem.field == "dataset" and "S2MSI1C, S2MSI2A" in problem.fix
+            assert len(str(caught.value)) < 400
+    finally:
+        driver.close()
