@@ -154,6 +154,32 @@ def parse_expression(
     )
 
 
+def _walk(node: ast.AST, values: Mapping[str, FloatArray], constants: Mapping[str, float]) -> Any:
+    """Evaluate one node of a checked expression.
+
+    A plain function on purpose: a closure that calls itself is a reference cycle that keeps
+    every strip's arrays alive until the garbage collector happens to run (1.5 GB for one index
+    of a full Sentinel-2 tile).
+    """
+    if isinstance(node, ast.Expression):
+        return _walk(node.body, values, constants)
+    if isinstance(node, ast.BinOp):
+        left = _walk(node.left, values, constants)
+        return _BINARY[type(node.op)](left, _walk(node.right, values, constants))
+    if isinstance(node, ast.UnaryOp):
+        return _UNARY[type(node.op)](_walk(node.operand, values, constants))
+    if isinstance(node, ast.Constant):
+        return np.float32(cast(float, node.value))
+    if isinstance(node, ast.Name):
+        if node.id in values:
+            return values[node.id]
+        return np.float32(constants[node.id])
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        arguments = [_walk(arg, values, constants) for arg in node.args]
+        return FUNCTIONS[node.func.id][1](*arguments)
+    raise TypeError(f"unchecked node {type(node).__name__}")  # parse_expression forbids it
+
+
 def evaluate(expression: Expression, values: Mapping[str, FloatArray]) -> FloatArray:
     """Evaluate a checked expression over float32 arrays of the same shape.
 
@@ -170,29 +196,11 @@ def evaluate(expression: Expression, values: Mapping[str, FloatArray]) -> FloatA
     Raises:
         KeyError: when ``values`` lacks a band the expression reads.
     """
-
-    def walk(node: ast.AST) -> Any:
-        if isinstance(node, ast.Expression):
-            return walk(node.body)
-        if isinstance(node, ast.BinOp):
-            return _BINARY[type(node.op)](walk(node.left), walk(node.right))
-        if isinstance(node, ast.UnaryOp):
-            return _UNARY[type(node.op)](walk(node.operand))
-        if isinstance(node, ast.Constant):
-            return np.float32(cast(float, node.value))
-        if isinstance(node, ast.Name):
-            if node.id in values:
-                return values[node.id]
-            return np.float32(expression.constants[node.id])
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            return FUNCTIONS[node.func.id][1](*(walk(arg) for arg in node.args))
-        raise TypeError(f"unchecked node {type(node).__name__}")  # parse_expression forbids it
-
     missing = [band for band in expression.bands if band not in values]
     if missing:
         raise KeyError(f"no array for band(s) {missing}")
     with np.errstate(all="ignore"):
-        result = walk(expression.tree)
+        result = _walk(expression.tree, values, expression.constants)
     shape = np.shape(values[expression.bands[0]])
     return np.broadcast_to(np.asarray(result, dtype=np.float32), shape).astype(
         np.float32, copy=False
