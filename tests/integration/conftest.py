@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from include.collectors.tokens import clear_token_cache
+from tests.helpers.m2m_server import APP_TOKEN, USERNAME
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,6 +43,23 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "data"
     monkeypatch.setenv("DATA_DIR", str(path))
     return path
+
+
+@pytest.fixture
+def cdse_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connection ``cdse_default`` with the loopback CDSE servers' test account."""
+    clear_token_cache()
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CDSE_DEFAULT",
+        json.dumps({"conn_type": "http", "login": "alice", "password": "s3cret"}),
+    )
+
+
+@pytest.fixture
+def usgs_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connection ``usgs_default`` with the loopback M2M server's test account."""
+    connection = {"conn_type": "http", "login": USERNAME, "password": APP_TOKEN}
+    monkeypatch.setenv("AIRFLOW_CONN_USGS_DEFAULT", json.dumps(connection))
 
 
 @pytest.fixture

@@ -6,17 +6,16 @@ task SDK reads; the conf points ``catalog_args.url`` and ``token_url`` at the lo
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from include.collectors.tokens import clear_token_cache
 from include.radcor.activities import ActivityStore
 from tests.helpers.cdse_server import CdseServer, mtd_footprint, safe_zip
+from tests.helpers.dag_runs import report, task_states
+from tests.helpers.realdata import realdata, realdata_dir
 
 REPO = Path(__file__).resolve().parents[2]
 REAL = "S2A_MSIL1C_20210908T042701_N0301_R133_T46RER_20210908T070248"
@@ -25,11 +24,8 @@ SECOND = "S2B_MSIL1C_20210913T042659_N0301_R133_T46RER_20210913T065913"
 
 
 def _realdata() -> Path:
-    folder = Path(os.environ.get("REALDATA_DIR") or REPO.parent / "shared" / "realdata")
-    needed = folder / "stactools-sentinel2" / f"{REAL}.SAFE"
-    if not needed.is_dir():
-        pytest.skip(f"{needed} not found; set REALDATA_DIR to the shared realdata folder")
-    return folder
+    realdata(f"stactools-sentinel2/{REAL}.SAFE")
+    return realdata_dir()
 
 
 @pytest.fixture(scope="module")
@@ -52,15 +48,6 @@ def cdse() -> Iterator[tuple[CdseServer, dict[str, bytes], dict[str, Any]]]:
         yield server, zips, footprint
     finally:
         server.close()
-
-
-@pytest.fixture
-def cdse_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    clear_token_cache()
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_CDSE_DEFAULT",
-        json.dumps({"conn_type": "http", "login": "alice", "password": "s3cret"}),
-    )
 
 
 def _conf(server: CdseServer, footprint: dict[str, Any], **overrides: Any) -> dict[str, Any]:
@@ -86,26 +73,6 @@ def _conf(server: CdseServer, footprint: dict[str, Any], **overrides: Any) -> di
     return conf
 
 
-def _states(dag_run: Any) -> dict[tuple[str, int], str]:
-    return {(ti.task_id, ti.map_index): str(ti.state) for ti in dag_run.get_task_instances()}
-
-
-def _report(dag_run: Any) -> Any:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter_by(
-                dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id="report", key="return_value"
-            )
-            .one()
-        )
-        value = row.value
-    return json.loads(value) if isinstance(value, str) else value
-
-
 def test_radcor_cdse_preview_lists_the_s2_products_only(
     radcor_dag: Any,
     cdse: tuple[CdseServer, dict[str, bytes], dict[str, Any]],
@@ -114,8 +81,8 @@ def test_radcor_cdse_preview_lists_the_s2_products_only(
 ) -> None:
     server, _, footprint = cdse
     run = radcor_dag.test(run_conf=_conf(server, footprint, action="preview", cloud=50))
-    assert str(run.state) == "success", _states(run)
-    preview = _report(run)
+    assert str(run.state) == "success", task_states(run)
+    preview = report(run)
     assert preview["Results"] == 2
     entry = preview[REAL]
     assert entry["tileid"] == "46RER"
@@ -136,7 +103,7 @@ def test_radcor_scihub_alias_downloads_verified_zips_from_cdse(
     server, zips, footprint = cdse
     grants_before = len(server.grants)
     run = radcor_dag.test(run_conf=_conf(server, footprint, catalog="SciHub"))
-    assert str(run.state) == "success", _states(run)
+    assert str(run.state) == "success", task_states(run)
     for name, content in zips.items():
         target = data_dir / "archive" / "S2_L1C-1" / "46RER" / "2021" / "09" / name / f"{name}.zip"
         assert target.read_bytes() == content

@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from include.radcor.activities import ActivityStore
+from tests.helpers.dag_runs import task_states
 from tests.helpers.http_server import (
     Cassette,
     LocalHttpServer,
@@ -192,10 +193,6 @@ def _conf(url: str) -> dict[str, Any]:
     }
 
 
-def _states(run: Any) -> dict[tuple[str, int], str]:
-    return {(ti.task_id, ti.map_index): str(ti.state) for ti in run.get_task_instances()}
-
-
 def _scene_dir(data_dir: Path) -> Path:
     return data_dir / "archive" / "S2_L2A-1" / "24MVV" / "2025" / "07" / SCENE
 
@@ -214,7 +211,7 @@ def test_radcor_earth_search_start_downloads_verified_files_and_rerun_reuses_the
     caplog.set_level("INFO")
     run = radcor_dag.test(run_conf=_conf(earth_search.url))
 
-    assert str(run.state) == "success", _states(run)
+    assert str(run.state) == "success", task_states(run)
     (search,) = earth_search.searches
     assert search["collections"] == [COLLECTION]
     assert search["datetime"] == "2025-07-31T13:03:25Z/2025-07-31T13:03:26Z"
@@ -251,7 +248,7 @@ def test_radcor_earth_search_start_downloads_verified_files_and_rerun_reuses_the
 
     rerun = radcor_dag.test(run_conf=_conf(earth_search.url))
 
-    assert str(rerun.state) == "success", _states(rerun)
+    assert str(rerun.state) == "success", task_states(rerun)
     assert earth_search.file_request_count() == served  # nothing downloaded again
     assert {p.name: p.stat().st_mtime_ns for p in scene_dir.iterdir()} == modified
     (again,) = ActivityStore().for_run(rerun.run_id)

@@ -18,6 +18,7 @@ import pytest
 
 from include.radcor.activities import Activity, ActivityStore, parse_task_instance
 from include.radcor.conf import TaskType
+from tests.helpers.dag_runs import task_states
 
 pytestmark = pytest.mark.integration
 
@@ -56,10 +57,6 @@ def _conf(url: str, *, force: bool = False) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _states(dag_run: Any) -> dict[tuple[str, int], str]:
-    return {(ti.task_id, ti.map_index): str(ti.state) for ti in dag_run.get_task_instances()}
-
-
 def _by_type(run_id: str, task_type: TaskType) -> dict[str, Activity]:
     return {
         a.key.scene_id: a for a in ActivityStore().for_run(run_id) if a.key.task_type == task_type
@@ -70,7 +67,7 @@ def test_force_run_downloads_every_file_again_and_replaces_it(
     radcor_dag: Any, counting_catalog: Any, data_dir: Path
 ) -> None:
     first = radcor_dag.test(run_conf=_conf(counting_catalog.url))
-    assert str(first.state) == "success", _states(first)
+    assert str(first.state) == "success", task_states(first)
     downloads = _by_type(first.run_id, TaskType.DOWNLOAD)
     assert len(downloads) == 2
     files = [Path(p) for a in downloads.values() for p in a.outputs["files"].values()]
@@ -79,12 +76,12 @@ def test_force_run_downloads_every_file_again_and_replaces_it(
     inodes = {path: path.stat().st_ino for path in files}
 
     again = radcor_dag.test(run_conf=_conf(counting_catalog.url))  # published: all skipped
-    assert str(again.state) == "success", _states(again)
+    assert str(again.state) == "success", task_states(again)
     assert {str(a.status) for a in ActivityStore().for_run(again.run_id)} == {"skipped"}
     assert counting_catalog.file_gets == gets
 
     forced = radcor_dag.test(run_conf=_conf(counting_catalog.url, force=True))
-    assert str(forced.state) == "success", _states(forced)
+    assert str(forced.state) == "success", task_states(forced)
     assert counting_catalog.file_gets == 2 * gets  # the server sent every file again
     redone = _by_type(forced.run_id, TaskType.DOWNLOAD)
     assert {str(a.status) for a in redone.values()} == {"success"}  # not "reused"
@@ -121,7 +118,7 @@ def _run_cleared(dag: Any, run_id: str, timeout_s: float = 300) -> Any:
     session.commit()
     deadline = time.monotonic() + timeout_s
     while dag_run.state == DagRunState.RUNNING:
-        assert time.monotonic() < deadline, _states(dag_run)
+        assert time.monotonic() < deadline, task_states(dag_run)
         session.expire_all()
         schedulable, _ = dag_run.update_state(session=session)
         for ti in schedulable:
@@ -174,7 +171,7 @@ def test_cleared_failed_download_reruns_into_the_same_activity_with_the_new_log(
     )
     assert {key.task_id for key, _ in cleared} >= {"scene.download_demo", "report"}
     rerun = _run_cleared(radcor_dag, first.run_id)
-    assert str(rerun.state) == "success", _states(rerun)
+    assert str(rerun.state) == "success", task_states(rerun)
 
     after = _by_type(first.run_id, TaskType.DOWNLOAD)[broken_scene]
     assert after.id == before.id  # the same row, nothing duplicated

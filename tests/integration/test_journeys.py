@@ -24,11 +24,10 @@ import pytest
 import rasterio
 import yaml
 
-from include.collectors.tokens import clear_token_cache
 from include.radcor.activities import ActivityStore
 from tests.helpers import packages as pk
 from tests.helpers.cdse_server import CdseServer
-from tests.helpers.m2m_server import APP_TOKEN, USERNAME, M2MServer, scene_from_mtl
+from tests.helpers.m2m_server import M2MServer, scene_from_mtl
 from tests.helpers.realdata import realdata
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,21 +64,6 @@ N0509_TILE = pk.S2Relocation(
 
 # --------------------------------------------------------------------------------------------
 # Fixtures
-
-
-@pytest.fixture
-def cdse_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    clear_token_cache()
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_CDSE_DEFAULT",
-        json.dumps({"conn_type": "http", "login": "alice", "password": "s3cret"}),
-    )
-
-
-@pytest.fixture
-def usgs_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    connection = {"conn_type": "http", "login": USERNAME, "password": APP_TOKEN}
-    monkeypatch.setenv("AIRFLOW_CONN_USGS_DEFAULT", json.dumps(connection))
 
 
 @pytest.fixture

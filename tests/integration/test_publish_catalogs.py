@@ -18,8 +18,9 @@ import pytest
 
 from include.catalog import registry
 from include.catalog.pgstac import DSN_ENV, PgstacBackend
+from tests.helpers.dag_runs import task_states
 from tests.helpers.pgstac_db import postgres_problem, throwaway_database
-from tests.integration.test_radcor_dag import _conf, _states
+from tests.integration.test_radcor_dag import _conf
 
 COLLECTION = "S2_L1C-1"
 ASSET_URI = f"stac://collection-builder/{COLLECTION}"
@@ -46,7 +47,7 @@ def test_radcor_publish_emits_an_asset_event_per_collection_and_scene(
 ) -> None:
     url, _ = demo_catalog
     run = radcor_dag.test(run_conf=_conf(url))
-    assert str(run.state) == "success", _states(run)
+    assert str(run.state) == "success", task_states(run)
     events = _asset_events(run.run_id)
     assert len(events) == 4  # one per scene (each scene's publish task), for S2_L1C-1
     assert {task for task, _, _ in events} == {"scene.publish"}
@@ -145,11 +146,11 @@ def test_radcor_publish_into_pgstac_is_searchable_by_bbox_datetime_and_cloud(
 
     url, _ = demo_catalog
     run = radcor_dag.test(run_conf=_conf(url))
-    assert str(run.state) == "success", _states(run)
+    assert str(run.state) == "success", task_states(run)
     backend = PgstacBackend(pgstac_dsn)
     assert backend.count(COLLECTION) == 4
     again = radcor_dag.test(run_conf=_conf(url, force=True))  # republish: replace, not duplicate
-    assert str(again.state) == "success", _states(again)
+    assert str(again.state) == "success", task_states(again)
     assert backend.count(COLLECTION) == 4
     assert not (data_dir / "stac").exists()  # the pgstac backend was used, not the static one
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from include.radcor.activities import ActivityStore
+from tests.helpers.dag_runs import task_states
 
 
 def _conf(catalog_url: str, **overrides: Any) -> dict[str, Any]:
@@ -43,16 +44,12 @@ def _items(data_dir: Path) -> dict[str, dict[str, Any]]:
     return {p.stem: json.loads(p.read_text()) for p in paths}
 
 
-def _states(dag_run: Any) -> dict[tuple[str, int], str]:
-    return {(ti.task_id, ti.map_index): str(ti.state) for ti in dag_run.get_task_instances()}
-
-
 def test_radcor_run_publishes_every_scene_and_rerun_publishes_nothing_twice(
     radcor_dag: Any, demo_catalog: tuple[str, Path], data_dir: Path
 ) -> None:
     url, _ = demo_catalog
     first = radcor_dag.test(run_conf=_conf(url))
-    assert str(first.state) == "success", _states(first)
+    assert str(first.state) == "success", task_states(first)
     items = _items(data_dir)
     assert len(items) == 4
     for item in items.values():
@@ -63,7 +60,7 @@ def test_radcor_run_publishes_every_scene_and_rerun_publishes_nothing_twice(
     assert {a.key.task_type for a in activities} == {"download", "publish"}
 
     second = radcor_dag.test(run_conf=_conf(url))
-    assert str(second.state) == "success", _states(second)
+    assert str(second.state) == "success", task_states(second)
     assert _items(data_dir).keys() == items.keys()
     rerun = ActivityStore().for_run(second.run_id)
     assert {a.status for a in rerun} == {"skipped"}
@@ -74,7 +71,7 @@ def test_steps_the_conf_does_not_ask_for_are_skipped_without_running(
 ) -> None:
     url, _ = demo_catalog
     run = radcor_dag.test(run_conf=_conf(url))  # download and publish
-    assert str(run.state) == "success", _states(run)
+    assert str(run.state) == "success", task_states(run)
     scene_tis = [ti for ti in run.get_task_instances() if ti.task_id.startswith("scene.")]
     by_step: dict[str, list[Any]] = {}
     for ti in scene_tis:
@@ -117,7 +114,7 @@ def test_radcor_one_failing_scene_fails_only_itself_and_the_run(
     assert all(states == {"success"} for states in by_scene.values())
     assert broken_scene not in _items(data_dir)
     assert len(_items(data_dir)) == 3
-    assert _states(run)[("report", -1)] == "failed"
+    assert task_states(run)[("report", -1)] == "failed"
 
 
 def test_radcor_preview_lists_scenes_and_does_no_work(
@@ -125,7 +122,7 @@ def test_radcor_preview_lists_scenes_and_does_no_work(
 ) -> None:
     url, _ = demo_catalog
     run = radcor_dag.test(run_conf=_conf(url, action="preview"))
-    assert str(run.state) == "success", _states(run)
+    assert str(run.state) == "success", task_states(run)
     report = run.get_task_instance("report")
     assert str(report.state) == "success"
     assert not (data_dir / "archive").exists()
@@ -138,7 +135,7 @@ def test_radcor_invalid_conf_fails_in_validate_before_any_work(
     url, _ = demo_catalog
     conf = _conf(url, tiles=["23LLF"], tasks=[{"type": "download", "collection": "S2_XX-1"}])
     run = radcor_dag.test(run_conf=conf)
-    states = _states(run)
+    states = task_states(run)
     assert str(run.state) == "failed"
     assert states[("validate", -1)] == "failed"
     assert states[("search", -1)] == "upstream_failed"

@@ -9,7 +9,6 @@ Earth Search: a preview replayed from a real recorded answer.
 from __future__ import annotations
 
 import json
-import os
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,19 +17,19 @@ from typing import Any
 import pytest
 
 from include.radcor.activities import ActivityStore
+from tests.helpers.dag_runs import task_states
 from tests.helpers.http_server import LocalHttpServer, json_reply, replay
-from tests.helpers.m2m_server import APP_TOKEN, USERNAME, M2MServer, real_scenes
+from tests.helpers.m2m_server import USERNAME, M2MServer, real_scenes
+from tests.helpers.realdata import realdata, realdata_dir
 
 REPO = Path(__file__).resolve().parents[2]
 L1 = "LC08_L1TP_090084_20160121_20200907_02_T1"
 
 
 def _realdata(*needed: str) -> Path:
-    folder = Path(os.environ.get("REALDATA_DIR") or REPO.parent / "shared" / "realdata")
-    missing = [name for name in needed if not (folder / name).is_dir()]
-    if missing:
-        pytest.skip(f"real samples {missing} not found under {folder}; set REALDATA_DIR")
-    return folder
+    for name in needed:
+        realdata(name)
+    return realdata_dir()
 
 
 @pytest.fixture
@@ -41,12 +40,6 @@ def m2m() -> Iterator[M2MServer]:
         yield server
     finally:
         server.close()
-
-
-@pytest.fixture
-def usgs_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    connection = {"conn_type": "http", "login": USERNAME, "password": APP_TOKEN}
-    monkeypatch.setenv("AIRFLOW_CONN_USGS_DEFAULT", json.dumps(connection))
 
 
 def _usgs_conf(url: str, **overrides: Any) -> dict[str, Any]:
@@ -64,10 +57,6 @@ def _usgs_conf(url: str, **overrides: Any) -> dict[str, Any]:
     }
     conf.update(overrides)
     return conf
-
-
-def _states(dag_run: Any) -> dict[tuple[str, int], str]:
-    return {(ti.task_id, ti.map_index): str(ti.state) for ti in dag_run.get_task_instances()}
 
 
 def _result(dag_run: Any, task_id: str = "report") -> Any:
@@ -89,7 +78,7 @@ def test_radcor_usgs_preview_lists_scenes_from_m2m(
 ) -> None:
     run = radcor_dag.test(run_conf=_usgs_conf(m2m.url))
 
-    assert str(run.state) == "success", _states(run)
+    assert str(run.state) == "success", task_states(run)
     result = _result(run)
     assert result["Results"] == 1
     entry = result[L1]
@@ -107,7 +96,7 @@ def test_radcor_usgs_start_downloads_the_bundle(
 ) -> None:
     run = radcor_dag.test(run_conf=_usgs_conf(m2m.url, action="start"))
 
-    assert str(run.state) == "success", _states(run)
+    assert str(run.state) == "success", task_states(run)
     (bundle,) = (data_dir / "archive" / "LC8_DN-1").rglob("*.tar")
     assert bundle.name == f"{L1}.tar"
     assert bundle.read_bytes() == m2m.scenes[0].archive
@@ -128,7 +117,7 @@ def test_radcor_usgs_refused_token_fails_search_naming_connection(
     run = radcor_dag.test(run_conf=_usgs_conf(m2m.url))
 
     assert str(run.state) == "failed"
-    states = _states(run)
+    states = task_states(run)
     assert states[("search", -1)] == "failed"
     assert states[("report", -1)] == "failed"
     assert len(m2m.calls("login-token")) == 1  # refused credentials are not retried
@@ -169,7 +158,7 @@ def test_radcor_earth_search_preview_from_recorded_answer(radcor_dag: Any, data_
     finally:
         server.close()
 
-    assert str(run.state) == "success", _states(run)
+    assert str(run.state) == "success", task_states(run)
     result = _result(run)
     assert result["Results"] == 1
     entry = result["LC08_L2SP_033032_20231008_20231017_02_T1"]
@@ -219,7 +208,7 @@ def test_radcor_planetary_computer_preview_from_recorded_answer(
     finally:
         server.close()
 
-    assert str(run.state) == "success", _states(run)
+    assert str(run.state) == "success", task_states(run)
     result = _result(run)
     scenes = {key: value for key, value in result.items() if key != "Results"}
     assert result["Results"] == len(scenes) > 0

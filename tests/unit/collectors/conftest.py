@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import socket
 from collections.abc import Iterator
 from functools import cache
@@ -14,13 +13,9 @@ import httpx
 import pytest
 
 from tests.helpers.http_server import Cassette, LocalHttpServer
+from tests.helpers.realdata import realdata_dir
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-def realdata_dir() -> Path:
-    """``$REALDATA_DIR`` or ``<repo>/../shared/realdata`` (recorded third-party answers)."""
-    return Path(os.environ.get("REALDATA_DIR") or REPO.parent / "shared" / "realdata")
 
 
 def _is_loopback(host: Any) -> bool:

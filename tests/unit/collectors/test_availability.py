@@ -5,7 +5,7 @@ The fallback provider is the demo STAC API (it has ``DEMO_SCENE``, not ``ONLY_CD
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,6 @@ from include.collectors.availability import (
 )
 from include.collectors.base import Availability, CatalogDriver, Credentials
 from include.collectors.retries import call_with_retries
-from include.collectors.tokens import clear_token_cache
 from include.common.config import CatalogConfig, CollectionConfig
 from include.common.errors import (
     ProviderError,
@@ -32,43 +31,10 @@ from tests.helpers.offline import (
     FOOTPRINT,
     ONLY_CDSE,
     ZIP,
-    catalogs_for,
     cdse_scene,
     factory_for,
     two_providers,
 )
-
-
-@pytest.fixture(scope="module")
-def demo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from include.demo.build import build_demo_catalog
-    from include.demo.server import serve
-
-    root = tmp_path_factory.mktemp("demo")
-    build_demo_catalog(root, scenes=1, size_px=32)
-    with serve(root, port=0) as server:
-        yield server.url
-
-
-@pytest.fixture
-def cdse() -> Iterator[CdseServer]:
-    clear_token_cache()
-    server = CdseServer(order_polls=2)
-    try:
-        yield server
-    finally:
-        server.close()
-        clear_token_cache()
-
-
-@pytest.fixture
-def catalogs(cdse: CdseServer, demo_url: str) -> dict[str, CatalogConfig]:
-    return catalogs_for(cdse, demo_url)
-
-
-@pytest.fixture
-def factory(catalogs: dict[str, CatalogConfig]) -> Callable[[str], CatalogDriver]:
-    return factory_for(catalogs)
 
 
 @pytest.fixture

@@ -48,17 +48,6 @@ FOOTPRINT = {
 ZIP = safe_zip(DEMO_SCENE, {"manifest.safe": b"<xfdu:XFDU/>"})
 
 
-@pytest.fixture(scope="module")
-def demo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from include.demo.build import build_demo_catalog
-    from include.demo.server import serve
-
-    root = tmp_path_factory.mktemp("demo")
-    build_demo_catalog(root, scenes=1, size_px=32)
-    with serve(root, port=0) as server:
-        yield server.url
-
-
 @pytest.fixture
 def cdse() -> Iterator[CdseServer]:
     clear_token_cache()

@@ -36,7 +36,7 @@ from tests.helpers.m2m_server import (
     real_scenes,
     truncated,
 )
-from tests.unit.collectors.conftest import realdata_dir
+from tests.helpers.realdata import realdata_dir
 
 UTC = dt.UTC
 L1 = "LC08_L1TP_090084_20160121_20200907_02_T1"

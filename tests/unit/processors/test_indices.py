@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,15 +24,12 @@ from include.processors.publish.indices import (
     resolve_indices,
     write_index,
 )
+from tests.helpers.realdata import realdata_dir
 
 REPO = Path(__file__).resolve().parents[3]
 LANDSAT_SR = "stactools-landsat/data-files/assets3"
 LANDSAT_ID = "LC08_L2SP_008059_20191201_20200825_02_T1"
 CRS = "EPSG:32723"
-
-
-def realdata_dir() -> Path:
-    return Path(os.environ.get("REALDATA_DIR") or REPO.parent / "shared" / "realdata")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +28,7 @@ from include.processors.base import Processor, ProcessorInputs, ProcessorResult
 from include.processors.publish import PublishOptions, PublishProcessor
 from include.processors.publish.cog import CogOptions, validate_cog
 from include.processors.publish.quicklook import encode_png
+from tests.helpers.realdata import realdata_dir
 
 REPO = Path(__file__).resolve().parents[3]
 REAL_B01 = (
@@ -36,10 +36,6 @@ REAL_B01 = (
     "L1C_T31TDH_A013204_20180101T105435/IMG_DATA/T31TDH_20180101T105441_B01.jp2"
 )
 PARTIAL_SWATH = 1  # index of the demo scene with a nodata triangle on its western edge
-
-
-def realdata_dir() -> Path:
-    return Path(os.environ.get("REALDATA_DIR") or REPO.parent / "shared" / "realdata")
 
 
 @pytest.fixture(scope="module")

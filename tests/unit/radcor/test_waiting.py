@@ -5,14 +5,13 @@ The fallback provider is the demo STAC API; the download that follows is StepRun
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from include.catalog.static_stac import StaticStacBackend
 from include.collectors.base import CatalogDriver
-from include.collectors.tokens import clear_token_cache
 from include.common.config import CatalogConfig
 from include.common.storage import archive_dir
 from include.radcor.activities import ActivityState, ActivityStore
@@ -26,46 +25,12 @@ from tests.helpers.offline import (
     DEMO_SCENE,
     FOOTPRINT,
     ZIP,
-    catalogs_for,
     cdse_scene,
     download_plan,
-    factory_for,
     two_providers,
 )
 
 RUN = "run-wait"
-
-
-@pytest.fixture(scope="module")
-def demo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from include.demo.build import build_demo_catalog
-    from include.demo.server import serve
-
-    root = tmp_path_factory.mktemp("demo")
-    build_demo_catalog(root, scenes=1, size_px=32)
-    with serve(root, port=0) as server:
-        yield server.url
-
-
-@pytest.fixture
-def cdse() -> Iterator[CdseServer]:
-    clear_token_cache()
-    server = CdseServer(order_polls=2)
-    try:
-        yield server
-    finally:
-        server.close()
-        clear_token_cache()
-
-
-@pytest.fixture
-def catalogs(cdse: CdseServer, demo_url: str) -> dict[str, CatalogConfig]:
-    return catalogs_for(cdse, demo_url)
-
-
-@pytest.fixture
-def factory(catalogs: dict[str, CatalogConfig]) -> Callable[[str], CatalogDriver]:
-    return factory_for(catalogs)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ Landsat 8 scene) at coarse resolution, so every test stays in milliseconds.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from affine import Affine
 from include.collectors.base import Scene
 from include.common.config import CollectionConfig, load_collections
 from include.processors.base import ProcessorInputs
+from tests.helpers.realdata import realdata_dir
 
 REPO = Path(__file__).resolve().parents[4]
 T31TDH_PRODUCT = "eodag/products/S2A_MSIL1C_20180101T105441_N0206_R051_T31TDH_20180101T124911"
@@ -29,11 +29,6 @@ T31TDH_ORIGIN = (399960.0, 4800000.0)
 T31TDH_EPSG = 32631
 LANDSAT_DIR = "stactools-landsat/data-files/assets3"
 LANDSAT_ID = "LC08_L2SP_008059_20191201_20200825_02_T1"
-
-
-def realdata_dir() -> Path:
-    """``$REALDATA_DIR`` or ``<repo>/../shared/realdata``."""
-    return Path(os.environ.get("REALDATA_DIR") or REPO.parent / "shared" / "realdata")
 
 
 def real(relative: str) -> Path:
