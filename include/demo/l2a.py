@@ -28,6 +28,7 @@ from affine import Affine
 from pystac.extensions.raster import DataType, RasterBand
 
 from include.demo.product_metadata import product_metadata_xml, write_product_metadata
+from include.demo.scenes import write_cog
 from include.processors.publish.cog import COG_MEDIA_TYPE
 
 L2A_COLLECTION_ID = "sentinel-2-l2a"
@@ -58,24 +59,6 @@ def _read(path: Path) -> tuple[_Array, Affine, Any]:
         return ds.read(1), ds.transform, ds.crs
 
 
-def _write(path: Path, data: _Array, transform: Affine, crs: Any, dtype: str) -> None:
-    with rasterio.open(
-        path,
-        "w",
-        driver="COG",
-        width=data.shape[1],
-        height=data.shape[0],
-        count=1,
-        dtype=dtype,
-        crs=crs,
-        transform=transform,
-        nodata=0,
-        compress="deflate",
-        blocksize=512,
-    ) as dst:
-        dst.write(data.astype(dtype), 1)
-
-
 def _scl(blue: _Array, red: _Array, nir: _Array, valid: _Array) -> _Array:
     ndvi = np.where(nir + red > 0, (nir - red) / np.maximum(nir + red, 1e-6), 0.0)
     scl = np.full(blue.shape, 5, dtype=np.uint8)
@@ -104,7 +87,7 @@ def write_l2a_files(
         rho = np.clip((dn.astype(np.float64) - l1c_offset) / 10000.0 * factor, 0.0, 1.6)
         out = np.where(valid, np.clip(np.rint(rho * 10000.0) + offset, 1, 65535), 0)
         path = dest / f"{band}.tif"
-        _write(path, out, transform, crs, "uint16")
+        write_cog(path, out, transform, crs, "uint16")
         files[band] = path
         reflectance[band] = rho
         if band == "B04":
@@ -126,7 +109,7 @@ def write_l2a_files(
         valid_coarse,
     )
     scl_path = dest / f"{SCL_BAND}.tif"
-    _write(scl_path, scl, coarse_transform, crs, "uint8")
+    write_cog(scl_path, scl, coarse_transform, crs, "uint8")
     files[SCL_BAND] = scl_path
     valid_count = int((scl != 0).sum())
     cloud_pct = 100.0 * float(np.isin(scl, (8, 9, 10)).sum()) / valid_count if valid_count else 0.0

@@ -262,9 +262,26 @@ def _coarse(values: _Float, valid: _Bool) -> tuple[_Float, _Bool]:
     return means, all_valid
 
 
-def _write_band(path: Path, data: npt.NDArray[np.uint16], pixel_m: float) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    transform = Affine(pixel_m, 0.0, SCENE_ORIGIN[0], 0.0, -pixel_m, SCENE_ORIGIN[1])
+def write_cog(
+    path: Path,
+    data: npt.NDArray[Any],
+    transform: Affine,
+    crs: Any,
+    dtype: str,
+    *,
+    predictor: int | None = None,
+) -> None:
+    """Write one band as a deflate COG with nodata 0 and 512 px blocks (L1C and L2A files).
+
+    Args:
+        path: the file to write.
+        data: the band, cast to ``dtype``.
+        transform: the band's affine transform.
+        crs: the band's CRS.
+        dtype: the file's data type (``uint16``, ``uint8``).
+        predictor: the deflate predictor (2 for the L1C bands), none when ``None``.
+    """
+    options = {} if predictor is None else {"predictor": predictor}
     with rasterio.open(
         path,
         "w",
@@ -272,15 +289,21 @@ def _write_band(path: Path, data: npt.NDArray[np.uint16], pixel_m: float) -> Non
         width=data.shape[1],
         height=data.shape[0],
         count=1,
-        dtype="uint16",
-        crs=f"EPSG:{EPSG}",
+        dtype=dtype,
+        crs=crs,
         transform=transform,
         nodata=0,
         compress="deflate",
-        predictor=2,
         blocksize=512,
+        **options,
     ) as dst:
-        dst.write(data, 1)
+        dst.write(data.astype(dtype, copy=False), 1)
+
+
+def _write_band(path: Path, data: npt.NDArray[np.uint16], pixel_m: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    transform = Affine(pixel_m, 0.0, SCENE_ORIGIN[0], 0.0, -pixel_m, SCENE_ORIGIN[1])
+    write_cog(path, data, transform, f"EPSG:{EPSG}", "uint16", predictor=2)
 
 
 def write_scene_files(
