@@ -24,6 +24,7 @@ with :class:`S2Relocation` / :func:`derived_mtl_xml` and says so in ``derivation
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import math
@@ -1040,3 +1041,65 @@ def _xml_from_odl(odl: str) -> str:
 
 def stac_json(document: Any) -> bytes:
     return json.dumps(document).encode()
+
+
+LEVEL1_GROUPS = (
+    "IMAGE_ATTRIBUTES",
+    "PROJECTION_ATTRIBUTES",
+    "LEVEL1_PROCESSING_RECORD",
+    "LEVEL1_MIN_MAX_RADIANCE",
+    "LEVEL1_MIN_MAX_REFLECTANCE",
+    "LEVEL1_MIN_MAX_PIXEL_VALUE",
+    "LEVEL1_RADIOMETRIC_RESCALING",
+    "LEVEL1_THERMAL_CONSTANTS",
+    "LEVEL1_PROJECTION_PARAMETERS",
+)
+"""The groups a Collection 2 Level-1 MTL has (Level-1 DFCB, LSDS-1822), in its order."""
+
+
+def level1_mtl_from_level2(xml_text: str) -> str:
+    """Return the Level-1 MTL.xml of the Level-1 product a Level-2 MTL was made from.
+
+    A Level-2 MTL carries its Level-1 record: ``LEVEL1_PROCESSING_RECORD`` (the Level-1 product
+    id, level and every file name) and the Level-1 groups (radiometric rescaling, thermal
+    constants, min/max). The Level-1 MTL is those, as a real one is laid out (eo-datasets'
+    LC08_L1TP_090084 MTL): ``PRODUCT_CONTENTS`` with the record's identity and file names, then
+    the Level-1 groups with the record itself; the ``LEVEL2_*`` groups are left out.
+    """
+    root = _mtl_tree(xml_text)
+    record = root.find("LEVEL1_PROCESSING_RECORD")
+    assert record is not None
+    level1 = ET.Element(root.tag)
+    contents = ET.SubElement(level1, "PRODUCT_CONTENTS")
+    for element in record:
+        if element.tag in ("REQUEST_ID", "LANDSAT_SCENE_ID", "FILE_NAME_CPF", "EPHEMERIS_TYPE"):
+            continue
+        contents.append(copy.deepcopy(element))
+        if element.tag == "PROCESSING_LEVEL":
+            number = ET.SubElement(contents, "COLLECTION_NUMBER")
+            number.text = "02"
+    for name in LEVEL1_GROUPS:
+        group = root.find(name)
+        if group is not None:
+            level1.append(group)
+    ET.indent(level1, space="  ")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(level1, encoding="unicode") + "\n"
+
+
+def landsat_l1_tm() -> LandsatPackage:
+    """LT05_L1GS_010067_19860424_20200918_02_T2: the Level-1 product of the real TM L2SP MTL.
+
+    Its MTL is the real one's Level-1 record and groups (``level1_mtl_from_level2``); the bands
+    B1..B7, QA_PIXEL, QA_RADSAT and the SZA/SAA/VZA/VAA angle bands are generated at its grid.
+    """
+    xml = level1_mtl_from_level2(realdata(LANDSAT_L2SP_TM_MTL).read_text(encoding="utf-8"))
+    return landsat_package(
+        mtl_xml=xml, derivation="Level-1 MTL from the real TM L2SP MTL's Level-1 record"
+    )
+
+
+def landsat_l1_etm() -> LandsatPackage:
+    """An LE07 L1TP bundle: the Level-1 product of ``landsat_l2sp_etm`` (see there)."""
+    level2 = landsat_l2sp_etm()
+    xml = level1_mtl_from_level2(level2.files[f"{level2.product_id}_MTL.xml"].decode())
+    return landsat_package(mtl_xml=xml, derivation="Level-1 MTL of the derived ETM+ L2SP MTL")

@@ -393,6 +393,47 @@ def test_landsat8_l1_toa_post_publish_gives_toa_reflectance(
     )  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("builder", "dataset", "collection", "platform", "instruments"),
+    [
+        ("landsat_l1_tm", "landsat_tm_c2_l1", "LT5_DN-1", "landsat-5", ["tm"]),
+        ("landsat_l1_etm", "landsat_etm_c2_l1", "LE7_DN-1", "landsat-7", ["etm+"]),
+    ],
+)
+def test_landsat_tm_etm_l1_download_publish_carries_their_toa_gains(
+    builder: str,
+    dataset: str,
+    collection: str,
+    platform: str,
+    instruments: list[str],
+    radcor_dag: Any,
+    m2m: M2MServer,
+    usgs_connection: None,
+    data_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """TM/ETM+ Level-1 DN under their own numbers (B4 is near infrared here, red on OLI)."""
+    package = getattr(pk, builder)()
+    _serve_landsat(m2m, package, dataset, tmp_path)
+    tasks = _chain(("download", collection), ("publish", collection))
+
+    _run(radcor_dag, _usgs_conf(m2m, package, dataset, tasks))
+
+    item, path = _published(data_dir, collection)
+    for band in (1, 2, 3, 4, 5, 7):
+        key = f"B{band}"
+        _check_values(
+            item, path, key, package.toa_reflectance(band), package.valid(key),
+            crs=package.crs, transform=package.transform,
+        )  # fmt: skip
+    assert item["assets"]["B4"]["eo:bands"][0]["common_name"] == "nir08"
+    assert "B6" not in item["assets"] and "QA_PIXEL" in item["assets"]
+    _check_item(
+        item, footprint=package.footprint, datetimes=(package.acquired,),
+        platform=platform, instruments=instruments, pixel_m=abs(package.transform.e),
+    )  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------------
 # Sentinel-2 L1C: publish, toa, nbar
 
