@@ -1083,7 +1083,8 @@ def level1_mtl_from_level2(xml_text: str) -> str:
         if group is not None:
             level1.append(group)
     ET.indent(level1, space="  ")
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(level1, encoding="unicode") + "\n"
+    body = ET.tostring(level1, encoding="unicode")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
 
 
 def landsat_l1_tm() -> LandsatPackage:
