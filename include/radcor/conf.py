@@ -88,7 +88,11 @@ class TaskNode(BaseModel):
 
 
 class CatalogArgs(BaseModel):
-    """Driver options a conf may override; never credentials (use ``conn_id``)."""
+    """Driver options a conf may override; never credentials (use ``conn_id``).
+
+    ``progress`` is the upstream's switch for a download progress bar: accepted so upstream
+    confs validate, and ignored (progress always goes to the task log).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -100,6 +104,23 @@ class CatalogArgs(BaseModel):
     max_connections: StrictInt | None = None
     token_url: StrictStr | None = None
     """Token endpoint of catalogs that declare one (CDSE); only on the url's host or loopback."""
+    progress: StrictBool | None = None
+    """Upstream's progress-bar switch: accepted, ignored (logged when given)."""
+
+    def given(self) -> dict[str, Any]:
+        """Return the options the conf set (None left out), as the conf wrote them."""
+        return self.model_dump(exclude_none=True)
+
+    def driver_args(self) -> dict[str, Any]:
+        """Return the options the catalog layer takes (``progress`` left out: ignored)."""
+        return {k: v for k, v in self.given().items() if k not in IGNORED_CATALOG_ARGS}
+
+
+IGNORED_CATALOG_ARGS: tuple[str, ...] = ("progress",)
+"""Upstream ``catalog_args`` accepted and ignored (with a logged note)."""
+SEARCH_ARG_FIELDS: tuple[str, ...] = ("platform", "limit")
+"""Upstream ``catalog_search_args`` keys this project applies; others are refused."""
+_SEARCH_ARG_TYPES = {"platform": "a non-empty string", "limit": "a whole number above 0"}
 
 
 class RadcorConf(BaseModel):
@@ -115,7 +136,13 @@ class RadcorConf(BaseModel):
     scenes: list[str] | None = None
     tiles: list[str] | None = None
     catalog: str
-    catalog_args: dict[str, Any] = Field(default_factory=dict)
+    catalog_args: CatalogArgs = Field(default_factory=CatalogArgs)
+    catalog_search_args: dict[str, Any] = Field(default_factory=dict)
+    """Upstream's extra search filters; only ``SEARCH_ARG_FIELDS`` (checked)."""
+    platform: str | None = None
+    """Only scenes of this platform (``Sentinel-2A``, ``sentinel-2``, ``LANDSAT_8``...)."""
+    tags: list[str] = Field(default_factory=list)
+    """Upstream's free labels of a request; kept with the run's conf."""
     dataset: str = Field(min_length=1)
     start: AwareDatetime | None = None
     end: AwareDatetime | None = None
@@ -134,6 +161,11 @@ class RadcorConf(BaseModel):
         if self.tiles is not None:
             return "tiles"
         return "bbox"
+
+    @property
+    def platform_wanted(self) -> str | None:
+        """Return the platform scenes must be of (``platform``, else the search args')."""
+        return self.platform or self.catalog_search_args.get("platform")
 
     @property
     def bbox(self) -> tuple[float, float, float, float] | None:
@@ -201,6 +233,9 @@ class _RawConf(BaseModel):
     tiles: list[StrictStr] | None = None
     catalog: StrictStr
     catalog_args: dict[str, Any] | None = None
+    catalog_search_args: dict[str, Any] | None = None
+    platform: StrictStr | None = None
+    tags: list[StrictStr] | None = None
     dataset: StrictStr
     start: Any = None
     end: Any = None
@@ -250,6 +285,13 @@ _FIXES = {
     "catalog_args.timeout_s": "give a number of seconds greater than 0",
     "catalog_args.verify_tls": "give true, false or the path of a CA bundle file",
     "catalog_args.max_connections": "give a whole number from 1 to 64",
+    "catalog_args.progress": "use true or false (accepted and ignored: progress goes to the "
+    "task log)",
+    "catalog_search_args": "give an object with some of: platform (e.g. 'Sentinel-2A'), "
+    "limit (most scenes, a whole number)",
+    "platform": "give a platform such as 'Sentinel-2A', 'sentinel-2' or 'LANDSAT_8'",
+    "tags": "give a list of strings such as ['bdc', 'test']",
+    "tags[]": "give the tag as a string",
     "catalog_args.token_url": "leave it out (the catalog's own is used), or give the token "
     "endpoint on the host of catalog_args.url or on loopback",
     "dataset": "name the dataset as the catalog does, e.g. 'S2MSI1C', 'S2MSI2A', "
@@ -392,6 +434,15 @@ def _check_fields(good: dict[str, Any], bad: set[str], checker: _Checker) -> dic
         if not out["dataset"]:
             checker.add("dataset", "is empty", _FIXES["dataset"])
     out["catalog_args"] = _check_catalog_args(good.get("catalog_args") or {}, catalog, checker)
+    search_args = _check_search_args(good.get("catalog_search_args") or {}, checker)
+    if search_args:
+        out["catalog_search_args"] = search_args
+    if "platform" in good:
+        out["platform"] = good["platform"].strip()
+        if not out["platform"]:
+            checker.add("platform", "is empty", _FIXES["platform"])
+    if "tags" in good:
+        out["tags"] = [tag.strip() for tag in good["tags"] if tag.strip()]
     mode = _check_area(good, bad, checker, out)
     _check_dates(good, mode, checker, out)
     if "cloud" in good:
@@ -478,9 +529,50 @@ def _check_catalog_args(
             f"{_short(parsed.conn_id)} is not a Connection id",
             "use letters, digits, '_', '.' and '-' only, e.g. 'cdse_default'",
         )
+    if parsed.progress is not None:
+        log.info(
+            "conf.catalog_args_ignored progress=%s: progress always goes to the task log",
+            parsed.progress,
+        )
     out = parsed.model_dump(exclude_none=True)
     if verify_tls is not None:
         out["verify_tls"] = verify_tls.strip() if isinstance(verify_tls, str) else verify_tls
+    return out
+
+
+def _check_search_args(value: Mapping[str, Any], checker: _Checker) -> dict[str, Any]:
+    """Check upstream's ``catalog_search_args``: the filters this project can apply.
+
+    Upstream handed them to its driver's search as keyword arguments; here ``platform``
+    filters the scenes and ``limit`` caps them. Any other key is refused rather than ignored:
+    a filter dropped in silence would collect more than asked.
+    """
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        where = f"catalog_search_args.{_short(str(key), quote=False)}"
+        if _is_credential(str(key)):
+            checker.add(
+                where,
+                "raw credentials are not accepted in a conf (value not shown)",
+                "keep secrets in an Airflow Connection and name it in catalog_args.conn_id",
+            )
+        elif key == "platform" and isinstance(item, str) and item.strip():
+            out["platform"] = item.strip()
+        elif key == "limit" and isinstance(item, int) and not isinstance(item, bool) and item > 0:
+            out["limit"] = item
+        elif key in SEARCH_ARG_FIELDS:
+            checker.add(
+                where,
+                f"must be {_SEARCH_ARG_TYPES[key]} (got {_json_type(item)})",
+                _FIXES["catalog_search_args"],
+            )
+        else:
+            checker.add(
+                where,
+                "is a search filter this project does not apply",
+                f"remove it; {_FIXES['catalog_search_args']}, or use the conf's own fields "
+                "(cloud, start, end, tiles, geom)",
+            )
     return out
 
 
@@ -965,6 +1057,7 @@ def to_search_query(conf: RadcorConf, catalog: CatalogConfig) -> SearchQuery:
         start=None if by_scene else conf.start,
         end=None if by_scene else conf.end,
         cloud_pct=100.0 if by_scene else conf.cloud,
+        limit=conf.catalog_search_args.get("limit"),
     )
 
 
@@ -1047,6 +1140,22 @@ def _catalog_schemas() -> dict[str, dict[str, Any]]:
             "title": "Catalog options",
             "description": f"Driver options: {', '.join(_ARG_FIELDS)}. Never "
             "credentials: name an Airflow Connection in conn_id.",
+        },
+        "catalog_search_args": {
+            "default": {},
+            "type": ["null", "object"],
+            "title": "Search options",
+            "description": "Upstream's extra search filters: platform, limit.",
+        },
+        "platform": {
+            "default": None,
+            "type": ["null", "string"],
+            "title": "Platform",
+            "description": "Only scenes of this platform: Sentinel-2A, sentinel-2, LANDSAT_8, ...",
+        },
+        "tags": {
+            **_text_list_schema("Tags", "Free labels kept with the run's conf."),
+            "default": [],
         },
         "dataset": {
             "default": None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 from include.collectors.base import Scene
@@ -21,45 +22,75 @@ INLINE_PREVIEW_SCENES = 1000
 
 
 def human_size(size_bytes: int | None) -> str:
-    """Return a size such as ``812.3 MB`` (upstream's preview shows sizes this way)."""
+    """Return a size as the upstream's preview writes it: ``813.67 MB`` (binary units).
+
+    The upstream took it from sentinelsat, which divides by 1024 and keeps two decimals.
+    """
     if size_bytes is None:
         return "unknown"
     value = float(size_bytes)
     for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
-        value /= 1000
-    return f"{value:.1f} TB"
+        if abs(value) < 1024:
+            return f"{value:.2f} {unit}"
+        value /= 1024
+    return f"{value:.2f} TB"
+
+
+def preview_entry(scene: Scene) -> dict[str, Any]:
+    """Return one scene as the upstream guide shows it, then our extra fields.
+
+    ``type`` is the product-name part of the id (``MSIL1C``, ``MSIL2A``, ``L1TP``), not the
+    catalog's product type; ``date`` is the acquisition day; ``tileid`` and ``pathrow`` both
+    hold the tile (MGRS or WRS-2 path/row), as the guide gives both.
+    """
+    from shapely.geometry import shape
+
+    return {
+        "pathrow": scene.tile,
+        "sceneid": scene.scene_id,
+        "type": product_type(scene),
+        "date": scene.datetime.date().isoformat(),
+        "cloud": scene.cloud_pct,
+        "footprint": shape(scene.footprint).wkt if scene.footprint else None,
+        "tileid": scene.tile,
+        "size": human_size(scene.size_bytes),
+        "link": scene.link,
+        "icon": scene.quicklook,
+        "datetime": scene.datetime.isoformat(),
+        "size_bytes": scene.size_bytes,
+        "online": scene.online,
+        "provider": scene.catalog,
+    }
 
 
 def preview(scenes: list[Scene]) -> dict[str, Any]:
     """Return the upstream-shaped preview: an object keyed by scene id plus ``Results``."""
-    from shapely.geometry import shape
-
-    result: dict[str, Any] = {}
-    for scene in scenes:
-        entry: dict[str, Any] = {
-            "sceneid": scene.scene_id,
-            "type": scene.properties.get("product_type") or _product_type(scene.scene_id),
-            "date": scene.datetime.isoformat(),
-            "cloud": scene.cloud_pct,
-            "footprint": shape(scene.footprint).wkt if scene.footprint else None,
-            "size": human_size(scene.size_bytes),
-            "size_bytes": scene.size_bytes,
-            "link": scene.link,
-            "icon": scene.quicklook,
-            "online": scene.online,
-            "provider": scene.catalog,
-        }
-        tile_key = "pathrow" if scene.tile and scene.tile.isdigit() else "tileid"
-        entry[tile_key] = scene.tile
-        result[scene.scene_id] = entry
+    result: dict[str, Any] = {scene.scene_id: preview_entry(scene) for scene in scenes}
     result["Results"] = len(scenes)
     return result
 
 
-def _product_type(scene_id: str) -> str | None:
-    parts = scene_id.split("_")
+_S2_LEVEL = re.compile(r"(?:^|[^a-z0-9])(?:msi)?(l1c|l2a)(?:$|[^a-z0-9])|s2msi(1c|2a)", re.I)
+
+
+def product_type(scene: Scene) -> str | None:
+    """Return the upstream's ``type``: the product-name part of the scene id.
+
+    Sentinel-2 ids in the ESA form give it (``S2A_MSIL1C_...`` -> ``MSIL1C``); other Sentinel-2
+    ids (Earth Search's ``S2A_23LLF_20200109_0_L2A``) get ``MSIL1C``/``MSIL2A`` from the id's
+    level or the dataset. Landsat product ids give their correction level (``L1TP``, ``L2SP``).
+    """
+    parts = scene.scene_id.split("_")
+    if len(parts) > 1 and re.fullmatch(r"MSIL[12][AC]", parts[1]):
+        return parts[1]
+    if scene.scene_id.upper().startswith("S2"):
+        for text in (scene.scene_id, scene.dataset):
+            match = _S2_LEVEL.search(text)
+            if match:
+                level = (match.group(1) or "l" + match.group(2)).upper()
+                return f"MSI{level}"
+    if len(parts) > 1 and re.fullmatch(r"L[12][A-Z0-9]{2}", parts[1]):
+        return parts[1]
     return parts[1] if len(parts) > 1 else None
 
 

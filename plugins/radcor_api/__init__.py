@@ -1,10 +1,11 @@
 """Airflow glue for the collection builder: the DAG factory, and the radcor API plugin.
 
 The plugin mounts the radcor-compatible REST API (``routes.py``) at ``/radcor-api`` in the Airflow
-API server and adds the *Radcor activities* page to the UI's navigation (an external view served
-by that API), and a listener that readies the published collections' assets when a run starts
-(``listeners.py``). Airflow imports this file in every component that loads plugins, so it stays
-cheap: the FastAPI app is built on its first request, in the API server only.
+API server, answers the upstream's own paths (``/api/radcor``...) through a root middleware
+(``upstream_paths.py``), adds the *Radcor activities* page to the UI's navigation (an external
+view served by that API), and a listener that readies the published collections' assets when
+a run starts (``listeners.py``). Airflow imports this file in every component that loads
+plugins, so it stays cheap: the FastAPI app is built on its first request, in the API server only.
 ``plugins/.airflowignore`` keeps Airflow's plugin loader from importing the other modules here
 as top-level modules.
 """
@@ -17,6 +18,7 @@ from typing import Any
 from airflow.plugins_manager import AirflowPlugin
 
 from radcor_api import listeners
+from radcor_api.upstream_paths import UpstreamPathsMiddleware
 
 URL_PREFIX = "/radcor-api"
 PAGE_ROUTE = "radcor-activities"
@@ -33,7 +35,7 @@ class LazyRadcorApp:
         if self._app is None:
             with self._lock:
                 if self._app is None:
-                    from radcor_api.routes import create_app
+                    from radcor_api.app import create_app
 
                     self._app = create_app()
         return self._app
@@ -43,7 +45,7 @@ class LazyRadcorApp:
         await self._get()(scope, receive, send)
 
     def __repr__(self) -> str:
-        return "radcor_api.routes:create_app (built on first request)"
+        return "radcor_api.app:create_app (built on first request)"
 
 
 class RadcorApiPlugin(AirflowPlugin):
@@ -52,6 +54,10 @@ class RadcorApiPlugin(AirflowPlugin):
     name = "radcor_api"
     fastapi_apps = [  # noqa: RUF012 - Airflow reads these class attributes
         {"app": LazyRadcorApp(), "url_prefix": URL_PREFIX, "name": "Radcor API"}
+    ]
+    fastapi_root_middlewares = [  # noqa: RUF012
+        # the upstream's /api/radcor, /api/radcor/restart, /api/activities (upstream_paths.py)
+        {"middleware": UpstreamPathsMiddleware, "name": "Radcor upstream paths"}
     ]
     listeners = [listeners]  # noqa: RUF012
     external_views = [  # noqa: RUF012

@@ -101,7 +101,7 @@ class CatalogHook:
         cls, conf: RadcorConf, *, lookup: ConnectionLookup = task_connection
     ) -> CatalogHook:
         """Return the hook of a validated conf's catalog."""
-        return cls(conf.catalog, conf.catalog_args, lookup=lookup)
+        return cls(conf.catalog, conf.catalog_args.driver_args(), lookup=lookup)
 
     def _explicit_conn_id(self, catalog: str) -> str | None:
         """Return the Connection the conf names for ``catalog`` (only for its own catalog)."""

@@ -15,13 +15,13 @@ catalog failed, 504 the synchronous search ran out of time.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -29,12 +29,10 @@ from urllib.parse import quote, urlencode
 
 from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
-from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, status
 from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse
-from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
 from include.catalog.registry import default_backend
@@ -52,7 +50,7 @@ from include.radcor.activities import (
     ActivityStore,
     parse_task_instance,
 )
-from include.radcor.conf import Action, RadcorConf, params_schema
+from include.radcor.conf import Action, RadcorConf
 from include.radcor.gaps import check_gaps, gap_confs
 from include.radcor.preview import preview
 from include.radcor.search import search_scenes
@@ -558,7 +556,11 @@ def _restart_query(
 
 
 def _restart_candidates(
-    filters: RestartRequest, query: ActivityQuery, ti_only: tuple[str, ...]
+    filters: RestartRequest,
+    query: ActivityQuery,
+    ti_only: tuple[str, ...],
+    *,
+    strict_ids: bool = True,
 ) -> list[Activity]:
     """Return the activities the filters select before task-instance states are looked at."""
     scan = RESTART_SCAN_LIMIT if ti_only else filters.limit
@@ -572,7 +574,7 @@ def _restart_candidates(
                 f"{RESTART_SCAN_LIMIT} activities",
             )
         )
-    if filters.ids:
+    if filters.ids and strict_ids:
         unknown = sorted(set(filters.ids) - {a.id for a in page.activities})
         if unknown and len(filters.ids) <= scan:
             raise HTTPException(
@@ -651,16 +653,36 @@ def _clear(
     return airflow_ops.clear_task_instances(selected, user)
 
 
-def _restart(request: Request, user: BaseUser, raw: Mapping[str, Any]) -> JSONResponse:
-    try:
-        filters = RestartRequest.model_validate(dict(raw))
-    except ValidationError as err:
-        raise _problems_from(err) from err
+@dataclass
+class RestartPlan:
+    """What a restart's filters matched, and which task instances can be cleared."""
+
+    matched: list[Activity]
+    states: Mapping[TaskInstanceKey, str | None]
+    selected: dict[TaskInstanceKey, str | None]
+    not_restartable: list[NotRestartable]
+
+    @property
+    def parent_dag_ids(self) -> set[str]:
+        """Return the DAGs of the matched activities whose task instances are selected.
+
+        A child run's parent DAG is among them: its wait for the child run is cleared too.
+        """
+        return {a.key.dag_id for a in self.matched if _ti_key(a) in self.selected}
+
+
+def plan_restart(
+    user: BaseUser, filters: RestartRequest, *, strict_ids: bool = True
+) -> RestartPlan:
+    """Find the activities the filters select and split them into restartable or not.
+
+    ``strict_ids``: unknown ``ids`` answer 404 (this API); the upstream API skips them.
+    """
     statuses = tuple(filters.status or ())
     ti_only = tuple(s for s in statuses if s in TI_ONLY_STATES)
     activity_states = tuple(s for s in statuses if s not in TI_ONLY_STATES)
     query = _restart_query(filters, user, activity_states, bool(ti_only))
-    candidates = _restart_candidates(filters, query, ti_only)
+    candidates = _restart_candidates(filters, query, ti_only, strict_ids=strict_ids)
     keys = {a.id: _ti_key(a) for a in candidates}
     states = airflow_ops.task_instance_states(k for k in keys.values() if k is not None)
 
@@ -671,26 +693,44 @@ def _restart(request: Request, user: BaseUser, raw: Mapping[str, Any]) -> JSONRe
         return key is not None and (states.get(key) or "") in ti_only
 
     matched = [a for a in candidates if matches(a)][: filters.limit]
-    links = Links(request)
     selected, not_restartable = _restartable(matched, keys, states)
+    return RestartPlan(matched, states, selected, not_restartable)
+
+
+def restart_filters(raw: Mapping[str, Any]) -> RestartRequest:
+    """Parse restart filters; 400 naming each bad one."""
+    try:
+        return RestartRequest.model_validate(dict(raw))
+    except ValidationError as err:
+        raise _problems_from(err) from err
+
+
+def clear_plan(user: BaseUser, plan: RestartPlan, links: Links) -> list[TaskInstanceOut]:
+    """Clear the plan's task instances: 404 when none, 403 without rights, 409 when busy."""
+    cleared = _clear(user, plan.selected, plan.parent_dag_ids, len(plan.matched))
+    return [_ti_out(k, state, links) for k, state in cleared]
+
+
+def _restart(request: Request, user: BaseUser, raw: Mapping[str, Any]) -> JSONResponse:
+    filters = restart_filters(raw)
+    plan = plan_restart(user, filters)
+    links = Links(request)
     body = RestartResponse(
         action=filters.action,
-        matched=len(matched),
-        activities=[_activity_out(a, links, states) for a in matched],
+        matched=len(plan.matched),
+        activities=[_activity_out(a, links, plan.states) for a in plan.matched],
         task_instances=[
             _ti_out(k, state, links)
             for k, state in sorted(
-                selected.items(), key=lambda kv: (kv[0].run_id, kv[0].task_id, kv[0].map_index)
+                plan.selected.items(),
+                key=lambda kv: (kv[0].run_id, kv[0].task_id, kv[0].map_index),
             )
         ],
-        not_restartable=not_restartable,
+        not_restartable=plan.not_restartable,
     )
     if filters.action == "preview":
         return JSONResponse(jsonable_encoder(body), status_code=status.HTTP_200_OK)
-    # a child run's DAG, and its parent's: its wait is cleared too
-    parents = {a.key.dag_id for a in matched if keys[a.id] in selected}
-    cleared = _clear(user, selected, parents, len(matched))
-    body.cleared = [_ti_out(k, state, links) for k, state in cleared]
+    body.cleared = clear_plan(user, plan, links)
     return JSONResponse(jsonable_encoder(body), status_code=status.HTTP_202_ACCEPTED)
 
 
@@ -836,64 +876,3 @@ def activities_page() -> FileResponse:
     return FileResponse(
         STATIC_DIR / "activities.html", media_type="text/html", headers=PAGE_SECURITY_HEADERS
     )
-
-
-# --- the app -----------------------------------------------------------------------------------
-
-
-async def _invalid_input(_: Request, err: Exception) -> JSONResponse:
-    assert isinstance(err, InvalidInputError)  # noqa: S101 - registered for this class only
-    return JSONResponse(err.to_dict(), status_code=status.HTTP_400_BAD_REQUEST)
-
-
-def _conf_schema() -> tuple[dict[str, Any], dict[str, Any]]:
-    """Return the conf's JSON schema for OpenAPI and the task node schema it refers to."""
-    properties: dict[str, Any] = {}
-    node: dict[str, Any] = {}
-    for name, schema in params_schema().items():
-        schema = {k: v for k, v in schema.items() if k != "default"}
-        if "$defs" in schema:
-            node = schema.pop("$defs")["node"]
-        properties[name] = schema
-    text = json.dumps(
-        {"type": "object", "properties": properties, "required": ["catalog", "dataset"]}
-    )
-    text = text.replace("#/$defs/node", "#/components/schemas/RadcorTaskNode")
-    node_text = json.dumps(node).replace("#/$defs/node", "#/components/schemas/RadcorTaskNode")
-    return json.loads(text), json.loads(node_text)
-
-
-def create_app() -> FastAPI:
-    """Return the radcor API app (mounted by the plugin at ``/radcor-api``)."""
-    app = FastAPI(
-        title="Radcor API",
-        version="1",
-        description=__doc__,
-        docs_url="/docs",
-        redoc_url=None,
-        openapi_url="/openapi.json",
-    )
-    app.include_router(router)
-    app.include_router(page_router)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.add_exception_handler(InvalidInputError, _invalid_input)
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
-        )
-        conf_schema, node = _conf_schema()
-        schema.setdefault("components", {}).setdefault("schemas", {})["RadcorTaskNode"] = node
-        for path in ("/radcor", "/radcor/check"):
-            content = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]
-            content["schema"] = {
-                **conf_schema,
-                "description": content["schema"].get("description", "A radcor conf"),
-            }
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
-    return app

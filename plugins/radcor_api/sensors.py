@@ -122,8 +122,8 @@ class SceneOnlineSensor(BaseSensorOperator):
         return SceneOnlineTrigger(
             scene=wait.scene.to_dict(),
             catalog=catalog,
-            conn_id=CatalogHook(catalog, conf.catalog_args).conn_id(catalog),
-            catalog_args=dict(conf.catalog_args),
+            conn_id=CatalogHook(catalog, conf.catalog_args.driver_args()).conn_id(catalog),
+            catalog_args=conf.catalog_args.driver_args(),
             poll_interval_s=start.settings.poll_interval_s,
             timeout_s=start.settings.timeout_s,
             started_at=start.started_at.isoformat() if start.started_at else None,

@@ -38,6 +38,18 @@ def test_plugin_mounts_the_api_outside_airflow_prefixes_and_links_its_page() -> 
     assert view["url_route"] and view["destination"] == "nav"
 
 
+def test_plugin_serves_the_upstream_paths_by_a_root_middleware() -> None:
+    from airflow.api_fastapi.app import RESERVED_URL_PREFIXES
+    from radcor_api import RadcorApiPlugin
+    from radcor_api.upstream_paths import UPSTREAM_PATHS, UpstreamPathsMiddleware
+
+    (middleware,) = RadcorApiPlugin.fastapi_root_middlewares
+    assert middleware["middleware"] is UpstreamPathsMiddleware
+    assert {"/api/radcor", "/api/radcor/restart", "/api/activities"} <= set(UPSTREAM_PATHS)
+    for path in UPSTREAM_PATHS:  # none of Airflow's own
+        assert not any(path.startswith(prefix) for prefix in RESERVED_URL_PREFIXES)
+
+
 def test_plugin_registers_the_run_start_listener_with_airflow() -> None:
     from airflow.listeners.listener import get_listener_manager
     from radcor_api import RadcorApiPlugin, listeners
@@ -53,7 +65,7 @@ def test_plugin_registers_the_run_start_listener_with_airflow() -> None:
 
 
 def test_openapi_schema_documents_every_endpoint_and_the_conf() -> None:
-    from radcor_api.routes import create_app
+    from radcor_api.app import create_app
 
     schema = create_app().openapi()
     paths = schema["paths"]
@@ -66,6 +78,10 @@ def test_openapi_schema_documents_every_endpoint_and_the_conf() -> None:
         ("/radcor/activities/{activity_id}/quicklook", "get"),
         ("/radcor/check", "post"),
         ("/radcor/items/{collection}/{item_id}", "get"),
+        ("/upstream/radcor", "post"),
+        ("/upstream/radcor/restart", "get"),
+        ("/upstream/radcor/restart", "post"),
+        ("/upstream/activities", "get"),
     }
     assert expected <= {(path, method) for path, ops in paths.items() for method in ops}
     post = paths["/radcor"]["post"]

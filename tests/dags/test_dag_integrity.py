@@ -215,7 +215,9 @@ def test_parsing_the_radcor_dag_leaves_the_task_work_unimported() -> None:
         env={**os.environ, "PYTHONPATH": f"{repo}:{repo / 'plugins'}"},
     )
     loaded = set(result.stdout.split())
-    assert loaded == {  # listeners: the plugin's run-start hook, a pluggy marker only
+    # listeners: the plugin's run-start hook, a pluggy marker only; upstream_paths: the plugin's
+    # path-rewriting middleware, standard library only
+    assert loaded == {
         "radcor_api",
         "radcor_api.dag_factory",
         "radcor_api.listeners",
@@ -224,4 +226,5 @@ def test_parsing_the_radcor_dag_leaves_the_task_work_unimported() -> None:
         "radcor_api.sensors",
         "radcor_api.settings",
         "radcor_api.task_context",
+        "radcor_api.upstream_paths",
     }, loaded

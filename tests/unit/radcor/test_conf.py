@@ -228,7 +228,7 @@ def test_validate_conf_catalog_args_canonical() -> None:
         "verify_tls": "/etc/ssl/ca.pem",
         "max_connections": 2,
     }
-    assert validate_conf(conf_with(catalog_args=args)).catalog_args == args
+    assert validate_conf(conf_with(catalog_args=args)).catalog_args.given() == args
 
 
 def test_validate_conf_same_type_child_and_harmonization_tree_valid() -> None:

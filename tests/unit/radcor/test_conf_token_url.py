@@ -50,14 +50,14 @@ def problem_of(raw: dict[str, Any]) -> tuple[str, str, str]:
 def test_validate_conf_token_url_on_url_host_or_loopback_is_kept(
     catalog_args: dict[str, Any],
 ) -> None:
-    assert validate_conf(conf(catalog_args)).catalog_args == catalog_args
+    assert validate_conf(conf(catalog_args)).catalog_args.given() == catalog_args
 
 
 def test_validate_conf_token_url_with_scihub_alias_is_kept() -> None:
     args = {"url": "http://127.0.0.1:1/odata/v1", "token_url": "http://127.0.0.1:1/token"}
     validated = validate_conf(conf(args, catalog="SciHub"))
     assert validated.catalog == "cdse"
-    assert validated.catalog_args["token_url"] == args["token_url"]
+    assert validated.catalog_args.token_url == args["token_url"]
 
 
 def test_validate_conf_token_url_on_another_host_refused_with_fix() -> None:
@@ -102,9 +102,9 @@ def test_validate_conf_cdse_stac_takes_token_url_on_loopback_or_its_host() -> No
     }
     validated = validate_conf(conf(args, catalog="CDSE-STAC"))
     assert validated.catalog == "cdse-stac"
-    assert validated.catalog_args == args
+    assert validated.catalog_args.given() == args
     on_host = {"token_url": "https://stac.dataspace.copernicus.eu/token"}
-    assert validate_conf(conf(on_host, catalog="cdse-stac")).catalog_args == on_host
+    assert validate_conf(conf(on_host, catalog="cdse-stac")).catalog_args.given() == on_host
 
 
 def test_validate_conf_cdse_stac_token_url_on_another_host_refused() -> None:
