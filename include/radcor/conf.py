@@ -320,6 +320,8 @@ class _Checker:
     processor_names: frozenset[str] | None
     problems: list[FieldProblem] = field(default_factory=list)
     node_count: int = 0
+    order_problems: list[int] = field(default_factory=list)
+    """Indexes in ``problems`` of nodes out of the canonical order (get the equivalent tree)."""
 
     def add(self, where: str, message: str, fix: str) -> None:
         self.problems.append(FieldProblem(where, message, fix))
@@ -905,6 +907,8 @@ def _check_tasks(value: list[Any], action: Action, checker: _Checker) -> list[Ta
         )
         return []
     nodes = _check_nodes(value, "tasks", None, 1, checker)
+    if checker.order_problems:
+        _suggest_equivalent_tree(value, checker)
     if checker.node_count > MAX_NODES:
         checker.add(
             "tasks",
@@ -971,18 +975,69 @@ def _check_node_type(
         checker.add(f"{where}.type", f"{_short(value)} is not a task type", _FIXES["tasks[].type"])
         return None
     if parent is not None and task_type == TaskType.DOWNLOAD:
+        checker.order_problems.append(len(checker.problems))
         checker.add(
             f"{where}.type",
             "download has a parent; downloads start the tree",
             "move the download node to the top level of tasks",
         )
     elif parent is not None and CANONICAL_ORDER.index(task_type) < CANONICAL_ORDER.index(parent):
+        checker.order_problems.append(len(checker.problems))
         checker.add(
             f"{where}.type",
             f"{task_type} cannot run after its parent {parent}",
             f"children follow the order {_ORDER_TEXT}; move this node higher up",
         )
     return task_type
+
+
+def _suggest_equivalent_tree(value: list[Any], checker: _Checker) -> None:
+    """Add the equivalent tree in canonical order to each order problem's fix.
+
+    The upstream chained Celery tasks in any order; here each scene runs its steps in the order
+    download -> correction -> harmonization -> post -> publish, so a child that must run first
+    (``publish`` -> ``post``) is lifted above its parent. Each node keeps its collection and
+    args, and runs after the same nodes it needed before.
+    """
+    equivalent = json.dumps(equivalent_tree(value), separators=(", ", ": "))
+    for index in checker.order_problems:
+        problem = checker.problems[index]
+        checker.problems[index] = FieldProblem(
+            problem.field,
+            problem.message,
+            f"{problem.fix}; the equivalent tree, in the order this project runs a scene's "
+            f"steps: {equivalent}",
+        )
+
+
+def _rank(node: Mapping[str, Any]) -> int:
+    try:
+        return CANONICAL_ORDER.index(TaskType(str(node.get("type"))))
+    except ValueError:
+        return len(CANONICAL_ORDER)
+
+
+def equivalent_tree(nodes: list[Any]) -> list[dict[str, Any]]:
+    """Return a task tree with every child after its parent in the canonical order.
+
+    A child that belongs before its parent is lifted above it: ``publish -> post`` becomes
+    ``post -> publish``; several such children become a chain in canonical order, the parent
+    at its end. Nodes that are not objects are dropped (validation reports them).
+    """
+    return [_reordered(node) for node in nodes if isinstance(node, Mapping)]
+
+
+def _reordered(node: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(node)
+    children = equivalent_tree(list(node.get("tasks") or []))
+    early = sorted((c for c in children if _rank(c) < _rank(out)), key=_rank)
+    out["tasks"] = [c for c in children if _rank(c) >= _rank(out)]
+    if not early:
+        return out
+    lifted = out
+    for child in reversed(early):
+        lifted = {**child, "tasks": [*child.get("tasks", []), lifted]}
+    return _reordered(lifted)
 
 
 def _check_collection(name: str, where: str, task_type: TaskType, checker: _Checker) -> None:

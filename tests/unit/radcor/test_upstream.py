@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import re
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ import pytest
 from include.collectors.base import Scene
 from include.common.errors import InvalidInputError
 from include.radcor.activities import Activity, ActivityKey, ActivityState
-from include.radcor.conf import validate_conf
+from include.radcor.conf import equivalent_tree, validate_conf
 from include.radcor.preview import human_size, preview, product_type
 from include.radcor.search import platform_matches
 from include.radcor.upstream import (
@@ -238,3 +239,57 @@ def test_upstream_activity_shape() -> None:
     assert (out["collection_id"], out["activity_type"]) == ("S2_L1C-1", "download")
     assert out["status"] == out["last_execution"]["status"] == "FAILURE"
     assert celery_status(ActivityState.REUSED) == "SUCCESS"
+
+
+# --- task trees --------------------------------------------------------------------------------
+
+TILES = {
+    "tiles": ["23LLF"],
+    "catalog": "demo",
+    "dataset": "S2MSI1C",
+    "start": "2020-01-09",
+    "end": "2020-01-10",
+}
+
+
+def node(kind: str, collection: str, *children: dict[str, Any]) -> dict[str, Any]:
+    return {"type": kind, "collection": collection, "args": {}, "tasks": list(children)}
+
+
+def test_tree_out_of_order_refused_with_the_equivalent_tree() -> None:
+    tree = [node("download", "S2_L1C-1", node("publish", "S2_L2A-1", node("post", "S2_L2A-1")))]
+    with pytest.raises(InvalidInputError) as caught:
+        validate_conf({**TILES, "tasks": tree})
+    (problem,) = [p for p in caught.value.problems if p.field.endswith(".type")]
+    assert problem.field == "tasks[0].tasks[0].tasks[0].type"
+    expected = [node("download", "S2_L1C-1", node("post", "S2_L2A-1", node("publish", "S2_L2A-1")))]
+    assert json.dumps(expected, separators=(", ", ": ")) in problem.fix
+
+
+def test_equivalent_tree_lifts_every_early_child_and_keeps_siblings() -> None:
+    tree = [
+        node(
+            "publish",
+            "S2_L1C-1",
+            node("download", "S2_L1C-1"),
+            node("correction", "S2_L2A-1", node("publish", "S2_L2A-1")),
+        )
+    ]
+    assert equivalent_tree(tree) == [
+        node(
+            "download",
+            "S2_L1C-1",
+            node(
+                "correction", "S2_L2A-1", node("publish", "S2_L2A-1"), node("publish", "S2_L1C-1")
+            ),
+        )
+    ]
+
+
+def test_equivalent_tree_of_a_valid_tree_is_itself() -> None:
+    for body in (upstream_guide.SENTINEL2, upstream_guide.LANDSAT8):
+        tree = copy.deepcopy(body["tasks"])
+        for item in tree:
+            for child in item["tasks"]:
+                child.setdefault("tasks", [])
+        assert equivalent_tree(tree) == tree
