@@ -17,3 +17,5 @@ export AIRFLOW__API__BASE_URL="${AIRFLOW__API__BASE_URL:-http://127.0.0.1:${CB_A
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
 export PYTHONPATH="$REPO_DIR:$REPO_DIR/plugins${PYTHONPATH:+:$PYTHONPATH}"
 export NO_PROXY="127.0.0.1,localhost"
+# Tests and the demo serve catalogs on loopback: let catalog_args and requests reach it (never in production).
+export COLLECTION_BUILDER_ALLOW_LOOPBACK="${COLLECTION_BUILDER_ALLOW_LOOPBACK:-true}"

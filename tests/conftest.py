@@ -17,3 +17,9 @@ def _private_token_store(
     directory = tmp_path_factory.mktemp("token-store")
     directory.chmod(0o700)
     monkeypatch.setenv("COLLECTION_BUILDER_TOKEN_CACHE_DIR", str(directory))
+
+
+@pytest.fixture(autouse=True)
+def _allow_loopback_catalogs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let catalogs reach the tests' loopback servers, as scripts/env.sh does (docs/catalogs.md)."""
+    monkeypatch.setenv("COLLECTION_BUILDER_ALLOW_LOOPBACK", "true")

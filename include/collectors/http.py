@@ -1,7 +1,8 @@
 """HTTP plumbing shared by catalog drivers and the download engine.
 
 ``build_http_client`` makes the one client of a driver (TLS verified by default, a CA bundle path
-allowed, pooled, redirects followed, our User-Agent); ``error_for_status`` and
+allowed, pooled, redirects followed, our User-Agent; given an ``OutboundPolicy``, every request
+and redirect hop to a host outside it is refused before it is sent); ``error_for_status`` and
 ``error_for_transport`` map a failed exchange to the error tree of ``include.common.errors``
 (status code and body excerpt kept); ``json_object`` reads a JSON object answer; ``redact_url``
 strips user info and query strings (signed URLs carry credentials there: never log them), and a
@@ -15,10 +16,10 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -31,6 +32,9 @@ from include.common.errors import (
     ProviderUnavailableError,
     RateLimitedError,
 )
+
+if TYPE_CHECKING:
+    from include.collectors.outbound import OutboundPolicy
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +119,21 @@ def build_http_client(
     max_connections: int = 4,
     headers: Mapping[str, str] | None = None,
     auth: httpx.Auth | tuple[str, str] | None = None,
+    outbound: OutboundPolicy | None = None,
 ) -> httpx.Client:
     """Return the HTTP client of one driver: TLS verified by default, pooled, redirects followed.
+
+    Args:
+        timeout_s: per-request timeout.
+        verify_tls: True, False or a CA bundle path.
+        max_connections: pool size.
+        headers: extra headers.
+        auth: httpx auth.
+        outbound: the hosts the client may reach; every request and redirect hop to another
+            host raises ``ProviderError`` before it is sent. None: no check (tests, tools).
+
+    Returns:
+        The client.
 
     Raises:
         InvalidInputError: when ``verify_tls`` names a CA bundle that cannot be loaded.
@@ -132,7 +149,30 @@ def build_http_client(
         headers={"User-Agent": user_agent(), **dict(headers or {})},
         auth=auth,
         follow_redirects=True,
+        event_hooks={"request": [refuse_outside(outbound)]} if outbound is not None else None,
     )
+
+
+def refuse_outside(policy: OutboundPolicy) -> Callable[[httpx.Request], None]:
+    """Return an httpx request hook raising ``ProviderError`` for a host outside ``policy``.
+
+    httpx calls request hooks for every hop of a redirect chain, so a redirect is checked too.
+    """
+
+    def check(request: httpx.Request) -> None:
+        host = request.url.host
+        reason = policy.host_problem(host)
+        if reason is None:
+            return
+        log.warning(
+            "http.outbound_refused catalog=%s host=%s reason=%s", policy.catalog, host, reason
+        )
+        raise ProviderError(
+            f"catalog {policy.catalog!r}: refused a request or redirect to "
+            f"{redact_url(request.url)}: host {host!r} {reason}; {policy.fix(reason)}"
+        )
+
+    return check
 
 
 def _excerpt(text: str) -> str:
@@ -291,6 +331,7 @@ __all__ = [
     "json_object",
     "parse_retry_after",
     "redact_url",
+    "refuse_outside",
     "tls_verify_setting",
     "user_agent",
 ]

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from include.collectors.base import CatalogDriver, Credentials
 from include.collectors.http import is_loopback_host
+from include.collectors.outbound import OutboundPolicy, catalog_policy, deployment_policy
 from include.common.config import (
     CATALOG_SETTING_KEYS,
     CatalogConfig,
@@ -152,12 +153,32 @@ def _apply_overrides(config: CatalogConfig, overrides: dict[str, Any]) -> Catalo
         ) from err
 
 
-def endpoint_override_problem(field: str, value: object, *, home_url: str) -> FieldProblem | None:
+def endpoint_override_problem(
+    field: str,
+    value: object,
+    *,
+    home_url: str,
+    policy: OutboundPolicy | None = None,
+    receives_credentials: bool = True,
+) -> FieldProblem | None:
     """Return why ``value`` cannot override an endpoint beside ``home_url``, or None.
 
-    An endpoint that receives credentials (a token endpoint) must be an http(s) URL on the host
-    of ``home_url`` or on loopback, so a conf cannot send a Connection's password elsewhere.
-    Loopback never leaves the worker (test servers, local tunnels or proxies).
+    The URL's host must be allowed by the deployment (``policy``; default: what any configured
+    catalog may reach, ``include.collectors.outbound``): a catalog's own and listed hosts, the
+    ``[collection_builder] allowed_hosts``, loopback only with ``allow_loopback``; link-local,
+    metadata and private addresses only when listed. An endpoint that receives credentials (a
+    token endpoint) must moreover be on the host of ``home_url`` or on loopback, so a conf
+    cannot send a Connection's password elsewhere.
+
+    Args:
+        field: the conf field (``catalog_args.token_url``), for the problem.
+        value: the URL the conf gives.
+        home_url: the catalog's url (configured or overridden).
+        policy: the catalog's outbound policy, when the catalog is known.
+        receives_credentials: whether the endpoint gets the Connection's credentials.
+
+    Returns:
+        The problem naming the field, the host and the setting to add, or None.
     """
     if not isinstance(value, str):
         return FieldProblem(field, "must be a URL string", "give an http(s) URL")
@@ -171,7 +192,7 @@ def endpoint_override_problem(field: str, value: object, *, home_url: str) -> Fi
             field, "is not an http(s) URL with a host (and no user info)", "give an http(s) URL"
         )
     home = urlsplit(home_url).hostname
-    if host != home and not is_loopback_host(host):
+    if receives_credentials and host != home and not is_loopback_host(host):
         return FieldProblem(
             field,
             f"points to host {host!r}, neither the catalog's host ({home}) nor loopback, and "
@@ -179,11 +200,36 @@ def endpoint_override_problem(field: str, value: object, *, home_url: str) -> Fi
             "leave it out (the catalog's configured endpoint is used) or configure that "
             "endpoint in config/catalogs.yaml",
         )
-    return None
+    return outbound_problem(field, value, policy if policy is not None else _any_catalog_policy())
+
+
+def _any_catalog_policy() -> OutboundPolicy:
+    try:
+        catalogs = load_catalogs()
+    except ConfigError:
+        catalogs = {}
+    return deployment_policy(catalogs)
+
+
+def outbound_problem(field: str, url: str, policy: OutboundPolicy) -> FieldProblem | None:
+    """Return the problem when ``url``'s host is outside ``policy``, else None."""
+    refused = policy.url_problem(url)
+    if refused is None:
+        return None
+    host, reason = refused
+    return FieldProblem(
+        field,
+        f"points to host {host!r}, which {reason}; the server reaches only hosts the "
+        "deployment allows",
+        f"leave it out (the catalog's configured endpoint is used) or {policy.fix(reason)}",
+    )
 
 
 def _apply_option_overrides(
-    name: str, config: CatalogConfig, option_overrides: Mapping[str, Any]
+    name: str,
+    config: CatalogConfig,
+    option_overrides: Mapping[str, Any],
+    policy: OutboundPolicy,
 ) -> CatalogConfig:
     problems: list[FieldProblem] = []
     for key, value in option_overrides.items():
@@ -198,7 +244,7 @@ def _apply_option_overrides(
                 )
             )
             continue
-        problem = endpoint_override_problem(field, value, home_url=config.url)
+        problem = endpoint_override_problem(field, value, home_url=config.url, policy=policy)
         if problem is not None:
             problems.append(problem)
     if problems:
@@ -238,12 +284,15 @@ def make_driver(
 
     Returns:
         The driver, with ``url``, ``credentials`` and ``options`` (settings, ``datasets`` map,
-        ``catalog`` name and the catalog's own ``options``).
+        ``catalog`` name, the catalog's own ``options`` and ``outbound_hosts``: its HTTP client
+        refuses any request or redirect elsewhere).
 
     Raises:
         InvalidInputError: unknown catalog (known ones listed), bad or credential-like
-            ``catalog_args``, a ``url`` override to another host (loopback excepted) while
-            credentials are used, or a ``token_url`` off the catalog's host and loopback.
+            ``catalog_args``, a ``url`` or ``token_url`` override to a host the deployment does
+            not allow (``include.collectors.outbound``), a ``url`` override to another host
+            (loopback excepted) while credentials are used, or a ``token_url`` off the
+            catalog's host and loopback.
         ConfigError: the catalog names a driver that is not available.
     """
     configured = dict(catalogs) if catalogs is not None else load_catalogs()
@@ -269,6 +318,11 @@ def make_driver(
     overrides = _catalog_args_overrides(catalog_args or {})
     option_overrides = {key: overrides.pop(key) for key in OPTION_ARG_KEYS if key in overrides}
     merged = _apply_overrides(config, overrides)
+    policy = catalog_policy(name, config)
+    if "url" in overrides:
+        problem = outbound_problem("catalog_args.url", merged.url, policy)
+        if problem is not None:
+            raise InvalidInputError(problem)
     if "url" in overrides and credentials is not None:
         configured_host = urlsplit(config.url).hostname
         new_host = urlsplit(merged.url).hostname
@@ -282,7 +336,7 @@ def make_driver(
                 )
             )
     if option_overrides:
-        merged = _apply_option_overrides(name, merged, option_overrides)
+        merged = _apply_option_overrides(name, merged, option_overrides, policy)
     if merged.verify_tls is False and config.verify_tls is not False:
         log.warning("catalog.tls_verify_off catalog=%s: set by catalog_args", name)
     try:
@@ -295,6 +349,8 @@ def make_driver(
             f"{', '.join(known_drivers())}",
         ) from err
     options = driver_options(name, merged)
+    options["outbound_hosts"] = list(policy.entries)
+    options["outbound_allow_loopback"] = policy.allow_loopback
     conn_id = (catalog_args or {}).get("conn_id")
     if isinstance(conn_id, str) and conn_id:
         options["conn_id"] = conn_id  # the Connection actually used, for messages

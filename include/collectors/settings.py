@@ -21,6 +21,7 @@ import httpx
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from include.collectors.http import build_http_client
+from include.collectors.outbound import OutboundPolicy
 from include.common.config import CatalogSettings
 from include.common.errors import ConfigError
 
@@ -65,6 +66,11 @@ class DriverSettings(CatalogSettings):
     """Safety cap on result pages of one query; a search past it is split (``split.py``)."""
     search_workers: int = Field(default=2, ge=1, le=8)
     """Queries of one split search run at once."""
+    outbound_hosts: tuple[str, ...] | None = None
+    """The hosts the driver's requests may reach (``include.collectors.outbound``), set by
+    ``make_driver``; None (a driver built by hand, in tests): no check."""
+    outbound_allow_loopback: bool = False
+    """Whether unlisted loopback hosts may be reached (``[collection_builder] allow_loopback``)."""
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, catalog: str) -> Self:
@@ -108,6 +114,15 @@ class DriverSettings(CatalogSettings):
             timeout_s=self.timeout_s,
             verify_tls=self.verify_tls,
             max_connections=self.max_connections,
+            outbound=self.outbound_policy(),
+        )
+
+    def outbound_policy(self) -> OutboundPolicy | None:
+        """Return the policy of ``outbound_hosts``, or None when none was set."""
+        if self.outbound_hosts is None:
+            return None
+        return OutboundPolicy.from_entries(
+            self.catalog, self.outbound_hosts, allow_loopback=self.outbound_allow_loopback
         )
 
 

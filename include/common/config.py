@@ -6,8 +6,10 @@ YAML holds settings only; these models validate it once (``extra="forbid"``) and
 
 from __future__ import annotations
 
+import configparser
 import os
 import re
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -185,6 +187,15 @@ class CatalogConfig(CatalogSettings):
     options: dict[str, Any] = Field(default_factory=dict)
     """The driver's own settings (``include.collectors.settings``), and the wait settings of
     ``include.radcor.wait_settings``."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Hosts this catalog's requests and ``catalog_args`` URL overrides may reach besides its own
+    ``url`` host and the hosts of URL ``options`` (``token_url``): names, IP addresses, networks
+    (``10.0.0.0/8``) or ``*.example.org`` for subdomains (include/collectors/outbound.py)."""
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _lowercase_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(host.strip().lower() for host in value if host.strip())
 
 
 class _CollectionsFile(_Model):
@@ -303,3 +314,75 @@ def public_base_url() -> str | None:
             "such as https://data.example.org/published",
         )
     return value
+
+
+ALLOWED_HOSTS_ENV = (
+    "AIRFLOW__COLLECTION_BUILDER__ALLOWED_HOSTS",
+    "COLLECTION_BUILDER_ALLOWED_HOSTS",
+)
+"""Environment variables of the deployment-wide allowed hosts, first set wins (comma-separated);
+else ``[collection_builder] allowed_hosts`` of ``airflow.cfg``."""
+ALLOW_LOOPBACK_ENV = (
+    "AIRFLOW__COLLECTION_BUILDER__ALLOW_LOOPBACK",
+    "COLLECTION_BUILDER_ALLOW_LOOPBACK",
+)
+"""Environment variables of the loopback switch, first set wins; else
+``[collection_builder] allow_loopback`` of ``airflow.cfg``; default off."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundSettings:
+    """The deployment's rules for where catalog requests may go (docs/catalogs.md).
+
+    Attributes:
+        allowed_hosts: hosts every catalog may reach (names, IPs, networks, ``*.suffix``).
+        allow_loopback: whether ``catalog_args`` and requests may reach loopback hosts that are
+            not listed (tests, the demo, local tunnels).
+    """
+
+    allowed_hosts: tuple[str, ...] = ()
+    allow_loopback: bool = False
+
+
+def _airflow_cfg_option(name: str) -> str | None:
+    """Return ``[collection_builder] <name>`` of ``$AIRFLOW_CONFIG`` (or ``$AIRFLOW_HOME``'s)."""
+    path_text = os.environ.get("AIRFLOW_CONFIG") or str(
+        Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow") / "airflow.cfg"
+    )
+    parser = configparser.RawConfigParser(strict=False)
+    try:
+        parser.read(path_text, encoding="utf-8")
+    except (OSError, configparser.Error):
+        return None
+    return parser.get("collection_builder", name, fallback=None)
+
+
+def _setting(env_names: tuple[str, ...], option: str) -> str | None:
+    for env in env_names:
+        value = os.environ.get(env)
+        if value is not None:
+            return value
+    return _airflow_cfg_option(option)
+
+
+def outbound_settings() -> OutboundSettings:
+    """Return the deployment-wide outbound settings, read now (environment, then airflow.cfg).
+
+    Raises:
+        ConfigError: when ``allow_loopback`` is not a boolean word.
+    """
+    hosts_text = _setting(ALLOWED_HOSTS_ENV, "allowed_hosts") or ""
+    hosts = tuple(host.strip().lower() for host in hosts_text.split(",") if host.strip())
+    loopback_text = (_setting(ALLOW_LOOPBACK_ENV, "allow_loopback") or "false").strip().lower()
+    if loopback_text in ("1", "true", "yes", "on"):
+        allow_loopback = True
+    elif loopback_text in ("", "0", "false", "no", "off"):
+        allow_loopback = False
+    else:
+        raise ConfigError(
+            "environment",
+            ALLOW_LOOPBACK_ENV[1],
+            f"{loopback_text!r} is not a boolean; use true or false "
+            "([collection_builder] allow_loopback)",
+        )
+    return OutboundSettings(allowed_hosts=hosts, allow_loopback=allow_loopback)
