@@ -116,6 +116,10 @@ class CatalogArgs(BaseModel):
         return {k: v for k, v in self.given().items() if k not in IGNORED_CATALOG_ARGS}
 
 
+UPSTREAM_TASK_ARGS: frozenset[str] = frozenset(
+    {"glob_pattern", "path_include_month", "items_to_publish"}
+)
+"""Task args of the upstream guide's trees, accepted and dropped (``_without_upstream_args``)."""
 IGNORED_CATALOG_ARGS: tuple[str, ...] = ("progress",)
 """Upstream ``catalog_args`` accepted and ignored (with a logged note)."""
 SEARCH_ARG_FIELDS: tuple[str, ...] = ("platform", "limit")
@@ -956,7 +960,7 @@ def _check_node(
     task_type = _check_node_type(raw.type, where, parent, checker)
     if task_type is not None:
         _check_collection(raw.collection, f"{where}.collection", task_type, checker)
-    args = raw.args or {}
+    args = _without_upstream_args(raw.args or {}, f"{where}.args")
     _check_args(args, f"{where}.args", checker)
     if task_type == TaskType.DOWNLOAD:  # how an offline scene is waited for (wait_settings.py)
         checker.problems.extend(check_wait_args(args, f"{where}.args"))
@@ -964,6 +968,24 @@ def _check_node(
     if task_type is None or len(checker.problems) > problems_before:
         return None
     return TaskNode(type=task_type, collection=raw.collection, args=args, tasks=children)
+
+
+def _without_upstream_args(args: dict[str, Any], where: str) -> dict[str, Any]:
+    """Drop the upstream's task args that mean nothing here, with a note in the log.
+
+    The upstream guide's trees carry ``glob_pattern`` and ``path_include_month`` (where its
+    download stored files) and ``items_to_publish`` (file patterns per band); here the
+    collection's configuration lays out and names the files, so those trees run as they are.
+    """
+    dropped = sorted(key for key in args if key in UPSTREAM_TASK_ARGS)
+    if dropped:
+        log.info(
+            "conf.upstream_args_ignored at=%s args=%s: the collection's configuration decides "
+            "file layout and bands",
+            where,
+            ",".join(dropped),
+        )
+    return {k: v for k, v in args.items() if k not in UPSTREAM_TASK_ARGS}
 
 
 def _check_node_type(

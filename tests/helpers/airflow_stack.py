@@ -137,8 +137,11 @@ def _wait_for_dag(stack: AirflowStack, dag_id: str, timeout_s: float = 180) -> N
 
 
 @contextmanager
-def started_stack(var_dir: Path) -> Iterator[AirflowStack]:
+def started_stack(var_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[AirflowStack]:
     """Start Airflow and the demo catalog with their own database under ``var_dir``; stop after.
+
+    ``extra_env`` is added to the services' environment last (a test's config folder, the
+    Connections of loopback catalogs).
 
     Raises:
         AssertionError: when the services do not start or the radcor DAG does not appear.
@@ -163,6 +166,7 @@ def started_stack(var_dir: Path) -> Iterator[AirflowStack]:
         # runs of more than 10 scenes use child runs (docs/scale.md): e2e tests cover both shapes
         AIRFLOW__COLLECTION_BUILDER__SCENES_PER_RUN=str(SCENES_PER_RUN),
     )
+    env.update(extra_env or {})
     api = f"http://127.0.0.1:{api_port}"
     try:
         started = _services(env, "start")

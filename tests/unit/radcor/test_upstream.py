@@ -293,3 +293,14 @@ def test_equivalent_tree_of_a_valid_tree_is_itself() -> None:
             for child in item["tasks"]:
                 child.setdefault("tasks", [])
         assert equivalent_tree(tree) == tree
+
+
+def test_guide_task_args_are_dropped_so_processors_never_see_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO):
+        conf = validate_conf(copy.deepcopy(upstream_guide.SENTINEL2))
+    (download,) = conf.tasks
+    (publish,) = download.tasks
+    assert download.args == {} and publish.args == {}
+    assert "items_to_publish" in caplog.text and "path_include_month" in caplog.text
