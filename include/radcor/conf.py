@@ -1300,7 +1300,10 @@ def _tasks_schema() -> dict[str, Any]:
     return {
         "default": [],
         "type": ["null", "array"],
-        "items": {"$ref": "#/$defs/node"},
+        # "type": "object" beside the $ref: Airflow's form shows an array whose items have no
+        # type as a one-string-per-line box (a typed tree is refused, a pasted one shows
+        # [object Object]); with it, the form gives the field a JSON editor
+        "items": {"type": "object", "$ref": "#/$defs/node"},
         "$defs": {"node": node},
         "title": "Tasks",
         "description": "Processing tree: nodes {type, collection, args, tasks}; "

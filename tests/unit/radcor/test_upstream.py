@@ -304,3 +304,11 @@ def test_guide_task_args_are_dropped_so_processors_never_see_them(
     (publish,) = download.tasks
     assert download.args == {} and publish.args == {}
     assert "items_to_publish" in caplog.text and "path_include_month" in caplog.text
+
+
+def test_tasks_param_is_a_json_field_in_the_airflow_form() -> None:
+    from include.radcor.conf import params_schema
+
+    # Airflow's form renders an array whose items have no type (or type string) as one string
+    # per line; typed items get the JSON editor
+    assert params_schema()["tasks"]["items"]["type"] == "object"
