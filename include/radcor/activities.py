@@ -416,16 +416,7 @@ class ActivityStore:
                     .where(table.c.id == activity_id)
                     .values(attempts=row.attempts + attempts_bump, **values)
                 )
-            conn.execute(
-                history_table.insert().values(
-                    activity_id=activity_id,
-                    status=str(status),
-                    task_instance=task_instance,
-                    message=message,
-                    error=error,
-                    at=now,
-                )
-            )
+            _append_history(conn, activity_id, status, task_instance, message, error, now)
         return int(activity_id)
 
     def note(
@@ -438,16 +429,7 @@ class ActivityStore:
         attempt count and the task instance (the log link) of the try that did the work.
         """
         with self.engine.begin() as conn:
-            conn.execute(
-                history_table.insert().values(
-                    activity_id=activity_id,
-                    status=str(status),
-                    task_instance=task_instance,
-                    message=message,
-                    error=None,
-                    at=_now(),
-                )
-            )
+            _append_history(conn, activity_id, status, task_instance, message, None, _now())
 
     def for_run(self, run_id: str, scene_id: str | None = None) -> list[Activity]:
         """Return the activities of a run (optionally one scene), in node order."""
@@ -619,4 +601,26 @@ def _to_activity(row: sa.Row[Any], *, with_scene: bool = False) -> Activity:
         finished_at=data["finished_at"],
         updated_at=data["updated_at"],
         scene=_scene_facts(data) if with_scene else None,
+    )
+
+
+def _append_history(
+    conn: sa.Connection,
+    activity_id: int,
+    status: ActivityState,
+    task_instance: str | None,
+    message: str | None,
+    error: str | None,
+    at: datetime,
+) -> None:
+    """Insert one row of an activity's history (its audit trail of attempts and notes)."""
+    conn.execute(
+        history_table.insert().values(
+            activity_id=activity_id,
+            status=str(status),
+            task_instance=task_instance,
+            message=message,
+            error=error,
+            at=at,
+        )
     )

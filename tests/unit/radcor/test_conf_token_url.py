@@ -48,9 +48,20 @@ def problem_of(raw: dict[str, Any]) -> tuple[str, str, str]:
     ],
 )
 def test_validate_conf_token_url_on_url_host_or_loopback_is_kept(
-    catalog_args: dict[str, Any],
+    catalog_args: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # a mirror is reachable only when the deployment lists it (issue 23: outbound allowlist)
+    monkeypatch.setenv("COLLECTION_BUILDER_ALLOWED_HOSTS", "mirror.example.org")
     assert validate_conf(conf(catalog_args)).catalog_args.given() == catalog_args
+
+
+def test_validate_conf_mirror_not_listed_by_the_deployment_is_refused() -> None:
+    args = {
+        "url": "https://mirror.example.org/odata/v1",
+        "token_url": "https://mirror.example.org/t",
+    }
+    with pytest.raises(InvalidInputError, match="mirror.example.org.*allowed_hosts"):
+        validate_conf(conf(args))
 
 
 def test_validate_conf_token_url_with_scihub_alias_is_kept() -> None:
