@@ -87,7 +87,7 @@ def test_radcor_cdse_preview_lists_the_s2_products_only(
     entry = preview[REAL]
     assert entry["tileid"] == "46RER"
     assert entry["cloud"] == 7.5
-    assert entry["type"] == "S2MSI1C"
+    assert entry["type"] == "MSIL1C"  # the product-name part, as the upstream guide shows
     assert entry["provider"] == "cdse"
     assert entry["link"].startswith(server.odata_url + "/Products(")
     assert entry["footprint"].startswith("POLYGON")

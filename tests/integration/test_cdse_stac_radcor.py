@@ -101,7 +101,7 @@ def test_radcor_cdse_stac_preview_lists_the_products(
     assert entry["sceneid"] == REAL
     assert entry["tileid"] == "46RER"
     assert entry["cloud"] == 7.5
-    assert entry["type"] == "S2MSI1C"
+    assert entry["type"] == "MSIL1C"  # the product-name part, as the upstream guide shows
     assert entry["provider"] == "cdse-stac"
     assert entry["link"] == f"{server.stac_url}/collections/sentinel-2-l1c/items/{REAL}"
     assert entry["footprint"].startswith("POLYGON")
