@@ -8,6 +8,7 @@ name or alias from ``config/catalogs.yaml``) and ``catalog_args`` into a ready d
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -56,22 +57,23 @@ OPTION_ARG_KEYS: tuple[str, ...] = ("token_url",)
 declares it). ``token_url`` must stay on the catalog's host or loopback: the token request carries
 the Connection's password."""
 
-_CREDENTIAL_KEYS = frozenset(
-    {
-        "username",
-        "user",
-        "password",
-        "passwd",
-        "token",
-        "access_token",
-        "api_key",
-        "apikey",
-        "secret",
-        "client_secret",
-        "credentials",
-        "auth",
-    }
+CREDENTIAL_KEYS = frozenset(
+    "username user password passwd pass token accesstoken refreshtoken apikey secret "
+    "clientsecret authorization auth credentials key".split()
 )
+"""Option names (lowercase, letters only) that hold credentials: refused in a conf."""
+_CREDENTIAL_PARTS = ("password", "passwd", "secret", "token", "apikey", "credential")
+
+
+def is_credential_key(key: str) -> bool:
+    """Return whether an option name holds a credential (``api_key``, ``Client-Secret``...).
+
+    The one rule for every entry point: a conf's ``catalog_args`` and the driver options it
+    overrides. Credentials belong in an Airflow Connection.
+    """
+    normal = re.sub(r"[^a-z]", "", key.lower())
+    return normal in CREDENTIAL_KEYS or any(part in normal for part in _CREDENTIAL_PARTS)
+
 
 _Driver = TypeVar("_Driver", bound=type[CatalogDriver])
 
@@ -112,7 +114,7 @@ def _catalog_args_overrides(catalog_args: Mapping[str, Any]) -> dict[str, Any]:
     problems: list[FieldProblem] = []
     overrides: dict[str, Any] = {}
     for key, value in catalog_args.items():
-        if key.lower() in _CREDENTIAL_KEYS:
+        if is_credential_key(key):
             problems.append(
                 FieldProblem(
                     f"catalog_args.{key}",

@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from include.collectors.base import SearchQuery
+from include.collectors.registry import is_credential_key
 from include.collectors.scene_ids import is_mgrs_tile, parse_scene_id, parse_wrs2_pathrow
 from include.common.config import (
     COLLECTION_NAME_RE,
@@ -261,11 +262,6 @@ class _RawNode(BaseModel):
 CONF_FIELDS: tuple[str, ...] = tuple(RadcorConf.model_fields)
 _NODE_FIELDS = tuple(TaskNode.model_fields)
 _ARG_FIELDS = tuple(CatalogArgs.model_fields)
-_CREDENTIAL_KEYS = frozenset(
-    "username user password passwd pass token accesstoken refreshtoken apikey secret "
-    "clientsecret authorization auth credentials key".split()
-)
-_CREDENTIAL_PARTS = ("password", "passwd", "secret", "token", "apikey", "credential")
 _CONN_ID_RE = re.compile(r"^[\w.-]{1,250}$")
 _ORDER_TEXT = " -> ".join(CANONICAL_ORDER)
 _DATE_FIX = "give an ISO 8601 date or datetime such as '2020-01-09' or '2020-01-09T13:22:31Z'"
@@ -406,7 +402,7 @@ def validate_conf(
         checker.add("conf", f"must be a JSON object (got {_json_type(raw)})", _fix_for("tasks"))
         raise InvalidInputError(checker.problems)
     values = {str(k): v for k, v in raw.items() if v is not None}
-    for key in [k for k in values if k not in CONF_FIELDS and _is_credential(k)]:
+    for key in [k for k in values if k not in CONF_FIELDS and is_credential_key(k)]:
         del values[key]
         checker.add(
             key,
@@ -489,7 +485,7 @@ def _check_catalog_args(
     value: Mapping[str, Any], catalog: str | None, checker: _Checker
 ) -> dict[str, Any]:
     args = {str(k): v for k, v in value.items() if v is not None}
-    for key in [k for k in args if _is_credential(k) and k not in _ARG_FIELDS]:
+    for key in [k for k in args if is_credential_key(k) and k not in _ARG_FIELDS]:
         del args[key]
         checker.add(
             f"catalog_args.{_short(key, quote=False)}",
@@ -556,7 +552,7 @@ def _check_search_args(value: Mapping[str, Any], checker: _Checker) -> dict[str,
     out: dict[str, Any] = {}
     for key, item in value.items():
         where = f"catalog_search_args.{_short(str(key), quote=False)}"
-        if _is_credential(str(key)):
+        if is_credential_key(str(key)):
             checker.add(
                 where,
                 "raw credentials are not accepted in a conf (value not shown)",
@@ -616,7 +612,7 @@ def _check_url(
     except ValueError:
         checker.add(where, "is not a valid URL (not shown)", _FIXES[where])
         return
-    if has_userinfo or any(_is_credential(key) for key in query_keys):
+    if has_userinfo or any(is_credential_key(key) for key in query_keys):
         checker.add(
             where,
             "contains credentials (user:password@ or a token parameter; not shown)",
@@ -1106,7 +1102,7 @@ def _check_collection(name: str, where: str, task_type: TaskType, checker: _Chec
 
 def _check_args(args: dict[str, Any], where: str, checker: _Checker) -> None:
     for key in args:
-        if _is_credential(key) and _normal(key) not in ("key", "auth", "user", "pass"):
+        if is_credential_key(key) and _normal(key) not in ("key", "auth", "user", "pass"):
             checker.add(
                 f"{where}.{_short(key, quote=False)}",
                 "raw credentials are not accepted in a conf (value not shown)",
@@ -1309,11 +1305,6 @@ def _tasks_schema() -> dict[str, Any]:
         "description": "Processing tree: nodes {type, collection, args, tasks}; "
         f"types in order {_ORDER_TEXT}.",
     }
-
-
-def _is_credential(key: str) -> bool:
-    normal = _normal(key)
-    return normal in _CREDENTIAL_KEYS or any(part in normal for part in _CREDENTIAL_PARTS)
 
 
 def _normal(key: str) -> str:

@@ -18,9 +18,9 @@ from typing import Any
 from airflow.plugins_manager import AirflowPlugin
 
 from radcor_api import listeners
+from radcor_api.names import URL_PREFIX
 from radcor_api.upstream_paths import UpstreamPathsMiddleware
 
-URL_PREFIX = "/radcor-api"
 PAGE_ROUTE = "radcor-activities"
 
 

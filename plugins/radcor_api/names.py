@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
     from include.radcor.conf import RadcorConf
 
+URL_PREFIX = "/radcor-api"
+"""Where the plugin serves its own API and pages (the upstream's paths are served beside it)."""
 VALIDATE_TASK_ID = "validate"
 SEARCH_TASK_ID = "search"
 REPORT_TASK_ID = "report"

@@ -76,10 +76,10 @@ from radcor_api.models import (
     SceneOut,
     TaskInstanceOut,
 )
+from radcor_api.names import URL_PREFIX
 
 log = logging.getLogger(__name__)
 
-URL_PREFIX = "/radcor-api"
 RADCOR_DAG_ID = "radcor"
 SEARCH_TIMEOUT_ENV = "RADCOR_API_SEARCH_TIMEOUT_S"
 DEFAULT_SEARCH_TIMEOUT_S = 60.0
