@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from include.common.progress import ProgressFn
 
@@ -183,6 +183,17 @@ class DownloadedFile:
     """For a folder of assets: ``(file name, "<algo>:<hex>")`` of each file, as verified."""
 
 
+class CommonSettings(Protocol):
+    """The settings every catalog driver has (``collectors.settings.DriverSettings``)."""
+
+    catalog: str
+    page_size: int
+    max_pages: int
+    max_connections: int
+    timeout_s: float
+    verify_tls: bool | str
+
+
 class CatalogDriver(abc.ABC):
     """A remote catalog: search scenes, tell availability, order, download.
 
@@ -212,6 +223,15 @@ class CatalogDriver(abc.ABC):
         self.url = url
         self.credentials = credentials
         self.options = dict(options or {})
+
+    def adopt_common_settings(self, settings: CommonSettings) -> None:
+        """Expose the settings every driver shares as its attributes (``driver.page_size``...)."""
+        self.catalog = settings.catalog
+        self.page_size = settings.page_size
+        self.max_pages = settings.max_pages
+        self.max_connections = settings.max_connections
+        self.timeout_s = settings.timeout_s
+        self.verify_tls = settings.verify_tls
 
     def close(self) -> None:
         """Release connections (default: nothing to release)."""

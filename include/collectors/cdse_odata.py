@@ -504,13 +504,8 @@ class CdseODataDriver(CdseAccountMixin, CatalogDriver):
         self.base_url = url.rstrip("/")
         self.settings = CdseODataSettings.from_options(self.options, catalog=self.name)
         settings = self.settings
-        self.catalog = settings.catalog
-        self.page_size = settings.page_size
-        self.max_pages = settings.max_pages
+        self.adopt_common_settings(settings)
         self.max_skip = settings.max_skip
-        self.timeout_s = settings.timeout_s
-        self.verify_tls = settings.verify_tls
-        self.max_connections = settings.max_connections
         self._datasets_lower = settings.datasets_by_lower_name()
         self.expand_assets = settings.expand_assets
         self.auth = CdseAuth(settings, credentials, base_url=self.base_url)

@@ -69,7 +69,8 @@ def is_credential_key(key: str) -> bool:
     """Return whether an option name holds a credential (``api_key``, ``Client-Secret``...).
 
     The one rule for every entry point: a conf's ``catalog_args`` and the driver options it
-    overrides. Credentials belong in an Airflow Connection.
+    overrides (known setting names such as ``token_url`` are checked before it). Credentials
+    belong in an Airflow Connection.
     """
     normal = re.sub(r"[^a-z]", "", key.lower())
     return normal in CREDENTIAL_KEYS or any(part in normal for part in _CREDENTIAL_PARTS)
@@ -113,8 +114,9 @@ def driver_class(name: str) -> type[CatalogDriver]:
 def _catalog_args_overrides(catalog_args: Mapping[str, Any]) -> dict[str, Any]:
     problems: list[FieldProblem] = []
     overrides: dict[str, Any] = {}
+    known = (*CATALOG_ARG_KEYS, *OPTION_ARG_KEYS, *_TASK_LAYER_KEYS)
     for key, value in catalog_args.items():
-        if is_credential_key(key):
+        if key not in known and is_credential_key(key):
             problems.append(
                 FieldProblem(
                     f"catalog_args.{key}",

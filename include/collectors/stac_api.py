@@ -501,12 +501,7 @@ class StacApiDriver(CatalogDriver):
         self.base_url = url.rstrip("/")
         self.settings = self.settings_model.from_options(self.options, catalog=self.name)
         settings = self.settings
-        self.catalog = settings.catalog
-        self.page_size = settings.page_size
-        self.max_pages = settings.max_pages
-        self.max_connections = settings.max_connections
-        self.timeout_s = settings.timeout_s
-        self.verify_tls = settings.verify_tls
+        self.adopt_common_settings(settings)
         self.datasets = dict(settings.datasets)
         self._datasets_lower = settings.datasets_by_lower_name()
         self._platforms_lower = {

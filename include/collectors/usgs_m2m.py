@@ -342,19 +342,14 @@ class UsgsM2MDriver(CatalogDriver):
         self.base_url = base.rstrip("/")
         self.settings = UsgsM2MSettings.from_options(self.options, catalog=self.name)
         settings = self.settings
-        self.catalog = settings.catalog
+        self.adopt_common_settings(settings)
         self.conn_id = settings.conn_id
         self._datasets = settings.datasets_by_lower_name()
-        self.page_size = settings.page_size
-        self.timeout_s = settings.timeout_s
-        self.verify_tls = settings.verify_tls
-        self.max_connections = settings.max_connections
         self.max_attempts = settings.max_attempts
         self.base_delay_s = settings.base_delay_s
         self.max_delay_s = settings.max_delay_s
         self.prepare_wait_s = settings.prepare_wait_s
         self.poll_interval_s = settings.poll_interval_s
-        self.max_pages = settings.max_pages
         self.label_prefix = settings.label_prefix
         self.product_name = settings.product_name
         self.describe_downloads = settings.describe_downloads
