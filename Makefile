@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory lint
 	scripts/test.sh
 
-## make test-fast: unit, contract and DAG integrity only (under a minute)
+## make test-fast: unit, contract and DAG integrity only (about two minutes)
 test-fast: $(STAMP)
 	$(VENV)/bin/pytest -q
 
