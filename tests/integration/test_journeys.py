@@ -276,6 +276,36 @@ def _check_item(
     assert item["properties"]["instruments"] == instruments
 
 
+def _check_s2_item(item: dict[str, Any], package: pk.S2Package) -> None:
+    """``_check_item`` against a Sentinel-2 package's MTD (footprint, times, unit)."""
+    _check_item(
+        item,
+        footprint=package.metadata.footprint,
+        datetimes=(package.metadata.start_time, package.grid.sensing_time),
+        platform=_s2_platform(package),
+        instruments=["msi"],
+    )
+
+
+def _check_landsat_item(
+    item: dict[str, Any],
+    package: pk.LandsatPackage,
+    platform: str = "landsat-8",
+    instruments: list[str] | None = None,
+    *,
+    pixel_m: float | None = None,
+) -> None:
+    """``_check_item`` against a Landsat package's MTL (footprint, acquisition time)."""
+    _check_item(
+        item,
+        footprint=package.footprint,
+        datetimes=(package.acquired,),
+        platform=platform,
+        instruments=instruments or ["oli", "tirs"],
+        pixel_m=pixel_m if pixel_m is not None else abs(package.transform.e),
+    )
+
+
 def _s2_platform(package: pk.S2Package) -> str:
     return package.metadata.spacecraft.lower()
 
@@ -294,13 +324,7 @@ def _check_s2(
             item, item_path, band, reflectance, package.valid(band),
             crs=package.crs, transform=package.transforms[resolution],
         )  # fmt: skip
-    _check_item(
-        item,
-        footprint=package.metadata.footprint,
-        datetimes=(package.metadata.start_time, package.grid.sensing_time),
-        platform=_s2_platform(package),
-        instruments=["msi"],
-    )
+    _check_s2_item(item, package)
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,10 +382,7 @@ def test_guide_example_usgs_l1_publish_lc8_dn(
             crs=package.crs, transform=package.transform,
         )  # fmt: skip
     assert "QA_PIXEL" in item["assets"]
-    _check_item(
-        item, footprint=package.footprint, datetimes=(package.acquired,),
-        platform="landsat-8", instruments=["oli", "tirs"], pixel_m=abs(package.transform.e),
-    )  # fmt: skip
+    _check_landsat_item(item, package)
 
 
 def test_landsat8_l1_toa_post_publish_gives_toa_reflectance(
@@ -387,10 +408,7 @@ def test_landsat8_l1_toa_post_publish_gives_toa_reflectance(
             crs=package.crs, transform=package.transform,
         )  # fmt: skip
     assert "QA_PIXEL" in item["assets"]
-    _check_item(
-        item, footprint=package.footprint, datetimes=(package.acquired,),
-        platform="landsat-8", instruments=["oli", "tirs"], pixel_m=abs(package.transform.e),
-    )  # fmt: skip
+    _check_landsat_item(item, package)
 
 
 @pytest.mark.parametrize(
@@ -428,10 +446,7 @@ def test_landsat_tm_etm_l1_download_publish_carries_their_toa_gains(
         )  # fmt: skip
     assert item["assets"]["B4"]["eo:bands"][0]["common_name"] == "nir08"
     assert "B6" not in item["assets"] and "QA_PIXEL" in item["assets"]
-    _check_item(
-        item, footprint=package.footprint, datetimes=(package.acquired,),
-        platform=platform, instruments=instruments, pixel_m=abs(package.transform.e),
-    )  # fmt: skip
+    _check_landsat_item(item, package, platform, instruments)
 
 
 # --------------------------------------------------------------------------------------------
@@ -534,13 +549,7 @@ def test_s2_l1c_toa_nbar_publish_harmonizes_the_package(
 
     item, path = _published(data_dir, "S2_NBAR-1")
     _check_nbar(item, path, _s2_references(package), package.grid.epsg)
-    _check_item(
-        item,
-        footprint=package.metadata.footprint,
-        datetimes=(package.metadata.start_time, package.grid.sensing_time),
-        platform=_s2_platform(package),
-        instruments=["msi"],
-    )
+    _check_s2_item(item, package)
 
 
 def test_s2_l2a_download_nbar_publish_harmonizes_the_provider_package(
@@ -556,13 +565,7 @@ def test_s2_l2a_download_nbar_publish_harmonizes_the_provider_package(
 
     item, path = _published(data_dir, "S2_NBAR-1")
     _check_nbar(item, path, _s2_references(package), package.grid.epsg)
-    _check_item(
-        item,
-        footprint=package.metadata.footprint,
-        datetimes=(package.metadata.start_time, package.grid.sensing_time),
-        platform=_s2_platform(package),
-        instruments=["msi"],
-    )
+    _check_s2_item(item, package)
 
 
 # --------------------------------------------------------------------------------------------
@@ -597,10 +600,7 @@ def test_landsat8_l2sp_download_publish_sr_and_st(
 
     item, path = _published(data_dir, "LC8_SR-1")
     _check_landsat_l2(item, path, package, [1, 2, 3, 4, 5, 6, 7], "ST_B10")
-    _check_item(
-        item, footprint=package.footprint, datetimes=(package.acquired,),
-        platform="landsat-8", instruments=["oli", "tirs"], pixel_m=abs(package.transform.e),
-    )  # fmt: skip
+    _check_landsat_item(item, package)
 
 
 def test_landsat8_l2sp_download_nbar_publish_harmonizes_the_bundle(
@@ -620,10 +620,7 @@ def test_landsat8_l2sp_download_nbar_publish_harmonizes_the_bundle(
         for b in range(2, 8)
     }
     _check_nbar(item, path, references, int(package.crs.split(":")[1]))
-    _check_item(
-        item, footprint=package.footprint, datetimes=(package.acquired,),
-        platform="landsat-8", instruments=["oli", "tirs"], pixel_m=abs(package.transform.e),
-    )  # fmt: skip
+    _check_landsat_item(item, package)
 
 
 @pytest.mark.parametrize(
@@ -655,10 +652,7 @@ def test_landsat_tm_etm_l2sp_download_publish_with_their_own_band_numbers(
     _check_landsat_l2(item, path, package, [1, 2, 3, 4, 5, 7], "ST_B6")
     assert "B6" not in item["assets"]  # B6 is thermal on TM/ETM+: never a reflectance band
     assert item["assets"]["B4"]["eo:bands"][0]["common_name"] == "nir08"  # not OLI's red
-    _check_item(
-        item, footprint=package.footprint, datetimes=(package.acquired,),
-        platform=platform, instruments=[instrument],
-    )  # fmt: skip
+    _check_landsat_item(item, package, platform, [instrument], pixel_m=30.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -701,10 +695,7 @@ def test_pipeline_landsat_16days_221_one_interval(
     item, path = _published(data_dir, "LC8_SR-1")
     assert item["id"].startswith(package.product_id[:25]) or package.product_id in item["id"]
     _check_landsat_l2(item, path, package, [1, 2, 3, 4, 5, 6, 7], "ST_B10")
-    _check_item(
-        item, footprint=package.footprint, datetimes=(package.acquired,),
-        platform="landsat-8", instruments=["oli", "tirs"],
-    )  # fmt: skip
+    _check_landsat_item(item, package, pixel_m=30.0)
 
 
 EARTH_SEARCH_ORIGIN = "https://earth-search.aws.element84.com"

@@ -69,6 +69,11 @@ class _Member:
     size_bytes: int
 
 
+def unpacked_folder(archive: Path) -> Path:
+    """Return where ``archive`` is extracted: beside it, shared by every step that reads it."""
+    return archive.with_name(archive.name + ".d")
+
+
 def is_archive(path: Path) -> bool:
     """Return whether ``path`` is a file that is a zip or tar archive (by content)."""
     if not path.is_file():

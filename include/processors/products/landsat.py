@@ -42,7 +42,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from include.common.errors import FieldProblem, InvalidInputError
-from include.processors.products.archive import ExtractionLimits, extract_archive, is_archive
+from include.processors.products.archive import (
+    ExtractionLimits,
+    extract_archive,
+    is_archive,
+    unpacked_folder,
+)
 from include.processors.products.xmlsafe import local_name, parse_xml
 
 log = logging.getLogger(__name__)
@@ -537,7 +542,9 @@ class LandsatProduct:
         """
         if path.is_file() and is_archive(path):
             path = extract_archive(
-                path, (work_dir or path.parent) / f"{path.name}.d", limits=limits
+                path,
+                work_dir / f"{path.name}.d" if work_dir else unpacked_folder(path),
+                limits=limits,
             )
         if not path.is_dir():
             raise InvalidInputError(

@@ -34,7 +34,7 @@ from rasterio.errors import RasterioError
 
 from include.common.config import BandConfig, CollectionConfig, load_collections
 from include.common.errors import ConfigError, FieldProblem, InvalidInputError
-from include.processors.products.archive import extract_archive, is_archive
+from include.processors.products.archive import extract_archive, is_archive, unpacked_folder
 from include.processors.products.landsat import MTL_SUFFIXES, LandsatProduct
 from include.processors.products.sentinel2 import (
     PRODUCT_METADATA_KEYS,
@@ -72,7 +72,6 @@ _ID_INSTRUMENTS: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
     (re.compile(r"^LT[45]\d{6}"), ("tm",)),
 )
 """Product or scene id prefix -> instruments (Landsat ``LXSS``: sensor letter, satellite)."""
-_UNPACKED_SUFFIX = ".d"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,11 +123,6 @@ class ResolvedBands:
 
 # --------------------------------------------------------------------------------------------
 # Opening
-
-
-def unpacked_folder(archive: Path) -> Path:
-    """Return where ``archive`` is extracted: beside it, shared by every step that reads it."""
-    return archive.with_name(archive.name + _UNPACKED_SUFFIX)
 
 
 def _listing(folder: Path) -> dict[str, Path]:

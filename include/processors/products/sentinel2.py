@@ -34,7 +34,12 @@ from pathlib import Path
 from typing import Literal
 
 from include.common.errors import FieldProblem, InvalidInputError
-from include.processors.products.archive import ExtractionLimits, extract_archive, is_archive
+from include.processors.products.archive import (
+    ExtractionLimits,
+    extract_archive,
+    is_archive,
+    unpacked_folder,
+)
 from include.processors.products.xmlsafe import find_local, iter_local, parse_xml, text_of
 
 log = logging.getLogger(__name__)
@@ -441,7 +446,7 @@ class Sentinel2Product:
             UnsafeArchiveError, IntegrityError: a bad archive.
         """
         if path.is_file() and is_archive(path):
-            target = (work_dir or path.parent) / f"{path.name}.d"
+            target = work_dir / f"{path.name}.d" if work_dir else unpacked_folder(path)
             path = extract_archive(path, target, limits=limits)
         if not path.is_dir():
             raise InvalidInputError(
