@@ -91,8 +91,10 @@ class Package:
         """The product's metadata files by role (empty when it is not a product)."""
         product = self.product
         if isinstance(product, Sentinel2Product):
-            found = {"product_metadata": product.metadata_path}
-            found["tile_metadata"] = product.tile_metadata_path
+            found = {
+                "product_metadata": product.metadata_path,
+                "tile_metadata": product.tile_metadata_path,
+            }
         elif isinstance(product, LandsatProduct):
             found = {"mtl": product.mtl_path, "ang": product.ang_path}
         else:
@@ -158,7 +160,7 @@ def _has_s2_band_files(files: Mapping[str, Path]) -> bool:
     )
 
 
-def _open_container(container: Path, baseline_hint: str | None) -> Package:
+def _open_container(container: Path) -> Package:
     folder = container
     if container.is_file():
         folder = extract_archive(container, unpacked_folder(container))
@@ -176,7 +178,6 @@ def _open_container(container: Path, baseline_hint: str | None) -> Package:
                 "download the provider's whole product (SAFE .zip or Collection 2 .tar)",
             )
         )
-    del baseline_hint  # a whole product carries its own metadata
     return Package(label=container.name, assets=listing, product=product, container=True)
 
 
@@ -215,7 +216,7 @@ def open_package(files: Mapping[str, Path], *, baseline_hint: str | None = None)
         )
     container = single_container(paths)
     if container is not None:
-        return _open_container(container, baseline_hint)
+        return _open_container(container)  # a whole product carries its own metadata
     product: Product | None = None
     if _has_landsat_mtl(paths):
         product = LandsatProduct.from_files(paths)
