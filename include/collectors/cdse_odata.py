@@ -480,7 +480,7 @@ class CdseODataDriver(CdseAccountMixin, CatalogDriver):
     ``max_connections``, ``conn_id`` (named in messages; default ``cdse_default``), ``datasets``,
     ``token_url``, ``client_id`` (default ``cdse-public``), ``auth_hosts`` (host suffixes that
     may receive the token; default ``dataspace.copernicus.eu``), ``expand_assets`` (also
-    ``$expand`` Assets, for quicklooks; default false), ``max_attempts`` and
+    ``$expand`` Assets, for quicklooks; default true), ``max_attempts`` and
     ``retry_base_delay_s`` (in-task download retries).
     """
 

@@ -174,13 +174,13 @@ class CdseAuthSettings(DriverSettings):
 class CdseODataSettings(CdseAuthSettings):
     """CDSE's OData API (``cdse``): ``page_size`` is ``$top`` (at most 1000).
 
-    ``max_skip`` is CDSE's ``$skip`` limit; ``expand_assets`` also ``$expand``s Assets (for
-    quicklooks).
+    ``max_skip`` is CDSE's ``$skip`` limit; ``expand_assets`` also ``$expand``s Assets: the
+    Quicklook, a preview entry's ``icon``, comes only with it (set false for smaller answers).
     """
 
     max_pages: int = Field(default=CDSE_MAX_PAGES, ge=1)
     max_skip: int = CDSE_MAX_SKIP
-    expand_assets: bool = False
+    expand_assets: bool = True
 
     @field_validator("page_size", mode="before")
     @classmethod

@@ -80,7 +80,6 @@ def _local_config(folder: Path, cdse: CdseServer, m2m: M2MServer) -> Path:
     catalogs["catalogs"]["cdse"]["url"] = cdse.odata_url
     cdse_options = catalogs["catalogs"]["cdse"].setdefault("options", {})
     cdse_options["token_url"] = cdse.token_url
-    cdse_options["expand_assets"] = True  # quicklooks (the preview's icon) come with Assets
     catalogs["catalogs"]["usgs"]["url"] = m2m.url
     catalogs_path.write_text(yaml.safe_dump(catalogs))
     collections_path = folder / "collections.yaml"

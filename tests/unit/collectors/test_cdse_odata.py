@@ -320,7 +320,7 @@ def test_cdse_search_bbox_returns_s2_products_in_area_with_fields(
 ) -> None:
     entity = serve(cdse, products, T46RER, cloud_pct=12.5, quicklook=True)
     serve(cdse, products, T31TDH, cloud_pct=3.0)
-    driver = make_cdse_driver(cdse, expand_assets=True)
+    driver = make_cdse_driver(cdse)  # Assets are expanded by default: the preview's icon
     scenes = driver.search(
         SearchQuery(
             dataset="S2MSI1C",
