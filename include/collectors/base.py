@@ -189,6 +189,7 @@ class CommonSettings(Protocol):
     catalog: str
     page_size: int
     max_pages: int
+    search_workers: int
     max_connections: int
     timeout_s: float
     verify_tls: bool | str
@@ -229,6 +230,7 @@ class CatalogDriver(abc.ABC):
         self.catalog = settings.catalog
         self.page_size = settings.page_size
         self.max_pages = settings.max_pages
+        self.search_workers = settings.search_workers
         self.max_connections = settings.max_connections
         self.timeout_s = settings.timeout_s
         self.verify_tls = settings.verify_tls

@@ -51,7 +51,6 @@ import httpx
 from include.collectors.base import (
     Asset,
     Availability,
-    CatalogDriver,
     Credentials,
     DownloadedFile,
     Scene,
@@ -69,12 +68,7 @@ from include.collectors.http import (
 from include.collectors.registry import register
 from include.collectors.scene_ids import is_mgrs_tile, parse_scene_id
 from include.collectors.settings import CdseODataSettings
-from include.collectors.split import (
-    WindowTooLargeError,
-    iter_complete_search,
-    newest_processing,
-    scenes_of,
-)
+from include.collectors.split import SplitSearchDriver, WindowTooLargeError
 from include.collectors.timestamps import parse_utc_timestamp
 from include.common.errors import (
     FieldProblem,
@@ -471,7 +465,7 @@ def product_to_scene(
 
 
 @register("cdse", aliases=("scihub",))
-class CdseODataDriver(CdseAccountMixin, CatalogDriver):
+class CdseODataDriver(CdseAccountMixin, SplitSearchDriver):
     """Search, order and download through the CDSE OData API.
 
     Options (``config/catalogs.yaml`` through ``make_driver``): ``catalog``, ``page_size``
@@ -623,9 +617,6 @@ class CdseODataDriver(CdseAccountMixin, CatalogDriver):
             pages += 1
             data = self._get_json(next_url, action="search")
 
-    def _too_many(self, what: str, fix: str) -> InvalidInputError:
-        return InvalidInputError(FieldProblem("start,end", f"catalog {self.catalog!r} {what}", fix))
-
     def _scene_or_none(
         self, product: Mapping[str, Any], query: SearchQuery, dataset: CdseDataset
     ) -> Scene | None:
@@ -684,82 +675,37 @@ class CdseODataDriver(CdseAccountMixin, CatalogDriver):
             if query.limit is not None and len(found) >= query.limit:
                 return
 
-    def search(self, query: SearchQuery) -> list[Scene]:
-        """Return every product matching ``query`` as scenes, sorted by datetime then id.
+    def search_window(self, query: SearchQuery) -> list[Scene]:
+        """Return the products of one window (``SplitSearchDriver``).
 
         Raises:
-            InvalidInputError: a bad dataset, tile or geometry, or a window too small to split
-                that still passes CDSE's limits. A search past ``$skip`` or ``max_pages`` is
-                split by time, then area, and merged (``include.collectors.split``).
+            WindowTooLargeError: past ``$skip`` or ``max_pages``.
+            InvalidInputError: a bad dataset, tile or geometry.
             ProviderUnavailableError: 5xx, timeouts, dropped connections.
             RateLimitedError: HTTP 429 (``retry_after_s`` from ``Retry-After``).
             ProviderError: other 4xx (with the server's description), broken paging.
         """
         dataset = self.dataset_of(query.dataset)
         found: dict[str, Scene] = {}
-        if query.scene_ids or query.limit is not None:
-            self._collect_ids_or_limit(query, dataset, found)
-        else:
-            for scenes in self._windows(query, dataset):
-                found.update((scene.scene_id, scene) for scene in scenes)
-            found = {scene.scene_id: scene for scene in newest_processing(list(found.values()))}
-        scenes = sorted(found.values(), key=lambda scene: (scene.datetime, scene.scene_id))
-        if query.limit is not None:
-            scenes = scenes[: query.limit]
-        log.info(
-            "search.done catalog=%s collection=%s product_type=%s scenes=%d",
-            self.catalog,
-            dataset.collection,
-            dataset.product_type or "-",
-            len(scenes),
-        )
-        return scenes
-
-    def _window(self, query: SearchQuery, dataset: CdseDataset) -> list[Scene]:
-        found: dict[str, Scene] = {}
         self._collect(build_filter(query, dataset), query, dataset, found)
         return list(found.values())
 
-    def _windows(self, query: SearchQuery, dataset: CdseDataset) -> Iterator[list[Scene]]:
-        return iter_complete_search(
-            query,
-            lambda window: self._window(window, dataset),
-            catalog=self.catalog,
-            max_workers=self.settings.search_workers,
-        )
-
-    def _collect_ids_or_limit(
-        self, query: SearchQuery, dataset: CdseDataset, found: dict[str, Scene]
-    ) -> None:
-        try:
-            if query.scene_ids:
-                ids = list(query.scene_ids)
-                for first in range(0, len(ids), SCENE_IDS_PER_REQUEST):
-                    chunk = ids[first : first + SCENE_IDS_PER_REQUEST]
-                    odata = build_filter(query, dataset, scene_ids=chunk)
-                    self._collect(odata, query, dataset, found)
-            else:
-                self._collect(build_filter(query, dataset), query, dataset, found)
-        except WindowTooLargeError as err:
-            raise self._too_many(
-                f"has {err} for this search (CDSE lists no further than $skip {self.max_skip})",
-                "narrow the search, or raise options.max_pages of this catalog in "
-                "config/catalogs.yaml",
-            ) from err
-
-    def iter_search(self, query: SearchQuery) -> Iterator[Scene]:
-        """Yield every product matching ``query`` once, window by window (not sorted).
-
-        Holds one window's products at a time (``include.collectors.split``).
+    def search_direct(self, query: SearchQuery) -> list[Scene]:
+        """Return the products of a search by names (20 a request) or with a ``limit``.
 
         Raises:
-            InvalidInputError, ProviderUnavailableError, RateLimitedError, ProviderError: as
-                ``search``.
+            WindowTooLargeError, InvalidInputError, ProviderError, TransientError: as
+                ``search_window``.
         """
-        if query.scene_ids or query.limit is not None:
-            yield from self.search(query)
-            return
-        yield from scenes_of(self._windows(query, self.dataset_of(query.dataset)))
+        if not query.scene_ids:
+            return self.search_window(query)
+        dataset = self.dataset_of(query.dataset)
+        found: dict[str, Scene] = {}
+        ids = list(query.scene_ids)
+        for first in range(0, len(ids), SCENE_IDS_PER_REQUEST):
+            chunk = ids[first : first + SCENE_IDS_PER_REQUEST]
+            self._collect(build_filter(query, dataset, scene_ids=chunk), query, dataset, found)
+        return list(found.values())
 
     # -- one product: availability, order ------------------------------------------------------
 

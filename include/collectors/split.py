@@ -17,13 +17,15 @@ the catalog's limit) plus the ids already given out; it yields one window's scen
 
 from __future__ import annotations
 
+import abc
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import ClassVar
 
-from include.collectors.base import Scene, SearchQuery
+from include.collectors.base import CatalogDriver, Scene, SearchQuery
 from include.collectors.scene_ids import processing_rank, product_key
 from include.common.errors import FieldProblem, InvalidInputError
 
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 WORLD: tuple[float, float, float, float] = (-180.0, -90.0, 180.0, 90.0)
 MIN_SPAN_S = 1.0
 """A window shorter than this is cut by area rather than by time."""
+MAX_WINDOWS = 4096
+"""The most windows one search is cut into (a server that ignores dates would need endless)."""
 MIN_AREA_DEG = 0.01
 """A window narrower than this (degrees) is not cut again: the search is refused."""
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -60,16 +64,40 @@ def _area_of(query: SearchQuery) -> tuple[float, float, float, float]:
     return WORLD
 
 
-def split_in_time(query: SearchQuery, *, min_span_s: float) -> list[SearchQuery] | None:
-    """Return ``query`` cut in two halves of its time range, or None when too short to cut."""
+def split_in_time(
+    query: SearchQuery, *, min_span_s: float, step: timedelta | None = None
+) -> list[SearchQuery] | None:
+    """Return ``query`` cut in two halves of its time range, or None when too short to cut.
+
+    ``step``: the catalog compares times at this precision only (USGS M2M: whole days). The cut
+    then falls on a step boundary (counted from the Unix epoch, so days cut at 00:00 UTC) and
+    the first half ends just before it, so the halves share no step; a range within one step
+    cannot be cut.
+    """
     start = query.start or EARLIEST
     end = query.end or datetime.now(UTC)
+    if step is not None:
+        cut = _step_boundary(start, end, step)
+        if cut is None:
+            return None
+        before = cut - timedelta(microseconds=1)
+        return [replace(query, start=start, end=before), replace(query, start=cut, end=end)]
     if (end - start).total_seconds() < min_span_s:
         return None
     middle = start + (end - start) / 2
     # Both halves hold the middle instant (catalogs compare ge/le): a product sensed then is
     # found twice and merged once, and no sub-second sensing time falls between the halves.
     return [replace(query, start=start, end=middle), replace(query, start=middle, end=end)]
+
+
+def _step_boundary(start: datetime, end: datetime, step: timedelta) -> datetime | None:
+    """Return the step boundary nearest the middle of ``(start, end]``, or None if it has none."""
+    middle = start + (end - start) / 2
+    steps = (middle - EARLIEST) // step
+    for candidate in (EARLIEST + steps * step, EARLIEST + (steps + 1) * step):
+        if start < candidate <= end:
+            return candidate
+    return None
 
 
 def split_in_area(query: SearchQuery) -> list[SearchQuery] | None:
@@ -135,33 +163,56 @@ def merge_window(scenes: list[Scene], given: set[str]) -> list[Scene]:
     return fresh
 
 
+@dataclass(frozen=True, slots=True)
+class Splitting:
+    """How one catalog's searches are split: its name, parallel windows, time precision."""
+
+    catalog: str
+    """The catalog name, for messages."""
+    max_workers: int = 2
+    """Windows searched at once."""
+    min_span_s: float = MIN_SPAN_S
+    """A window shorter than this is cut by area instead of time."""
+    time_step: timedelta | None = None
+    """The catalog's time precision, when coarser than instants (``split_in_time``'s step)."""
+    max_windows: int = MAX_WINDOWS
+    """The most windows one search may take; a catalog ignoring our filters would take more."""
+
+    def pieces(self, window: SearchQuery) -> list[SearchQuery] | None:
+        """Return ``window`` cut in time, else in area; None when it cannot be cut."""
+        return split_in_time(
+            window, min_span_s=self.min_span_s, step=self.time_step
+        ) or split_in_area(window)
+
+
 def iter_complete_search(
     query: SearchQuery,
     run_window: Callable[[SearchQuery], list[Scene]],
-    *,
-    catalog: str,
-    max_workers: int = 2,
-    min_span_s: float = MIN_SPAN_S,
+    splitting: Splitting,
 ) -> Iterator[list[Scene]]:
-    """Yield the scenes of ``query``, window by window, each product once.
+    """Yield the scenes of ``query``, window by window, each scene id once.
+
+    Two processings of one product found by two windows both come out (a window cannot take
+    back what it yielded): a consumer that keeps only the newest uses ``newest_processing`` or
+    ``processing_rank`` on what it gathered.
 
     Args:
         query: the whole search.
         run_window: runs one window; raises ``WindowTooLargeError`` when it would pass the
             catalog's limit.
-        catalog: the catalog name, for messages.
-        max_workers: windows searched at once.
-        min_span_s: a window shorter than this is cut by area instead of time.
+        splitting: the catalog's name, parallel windows and time precision.
 
     Yields:
         The new scenes of each window as it completes (not in time order).
 
     Raises:
-        InvalidInputError: a window too small to cut still passes the limit.
+        InvalidInputError: a window too small to cut still passes the limit, or the search
+            took more than ``max_windows`` windows.
     """
     given: set[str] = set()
     windows = 1
-    with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="search") as pool:
+    workers = max(1, splitting.max_workers)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="search") as pool:
         pending: dict[Future[list[Scene]], SearchQuery] = {pool.submit(run_window, query): query}
         try:
             while pending:
@@ -171,14 +222,21 @@ def iter_complete_search(
                     try:
                         scenes = future.result()
                     except WindowTooLargeError as err:
-                        pieces = split_in_time(window, min_span_s=min_span_s) or split_in_area(
-                            window
-                        )
+                        pieces = splitting.pieces(window)
                         if pieces is None:
-                            raise _unsplittable(catalog, window, err) from err
+                            raise _too_large(
+                                splitting,
+                                f"has {err} in {_describe(window)}, a window too "
+                                "short and too small to split",
+                            ) from err
+                        if windows + len(pieces) > splitting.max_windows:
+                            raise _too_large(
+                                splitting,
+                                f"still has {err} in {_describe(window)} after {windows} windows",
+                            ) from err
                         log.info(
                             "search.split catalog=%s %s pieces=%d limit=%d",
-                            catalog,
+                            splitting.catalog,
                             _describe(window),
                             len(pieces),
                             err.limit,
@@ -192,39 +250,117 @@ def iter_complete_search(
             for future in pending:
                 future.cancel()
     if windows > 1:
-        log.info("search.windows catalog=%s windows=%d scenes=%d", catalog, windows, len(given))
+        log.info(
+            "search.windows catalog=%s windows=%d scenes=%d",
+            splitting.catalog,
+            windows,
+            len(given),
+        )
 
 
 def complete_search(
     query: SearchQuery,
     run_window: Callable[[SearchQuery], list[Scene]],
-    *,
-    catalog: str,
-    max_workers: int = 2,
-    min_span_s: float = MIN_SPAN_S,
+    splitting: Splitting,
 ) -> list[Scene]:
-    """Return every scene of ``query`` once, sorted by datetime then id (see the iterator).
+    """Return every scene of ``query`` once, newest processings, sorted by datetime then id.
 
     Raises:
-        InvalidInputError: a window too small to cut still passes the catalog's limit.
+        InvalidInputError: as ``iter_complete_search``.
     """
     found: list[Scene] = []
-    for scenes in iter_complete_search(
-        query, run_window, catalog=catalog, max_workers=max_workers, min_span_s=min_span_s
-    ):
+    for scenes in iter_complete_search(query, run_window, splitting):
         found.extend(scenes)
-    return sorted(newest_processing(found), key=lambda scene: (scene.datetime, scene.scene_id))
+    return by_time(newest_processing(found))
 
 
-def _unsplittable(catalog: str, window: SearchQuery, err: WindowTooLargeError) -> InvalidInputError:
+def by_time(scenes: list[Scene]) -> list[Scene]:
+    """Return ``scenes`` sorted by datetime, then scene id (how every search answers)."""
+    return sorted(scenes, key=lambda scene: (scene.datetime, scene.scene_id))
+
+
+def _too_large(splitting: Splitting, what: str) -> InvalidInputError:
     return InvalidInputError(
         FieldProblem(
             "start,end",
-            f"catalog {catalog!r} has {err} in {_describe(window)}, a window too short and "
-            "too small to split further",
-            "raise the catalog's page limits in config/catalogs.yaml or narrow cloud or tiles",
+            f"catalog {splitting.catalog!r} {what}",
+            "raise options.max_pages of this catalog in config/catalogs.yaml, or narrow the "
+            "cloud limit, the tiles or the area",
         )
     )
+
+
+class SplitSearchDriver(CatalogDriver):
+    """A driver whose catalog caps what one query lists: its searches split by ``Splitting``.
+
+    A subclass gives ``search_window`` (one window; ``WindowTooLargeError`` at the catalog's
+    limit) and ``search_direct`` (scene ids or a ``limit``: never split, so a limit reached
+    there is refused); ``search`` and ``iter_search`` are this class's.
+    """
+
+    search_time_step: ClassVar[timedelta | None] = None
+    """The catalog's time precision, when it compares dates only (``Splitting.time_step``)."""
+
+    @property
+    def splitting(self) -> Splitting:
+        """How this catalog's searches are split."""
+        return Splitting(
+            self.catalog, max_workers=self.search_workers, time_step=self.search_time_step
+        )
+
+    @abc.abstractmethod
+    def search_window(self, query: SearchQuery) -> list[Scene]:
+        """Return the scenes of one window, in any order.
+
+        Raises:
+            WindowTooLargeError: the window would pass the catalog's limit.
+        """
+
+    @abc.abstractmethod
+    def search_direct(self, query: SearchQuery) -> list[Scene]:
+        """Return the scenes of a search by scene ids or with a ``limit``, in any order.
+
+        Raises:
+            WindowTooLargeError: the search passes the catalog's limit.
+        """
+
+    def search(self, query: SearchQuery) -> list[Scene]:
+        """Return every scene matching ``query`` once, sorted by datetime then id.
+
+        A search past the catalog's limits is split by time, then area, and merged, the newest
+        processing of a product kept; a search by ids or with a ``limit`` is never split.
+
+        Raises:
+            InvalidInputError: a bad query, or a search that cannot be split to fit.
+            ProviderError, TransientError: the catalog refused or kept failing.
+        """
+        if query.scene_ids or query.limit is not None:
+            try:
+                scenes = by_time(self.search_direct(query))[: query.limit]
+            except WindowTooLargeError as err:
+                raise _too_large(
+                    self.splitting,
+                    f"has {err} for this search (searches by id or with a limit are not split)",
+                ) from err
+        else:
+            scenes = complete_search(query, self.search_window, self.splitting)
+        log.info(
+            "search.done catalog=%s dataset=%s scenes=%d", self.catalog, query.dataset, len(scenes)
+        )
+        return scenes
+
+    def iter_search(self, query: SearchQuery) -> Iterator[Scene]:
+        """Yield every scene matching ``query``, window by window (not sorted).
+
+        Holds one window's scenes at a time; see ``iter_complete_search`` for processings.
+
+        Raises:
+            InvalidInputError, ProviderError, TransientError: as ``search``.
+        """
+        if query.scene_ids or query.limit is not None:
+            yield from self.search(query)
+            return
+        yield from scenes_of(iter_complete_search(query, self.search_window, self.splitting))
 
 
 def scenes_of(pages: Iterator[list[Scene]]) -> Iterator[Scene]:
@@ -234,7 +370,10 @@ def scenes_of(pages: Iterator[list[Scene]]) -> Iterator[Scene]:
 
 
 __all__: list[str] = [
+    "SplitSearchDriver",
+    "Splitting",
     "WindowTooLargeError",
+    "by_time",
     "complete_search",
     "iter_complete_search",
     "merge_window",

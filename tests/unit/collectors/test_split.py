@@ -6,7 +6,6 @@ search splits past CDSE's ``$skip`` limit and returns every product exactly once
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +15,7 @@ import pytest
 from include.collectors.base import Scene, SearchQuery
 from include.collectors.cdse_odata import CdseODataDriver
 from include.collectors.split import (
+    Splitting,
     WindowTooLargeError,
     complete_search,
     newest_processing,
@@ -89,7 +89,6 @@ def test_cdse_search_25000_products_over_a_year_returns_each_once() -> None:
     with CdseServer() as server:
         expected = _fill(server, 25_200, reprocessed=300)
         driver = _driver(server, page_size=1000)
-        started = time.monotonic()
         try:
             scenes = driver.search(
                 SearchQuery(
@@ -101,12 +100,10 @@ def test_cdse_search_25000_products_over_a_year_returns_each_once() -> None:
             )
         finally:
             driver.close()
-        elapsed_s = time.monotonic() - started
     ids = [scene.scene_id for scene in scenes]
     assert len(ids) == len(set(ids)) == 25_200
     assert set(ids) == expected  # the N0510 processing won over N0400 for the 300 reprocessed
     assert ids == [s.scene_id for s in sorted(scenes, key=lambda s: (s.datetime, s.scene_id))]
-    assert elapsed_s < 60
 
 
 def test_cdse_search_same_instant_past_the_limit_splits_by_area(cdse: CdseServer) -> None:
@@ -183,7 +180,7 @@ def test_complete_search_runs_pieces_concurrently_and_merges() -> None:
 
     end = YEAR_START + timedelta(days=16)
     found = complete_search(
-        SearchQuery(dataset="d", start=YEAR_START, end=end), run, catalog="t", max_workers=3
+        SearchQuery(dataset="d", start=YEAR_START, end=end), run, Splitting("t", max_workers=3)
     )
     assert len({s.scene_id for s in found}) == len(found)
     assert len(calls) > 1
