@@ -16,8 +16,9 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -211,6 +212,27 @@ def _tmp_name(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
 
 
+@contextmanager
+def raster_output(dest: Path, *, failure: str) -> Iterator[Path]:
+    """Yield a temporary path beside ``dest`` that becomes ``dest`` when the block succeeds.
+
+    The temporary file is removed whatever happens; a GDAL error inside the block is raised as
+    ``ProcessingError`` starting ``<dest name>: <failure>``.
+
+    Raises:
+        ProcessingError: GDAL failed inside the block.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(dest)
+    try:
+        yield tmp
+        os.replace(tmp, dest)
+    except RasterioError as err:
+        raise ProcessingError(f"{dest.name}: {failure}: {err}") from err
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 @dataclass(frozen=True, slots=True)
 class BandStats:
     """Counts from one converted band."""
@@ -240,10 +262,8 @@ def convert_linear(
         ProcessingError: GDAL failed writing.
     """
     fills = tuple(float(value) for value in source_nodata)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(dest)
     valid_total = 0
-    try:
+    with raster_output(dest, failure=f"GDAL failed converting {src.name}") as tmp:
         with rasterio.open(src) as ds:
             _require_georeferenced(ds, src)
             profile = _output_profile(ds, encoding.dtype, encoding.nodata)
@@ -269,12 +289,42 @@ def convert_linear(
                         **(tags or {}),
                     }
                 )
-        os.replace(tmp, dest)
-    except RasterioError as err:
-        raise ProcessingError(f"{dest.name}: GDAL failed converting {src.name}: {err}") from err
-    finally:
-        tmp.unlink(missing_ok=True)
     return BandStats(valid_pixels=valid_total, total_pixels=total)
+
+
+@dataclass(frozen=True, slots=True)
+class ReflectanceJob:
+    """A band to write as reflectance (``DN * gain + bias`` of ``source``) in its encoding."""
+
+    band: BandConfig
+    source: Path
+    gain: float
+    bias: float
+    source_nodata: tuple[float, ...]
+    tags: Mapping[str, str]
+    facts: Mapping[str, Any] = field(default_factory=dict)
+    """What the band's radiometry record starts with (the encoding's scale/offset follow)."""
+
+
+def write_reflectance(job: ReflectanceJob, out_dir: Path) -> tuple[Path, BandStats, dict[str, Any]]:
+    """Write ``job`` as ``<out_dir>/<band>.tif``; return the path, its counts and its radiometry.
+
+    Raises:
+        InvalidInputError: the band's encoding is unusable, or ``source`` is not georeferenced.
+        ProcessingError: GDAL failed.
+    """
+    encoding = Encoding.for_band(job.band)
+    dest = out_dir / f"{job.band.name}.tif"
+    stats = convert_linear(
+        job.source,
+        dest,
+        gain=job.gain,
+        bias=job.bias,
+        encoding=encoding,
+        source_nodata=job.source_nodata,
+        tags=job.tags,
+    )
+    return dest, stats, {**job.facts, "scale": encoding.scale, "offset": encoding.offset}
 
 
 def copy_band(
@@ -293,9 +343,7 @@ def copy_band(
         InvalidInputError: ``src`` cannot be read or is not georeferenced.
         ProcessingError: GDAL failed writing.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(dest)
-    try:
+    with raster_output(dest, failure=f"GDAL failed copying {src.name}") as tmp:
         with rasterio.open(src) as ds:
             _require_georeferenced(ds, src)
             declared = nodata if nodata is not None else ds.nodata
@@ -305,11 +353,6 @@ def copy_band(
                     out.write(ds.read(1, window=window), 1, window=window)
                 if scale_offset is not None:
                     out.scales, out.offsets = (scale_offset[0],), (scale_offset[1],)
-        os.replace(tmp, dest)
-    except RasterioError as err:
-        raise ProcessingError(f"{dest.name}: GDAL failed copying {src.name}: {err}") from err
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
 
 
@@ -323,9 +366,7 @@ def classification_to_cloud_mask(src: Path, dest: Path, *, cloud_bands: tuple[in
         InvalidInputError: ``src`` cannot be read or is not georeferenced.
         ProcessingError: GDAL failed writing.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(dest)
-    try:
+    with raster_output(dest, failure=f"GDAL failed reading {src.name}") as tmp:
         with rasterio.open(src) as ds:
             _require_georeferenced(ds, src)
             indexes = [band for band in cloud_bands if band <= ds.count]
@@ -335,11 +376,6 @@ def classification_to_cloud_mask(src: Path, dest: Path, *, cloud_bands: tuple[in
                     flags = ds.read(indexes, window=window)
                     out.write((flags != 0).any(axis=0).astype(np.uint8), 1, window=window)
                 out.update_tags(mask_kind="cloud_mask", source=src.name)
-        os.replace(tmp, dest)
-    except RasterioError as err:
-        raise ProcessingError(f"{dest.name}: GDAL failed reading {src.name}: {err}") from err
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
 
 

@@ -34,12 +34,13 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
 from include.common.errors import FieldProblem, InvalidInputError, ProcessingError
-from include.processors.correction.common import ProcessorOptions
+from include.processors.base import Processor
+from include.processors.correction.common import ProcessorOptions, reset_dir
 
 log = logging.getLogger(__name__)
 
@@ -291,3 +292,47 @@ def build_invocation(
     argv.append(options.image)
     argv += _fill(template, values)
     return Invocation(tuple(argv), (options.engine, "rm", "-f", container), {})
+
+
+class ExternalProcessor(Processor):
+    """A correction made by an external program (``sen2cor``, ``lasrc``).
+
+    Idempotent: the program writes into a fresh folder each run; outputs have fixed names.
+    """
+
+    task_type: ClassVar[str] = "correction"
+    default_command: ClassVar[tuple[str, ...]] = ()
+    """The command line when the options give none (empty: the options must give one)."""
+
+    def run_external(
+        self, options: ExternalOptions, *, input_path: Path, output_dir: Path, scene_id: str
+    ) -> ProgramResult:
+        """Empty ``output_dir``, run the configured program on ``input_path``, require exit 0.
+
+        Raises:
+            InvalidInputError: no command and no image, a bad placeholder, or no aux folder.
+            ProcessingError: the program cannot start, ran out of time or exited non-zero
+                (with its last error lines).
+        """
+        reset_dir(output_dir)
+        invocation = build_invocation(
+            options,
+            input_path=input_path,
+            output_dir=output_dir,
+            scene_id=scene_id,
+            default_command=self.default_command,
+            name=self.name,
+        )
+        result = run_program(
+            invocation.argv,
+            timeout_s=options.timeout_s,
+            name=self.name,
+            env=invocation.env,
+            on_timeout=invocation.on_timeout,
+        )
+        if result.returncode != 0:
+            raise ProcessingError(
+                f"{self.name}: exited with status {result.returncode}; last lines:\n"
+                + last_error_lines(result)
+            )
+        return result

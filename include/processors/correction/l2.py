@@ -21,11 +21,11 @@ from include.common.config import BandConfig, CollectionConfig
 from include.common.errors import FieldProblem, InvalidInputError
 from include.common.progress import ProgressFn
 from include.processors.correction.common import (
-    Encoding,
-    convert_linear,
+    ReflectanceJob,
     copy_band,
     report_progress,
     validate_raster,
+    write_reflectance,
 )
 from include.processors.products.landsat import LandsatProduct
 from include.processors.products.sentinel2 import S2_BANDS, Sentinel2Product, canonical_band
@@ -111,25 +111,21 @@ def write_s2_l2a(
             files[band.name] = copy_band(src, dest, nodata=band.nodata)
         else:
             gain, bias = meta.reflectance_scale_offset(name)
-            encoding = Encoding.for_band(band)
-            convert_linear(
-                src,
-                dest,
+            job = ReflectanceJob(
+                band=band,
+                source=src,
                 gain=gain,
                 bias=bias,
-                encoding=encoding,
                 source_nodata=(meta.nodata_value,),
                 tags={"processor": processor, "band": name, "product": meta.product_uri or ""},
+                facts={
+                    "boa_add_offset": meta.offset(name),
+                    "boa_quantification_value": meta.quantification_value,
+                    "gain": gain,
+                    "bias": bias,
+                },
             )
-            files[band.name] = dest
-            radiometry[band.name] = {
-                "boa_add_offset": meta.offset(name),
-                "boa_quantification_value": meta.quantification_value,
-                "gain": gain,
-                "bias": bias,
-                "scale": encoding.scale,
-                "offset": encoding.offset,
-            }
+            files[band.name], _, radiometry[band.name] = write_reflectance(job, out_dir)
         report_progress(progress, done, len(jobs))
     return files, radiometry
 
@@ -197,26 +193,19 @@ def write_landsat_l2(
             src = product.band_path(band_id)
             validate_raster(src, band=f"B{band_id}")
             gain, bias = meta.sr_scale_offset(band_id)
-            encoding = Encoding.for_band(band)
-            convert_linear(
-                src,
-                dest,
+            job = ReflectanceJob(
+                band=band,
+                source=src,
                 gain=gain,
                 bias=bias,
-                encoding=encoding,
                 source_nodata=(0,),
                 tags={
                     "processor": processor,
                     "band": f"SR_B{band_id}",
                     "product": meta.product_id or "",
                 },
+                facts={"reflectance_mult": gain, "reflectance_add": bias},
             )
-            files[band.name] = dest
-            radiometry[band.name] = {
-                "reflectance_mult": gain,
-                "reflectance_add": bias,
-                "scale": encoding.scale,
-                "offset": encoding.offset,
-            }
+            files[band.name], _, radiometry[band.name] = write_reflectance(job, out_dir)
         report_progress(progress, done, len(jobs))
     return files, radiometry

@@ -29,25 +29,23 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from include.common.errors import FieldProblem, InvalidInputError, ProcessingError
-from include.processors.base import Processor, ProcessorInputs, ProcessorResult
+from include.processors.base import ProcessorInputs, ProcessorResult
 from include.processors.correction.common import (
     FLAG_SUN_TOO_LOW,
-    Encoding,
-    convert_linear,
+    ReflectanceJob,
     copy_band,
     flagged_result,
     open_product,
     options_for,
     report_progress,
-    reset_dir,
     sun_too_low,
     validate_raster,
+    write_reflectance,
 )
 from include.processors.correction.external import (
     ExternalOptions,
-    build_invocation,
+    ExternalProcessor,
     last_error_lines,
-    run_program,
 )
 from include.processors.products.landsat import LandsatProduct
 from include.processors.registry import register
@@ -87,15 +85,11 @@ def find_outputs(folder: Path) -> tuple[dict[str, Path], Path | None]:
 
 
 @register("lasrc")
-class LasrcProcessor(Processor):
-    """Atmospheric correction of Landsat Level-1 with LaSRC (+ Fmask), validated outputs.
-
-    Idempotent: the program writes into a fresh folder each run; outputs have fixed names.
-    """
+class LasrcProcessor(ExternalProcessor):
+    """Atmospheric correction of Landsat Level-1 with LaSRC (+ Fmask), validated outputs."""
 
     name: ClassVar[str] = "lasrc"
     version: ClassVar[str] = LASRC_VERSION
-    task_type: ClassVar[str] = "correction"
 
     def run(self, inputs: ProcessorInputs) -> ProcessorResult:
         """Run LaSRC on the parent's Level-1 bundle and return SR bands (+ FMASK).
@@ -136,27 +130,12 @@ class LasrcProcessor(Processor):
                 )
             )
         program_out = work / "output"
-        reset_dir(program_out)
-        invocation = build_invocation(
+        result = self.run_external(
             options,
             input_path=product.mtl_path.parent,
             output_dir=program_out,
             scene_id=meta.product_id or inputs.scene.scene_id,
-            default_command=(),
-            name=self.name,
         )
-        result = run_program(
-            invocation.argv,
-            timeout_s=options.timeout_s,
-            name=self.name,
-            env=invocation.env,
-            on_timeout=invocation.on_timeout,
-        )
-        if result.returncode != 0:
-            raise ProcessingError(
-                f"lasrc: exited with status {result.returncode}; last lines:\n"
-                + last_error_lines(result)
-            )
         sr_bands, fmask = find_outputs(program_out)
         wanted = [
             (band, band.name.upper().removeprefix("B"))
@@ -187,14 +166,11 @@ class LasrcProcessor(Processor):
         radiometry: dict[str, Any] = {}
         jobs = len(wanted) + (fmask is not None)
         for done, (band, band_id) in enumerate(wanted, start=1):
-            encoding = Encoding.for_band(band)
-            dest = inputs.output_dir / f"{band.name}.tif"
-            convert_linear(
-                sr_bands[band_id],
-                dest,
+            job = ReflectanceJob(
+                band=band,
+                source=sr_bands[band_id],
                 gain=options.sr_scale,
                 bias=options.sr_offset,
-                encoding=encoding,
                 source_nodata=(options.sr_nodata,),
                 tags={
                     "processor": self.name,
@@ -202,8 +178,7 @@ class LasrcProcessor(Processor):
                     "product": meta.product_id or "",
                 },
             )
-            files[band.name] = dest
-            radiometry[band.name] = {"scale": encoding.scale, "offset": encoding.offset}
+            files[band.name], _, radiometry[band.name] = write_reflectance(job, inputs.output_dir)
             report_progress(inputs.progress, done, jobs)
         for band in inputs.collection.bands:
             if band.name.upper() in QUALITY_BANDS and product.qa_pixel is not None:

@@ -23,20 +23,18 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from include.common.errors import FieldProblem, InvalidInputError, ProcessingError
-from include.processors.base import Processor, ProcessorInputs, ProcessorResult
+from include.processors.base import ProcessorInputs, ProcessorResult
 from include.processors.correction.common import (
     FLAG_SUN_TOO_LOW,
     flagged_result,
     options_for,
-    reset_dir,
     sun_elevation_of,
     sun_too_low,
 )
 from include.processors.correction.external import (
     ExternalOptions,
-    build_invocation,
+    ExternalProcessor,
     last_error_lines,
-    run_program,
 )
 from include.processors.correction.l2 import missing_s2_l2a_bands, write_s2_l2a
 from include.processors.products.archive import extract_archive, is_archive
@@ -95,15 +93,12 @@ def l1c_safe(inputs: ProcessorInputs, work: Path) -> Path:
 
 
 @register("sen2cor")
-class Sen2CorProcessor(Processor):
-    """Atmospheric correction with Sen2Cor (local command or container), validated outputs.
-
-    Idempotent: the program writes into a fresh folder each run; outputs have fixed names.
-    """
+class Sen2CorProcessor(ExternalProcessor):
+    """Atmospheric correction with Sen2Cor (local command or container), validated outputs."""
 
     name: ClassVar[str] = "sen2cor"
     version: ClassVar[str] = SEN2COR_VERSION
-    task_type: ClassVar[str] = "correction"
+    default_command: ClassVar[tuple[str, ...]] = DEFAULT_COMMAND
 
     def run(self, inputs: ProcessorInputs) -> ProcessorResult:
         """Run Sen2Cor on the parent's L1C and return the L2A bands.
@@ -128,27 +123,9 @@ class Sen2CorProcessor(Processor):
             common["min_sun_elevation_deg"] = options.min_sun_elevation_deg
             return flagged_result([FLAG_SUN_TOO_LOW], common)
         program_out = work / "output"
-        reset_dir(program_out)
-        invocation = build_invocation(
-            options,
-            input_path=safe,
-            output_dir=program_out,
-            scene_id=inputs.scene.scene_id,
-            default_command=DEFAULT_COMMAND,
-            name=self.name,
+        result = self.run_external(
+            options, input_path=safe, output_dir=program_out, scene_id=inputs.scene.scene_id
         )
-        result = run_program(
-            invocation.argv,
-            timeout_s=options.timeout_s,
-            name=self.name,
-            env=invocation.env,
-            on_timeout=invocation.on_timeout,
-        )
-        if result.returncode != 0:
-            raise ProcessingError(
-                f"sen2cor: exited with status {result.returncode}; last lines:\n"
-                + last_error_lines(result)
-            )
         l2a_safe = find_safe(program_out, "MTD_MSIL2A.xml")
         if l2a_safe is None:
             raise ProcessingError(

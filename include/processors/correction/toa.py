@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,10 +29,9 @@ from include.processors.base import Processor, ProcessorInputs, ProcessorResult
 from include.processors.correction.common import (
     FLAG_NO_DATA,
     FLAG_SUN_TOO_LOW,
-    Encoding,
     ProcessorOptions,
+    ReflectanceJob,
     classification_to_cloud_mask,
-    convert_linear,
     copy_band,
     flagged_result,
     open_product,
@@ -40,6 +40,7 @@ from include.processors.correction.common import (
     report_progress,
     sun_elevation_of,
     sun_too_low,
+    write_reflectance,
 )
 from include.processors.products.landsat import LandsatProduct
 from include.processors.products.package import Product
@@ -172,48 +173,26 @@ class ToaProcessor(Processor):
                 )
             )
         meta = product.metadata
-        wanted = _wanted_bands(inputs, options)
         jobs = []
-        for band in wanted:
+        for band in _wanted_bands(inputs, options):
             name = canonical_band(band.name) or next(
                 (canonical_band(alias) for alias in band.aliases if canonical_band(alias)), None
             )
             if name in S2_BANDS and product.has_band(name):
-                jobs.append((band, name))
-        if not jobs:
-            raise InvalidInputError(
-                FieldProblem(
-                    "files",
-                    f"the product has none of {inputs.collection.name}'s bands",
-                    f"download its bands (product has: {', '.join(sorted(product.bands))})",
+                gain, bias = meta.reflectance_scale_offset(name)
+                jobs.append(
+                    ReflectanceJob(
+                        band=band,
+                        source=product.band_path(name),
+                        gain=gain,
+                        bias=bias,
+                        source_nodata=(meta.nodata_value,),
+                        tags={"processor": "toa", "band": name, "product": meta.product_uri or ""},
+                        facts={"gain": gain, "bias": bias, "radio_add_offset": meta.offset(name)},
+                    )
                 )
-            )
-        files: dict[str, Any] = {}
-        radiometry: dict[str, Any] = {}
-        valid = total = 0
-        for done, (band, name) in enumerate(jobs, start=1):
-            gain, bias = meta.reflectance_scale_offset(name)
-            encoding = Encoding.for_band(band)
-            dest = inputs.output_dir / f"{band.name}.tif"
-            stats = convert_linear(
-                product.band_path(name),
-                dest,
-                gain=gain,
-                bias=bias,
-                encoding=encoding,
-                source_nodata=(meta.nodata_value,),
-                tags={"processor": "toa", "band": name, "product": meta.product_uri or ""},
-            )
-            files[band.name] = dest
-            radiometry[band.name] = {
-                "gain": gain,
-                "bias": bias,
-                "radio_add_offset": meta.offset(name),
-                "scale": encoding.scale,
-                "offset": encoding.offset,
-            }
-            valid, total = valid + stats.valid_pixels, total + stats.total_pixels
-            report_progress(inputs.progress, done, len(jobs))
+        _require_jobs(jobs, inputs, product.bands, what="bands")
+        files, radiometry, counts = _write_all(jobs, inputs)
         mask_band = inputs.collection.band(CLOUD_MASK_BAND)
         if mask_band is not None and product.has_band(MSK_CLASSI):
             files[mask_band.name] = classification_to_cloud_mask(
@@ -221,7 +200,7 @@ class ToaProcessor(Processor):
                 inputs.output_dir / f"{mask_band.name}.tif",
                 cloud_bands=(1, 2),
             )
-        return files, radiometry, (valid, total)
+        return files, radiometry, counts
 
     def _landsat(
         self, product: LandsatProduct, inputs: ProcessorInputs, options: ToaOptions
@@ -235,56 +214,73 @@ class ToaProcessor(Processor):
                     "give toa the Level-1 (L1TP/L1GT) bundle",
                 )
             )
-        wanted = _wanted_bands(inputs, options)
-        files: dict[str, Any] = {}
-        radiometry: dict[str, Any] = {}
-        valid = total = 0
-        reflective = []
-        for band in wanted:
+        quality: dict[str, Any] = {}
+        jobs = []
+        for band in _wanted_bands(inputs, options):
             if band.name.upper() in QUALITY_BANDS or any(
                 a.upper() in ("QA_PIXEL",) for a in band.aliases
             ):
                 if product.qa_pixel is not None:
-                    files[band.name] = copy_band(
+                    quality[band.name] = copy_band(
                         product.qa_pixel, inputs.output_dir / f"{band.name}.tif", nodata=band.nodata
                     )
                 continue
             band_id = band.name.upper().removeprefix("B")
             if band_id in product.bands and band_id in meta.toa_mult:
-                reflective.append((band, band_id))
-        if not reflective:
-            raise InvalidInputError(
-                FieldProblem(
-                    "files",
-                    f"the product has none of {inputs.collection.name}'s reflective bands",
-                    f"download its bands (product has: {', '.join(sorted(product.bands))})",
+                gain, bias = meta.toa_scale_offset(band_id)
+                facts = {
+                    "reflectance_mult": meta.toa_mult[band_id],
+                    "reflectance_add": meta.toa_add[band_id],
+                    "gain": gain,
+                    "bias": bias,
+                }
+                jobs.append(
+                    ReflectanceJob(
+                        band=band,
+                        source=product.band_path(band_id),
+                        gain=gain,
+                        bias=bias,
+                        source_nodata=(0,),
+                        tags={
+                            "processor": "toa",
+                            "band": f"B{band_id}",
+                            "product": meta.product_id or "",
+                        },
+                        facts=facts,
+                    )
                 )
+        _require_jobs(jobs, inputs, product.bands, what="reflective bands")
+        files, radiometry, counts = _write_all(jobs, inputs)
+        return {**quality, **files}, radiometry, counts
+
+
+def _require_jobs(
+    jobs: list[ReflectanceJob], inputs: ProcessorInputs, has: Iterable[str], *, what: str
+) -> None:
+    if not jobs:
+        raise InvalidInputError(
+            FieldProblem(
+                "files",
+                f"the product has none of {inputs.collection.name}'s {what}",
+                f"download its bands (product has: {', '.join(sorted(has))})",
             )
-        for done, (band, band_id) in enumerate(reflective, start=1):
-            gain, bias = meta.toa_scale_offset(band_id)
-            encoding = Encoding.for_band(band)
-            dest = inputs.output_dir / f"{band.name}.tif"
-            stats = convert_linear(
-                product.band_path(band_id),
-                dest,
-                gain=gain,
-                bias=bias,
-                encoding=encoding,
-                source_nodata=(0,),
-                tags={"processor": "toa", "band": f"B{band_id}", "product": meta.product_id or ""},
-            )
-            files[band.name] = dest
-            radiometry[band.name] = {
-                "reflectance_mult": meta.toa_mult[band_id],
-                "reflectance_add": meta.toa_add[band_id],
-                "gain": gain,
-                "bias": bias,
-                "scale": encoding.scale,
-                "offset": encoding.offset,
-            }
-            valid, total = valid + stats.valid_pixels, total + stats.total_pixels
-            report_progress(inputs.progress, done, len(reflective))
-        return files, radiometry, (valid, total)
+        )
+
+
+def _write_all(
+    jobs: list[ReflectanceJob], inputs: ProcessorInputs
+) -> tuple[dict[str, Any], dict[str, Any], tuple[int, int]]:
+    """Write every job; return files and radiometry by band and the (valid, total) pixels."""
+    files: dict[str, Any] = {}
+    radiometry: dict[str, Any] = {}
+    valid = total = 0
+    for done, job in enumerate(jobs, start=1):
+        files[job.band.name], stats, radiometry[job.band.name] = write_reflectance(
+            job, inputs.output_dir
+        )
+        valid, total = valid + stats.valid_pixels, total + stats.total_pixels
+        report_progress(inputs.progress, done, len(jobs))
+    return files, radiometry, (valid, total)
 
 
 def _carried_metadata(product: Product) -> dict[str, Path]:

@@ -37,7 +37,6 @@ import math
 import os
 import re
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
@@ -49,7 +48,7 @@ import numpy.typing as npt
 import rasterio
 import rasterio.warp
 from rasterio.crs import CRS
-from rasterio.errors import CRSError, RasterioError
+from rasterio.errors import CRSError
 from rasterio.windows import Window
 
 from include.collectors.scene_ids import SceneIdentity, parse_scene_id
@@ -57,11 +56,10 @@ from include.common.config import BandConfig, CollectionConfig
 from include.common.errors import (
     FieldProblem,
     InvalidInputError,
-    ProcessingError,
 )
 from include.common.storage import safe_component
 from include.processors.base import Processor, ProcessorInputs, ProcessorResult
-from include.processors.correction.common import copy_band
+from include.processors.correction.common import copy_band, raster_output
 from include.processors.harmonization.angles import (
     AngleGrid,
     read_landsat_ang,
@@ -652,8 +650,7 @@ def harmonize_band(
         target_sun_zenith_deg=target_zenith,
     )
     nodata_out = output_nodata(job.band)
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.raw.tif")
-    try:
+    with raster_output(dest, failure=f"harmonizing {job.source} failed") as tmp:
         with rasterio.open(job.source) as src:
             _check_crs(src, grid, job)
             scaling = input_scaling(src, job, context)
@@ -701,11 +698,6 @@ def harmonize_band(
                     report.valid_pixels += count
                     report.nodata_pixels += valid.size - count
                     dst.write(out, 1, window=window)
-        os.replace(tmp, dest)
-    except RasterioError as err:
-        raise ProcessingError(f"{dest.name}: harmonizing {job.source} failed: {err}") from err
-    finally:
-        tmp.unlink(missing_ok=True)
     return report
 
 
