@@ -49,6 +49,9 @@ CDSE_MAX_TOP = 1000
 """CDSE's largest ``$top``."""
 
 USGS_CONN_ID = "usgs_default"
+M2M_MAX_RESULTS = 50_000
+"""The most scenes USGS M2M lists for one ``scene-search`` (its reference: "a 50,000 scene
+limit for the number of results that are returned")."""
 
 
 def _is_empty(value: object) -> bool:
@@ -143,6 +146,9 @@ class StacApiSettings(DriverSettings):
     sas_url: str | None = None
     sas_host_suffixes: tuple[str, ...] = (AZURE_BLOB_HOST_SUFFIX,)
     sas_refresh_margin_s: float = DEFAULT_SAS_REFRESH_MARGIN_S
+    max_items: int | None = Field(default=None, ge=1)
+    """The most items the server lists for one search (it gives no next link past them);
+    None: no cap known besides ``max_pages``. A search matching more is split."""
 
     @field_validator("mgrs_query_style", mode="before")
     @classmethod
@@ -215,6 +221,8 @@ class UsgsM2MSettings(DriverSettings):
     label_prefix: str = "collection-builder"
     product_name: str | None = None
     describe_downloads: bool = True
+    max_results: int = Field(default=M2M_MAX_RESULTS, ge=1)
+    """The most scenes M2M lists for one search; a search matching more is split."""
 
     @field_validator("max_attempts")
     @classmethod

@@ -9,7 +9,11 @@ Protocol: every call is ``POST {url}/<endpoint>`` with a JSON body; answers are
   key (``AUTH_KEY_INVALID``) is renewed once by logging in again.
 - ``scene-search`` ``{"datasetName", "sceneFilter": {"spatialFilter": mbr|geojson,
   "acquisitionFilter": {"start", "end"}, "cloudCoverFilter": {"min", "max"}, "metadataFilter"},
-  "startingNumber", "maxResults"}``, paged until ``totalHits``. WRS-2 ``tiles`` become a metadata
+  "startingNumber", "maxResults"}``, paged until ``totalHits`` (``nextRecord`` is the next
+  ``startingNumber``). M2M lists at most 50,000 scenes of one search (``max_results``) and
+  searches at the date level, ignoring times: a search whose first page counts more
+  ``totalHits`` than it can list (or than ``max_pages`` pages hold) is split between days, then
+  by area (``include.collectors.split``), and merged. WRS-2 ``tiles`` become a metadata
   filter on the dataset's "WRS Path" and "WRS Row" fields, whose filter ids come from
   ``dataset-filters``. ``scenes`` (ids) are looked up one by one with ``scene-metadata``.
 - ``download-options`` ``{"datasetName", "entityIds"}`` lists products per scene; the Landsat
@@ -40,15 +44,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
 from include.collectors.base import (
     Availability,
-    CatalogDriver,
     Credentials,
     DownloadedFile,
     Scene,
@@ -65,6 +68,7 @@ from include.collectors.http import (
 from include.collectors.registry import register
 from include.collectors.scene_ids import SceneIdentity, parse_scene_id, parse_wrs2_pathrow
 from include.collectors.settings import UsgsM2MSettings
+from include.collectors.split import SplitSearchDriver, WindowTooLargeError, by_time
 from include.common.errors import (
     CollectionBuilderError,
     FieldProblem,
@@ -308,7 +312,7 @@ def _spatial_filter(query: SearchQuery) -> dict[str, Any] | None:
 
 
 @register("usgs")
-class UsgsM2MDriver(CatalogDriver):
+class UsgsM2MDriver(SplitSearchDriver):
     """Search and download Landsat scenes through USGS M2M (see the module docstring).
 
     Options (from ``config/catalogs.yaml`` through ``make_driver``): ``catalog``, ``conn_id``
@@ -318,9 +322,14 @@ class UsgsM2MDriver(CatalogDriver):
     ``prepare_wait_s`` (how long ``download`` polls a download being staged before raising
     ``SceneOfflineError``, 120), ``poll_interval_s`` (10), ``product_name`` (download option to
     take instead of the Product Bundle), ``label_prefix`` (download request labels,
-    ``collection-builder``), ``max_pages`` (1000) and ``describe_downloads`` (look up size and
-    availability of every found scene with ``download-options``, default true).
+    ``collection-builder``), ``max_pages`` (1000), ``max_results`` (the most scenes M2M lists
+    for one search, 50,000), ``search_workers`` (windows of a split search at once, 2) and
+    ``describe_downloads`` (look up size and availability of every found scene with
+    ``download-options``, default true).
     """
+
+    search_time_step: ClassVar[timedelta | None] = timedelta(days=1)
+    """M2M searches acquisition dates, not times: a split cuts between days."""
 
     def __init__(
         self,
@@ -353,6 +362,7 @@ class UsgsM2MDriver(CatalogDriver):
         self.label_prefix = settings.label_prefix
         self.product_name = settings.product_name
         self.describe_downloads = settings.describe_downloads
+        self.max_results = settings.max_results
         self.sleep: Callable[[float], None] = time.sleep
         self._client: httpx.Client | None = None
         self._lock = threading.RLock()
@@ -645,8 +655,22 @@ class UsgsM2MDriver(CatalogDriver):
             }
         return scene_filter
 
-    def _pages(self, dataset: str, scene_filter: Mapping[str, Any]) -> Iterator[list[Any]]:
-        starting = 1
+    def _pages(
+        self, dataset: str, scene_filter: Mapping[str, Any], *, whole: bool
+    ) -> Iterator[list[Any]]:
+        """Yield the records of every page of one ``scene-search``, paged by ``startingNumber``.
+
+        M2M lists at most ``max_results`` (50,000) scenes of one search, and this driver reads
+        at most ``max_pages`` pages. ``whole``: the search must list everything it matches, so
+        a first page whose ``totalHits`` passes that fails at once.
+
+        Raises:
+            WindowTooLargeError: ``totalHits`` passes the limit (``whole``), the pages ran out,
+                or the server stopped listing before an exact ``totalHits`` (at its cap).
+            ProviderError: the answer is not a search result.
+        """
+        limit = min(self.max_results, self.page_size * self.max_pages)
+        starting, listed, total = 1, 0, 0
         for page in range(1, self.max_pages + 1):
             data = self._call(
                 "scene-search",
@@ -663,23 +687,21 @@ class UsgsM2MDriver(CatalogDriver):
                     f"{self.catalog} scene-search: the answer's data is not an object; check "
                     "that catalog_args.url points to the M2M JSON API root"
                 )
-            results = [r for r in data.get("results") or () if isinstance(r, Mapping)]
-            yield results
             total = int(data.get("totalHits") or 0)
+            if page == 1 and whole and total > limit:
+                raise WindowTooLargeError(limit, total)
+            results = [r for r in data.get("results") or () if isinstance(r, Mapping)]
+            listed += len(results)
+            yield results
             returned = int(data.get("recordsReturned") or len(results))
             next_record = int(data.get("nextRecord") or 0)
             if not results or starting + returned > total or next_record <= starting:
+                if listed < total and data.get("totalHitsAccuracy") != "approximate":
+                    raise WindowTooLargeError(listed, total)  # the server stopped at its cap
                 return
             starting = next_record
             log.debug("m2m.next_page catalog=%s page=%d starting=%d", self.catalog, page, starting)
-        raise InvalidInputError(
-            FieldProblem(
-                "start,end",
-                f"catalog {self.catalog!r} has more than {self.max_pages} pages of results",
-                "narrow the area or the period (or raise options.max_pages in "
-                "config/catalogs.yaml)",
-            )
-        )
+        raise WindowTooLargeError(limit, total)
 
     def _scene_or_none(self, record: Mapping[str, Any], dataset: str) -> Scene | None:
         try:
@@ -755,43 +777,50 @@ class UsgsM2MDriver(CatalogDriver):
             scenes.append(scene)
         return scenes
 
-    def search(self, query: SearchQuery) -> list[Scene]:
-        """Return every scene matching ``query``, sorted by datetime then scene id.
+    def search_window(self, query: SearchQuery) -> list[Scene]:
+        """Return the scenes of one window (``SplitSearchDriver``), described when configured.
 
         Raises:
-            InvalidInputError: empty or unknown dataset, MGRS tiles, non-Landsat scene ids, or
-                too many pages of results.
+            WindowTooLargeError: the window passes M2M's ``max_results`` or ``max_pages``.
+            InvalidInputError: empty or unknown dataset, MGRS tiles.
             ProviderError: refused credentials or other API errors.
             ProviderUnavailableError, RateLimitedError: after the in-task retries.
         """
         dataset = self.dataset_name(query.dataset)
-        found: dict[str, Scene] = {}
         tiles = self._tiles(query)
-        if query.scene_ids:
-            for scene in self._by_ids(dataset, query.scene_ids):
-                found.setdefault(scene.scene_id, scene)
-        else:
-            base = self._scene_filter(query)
-            filters = (
-                [{**base, "metadataFilter": self._tile_filter(dataset, t)} for t in tiles]
-                if tiles
-                else [base]
-            )
-            for scene_filter in filters:
-                for records in self._pages(dataset, scene_filter):
-                    for record in records:
-                        mapped = self._scene_or_none(record, dataset)
-                        if mapped is not None and self._keep(mapped, query, set(tiles)):
-                            found.setdefault(mapped.scene_id, mapped)
-                    if query.limit is not None and len(found) >= query.limit:
-                        break
-        scenes = sorted(found.values(), key=lambda scene: (scene.datetime, scene.scene_id))
-        if query.limit is not None:
-            scenes = scenes[: query.limit]
-        if self.describe_downloads and scenes:
-            scenes = self._describe(dataset, scenes)
-        log.info("search.done catalog=%s dataset=%s scenes=%d", self.catalog, dataset, len(scenes))
-        return scenes
+        base = self._scene_filter(query)
+        filters = (
+            [{**base, "metadataFilter": self._tile_filter(dataset, t)} for t in tiles]
+            if tiles
+            else [base]
+        )
+        found: dict[str, Scene] = {}
+        for scene_filter in filters:
+            for records in self._pages(dataset, scene_filter, whole=query.limit is None):
+                for record in records:
+                    mapped = self._scene_or_none(record, dataset)
+                    if mapped is not None and self._keep(mapped, query, set(tiles)):
+                        found.setdefault(mapped.scene_id, mapped)
+                if query.limit is not None and len(found) >= query.limit:
+                    break
+        return self._described(dataset, by_time(list(found.values()))[: query.limit])
+
+    def search_direct(self, query: SearchQuery) -> list[Scene]:
+        """Return the scenes of a search by ids (``scene-metadata``) or with a ``limit``.
+
+        Raises:
+            InvalidInputError: non-Landsat scene ids, and as ``search_window``.
+            ProviderError, ProviderUnavailableError, RateLimitedError: as ``search_window``.
+        """
+        if not query.scene_ids:
+            return self.search_window(query)
+        dataset = self.dataset_name(query.dataset)
+        self._tiles(query)
+        found = {scene.scene_id: scene for scene in self._by_ids(dataset, query.scene_ids)}
+        return self._described(dataset, list(found.values()))
+
+    def _described(self, dataset: str, scenes: list[Scene]) -> list[Scene]:
+        return self._describe(dataset, scenes) if self.describe_downloads and scenes else scenes
 
     def _download_options(self, dataset: str, entity_ids: Sequence[str]) -> dict[str, list[Any]]:
         data = self._call(

@@ -2,7 +2,9 @@
 
 It speaks the protocol the driver uses: ``login-token``, ``logout``, ``dataset-filters``,
 ``scene-search`` (mbr/geojson spatial filter, acquisition dates, cloud cover, WRS path/row
-metadata filter, ``startingNumber``/``maxResults`` paging), ``scene-metadata``,
+metadata filter, ``startingNumber``/``maxResults`` paging; like M2M it lists no more than
+``max_results`` scenes of one search, 50,000, while ``totalHits`` counts them all, and compares
+acquisition dates only), ``scene-metadata``,
 ``download-options``, ``download-request``, ``download-retrieve`` (a download is *preparing* for
 ``prepare_polls`` retrieves, then *available*) and the file itself (with Range support).
 
@@ -33,6 +35,8 @@ from typing import Any
 from tests.helpers.http_server import LocalHttpServer, Reply, Request, serve_bytes
 
 API_PATH = "/api/api/json/stable"
+MAX_RESULTS = 50_000
+"""M2M's reference: "a 50,000 scene limit for the number of results that are returned"."""
 USERNAME = "eros-user"
 APP_TOKEN = "m2m-application-token-0123456789"  # noqa: S105 - a test token
 
@@ -227,6 +231,8 @@ class M2MServer:
     realdata: Path
     scenes: list[M2MScene] = field(default_factory=list)
     http: LocalHttpServer = field(default_factory=LocalHttpServer)
+    max_results: int = MAX_RESULTS
+    """The most scenes one scene-search lists (``totalHits`` still counts every match)."""
 
     def __post_init__(self) -> None:
         kapadia = self.realdata / "kapadia-usgs"
@@ -490,14 +496,17 @@ class M2MServer:
             if verdict:
                 matched.append(scene)
         starting = int(payload.get("startingNumber") or 1)
-        size = int(payload.get("maxResults") or 100)
-        page = matched[starting - 1 : starting - 1 + size]
+        size = min(int(payload.get("maxResults") or 100), self.max_results)
+        listable = matched[: self.max_results]  # M2M lists no scene past its result limit
+        page = listable[starting - 1 : starting - 1 + size]
         full = payload.get("metadataType") == "full"
         data = copy.deepcopy(self.search_template["data"])
         data.update(
             results=[self.record(scene, full=full) for scene in page],
             recordsReturned=len(page),
             totalHits=len(matched),
+            # M2M counts a search without a sceneFilter from a daily cache
+            totalHitsAccuracy="exact" if scene_filter else "approximate",
             startingNumber=starting,
             nextRecord=min(starting + len(page), len(matched)),
         )
