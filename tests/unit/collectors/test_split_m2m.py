@@ -52,7 +52,9 @@ def _fill(server: M2MServer, *, yearly: int, busy: int, reprocessed: int) -> set
         if index < reprocessed:  # an older processing of the same acquisition
             scenes.append(_scene(acquired, 10 + slot, 1 + day % 19, processed="20250105"))
     for index in range(busy):  # one day with more scenes than one search lists: split by area
-        scenes.append(_scene(BUSY_DAY + timedelta(seconds=index), 100 + index // 20, 1 + index % 20))
+        scenes.append(
+            _scene(BUSY_DAY + timedelta(seconds=index), 100 + index // 20, 1 + index % 20)
+        )
     for scene in scenes:
         server.scenes.append(scene)
         if "_20250105_" not in scene.display_id:
@@ -108,8 +110,7 @@ def test_m2m_year_past_max_results_returns_every_scene_once(m2m: M2MServer) -> N
     assert ids == [s.scene_id for s in sorted(scenes, key=lambda s: (s.datetime, s.scene_id))]
     assert max(_starting_numbers(m2m)) <= CAP  # never asked past what M2M lists
     days = {
-        (r.json()["sceneFilter"]["acquisitionFilter"]["start"],)
-        for r in m2m.calls("scene-search")
+        (r.json()["sceneFilter"]["acquisitionFilter"]["start"],) for r in m2m.calls("scene-search")
     }
     assert len(days) > 8  # split by time (whole days), and the busy day by area too
     areas = {
