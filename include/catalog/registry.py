@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any
 
 from include.catalog.base import CatalogBackend
 from include.common.errors import FieldProblem, InvalidInputError
 from include.common.registry import Registry, import_modules
 from include.common.storage import catalog_root
-
-B = TypeVar("B", bound=type[CatalogBackend])
 
 BACKENDS: Registry[CatalogBackend] = Registry(
     "catalog backend", field="catalog_backend", event="catalog_backend"
@@ -31,34 +28,14 @@ BACKEND_ENV = "COLLECTION_BUILDER_CATALOG_BACKEND"
 """Which backend ``default_backend`` builds: ``static`` (default) or ``pgstac``."""
 
 
-def register(name: str, *, aliases: Iterable[str] = ()) -> Callable[[B], B]:
-    """Register a ``CatalogBackend`` subclass under ``name`` (and ``aliases``), case-insensitive.
-
-    Args:
-        name: the registry key, e.g. ``static`` or ``pgstac``.
-        aliases: other names resolving to the same class (a warning is logged when used).
-
-    Returns:
-        A class decorator returning the class unchanged.
-
-    Raises:
-        ValueError: when the name or an alias is already taken by another class.
-    """
-    return BACKENDS.register(name, aliases=aliases)
-
-
-def registered_names() -> list[str]:
-    """Return the registered backend names (without aliases), sorted."""
-    return BACKENDS.names()
-
-
-def backend_class(name: str) -> type[CatalogBackend]:
-    """Return the backend class registered as ``name`` or one of its aliases.
-
-    Raises:
-        InvalidInputError: when no backend has that name; the message lists the known names.
-    """
-    return BACKENDS.get(name)
+register = BACKENDS.register
+"""``@register(name, aliases=(...))``: register a ``CatalogBackend`` subclass (case-insensitive
+key; ``ValueError`` when the name or an alias is taken by another class)."""
+registered_names = BACKENDS.names
+"""Return the registered backend names (without aliases), sorted."""
+backend_class = BACKENDS.get
+"""Return the class registered as a name or alias (any case); ``InvalidInputError`` listing the
+known names when none is."""
 
 
 def make_backend(name: str = DEFAULT_BACKEND, **settings: Any) -> CatalogBackend:

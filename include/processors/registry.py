@@ -7,13 +7,8 @@ importing this module is enough to see every built-in processor.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import TypeVar
-
 from include.common.registry import Registry, import_modules
 from include.processors.base import Processor
-
-P = TypeVar("P", bound=type[Processor])
 
 PROCESSORS: Registry[Processor] = Registry("processor", field="processor", event="processor")
 """Every processor by registry key."""
@@ -34,40 +29,14 @@ BUILTIN_MODULES: tuple[str, ...] = (
 """Modules that register the built-in processors, imported at the bottom of this module."""
 
 
-def register(name: str, *, aliases: Iterable[str] = ()) -> Callable[[P], P]:
-    """Register a ``Processor`` subclass under ``name`` (and ``aliases``), case-insensitive.
-
-    Args:
-        name: the registry key, e.g. ``publish`` or ``sen2cor``.
-        aliases: other names that resolve to the same class (a warning is logged when used).
-
-    Returns:
-        A class decorator returning the class unchanged.
-
-    Raises:
-        ValueError: when the name or an alias is already taken by another class.
-    """
-    return PROCESSORS.register(name, aliases=aliases)
-
-
-def registered_names() -> list[str]:
-    """Return the registered processor names (without aliases), sorted."""
-    return PROCESSORS.names()
-
-
-def processor_class(name: str) -> type[Processor]:
-    """Return the processor class registered as ``name`` or one of its aliases.
-
-    Args:
-        name: a registry key or alias, any case.
-
-    Returns:
-        The registered ``Processor`` subclass.
-
-    Raises:
-        InvalidInputError: when no processor has that name; the message lists the known names.
-    """
-    return PROCESSORS.get(name)
+register = PROCESSORS.register
+"""``@register(name, aliases=(...))``: register a ``Processor`` subclass (case-insensitive key;
+``ValueError`` when the name or an alias is taken by another class)."""
+registered_names = PROCESSORS.names
+"""Return the registered processor names (without aliases), sorted."""
+processor_class = PROCESSORS.get
+"""Return the class registered as a name or alias (any case); ``InvalidInputError`` listing the
+known names when none is."""
 
 
 def make_processor(name: str) -> Processor:

@@ -9,49 +9,22 @@ those of ``qa-post``.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import ClassVar
 
-from include.processors.base import Processor, ProcessorInputs, ProcessorResult
-from include.processors.correction.common import options_for
-from include.processors.post.masks import FMASK
-from include.processors.post.qa import PostOptions, find_mask, post_process
-from include.processors.products.package import band_inputs
+from include.processors.post.masks import FMASK, MaskKind
+from include.processors.post.qa import QaPostProcessor
 from include.processors.registry import register
 
 FMASK_VERSION = "0.1.0"
 
 
 @register("fmask")
-class FmaskProcessor(Processor):
+class FmaskProcessor(QaPostProcessor):
     """Use the LaSRC/Fmask output (key ``FMASK``) as the scene's quality mask.
 
-    Idempotent: fixed output names, atomic writes; inputs are only read.
+    It runs as ``qa-post`` does but takes no other kind of mask. Idempotent: fixed output names, atomic writes; inputs are only read.
     """
 
     name: ClassVar[str] = "fmask"
     version: ClassVar[str] = FMASK_VERSION
-    task_type: ClassVar[str] = "post"
-
-    def run(self, inputs: ProcessorInputs) -> ProcessorResult:
-        """Resample the Fmask output onto the reflectance grid and recompute the cloud cover.
-
-        Raises:
-            InvalidInputError: no FMASK file (run lasrc with Fmask) or no reflectance band.
-            ProcessingError: GDAL failed.
-        """
-        inputs = replace(
-            inputs,
-            files=band_inputs(inputs.files, inputs.collection, inputs.scene.scene_id),
-        )
-        options = options_for(inputs, self.task_type, PostOptions, name=self.name)
-        key, path, kind = find_mask(inputs.files, options.mask_band, kinds=(FMASK,))
-        return post_process(
-            inputs,
-            options,
-            mask_key=key,
-            mask_path=path,
-            kind=kind,
-            processor=self.name,
-            version=self.version,
-        )
+    mask_kinds: ClassVar[tuple[MaskKind, ...]] = (FMASK,)

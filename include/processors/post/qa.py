@@ -367,6 +367,8 @@ class QaPostProcessor(Processor):
     name: ClassVar[str] = "qa-post"
     version: ClassVar[str] = QA_POST_VERSION
     task_type: ClassVar[str] = "post"
+    mask_kinds: ClassVar[tuple[MaskKind, ...]] = KINDS
+    """The kinds of quality mask this processor takes from its inputs."""
 
     def run(self, inputs: ProcessorInputs) -> ProcessorResult:
         """Resample the mask onto the reflectance grid and recompute the cloud cover.
@@ -380,7 +382,7 @@ class QaPostProcessor(Processor):
             files=band_inputs(inputs.files, inputs.collection, inputs.scene.scene_id),
         )
         options = options_for(inputs, self.task_type, PostOptions, name=self.name)
-        key, path, kind = find_mask(inputs.files, options.mask_band)
+        key, path, kind = find_mask(inputs.files, options.mask_band, kinds=self.mask_kinds)
         return post_process(
             inputs,
             options,
