@@ -45,6 +45,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.windows import Window
+from rasters import tiled_profile
 
 REPO = Path(__file__).resolve().parents[1]
 EPSG = 32723
@@ -57,22 +58,18 @@ WINDOW = 1024
 def make_band(path: Path, size: int, seed: int) -> None:
     """Write a structured int16 reflectance x 10000 band with a nodata wedge."""
     rng = np.random.default_rng(seed)
-    profile = {
-        "driver": "GTiff",
-        "width": size,
-        "height": size,
-        "count": 1,
-        "dtype": "int16",
-        "crs": f"EPSG:{EPSG}",
-        "transform": Affine(10.0, 0.0, TILE_ORIGIN[0], 0.0, -10.0, TILE_ORIGIN[1]),
-        "nodata": -9999,
-        "tiled": True,
-        "blockxsize": 256,
-        "blockysize": 256,
-        "compress": "DEFLATE",
-        "predictor": 2,
-        "BIGTIFF": "IF_SAFER",
-    }
+    profile = tiled_profile(
+        size,
+        size,
+        dtype="int16",
+        crs=f"EPSG:{EPSG}",
+        transform=Affine(10.0, 0.0, TILE_ORIGIN[0], 0.0, -10.0, TILE_ORIGIN[1]),
+        nodata=-9999,
+        block=256,
+        compress="DEFLATE",
+        predictor=2,
+        BIGTIFF="IF_SAFER",
+    )
     coarse = rng.uniform(200, 4500, (size // 256 + 2, size // 256 + 2)).astype(np.float32)
     with rasterio.open(path, "w", **profile) as dst:
         dst.scales = (1e-4,)
@@ -157,43 +154,44 @@ def make_tile_metadata(path: Path) -> None:
 # --------------------------------------------------------------------------- children
 
 
+def _numpy_pass(src_path: Path, dest: Path, **creation: Any) -> None:
+    """Read ``src_path`` window by window, multiply by a float32 array, write int16 tiles."""
+    factor = np.float32(1.05)
+    with rasterio.open(src_path) as src:
+        profile = tiled_profile(
+            src.width,
+            src.height,
+            dtype="int16",
+            crs=src.crs,
+            transform=src.transform,
+            nodata=-9999,
+            BIGTIFF="IF_SAFER",
+            **creation,
+        )
+        with rasterio.open(dest, "w", **profile) as dst:
+            for row in range(0, src.height, WINDOW):
+                for col in range(0, src.width, WINDOW):
+                    window = Window(
+                        col, row, min(WINDOW, src.width - col), min(WINDOW, src.height - row)
+                    )
+                    data = src.read(1, window=window)
+                    factors = np.full(data.shape, factor, dtype=np.float32)
+                    dst.write((data * factors).astype(np.int16), 1, window=window)
+
+
 def child_numpy(workdir: Path, bands: tuple[str, ...], workers: int | None) -> dict[str, Any]:
     """Read, multiply, write each band window by window (the baseline)."""
-    factor = np.float32(1.05)
     out_dir = workdir / "numpy"
     out_dir.mkdir(exist_ok=True)
     with rasterio.Env(GDAL_CACHEMAX=256):
         for band in bands:
-            with rasterio.open(workdir / "input" / f"{band}.tif") as src:
-                profile = {
-                    "driver": "GTiff",
-                    "dtype": "int16",
-                    "count": 1,
-                    "width": src.width,
-                    "height": src.height,
-                    "crs": src.crs,
-                    "transform": src.transform,
-                    "nodata": -9999,
-                    "tiled": True,
-                    "blockxsize": 512,
-                    "blockysize": 512,
-                    "compress": "DEFLATE",
-                    "predictor": 2,
-                    "NUM_THREADS": "ALL_CPUS",
-                    "BIGTIFF": "IF_SAFER",
-                }
-                with rasterio.open(out_dir / f"{band}.tif", "w", **profile) as dst:
-                    for row in range(0, src.height, WINDOW):
-                        for col in range(0, src.width, WINDOW):
-                            window = Window(
-                                col,
-                                row,
-                                min(WINDOW, src.width - col),
-                                min(WINDOW, src.height - row),
-                            )
-                            data = src.read(1, window=window)
-                            factors = np.full(data.shape, factor, dtype=np.float32)
-                            dst.write((data * factors).astype(np.int16), 1, window=window)
+            _numpy_pass(
+                workdir / "input" / f"{band}.tif",
+                out_dir / f"{band}.tif",
+                compress="DEFLATE",
+                predictor=2,
+                NUM_THREADS="ALL_CPUS",
+            )
     return {}
 
 
@@ -201,39 +199,12 @@ def child_numpy_cog(workdir: Path, bands: tuple[str, ...], workers: int | None) 
     """The same numpy pass, written as our outputs are: raw tiled GeoTIFF, then ``write_cog``."""
     from include.processors.publish.cog import CogOptions, write_cog
 
-    factor = np.float32(1.05)
     out_dir = workdir / "numpy_cog"
     out_dir.mkdir(exist_ok=True)
     with rasterio.Env(GDAL_CACHEMAX=256):
         for band in bands:
             raw = out_dir / f".{band}.raw.tif"
-            with rasterio.open(workdir / "input" / f"{band}.tif") as src:
-                profile = {
-                    "driver": "GTiff",
-                    "dtype": "int16",
-                    "count": 1,
-                    "width": src.width,
-                    "height": src.height,
-                    "crs": src.crs,
-                    "transform": src.transform,
-                    "nodata": -9999,
-                    "tiled": True,
-                    "blockxsize": 512,
-                    "blockysize": 512,
-                    "BIGTIFF": "IF_SAFER",
-                }
-                with rasterio.open(raw, "w", **profile) as dst:
-                    for row in range(0, src.height, WINDOW):
-                        for col in range(0, src.width, WINDOW):
-                            window = Window(
-                                col,
-                                row,
-                                min(WINDOW, src.width - col),
-                                min(WINDOW, src.height - row),
-                            )
-                            data = src.read(1, window=window)
-                            factors = np.full(data.shape, factor, dtype=np.float32)
-                            dst.write((data * factors).astype(np.int16), 1, window=window)
+            _numpy_pass(workdir / "input" / f"{band}.tif", raw)
             write_cog(raw, out_dir / f"{band}.tif", nodata=-9999, options=CogOptions(), scale=1e-4)
             raw.unlink()
     return {}

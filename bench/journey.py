@@ -333,6 +333,7 @@ def instrument(ledger: Ledger) -> None:
     import rasterio.io
     import rasterio.vrt
 
+    import include.processors.correction.common as correction
     import include.processors.correction.toa as toa
     import include.processors.harmonization.processor as nbar
     import include.processors.publish.cog as cog
@@ -351,7 +352,7 @@ def instrument(ledger: Ledger) -> None:
     for processor in (toa.ToaProcessor, nbar.NbarProcessor, publish.PublishProcessor):
         _wrap(ledger, processor, "run", "compute")
     _wrap(ledger, nbar, "harmonize_band", "compute", "harmonize_band (window loop, tiled GTiff)")
-    _wrap(ledger, toa, "convert_linear", None, "convert_linear (JP2 -> deflate GTiff)")
+    _wrap(ledger, correction, "convert_linear", None, "convert_linear (JP2 -> deflate GTiff)")
     _wrap(ledger, publish, "write_cog", None, "publish band write_cog (-> COG)")
     _wrap(ledger, publish, "write_indices", None, "publish write_indices (7 index COGs)")
     _wrap(ledger, publish, "write_quicklook", None, "publish write_quicklook")

@@ -30,6 +30,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.windows import Window
+from rasters import tiled_profile
 
 from include.processors.publish.cog import CogOptions, validate_cog, write_cog
 
@@ -37,21 +38,16 @@ from include.processors.publish.cog import CogOptions, validate_cog, write_cog
 def make_source(path: Path, size: int) -> None:
     """Write a structured uint16 band of ``size`` x ``size`` as a tiled, deflated GeoTIFF."""
     rng = np.random.default_rng(42)
-    profile = {
-        "driver": "GTiff",
-        "width": size,
-        "height": size,
-        "count": 1,
-        "dtype": "uint16",
-        "crs": "EPSG:32723",
-        "transform": Affine(10, 0, 399960, 0, -10, 8700040),
-        "nodata": 0,
-        "tiled": True,
-        "blockxsize": 512,
-        "blockysize": 512,
-        "compress": "DEFLATE",
-        "predictor": 2,
-    }
+    profile = tiled_profile(
+        size,
+        size,
+        dtype="uint16",
+        crs="EPSG:32723",
+        transform=Affine(10, 0, 399960, 0, -10, 8700040),
+        nodata=0,
+        compress="DEFLATE",
+        predictor=2,
+    )
     coarse = rng.uniform(300, 4000, (size // 256 + 2, size // 256 + 2)).astype(np.float32)
     with rasterio.open(path, "w", **profile) as dst:
         for row in range(0, size, 1024):
