@@ -8,6 +8,11 @@ POST of its ``body`` (merged into the previous body when ``merge`` is true), wit
 Every filter is applied again on the client (an item dated by an interval only matches a period
 its interval meets), so the result is right whatever extensions the server honours.
 
+Limits: the driver reads at most ``max_pages`` pages of one search, and a server may list no
+further than ``max_items`` (it then gives no next link). A search whose first page says it matched
+more (``numberMatched``, or ``context.matched``) than that, or that runs out of pages, or that
+stops at ``max_items``, is split by time, then by area (``include.collectors.split``) and merged.
+
 Scene ids: a search by ids sends them as STAC item ids; ids not found that way (ESA product names
 such as ``S2A_MSIL2A_..._N0509_..._T13TDE_...`` are not Earth Search item ids) are looked up one by
 one with ``query: {"s2:product_uri": {"eq": "<id>.SAFE"}}`` (legacy Landsat scene ids such as
@@ -60,7 +65,6 @@ import httpx
 
 from include.collectors.base import (
     Asset,
-    CatalogDriver,
     Credentials,
     DownloadedFile,
     Scene,
@@ -76,6 +80,7 @@ from include.collectors.http import (
 )
 from include.collectors.scene_ids import is_mgrs_tile, parse_wrs2_pathrow
 from include.collectors.settings import StacApiSettings
+from include.collectors.split import SplitSearchDriver, WindowTooLargeError
 from include.collectors.timestamps import parse_utc_timestamp
 from include.common.errors import (
     FieldProblem,
@@ -442,6 +447,18 @@ def _tile_queries(tile: str, *, grid: bool = False) -> list[tuple[str, dict[str,
     ]
 
 
+def _matched(page: Mapping[str, Any]) -> int | None:
+    """Return how many items a search page says the search matched, when it says."""
+    context = page.get("context")
+    for value in (
+        page.get("numberMatched"),
+        context.get("matched") if isinstance(context, Mapping) else None,
+    ):
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None
+
+
 def _get_params(body: Mapping[str, Any]) -> dict[str, str]:
     """Return ``body`` as GET ``/search`` query parameters (STAC API item search, GET form)."""
     params: dict[str, str] = {}
@@ -459,13 +476,15 @@ def _get_params(body: Mapping[str, Any]) -> dict[str, str]:
 # The driver
 
 
-class StacApiDriver(CatalogDriver):
+class StacApiDriver(SplitSearchDriver):
     """Search and download through a STAC API (item search, query extension, next links).
 
     Options (from ``config/catalogs.yaml`` through ``make_driver``): ``catalog`` (the configured
     name), ``datasets`` (conf dataset name -> STAC collection id), ``page_size``, ``timeout_s``,
     ``verify_tls`` (True, False or a CA bundle path), ``max_connections`` (parallel asset
-    downloads and pooled connections), ``max_pages`` (safety cap, default 1000),
+    downloads and pooled connections), ``max_pages`` (pages read of one search, default 1000),
+    ``max_items`` (the most items the server lists for one search, if it caps them),
+    ``search_workers`` (windows of a split search at once, 2),
     ``mgrs_query_style`` (``s2`` for ``s2:mgrs_tile``, ``mgrs`` for Earth Search's
     ``mgrs:*`` triple; unset: try both and keep the one that works; ``grid`` for
     ``grid:code`` alone, as CDSE's STAC 1.1 items need), ``sign_assets``
@@ -502,6 +521,7 @@ class StacApiDriver(CatalogDriver):
         self.settings = self.settings_model.from_options(self.options, catalog=self.name)
         settings = self.settings
         self.adopt_common_settings(settings)
+        self.max_items = settings.max_items
         self.datasets = dict(settings.datasets)
         self._datasets_lower = settings.datasets_by_lower_name()
         self._platforms_lower = {
@@ -630,13 +650,22 @@ class StacApiDriver(CatalogDriver):
             )
         return self._datasets_lower.get(dataset.strip().lower(), dataset.strip())
 
-    def _pages(self, body: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+    def _pages(self, body: dict[str, Any], *, whole: bool) -> Iterator[list[dict[str, Any]]]:
         """Yield the feature lists of every page, following ``rel="next"`` links.
 
+        ``whole``: the search must list everything it matches, so a first page whose
+        ``numberMatched`` (or ``context.matched``) passes what ``max_pages`` pages (and
+        ``max_items``) hold fails at once.
+
         Raises:
-            InvalidInputError: when ``max_pages`` pages did not exhaust the results.
+            WindowTooLargeError: the matched count passes the limit (``whole``), ``max_pages``
+                pages did not exhaust the results, or the server stopped linking at
+                ``max_items`` (the rest cannot be listed); ``search`` then splits the query.
             ProviderError: when the server repeats a next link (a paging loop).
         """
+        limit = self.page_size * self.max_pages
+        if self.max_items is not None:
+            limit = min(limit, self.max_items)
         search_url = f"{self.base_url}/search"
         data: dict[str, Any] | None = None
         if not self._use_get:
@@ -646,25 +675,24 @@ class StacApiDriver(CatalogDriver):
                 self._use_get = True
         if data is None:
             data = self._request_json("GET", search_url, params=_get_params(body)) or {}
+        matched = _matched(data)
+        if whole and matched is not None and matched > limit:
+            raise WindowTooLargeError(limit, matched)
         previous_body: dict[str, Any] = body
         seen: set[str] = set()
-        pages = 0
+        pages = listed = 0
         while True:
             pages += 1
             features = [f for f in data.get("features") or () if isinstance(f, dict)]
+            listed += len(features)
             yield features
             next_link = _link(data, "next")
             if not features or next_link is None:
+                if self.max_items is not None and listed >= self.max_items:
+                    raise WindowTooLargeError(self.max_items, matched)
                 return
             if pages >= self.max_pages:
-                raise InvalidInputError(
-                    FieldProblem(
-                        "start,end",
-                        f"catalog {self.catalog!r} has more than {pages} pages of results",
-                        "narrow the area or the period (or raise options.max_pages of this "
-                        "catalog in config/catalogs.yaml)",
-                    )
-                )
+                raise WindowTooLargeError(listed, matched)
             method = str(next_link.get("method") or "GET").upper()
             href = str(next_link["href"])
             link_headers = next_link.get("headers")  # "must be included in the next request"
@@ -727,7 +755,7 @@ class StacApiDriver(CatalogDriver):
         """Run one paged search, adding kept scenes to ``found``; return the items seen."""
         seen = 0
         platforms = self.platforms(query.dataset)
-        for features in self._pages(body):
+        for features in self._pages(body, whole=query.limit is None):
             for item in features:
                 seen += 1
                 scene = self._scene_or_none(item, query.dataset)
@@ -788,11 +816,12 @@ class StacApiDriver(CatalogDriver):
             raise InvalidInputError(problems)
         return tiles
 
-    def search(self, query: SearchQuery) -> list[Scene]:
-        """Return every scene matching ``query``, sorted by datetime then scene id.
+    def search_window(self, query: SearchQuery) -> list[Scene]:
+        """Return the scenes of one window (``SplitSearchDriver``).
 
         Raises:
-            InvalidInputError: empty dataset, a malformed tile, or too many pages of results.
+            WindowTooLargeError: the window passes ``max_pages`` or ``max_items``.
+            InvalidInputError: empty dataset, a malformed tile.
             ProviderUnavailableError: 5xx, timeouts, dropped connections.
             RateLimitedError: HTTP 429.
             ProviderError: other 4xx (with the server's description), broken paging.
@@ -801,20 +830,27 @@ class StacApiDriver(CatalogDriver):
         tiles = self._tiles(query)
         base = self._base_body(query, collection)
         found: dict[str, Scene] = {}
-        if query.scene_ids:
-            self._search_ids(query, base, collection, found)
-        elif tiles:
+        if tiles:
             for tile in tiles:
                 self._search_tile(query, base, collection, tile, found)
         else:
             self._collect(base, query, collection, found)
-        scenes = sorted(found.values(), key=lambda scene: (scene.datetime, scene.scene_id))
-        if query.limit is not None:
-            scenes = scenes[: query.limit]
-        log.info(
-            "search.done catalog=%s collection=%s scenes=%d", self.catalog, collection, len(scenes)
-        )
-        return scenes
+        return list(found.values())
+
+    def search_direct(self, query: SearchQuery) -> list[Scene]:
+        """Return the scenes of a search by scene ids or with a ``limit``.
+
+        Raises:
+            WindowTooLargeError, InvalidInputError, ProviderError, TransientError: as
+                ``search_window``.
+        """
+        if not query.scene_ids:
+            return self.search_window(query)
+        collection = self.collection_id(query.dataset)
+        self._tiles(query)
+        found: dict[str, Scene] = {}
+        self._search_ids(query, self._base_body(query, collection), collection, found)
+        return list(found.values())
 
     def _search_ids(
         self, query: SearchQuery, base: dict[str, Any], collection: str, found: dict[str, Scene]

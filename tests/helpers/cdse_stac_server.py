@@ -21,7 +21,9 @@ Endpoints (as ``https://stac.dataspace.copernicus.eu/v1`` has them):
   lt lte gt gte in startsWith endsWith contains``; an item without the property never matches,
   as in pgstac) and ``token``. Items come newest first (pgstac's default sort). A page that is
   not the last has a ``rel="next"`` link: for POST, ``method: POST`` and the request body plus
-  ``token: "next:<offset>"``; for GET, the same query string with ``token``. Malformed requests
+  ``token: "next:<offset>"``; for GET, the same query string with ``token``. ``max_items`` (if
+  set) caps what one search lists: no next link past it, while ``numberMatched`` (left out when
+  ``count_matched`` is false) still counts every match. Malformed requests
   answer 400 ``{"code": "RequestValidationError", "description": ...}``.
 - Faults: ``fail("search", ...)`` (inherited) answers the next searches with an error.
 
@@ -353,6 +355,11 @@ class CdseStacServer(CdseServer):
         """Item id -> item, in the order added."""
         self.issued_tokens: list[str] = []
         """Every access and refresh token the identity service issued (to look for in logs)."""
+        self.max_items: int | None = None
+        """The most items one search lists (no next link past them), as a server whose
+        listing stops at a window (an index's result window) does; None: no cap."""
+        self.count_matched = True
+        """Whether pages say ``numberMatched`` (a server without counts leaves it out)."""
 
     def __enter__(self) -> CdseStacServer:
         return self
@@ -536,11 +543,12 @@ class CdseStacServer(CdseServer):
             items = list(self.items.values())
         matched = [item for item in items if all(test(item) for test in tests)]
         matched.sort(key=lambda item: (item["properties"]["datetime"], item["id"]), reverse=True)
-        page = matched[offset : offset + limit]
+        listable = matched[: self.max_items] if self.max_items is not None else matched
+        page = listable[offset : offset + limit]
         links: list[dict[str, Any]] = [
             {"rel": "root", "type": "application/json", "href": self.stac_url},
         ]
-        if offset + limit < len(matched):
+        if offset + limit < len(listable):
             following = f"next:{offset + limit}"
             if request.method == "POST":
                 links.append(
@@ -563,13 +571,14 @@ class CdseStacServer(CdseServer):
                         "href": f"{self.stac_url}/search?{urlencode(query)}",
                     }
                 )
-        document = {
+        document: dict[str, Any] = {
             "type": "FeatureCollection",
             "features": page,
             "links": links,
-            "numberMatched": len(matched),
             "numberReturned": len(page),
         }
+        if self.count_matched:
+            document["numberMatched"] = len(matched)
         return _json(document, content_type="application/geo+json")
 
     @staticmethod

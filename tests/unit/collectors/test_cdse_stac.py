@@ -298,16 +298,32 @@ def test_cdse_stac_search_post_refused_pages_through_get(
     assert methods == [("POST", False), ("GET", False), ("GET", True)]
 
 
-def test_cdse_stac_search_page_cap_raises_invalid_input(
+def test_cdse_stac_search_past_the_page_cap_is_split_by_time(
     server: CdseStacServer,
     make_stac_driver: Callable[..., CdseStacDriver],
 ) -> None:
+    names = []
     for day in range(1, 4):
         name = f"S2B_MSIL2A_202401{day:02d}T100329_N0510_R122_T33UUP_202401{day:02d}T114341"
         server.add_s2_item(name, product_zip(name), footprint=FOOTPRINT)
+        names.append(name)
+    driver = make_stac_driver(server, page_size=1, max_pages=2)
+    scenes = driver.search(SearchQuery(dataset="S2MSI2A"))
+    assert [scene.scene_id for scene in scenes] == names  # 3 items > 2 pages of 1: split
+    assert len(server.search_requests()) > 2
+
+
+def test_cdse_stac_search_one_instant_past_the_page_cap_is_refused_naming_max_pages(
+    server: CdseStacServer,
+    make_stac_driver: Callable[..., CdseStacDriver],
+) -> None:
+    for orbit in range(1, 4):  # one datatake: three products sensed at one instant
+        name = f"S2B_MSIL2A_20240101T100329_N0510_R{orbit:03d}_T33UUP_20240101T114341"
+        server.add_s2_item(name, product_zip(name), footprint=FOOTPRINT)
+    instant = datetime(2024, 1, 1, 10, 3, 29, tzinfo=UTC)
     driver = make_stac_driver(server, page_size=1, max_pages=2)
     with pytest.raises(InvalidInputError, match="max_pages"):
-        driver.search(SearchQuery(dataset="S2MSI2A"))
+        driver.search(SearchQuery(dataset="S2MSI2A", start=instant, end=instant))
 
 
 def test_cdse_stac_search_tiles_ask_grid_code_once_per_tile(
