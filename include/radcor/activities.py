@@ -92,6 +92,16 @@ history_table = sa.Table(
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
 )
 
+run_tags_table = sa.Table(
+    "radcor_run_tags",
+    metadata,
+    sa.Column("dag_id", sa.String(250), primary_key=True),
+    sa.Column("run_id", sa.String(250), primary_key=True),
+    sa.Column("tags", sa.Text, nullable=False),
+)
+"""The conf's ``tags`` of each run that has some (a JSON list); every activity of the run shows
+them, as the upstream kept ``tags`` on each activity."""
+
 scenes_table = sa.Table(
     "radcor_scenes",
     metadata,
@@ -165,6 +175,8 @@ class Activity:
     updated_at: datetime | None = None
     scene: SceneFacts | None = None
     """The scene's facts, when read through ``ActivityStore.query``."""
+    tags: tuple[str, ...] = ()
+    """The run's tags (the conf's ``tags``), when read through ``ActivityStore.query``."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-friendly dict."""
@@ -190,6 +202,7 @@ class Activity:
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "updated_at": self.updated_at.isoformat() if self.updated_at else None,
             "scene": self.scene.to_dict() if self.scene else None,
+            "tags": list(self.tags),
         }
 
 
@@ -491,6 +504,20 @@ class ActivityStore:
         except sa.exc.IntegrityError:  # another task of the same scene wrote it first
             return
 
+    def tag_run(self, dag_id: str, run_id: str, tags: Sequence[str]) -> None:
+        """Keep a run's tags (the conf's ``tags``); its activities are listed with them.
+
+        Idempotent: a later call (a task tried again) replaces the run's tags. No tags, no row.
+        """
+        table = run_tags_table
+        where = sa.and_(table.c.dag_id == dag_id, table.c.run_id == run_id)
+        with self.engine.begin() as conn:
+            conn.execute(table.delete().where(where))
+            if tags:
+                conn.execute(
+                    table.insert().values(dag_id=dag_id, run_id=run_id, tags=json.dumps(list(tags)))
+                )
+
     def query(self, query: ActivityQuery, *, limit: int = 100, offset: int = 0) -> ActivityPage:
         """Return the activities matching ``query``, newest change first, with scene facts.
 
@@ -506,7 +533,10 @@ class ActivityStore:
         same_scene = sa.and_(
             scenes.c.run_id == table.c.run_id, scenes.c.scene_id == table.c.scene_id
         )
-        joined = table.outerjoin(scenes, same_scene)
+        same_run = sa.and_(
+            run_tags_table.c.dag_id == table.c.dag_id, run_tags_table.c.run_id == table.c.run_id
+        )
+        joined = table.outerjoin(scenes, same_scene).outerjoin(run_tags_table, same_run)
         conditions = _conditions(query)
         select = (
             sa.select(
@@ -516,6 +546,7 @@ class ActivityStore:
                 scenes.c.cloud_pct.label("scene_cloud_pct"),
                 scenes.c.footprint.label("scene_footprint"),
                 scenes.c.catalog.label("scene_catalog"),
+                run_tags_table.c.tags.label("run_tags"),
             )
             .select_from(joined)
             .where(*conditions)
@@ -601,6 +632,7 @@ def _to_activity(row: sa.Row[Any], *, with_scene: bool = False) -> Activity:
         finished_at=data["finished_at"],
         updated_at=data["updated_at"],
         scene=_scene_facts(data) if with_scene else None,
+        tags=tuple(json.loads(data["run_tags"])) if with_scene and data["run_tags"] else (),
     )
 
 

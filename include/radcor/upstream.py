@@ -151,7 +151,7 @@ def upstream_activity(activity: Activity) -> dict[str, Any]:
         "activity_type": key.task_type,
         "sceneid": key.scene_id,
         "scene_type": "SCENE",
-        "tags": [],
+        "tags": list(activity.tags),
         "args": {"catalog": activity.catalog},
         "created": _iso(activity.started_at),
         "updated": _iso(activity.updated_at),

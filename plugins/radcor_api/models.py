@@ -105,6 +105,7 @@ class ActivityOut(BaseModel):
     finished_at: str | None = None
     updated_at: str | None = None
     scene: SceneOut | None = None
+    tags: list[str] = Field(default_factory=list, description="The run's conf tags")
     links: ActivityLinks = Field(default_factory=ActivityLinks)
 
 

@@ -164,6 +164,7 @@ def search(conf_dict: dict[str, Any]) -> list[dict[str, Any]]:
         raise AirflowFailException(f"{type(err).__name__}: {err}") from err
     except TooManyScenesError as err:
         raise AirflowFailException(f"search: {err}") from err
+    ActivityStore().tag_run(ti.dag_id, ti.run_id, conf.tags)  # listed with each activity
     _push_run_plan(ti, conf_dict, run_plan)
     push_step_skips(ti, conf)
     return run_plan.scene_refs

@@ -169,3 +169,18 @@ def test_parse_task_instance_reads_the_recorded_format(
 def test_parse_task_instance_malformed_raises_value_error(text: str) -> None:
     with pytest.raises(ValueError, match="task instance"):
         parse_task_instance(text)
+
+
+def test_query_lists_each_activity_with_its_run_tags_upstream_style(store: ActivityStore) -> None:
+    run_id = _fill(store)
+    untagged = _fill(store)
+    store.tag_run("radcor", run_id, ["bdc", "test"])
+    store.tag_run("radcor", run_id, ["bdc", "campaign-2020"])  # a retried search replaces them
+    store.tag_run("other_dag", run_id, ["not-this-dag"])
+    page = store.query(ActivityQuery(run_id=run_id))
+    assert page.total == 4
+    assert {a.tags for a in page.activities} == {("bdc", "campaign-2020")}
+    assert all(a.to_dict()["tags"] == ["bdc", "campaign-2020"] for a in page.activities)
+    assert all(a.tags == () for a in store.query(ActivityQuery(run_id=untagged)).activities)
+    store.tag_run("radcor", run_id, [])
+    assert all(a.tags == () for a in store.query(ActivityQuery(run_id=run_id)).activities)
