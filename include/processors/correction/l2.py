@@ -14,6 +14,8 @@ Each reflectance band is then encoded as the target collection declares (``Encod
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,98 +56,66 @@ def missing_s2_l2a_bands(product: Sentinel2Product, collection: CollectionConfig
     return missing
 
 
+@dataclass(frozen=True, slots=True)
+class QualityCopy:
+    """A band copied as the provider stores it (SCL, QA_PIXEL, surface temperature)."""
+
+    band: BandConfig
+    source: Path
+    nodata: float | None
+    scale_offset: tuple[float, float] | None = None
+    facts: Mapping[str, Any] | None = None
+    """The band's radiometry record, when it has one (surface temperature)."""
+
+
+BandJob = ReflectanceJob | QualityCopy
+"""One band of a Level-2 product to write, with the product's name for it (messages)."""
+
+
 def s2_l2a_jobs(
-    product: Sentinel2Product, collection: CollectionConfig
-) -> list[tuple[BandConfig, str]]:
-    """Return ``(collection band, product band)`` for every wanted band the L2A has.
+    product: Sentinel2Product, collection: CollectionConfig, *, processor: str
+) -> list[tuple[BandJob, str]]:
+    """Return the jobs (and product band names) of every wanted band the L2A has.
 
     Raises:
-        InvalidInputError: when the product has none of the collection's bands.
-    """
-    jobs = []
-    for band in collection.bands:
-        name = _s2_name(band)
-        if name in (*S2_L2A_REFLECTANCE, *S2_QUALITY) and product.has_band(name):
-            jobs.append((band, name))
-    if not any(name in S2_L2A_REFLECTANCE for _, name in jobs):
-        raise InvalidInputError(
-            FieldProblem(
-                "files",
-                f"the L2A product has none of {collection.name}'s reflectance bands",
-                f"check the product (has: {', '.join(sorted(product.bands)) or 'none'})",
-            )
-        )
-    return jobs
-
-
-def write_s2_l2a(
-    product: Sentinel2Product,
-    collection: CollectionConfig,
-    out_dir: Path,
-    *,
-    progress: ProgressFn | None = None,
-    processor: str,
-) -> tuple[dict[str, Path], dict[str, Any]]:
-    """Write the L2A's bands (reflectance + SCL) into ``out_dir`` as ``<band>.tif``.
-
-    Returns:
-        ``(files by collection band name, radiometry per band)``.
-
-    Raises:
-        InvalidInputError: not an L2A, or none of the collection's bands.
-        ProcessingError: a band is unreadable or GDAL failed.
+        InvalidInputError: not an L2A, or none of the collection's reflectance bands.
     """
     if product.level != "L2A":
         raise InvalidInputError(
             FieldProblem("files", f"expected an L2A product, got {product.level}", "check it")
         )
     meta = product.metadata
-    jobs = s2_l2a_jobs(product, collection)
-    files: dict[str, Path] = {}
-    radiometry: dict[str, Any] = {}
-    for done, (band, name) in enumerate(jobs, start=1):
+    jobs: list[tuple[BandJob, str]] = []
+    for band in collection.bands:
+        name = _s2_name(band)
+        if name not in (*S2_L2A_REFLECTANCE, *S2_QUALITY) or not product.has_band(name):
+            continue
         src = product.band_path(name)
-        validate_raster(src, band=name)
-        dest = out_dir / f"{band.name}.tif"
         if name in S2_QUALITY:
-            files[band.name] = copy_band(src, dest, nodata=band.nodata)
-        else:
-            gain, bias = meta.reflectance_scale_offset(name)
-            job = ReflectanceJob(
-                band=band,
-                source=src,
-                gain=gain,
-                bias=bias,
-                source_nodata=(meta.nodata_value,),
-                tags={"processor": processor, "band": name, "product": meta.product_uri or ""},
-                facts={
-                    "boa_add_offset": meta.offset(name),
-                    "boa_quantification_value": meta.quantification_value,
-                    "gain": gain,
-                    "bias": bias,
-                },
-            )
-            files[band.name], _, radiometry[band.name] = write_reflectance(job, out_dir)
-        report_progress(progress, done, len(jobs))
-    return files, radiometry
+            jobs.append((QualityCopy(band, src, band.nodata), name))
+            continue
+        gain, bias = meta.reflectance_scale_offset(name)
+        facts = {
+            "boa_add_offset": meta.offset(name),
+            "boa_quantification_value": meta.quantification_value,
+            "gain": gain,
+            "bias": bias,
+        }
+        tags = {"processor": processor, "band": name, "product": meta.product_uri or ""}
+        jobs.append(
+            (ReflectanceJob(band, src, gain, bias, (meta.nodata_value,), tags, facts), name)
+        )
+    _require_reflectance(jobs, collection, product.bands, level="L2A")
+    return jobs
 
 
-def write_landsat_l2(
-    product: LandsatProduct,
-    collection: CollectionConfig,
-    out_dir: Path,
-    *,
-    progress: ProgressFn | None = None,
-    processor: str,
-) -> tuple[dict[str, Path], dict[str, Any]]:
-    """Write a Collection 2 Level-2 product's SR bands and QA_PIXEL into ``out_dir``.
-
-    Returns:
-        ``(files by collection band name, radiometry per band)``.
+def landsat_l2_jobs(
+    product: LandsatProduct, collection: CollectionConfig, *, processor: str
+) -> list[tuple[BandJob, str]]:
+    """Return the jobs (and product band names) of every wanted band the Level-2 product has.
 
     Raises:
-        InvalidInputError: not a Level-2 product, or none of the collection's bands.
-        ProcessingError: a band is unreadable or GDAL failed.
+        InvalidInputError: not a Level-2 product, or none of the collection's SR bands.
     """
     meta = product.metadata
     if not meta.is_level2:
@@ -154,58 +124,82 @@ def write_landsat_l2(
                 "files", f"expected a Level-2 product, got {meta.processing_level}", "check it"
             )
         )
-    files: dict[str, Path] = {}
-    radiometry: dict[str, Any] = {}
-    jobs: list[tuple[BandConfig, str]] = []
+    jobs: list[tuple[BandJob, str]] = []
     for band in collection.bands:
-        if band.name.upper() in LANDSAT_QUALITY:
+        key = band.name.upper()
+        if key in LANDSAT_QUALITY:
             if product.qa_pixel is not None:
-                jobs.append((band, "QA_PIXEL"))
-            continue
-        if band.name.upper().startswith("ST_B"):
-            if band.name.upper() in product.bands and band.name.upper() in meta.st_mult:
-                jobs.append((band, band.name.upper()))
-            continue
-        band_id = band.name.upper().removeprefix("B")
-        if band_id in product.bands and band_id in meta.sr_mult:
-            jobs.append((band, band_id))
-    if not any(band_id != "QA_PIXEL" and band_id.isdigit() for _, band_id in jobs):
-        raise InvalidInputError(
-            FieldProblem(
-                "files",
-                f"the Level-2 product has none of {collection.name}'s SR bands",
-                f"check the product (has: {', '.join(sorted(product.bands)) or 'none'})",
-            )
-        )
-    for done, (band, band_id) in enumerate(jobs, start=1):
-        dest = out_dir / f"{band.name}.tif"
-        if band_id == "QA_PIXEL":
-            assert product.qa_pixel is not None  # noqa: S101 - checked above
-            validate_raster(product.qa_pixel, band="QA_PIXEL")
-            files[band.name] = copy_band(product.qa_pixel, dest, nodata=band.nodata)
-        elif band_id.startswith("ST_B"):
-            src = product.bands[band_id]
-            validate_raster(src, band=band_id)
-            kelvin = (meta.st_mult[band_id], meta.st_add[band_id])
-            files[band.name] = copy_band(src, dest, nodata=0, scale_offset=kelvin)
-            radiometry[band.name] = {"temperature_mult": kelvin[0], "temperature_add": kelvin[1]}
+                jobs.append((QualityCopy(band, product.qa_pixel, band.nodata), "QA_PIXEL"))
+        elif key.startswith("ST_B"):
+            if key in product.bands and key in meta.st_mult:
+                kelvin = (meta.st_mult[key], meta.st_add[key])
+                facts = {"temperature_mult": kelvin[0], "temperature_add": kelvin[1]}
+                jobs.append((QualityCopy(band, product.bands[key], 0, kelvin, facts), key))
         else:
-            src = product.band_path(band_id)
-            validate_raster(src, band=f"B{band_id}")
-            gain, bias = meta.sr_scale_offset(band_id)
-            job = ReflectanceJob(
-                band=band,
-                source=src,
-                gain=gain,
-                bias=bias,
-                source_nodata=(0,),
-                tags={
+            band_id = key.removeprefix("B")
+            if band_id in product.bands and band_id in meta.sr_mult:
+                gain, bias = meta.sr_scale_offset(band_id)
+                facts = {"reflectance_mult": gain, "reflectance_add": bias}
+                tags = {
                     "processor": processor,
                     "band": f"SR_B{band_id}",
                     "product": meta.product_id or "",
-                },
-                facts={"reflectance_mult": gain, "reflectance_add": bias},
+                }
+                src = product.band_path(band_id)
+                jobs.append(
+                    (ReflectanceJob(band, src, gain, bias, (0,), tags, facts), f"B{band_id}")
+                )
+    _require_reflectance(jobs, collection, product.bands, level="Level-2")
+    return jobs
+
+
+def _require_reflectance(
+    jobs: list[tuple[BandJob, str]], collection: CollectionConfig, has: Iterable[str], *, level: str
+) -> None:
+    if not any(isinstance(job, ReflectanceJob) for job, _ in jobs):
+        what = "reflectance" if level == "L2A" else "SR"
+        raise InvalidInputError(
+            FieldProblem(
+                "files",
+                f"the {level} product has none of {collection.name}'s {what} bands",
+                f"check the product (has: {', '.join(sorted(has)) or 'none'})",
             )
-            files[band.name], _, radiometry[band.name] = write_reflectance(job, out_dir)
+        )
+
+
+def write_level2(
+    product: Sentinel2Product | LandsatProduct,
+    collection: CollectionConfig,
+    out_dir: Path,
+    *,
+    progress: ProgressFn | None = None,
+    processor: str,
+) -> tuple[dict[str, Path], dict[str, Any]]:
+    """Write a Level-2 product's bands (reflectance + quality) into ``out_dir`` as ``<band>.tif``.
+
+    Returns:
+        ``(files by collection band name, radiometry per band)``.
+
+    Raises:
+        InvalidInputError: not a Level-2 product, or none of the collection's bands.
+        ProcessingError: a band is unreadable or GDAL failed.
+    """
+    if isinstance(product, Sentinel2Product):
+        jobs = s2_l2a_jobs(product, collection, processor=processor)
+    else:
+        jobs = landsat_l2_jobs(product, collection, processor=processor)
+    files: dict[str, Path] = {}
+    radiometry: dict[str, Any] = {}
+    for done, (job, name) in enumerate(jobs, start=1):
+        validate_raster(job.source, band=name)
+        if isinstance(job, ReflectanceJob):
+            files[job.band.name], _, radiometry[job.band.name] = write_reflectance(job, out_dir)
+        else:
+            dest = out_dir / f"{job.band.name}.tif"
+            files[job.band.name] = copy_band(
+                job.source, dest, nodata=job.nodata, scale_offset=job.scale_offset
+            )
+            if job.facts is not None:
+                radiometry[job.band.name] = dict(job.facts)
         report_progress(progress, done, len(jobs))
     return files, radiometry

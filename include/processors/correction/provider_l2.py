@@ -47,7 +47,7 @@ from include.processors.correction.common import (
     open_product,
     options_for,
 )
-from include.processors.correction.l2 import write_landsat_l2, write_s2_l2a
+from include.processors.correction.l2 import write_level2
 from include.processors.products.landsat import LandsatProduct, parse_product_id
 from include.processors.products.sentinel2 import Sentinel2Product
 from include.processors.registry import register
@@ -199,7 +199,7 @@ class ProviderL2Processor(Processor):
             baseline_hint=found.properties.get("processing_baseline"),
         )
         if isinstance(product, Sentinel2Product):
-            written, radiometry = write_s2_l2a(
+            written, radiometry = write_level2(
                 product, inputs.collection, inputs.output_dir, processor=self.name
             )
             details: dict[str, Any] = {
@@ -209,7 +209,7 @@ class ProviderL2Processor(Processor):
                 "radiometry_source": product.metadata.source,
             }
         elif isinstance(product, LandsatProduct):
-            written, radiometry = write_landsat_l2(
+            written, radiometry = write_level2(
                 product, inputs.collection, inputs.output_dir, processor=self.name
             )
             details = {"processing_level": product.metadata.processing_level}

@@ -36,7 +36,7 @@ from include.processors.correction.external import (
     ExternalProcessor,
     last_error_lines,
 )
-from include.processors.correction.l2 import missing_s2_l2a_bands, write_s2_l2a
+from include.processors.correction.l2 import missing_s2_l2a_bands, write_level2
 from include.processors.products.archive import extract_archive, is_archive
 from include.processors.products.sentinel2 import PRODUCT_METADATA_NAMES, Sentinel2Product
 from include.processors.registry import register
@@ -137,7 +137,7 @@ class Sen2CorProcessor(ExternalProcessor):
             missing = missing_s2_l2a_bands(l2a, inputs.collection)
             if missing:
                 raise ProcessingError(f"bands {', '.join(missing)} are missing")
-            files, radiometry = write_s2_l2a(
+            files, radiometry = write_level2(
                 l2a,
                 inputs.collection,
                 inputs.output_dir,

@@ -180,16 +180,11 @@ class ToaProcessor(Processor):
             )
             if name in S2_BANDS and product.has_band(name):
                 gain, bias = meta.reflectance_scale_offset(name)
+                facts = {"gain": gain, "bias": bias, "radio_add_offset": meta.offset(name)}
+                tags = {"processor": "toa", "band": name, "product": meta.product_uri or ""}
+                src = product.band_path(name)
                 jobs.append(
-                    ReflectanceJob(
-                        band=band,
-                        source=product.band_path(name),
-                        gain=gain,
-                        bias=bias,
-                        source_nodata=(meta.nodata_value,),
-                        tags={"processor": "toa", "band": name, "product": meta.product_uri or ""},
-                        facts={"gain": gain, "bias": bias, "radio_add_offset": meta.offset(name)},
-                    )
+                    ReflectanceJob(band, src, gain, bias, (meta.nodata_value,), tags, facts)
                 )
         _require_jobs(jobs, inputs, product.bands, what="bands")
         files, radiometry, counts = _write_all(jobs, inputs)
@@ -234,21 +229,10 @@ class ToaProcessor(Processor):
                     "gain": gain,
                     "bias": bias,
                 }
-                jobs.append(
-                    ReflectanceJob(
-                        band=band,
-                        source=product.band_path(band_id),
-                        gain=gain,
-                        bias=bias,
-                        source_nodata=(0,),
-                        tags={
-                            "processor": "toa",
-                            "band": f"B{band_id}",
-                            "product": meta.product_id or "",
-                        },
-                        facts=facts,
-                    )
-                )
+                tags = {"processor": "toa", "band": f"B{band_id}"}
+                tags["product"] = meta.product_id or ""
+                src = product.band_path(band_id)
+                jobs.append(ReflectanceJob(band, src, gain, bias, (0,), tags, facts))
         _require_jobs(jobs, inputs, product.bands, what="reflective bands")
         files, radiometry, counts = _write_all(jobs, inputs)
         return {**quality, **files}, radiometry, counts

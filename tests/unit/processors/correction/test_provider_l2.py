@@ -26,7 +26,7 @@ from include.common.errors import InvalidInputError, ProcessingError
 from include.demo.build import build_demo_catalog, demo_collection
 from include.demo.server import DemoStacServer, serve
 from include.processors.base import ProcessorInputs, ProcessorResult
-from include.processors.correction.l2 import write_landsat_l2
+from include.processors.correction.l2 import write_level2
 from include.processors.correction.provider_l2 import acquisition_of, best_match, l2_rank
 from include.processors.products.landsat import LandsatProduct
 from include.processors.registry import make_processor
@@ -244,7 +244,7 @@ def test_write_landsat_l2_carries_surface_temperature_in_kelvin(tmp_path: Path) 
     folder = realdata("stactools-landsat/data-files/assets3")
     product = LandsatProduct.open(folder)
     collection = load_collections()["LC8_SR-1"]
-    files, radiometry = write_landsat_l2(product, collection, tmp_path, processor="provider-l2")
+    files, radiometry = write_level2(product, collection, tmp_path, processor="provider-l2")
     assert "ST_B10" in files
     with (
         rasterio.open(folder / f"{L2SP_ID}_ST_B10.TIF") as src,
