@@ -42,6 +42,7 @@ from include.common.config import (
     resolve_catalog_name,
 )
 from include.common.errors import FieldProblem, InvalidInputError
+from include.radcor.conf_limits import text_problems
 from include.radcor.wait_settings import check_wait_args
 
 log = logging.getLogger(__name__)
@@ -308,6 +309,8 @@ _FIXES = {
     "tasks[].collection": "use Name-Version of a configured collection such as 'S2_L2A-1'",
     "tasks[].args": "give a JSON object ({} for none)",
     "tasks[].tasks": "give a list of child nodes ([] for none)",
+    "conf": 'give a JSON object such as {"catalog": "CDSE", "dataset": "S2MSI1C", "tiles": '
+    '["23LLF"], "start": "2020-01-09", "end": "2020-01-10", "tasks": []}',
 }
 
 
@@ -346,9 +349,19 @@ class _Checker:
             f" (aliases: {aliases})" if aliases else ""
         )
 
-    def add_pydantic(self, err: ValidationError, prefix: str, known: tuple[str, ...]) -> None:
+    def add_pydantic(
+        self,
+        err: ValidationError,
+        prefix: str,
+        known: tuple[str, ...],
+        *,
+        reported: Collection[str] = (),
+    ) -> None:
+        """Add pydantic's errors as problems; a ``reported`` field's missing error is left out."""
         for error in err.errors():
             where = _join(prefix, error["loc"])
+            if error["type"] == "missing" and where in reported:
+                continue
             if error["type"] == "extra_forbidden":
                 name = str(error["loc"][-1])
                 self.add(
@@ -398,10 +411,10 @@ def validate_conf(
             None if processor_names is None else frozenset(p.lower() for p in processor_names)
         ),
     )
-    if not isinstance(raw, Mapping):
-        checker.add("conf", f"must be a JSON object (got {_json_type(raw)})", _fix_for("tasks"))
-        raise InvalidInputError(checker.problems)
-    values = {str(k): v for k, v in raw.items() if v is not None}
+    values = {str(k): v for k, v in conf_object(raw).items() if v is not None}
+    text_problems_found, over_limits = text_problems(values)
+    checker.problems.extend(text_problems_found)
+    values = {k: v for k, v in values.items() if k not in over_limits}
     for key in [k for k in values if k not in CONF_FIELDS and is_credential_key(k)]:
         del values[key]
         checker.add(
@@ -409,12 +422,12 @@ def validate_conf(
             "raw credentials are not accepted in a conf (value not shown)",
             _connection_fix(None, checker.catalogs),
         )
-    bad: set[str] = set()
+    bad: set[str] = set(over_limits)
     try:
         _RawConf.model_validate(values)
     except ValidationError as err:
-        checker.add_pydantic(err, "", CONF_FIELDS)
-        bad = {str(error["loc"][0]) for error in err.errors()}
+        checker.add_pydantic(err, "", CONF_FIELDS, reported=over_limits)
+        bad |= {str(error["loc"][0]) for error in err.errors()}
     good = {k: v for k, v in values.items() if k in CONF_FIELDS and k not in bad}
     canonical = _check_fields(good, bad, checker)
     if checker.problems:
@@ -426,6 +439,19 @@ def validate_conf(
         raise InvalidInputError(checker.problems) from err
 
 
+def conf_object(raw: object) -> Mapping[str, Any]:
+    """Return ``raw`` when it is a JSON object (a mapping).
+
+    Raises:
+        InvalidInputError: on ``conf`` when it is anything else (an array, a string, null...).
+    """
+    if isinstance(raw, Mapping):
+        return raw
+    raise InvalidInputError(
+        FieldProblem("conf", f"must be a JSON object (got {_json_type(raw)})", _fix_for("conf"))
+    )
+
+
 def _check_fields(good: dict[str, Any], bad: set[str], checker: _Checker) -> dict[str, Any]:
     out: dict[str, Any] = {}
     catalog = _check_catalog(good["catalog"], checker) if "catalog" in good else None
@@ -435,7 +461,12 @@ def _check_fields(good: dict[str, Any], bad: set[str], checker: _Checker) -> dic
         out["dataset"] = good["dataset"].strip()
         if not out["dataset"]:
             checker.add("dataset", "is empty", _FIXES["dataset"])
+    args_problems = len(checker.problems)
     out["catalog_args"] = _check_catalog_args(good.get("catalog_args") or {}, catalog, checker)
+    if catalog is not None:
+        args_checked = len(checker.problems) == args_problems
+        args = out["catalog_args"] if args_checked else {}
+        _check_on_driver(catalog, args, out.get("dataset") or None, checker)
     search_args = _check_search_args(good.get("catalog_search_args") or {}, checker)
     if search_args:
         out["catalog_search_args"] = search_args
@@ -446,7 +477,7 @@ def _check_fields(good: dict[str, Any], bad: set[str], checker: _Checker) -> dic
     if "tags" in good:
         out["tags"] = [tag.strip() for tag in good["tags"] if tag.strip()]
     mode = _check_area(good, bad, checker, out)
-    _check_dates(good, mode, checker, out)
+    _check_dates(good, bad, mode, checker, out)
     if "cloud" in good:
         out["cloud"] = float(good["cloud"])
         if not 0 <= out["cloud"] <= 100:
@@ -540,6 +571,48 @@ def _check_catalog_args(
     if verify_tls is not None:
         out["verify_tls"] = verify_tls.strip() if isinstance(verify_tls, str) else verify_tls
     return out
+
+
+def _check_on_driver(
+    catalog: str, args: Mapping[str, Any], dataset: str | None, checker: _Checker
+) -> None:
+    """Build the catalog's driver as a search will, without credentials, and ask it.
+
+    Whatever building refuses (a ``url`` override to a host the deployment does not allow) is
+    refused here, before any run exists; a ``url`` on another host than the catalog's while
+    the catalog uses a Connection is refused too (its credentials would go there). The driver
+    then checks ``dataset`` against what the catalog offers, naming the known datasets.
+    ``args`` are the checked ``catalog_args`` (empty when they had problems).
+    """
+    # the registry imports every driver: only when a conf is validated, never at DAG parse
+    from include.collectors.outbound import catalog_policy
+    from include.collectors.registry import endpoint_override_problem, make_driver
+
+    config = checker.catalogs[catalog]
+    driver_args = {k: v for k, v in args.items() if k not in IGNORED_CATALOG_ARGS}
+    if "url" in driver_args:
+        problem = endpoint_override_problem(
+            "catalog_args.url",
+            driver_args["url"],
+            home_url=config.url,
+            policy=catalog_policy(catalog, config),
+            receives_credentials=bool(config.conn_id or driver_args.get("conn_id")),
+        )
+        if problem is not None:
+            checker.problems.append(problem)
+            driver_args.pop("url")
+    try:
+        driver = make_driver(catalog, catalog_args=driver_args, catalogs=checker.catalogs)
+    except InvalidInputError as err:
+        checker.problems.extend(err.problems)
+        return
+    with driver:
+        if dataset is None:
+            return
+        try:
+            driver.check_dataset(dataset)
+        except InvalidInputError as err:
+            checker.problems.extend(err.problems)
 
 
 def _check_search_args(value: Mapping[str, Any], checker: _Checker) -> dict[str, Any]:
@@ -850,14 +923,18 @@ def _check_tiles(value: list[str], checker: _Checker) -> list[str]:
 
 
 def _check_dates(
-    good: dict[str, Any], mode: AreaMode | None, checker: _Checker, out: dict[str, Any]
+    good: dict[str, Any],
+    bad: set[str],
+    mode: AreaMode | None,
+    checker: _Checker,
+    out: dict[str, Any],
 ) -> None:
     start = _instant(good["start"], "start", False, checker) if "start" in good else None
     end = _instant(good["end"], "end", True, checker) if "end" in good else None
     out.update({k: v for k, v in (("start", start), ("end", end)) if v is not None})
     if mode in ("bbox", "geom", "tiles"):
         for name in ("start", "end"):
-            if good.get(name) in (None, ""):
+            if good.get(name) in (None, "") and name not in bad:  # a bad one is reported
                 checker.add(
                     name,
                     f"is required when the area is given by {mode}",

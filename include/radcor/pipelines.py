@@ -14,9 +14,10 @@ the schedule and the DAG's settings::
     queues: {download: download}
     conf: {tiles: [23LLF], catalog: EarthSearch, dataset: S2MSI2A, tasks: [...]}
 
-``load_pipeline`` validates one file (the conf with ``validate_conf``, the same model as the REST
-conf) and returns a ``Pipeline``; every problem becomes a ``FieldProblem`` naming the field
-(``schedule``, ``conf.cloud``...), gathered in one ``PipelineError`` naming the file.
+``load_pipeline`` validates one file (the conf with ``validate_request``, as the REST endpoint
+and the radcor DAG's ``validate`` task do) and returns a ``Pipeline``; every problem becomes a
+``FieldProblem`` naming the field (``schedule``, ``conf.cloud``...), gathered in one
+``PipelineError`` naming the file.
 ``load_pipelines`` loads a folder file by file, so one bad file never hides the others.
 """
 
@@ -35,7 +36,8 @@ from croniter import CroniterBadCronError, croniter
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
 from include.common.errors import ConfigError, FieldProblem, InvalidInputError
-from include.radcor.conf import TaskType, validate_conf
+from include.radcor.conf import TaskType
+from include.radcor.validation import validate_request
 
 PIPELINE_SUFFIXES = (".yaml", ".yml")
 DAG_ID_PREFIX = "pipeline_"
@@ -198,8 +200,8 @@ def load_pipelines(folder: Path, *, processor_names: Collection[str] | None = No
 
     Args:
         folder: the pipelines folder (``dags/pipelines``).
-        processor_names: registered processor names, as the run's ``validate`` task checks them;
-            None accepts any processor configured in ``collections.yaml``.
+        processor_names: registered processor names (default: the processor registry's, as the
+            run's ``validate`` task checks them).
 
     Returns:
         The valid pipelines and one ``PipelineError`` per invalid file (two files giving the same
@@ -241,7 +243,7 @@ def load_pipeline(path: Path, *, processor_names: Collection[str] | None = None)
 
     Args:
         path: the YAML file; its stem gives the DAG id ``pipeline_<stem>``.
-        processor_names: registered processor names; None accepts any configured processor.
+        processor_names: registered processor names (default: the processor registry's).
 
     Returns:
         The validated pipeline.
@@ -424,7 +426,7 @@ def _conf(
     candidate["start"] = placeholder.isoformat()
     candidate["end"] = (placeholder + timedelta(days=1)).isoformat()
     try:
-        conf = validate_conf(candidate, processor_names=processor_names)
+        conf = validate_request(candidate, processor_names=processor_names)
     except InvalidInputError as err:
         problems.extend(
             FieldProblem(f"conf.{p.field}", p.message, p.fix)

@@ -8,24 +8,33 @@ without running the checks again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
-from include.radcor.conf import RadcorConf, validate_conf
+from include.radcor.conf import RadcorConf, conf_object, validate_conf
 
 
-def validate_request(raw: Mapping[str, Any]) -> RadcorConf:
+def validate_request(raw: object, *, processor_names: Collection[str] | None = None) -> RadcorConf:
     """Validate a radcor conf against the configured collections, catalogs and processors.
 
-    Values that are None (Airflow Params defaults for fields the user left empty) count as absent.
+    The one validation path: the REST endpoints (preview and start), the DAG's ``validate``
+    task (and so the trigger form and ``/api/v2`` runs) and pipeline YAML loading all call it,
+    so one conf gets one answer everywhere. Values that are None (Airflow Params defaults for
+    fields the user left empty) count as absent.
+
+    Args:
+        raw: the conf as sent; anything but a JSON object is refused on ``conf``.
+        processor_names: the registered processor names (default: the processor registry's).
 
     Raises:
         InvalidInputError: listing every problem, each with its field and fix.
     """
-    from include.processors.registry import registered_names  # imports every processor
+    if processor_names is None:
+        from include.processors.registry import registered_names  # imports every processor
 
-    cleaned = {key: value for key, value in raw.items() if value is not None}
-    return validate_conf(cleaned, processor_names=registered_names())
+        processor_names = registered_names()
+    cleaned = {key: value for key, value in conf_object(raw).items() if value is not None}
+    return validate_conf(cleaned, processor_names=processor_names)
 
 
 def trusted_conf(data: RadcorConf | Mapping[str, Any]) -> RadcorConf:

@@ -221,7 +221,7 @@ def test_validate_conf_alias_scihub_cdse_with_warning(caplog: pytest.LogCaptureF
 
 def test_validate_conf_catalog_args_canonical() -> None:
     args = {
-        "url": "https://example.org/stac",
+        "url": "https://catalogue.dataspace.copernicus.eu/odata/v1",
         "page_size": 50,
         "conn_id": "cdse_default",
         "timeout_s": 30,

@@ -41,10 +41,6 @@ def problem_of(raw: dict[str, Any]) -> tuple[str, str, str]:
         {"url": "http://127.0.0.1:8123/odata/v1", "token_url": "http://127.0.0.1:8123/token"},
         {"token_url": "http://localhost:9/auth/realms/CDSE/protocol/openid-connect/token"},
         {"token_url": "https://catalogue.dataspace.copernicus.eu/auth/token"},
-        {
-            "url": "https://mirror.example.org/odata/v1",
-            "token_url": "https://mirror.example.org/token",
-        },
     ],
 )
 def test_validate_conf_token_url_on_url_host_or_loopback_is_kept(
@@ -53,6 +49,23 @@ def test_validate_conf_token_url_on_url_host_or_loopback_is_kept(
     # a mirror is reachable only when the deployment lists it (issue 23: outbound allowlist)
     monkeypatch.setenv("COLLECTION_BUILDER_ALLOWED_HOSTS", "mirror.example.org")
     assert validate_conf(conf(catalog_args)).catalog_args.given() == catalog_args
+
+
+def test_validate_conf_listed_mirror_of_a_catalog_with_a_connection_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # listed, but cdse logs in with its Connection: the search would send the credentials
+    # there and refuse (registry.make_driver), so validation refuses it before any run exists
+    monkeypatch.setenv("COLLECTION_BUILDER_ALLOWED_HOSTS", "mirror.example.org")
+    args = {
+        "url": "https://mirror.example.org/odata/v1",
+        "token_url": "https://mirror.example.org/token",
+    }
+    with pytest.raises(InvalidInputError) as caught:
+        validate_conf(conf(args))
+    problem = next(p for p in caught.value.problems if p.field == "catalog_args.url")
+    assert "mirror.example.org" in problem.message and "credentials" in problem.message
+    assert "config/catalogs.yaml" in problem.fix
 
 
 def test_validate_conf_mirror_not_listed_by_the_deployment_is_refused() -> None:
