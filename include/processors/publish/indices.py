@@ -468,28 +468,19 @@ def _compute(
     rows_per_strip: int,
 ) -> None:
     crs, transform, width, height = grid
+    on_grid = {"crs": crs, "transform": transform, "width": width, "height": height}
     names = sorted({name for d in group for name in d.expression.bands})
     with ExitStack() as stack:
         readers: dict[str, Any] = {}
         for name in names:
             ds = stack.enter_context(rasterio.open(inputs[name].path))
-            same = ds.crs == crs and ds.transform == transform and ds.shape == (height, width)
-            readers[name] = (
-                ds
-                if same
-                else stack.enter_context(
-                    WarpedVRT(
-                        ds,
-                        crs=crs,
-                        transform=transform,
-                        width=width,
-                        height=height,
-                        resampling=Resampling.nearest,
-                        src_nodata=ds.nodata,
-                        nodata=ds.nodata,
-                    )
-                )
+            if ds.crs == crs and ds.transform == transform and ds.shape == (height, width):
+                readers[name] = ds
+                continue
+            warped = WarpedVRT(
+                ds, resampling=Resampling.nearest, src_nodata=ds.nodata, nodata=ds.nodata, **on_grid
             )
+            readers[name] = stack.enter_context(warped)
         outs = {
             d.key: stack.enter_context(
                 rasterio.open(tmps[d.key], "w", **_profile(d, grid, rows_per_strip))
