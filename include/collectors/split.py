@@ -19,17 +19,18 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from include.collectors.base import CatalogDriver, Scene, SearchQuery
 from include.collectors.scene_ids import processing_rank, product_key
 from include.common.errors import FieldProblem, InvalidInputError
 
 log = logging.getLogger(__name__)
+_Item = TypeVar("_Item")
 
 WORLD: tuple[float, float, float, float] = (-180.0, -90.0, 180.0, 90.0)
 MIN_SPAN_S = 1.0
@@ -137,20 +138,29 @@ def newest_processing(scenes: list[Scene]) -> list[Scene]:
 
     Order is kept (the first place the product was seen).
     """
+    return newest_of(scenes, lambda scene: scene.scene_id)
+
+
+def newest_of(items: Sequence[_Item], scene_id: Callable[[_Item], str]) -> list[_Item]:
+    """Return ``items`` with one per product and acquisition: the newest processing's.
+
+    ``scene_id`` gives an item's scene id (items may be scenes or lighter records of them).
+    Order is kept (the first place the product was seen); of two equal ids the first stays.
+    """
     best: dict[tuple[str, ...], tuple[tuple[object, ...], int]] = {}
-    kept: list[Scene | None] = []
-    for scene in scenes:
-        key = product_key(scene.scene_id)
-        rank = processing_rank(scene.scene_id)
+    kept: list[_Item | None] = []
+    for item in items:
+        key = product_key(scene_id(item))
+        rank = processing_rank(scene_id(item))
         held = best.get(key)
         if held is None:
             best[key] = (rank, len(kept))
-            kept.append(scene)
+            kept.append(item)
         elif rank > held[0]:
             kept[held[1]] = None
             best[key] = (rank, len(kept))
-            kept.append(scene)
-    return [scene for scene in kept if scene is not None]
+            kept.append(item)
+    return [item for item in kept if item is not None]
 
 
 def merge_window(scenes: list[Scene], given: set[str]) -> list[Scene]:
@@ -377,6 +387,7 @@ __all__: list[str] = [
     "complete_search",
     "iter_complete_search",
     "merge_window",
+    "newest_of",
     "newest_processing",
     "scenes_of",
     "split_in_area",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from include.collectors.base import Scene
@@ -94,20 +95,43 @@ def product_type(scene: Scene) -> str | None:
     return parts[1] if len(parts) > 1 else None
 
 
+def is_large(count: int) -> bool:
+    """Return whether a preview of ``count`` scenes is stored rather than kept inline."""
+    return count > INLINE_PREVIEW_SCENES
+
+
 def store_preview(
     run_id: str, result: dict[str, Any], store: RunScenes | None = None
 ) -> dict[str, Any]:
     """Keep a small preview inline; write a large one to a file and return a reference."""
     count = int(result.get("Results", 0))
-    if count <= INLINE_PREVIEW_SCENES:
+    if not is_large(count):
         return result
+    entries = [v for k, v in result.items() if k != "Results"]
+    (store or RunScenes()).save(run_id, "preview", entries)
+    return write_preview_file(run_id, entries, count)
+
+
+def write_preview_file(
+    run_id: str, entries: Iterable[dict[str, Any]], count: int
+) -> dict[str, Any]:
+    """Write a large preview's ``entries`` (in order) to the run's preview file, one at a time.
+
+    The file holds the upstream's shape (an object keyed by scene id plus ``Results``); the
+    entries are in the run-scenes table already (kind ``preview``).
+
+    Returns:
+        The reference that travels instead of the preview.
+    """
     folder = data_dir() / "runs" / run_id.replace("/", "_").replace(":", "_")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "preview.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result), encoding="utf-8")
+    with tmp.open("w", encoding="utf-8") as out:
+        out.write("{")
+        for entry in entries:
+            out.write(f"{json.dumps(entry['sceneid'])}: {json.dumps(entry)}, ")
+        out.write(f'"Results": {count}}}')
     tmp.replace(path)
-    entries = [v for k, v in result.items() if k != "Results"]
-    (store or RunScenes()).save(run_id, "preview", entries)
     log.info("search.preview_stored scenes=%d path=%s", count, path)
     return {"Results": count, "file": str(path), "table": "radcor_run_scenes", "run_id": run_id}

@@ -8,7 +8,7 @@ XCom. ``search`` saves them here once; each mapped task loads its own plan by (r
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import cache
 from typing import Any
 
@@ -84,23 +84,50 @@ class RunScenes:
         Bodies carry ``scene_id`` at the top level or under ``scene``. Saving again (a retried
         search) replaces, never duplicates.
         """
-        table = run_scenes_table
         with self.engine.begin() as conn:
-            conn.execute(table.delete().where(table.c.run_id == run_id, table.c.kind == kind))
-            for start in range(0, len(bodies), PAGE_SIZE):
-                rows = [
-                    {
-                        "run_id": run_id,
-                        "idx": start + offset,
-                        "scene_id": _scene_id(body),
-                        "kind": kind,
-                        "body": json.dumps(body, default=str),
-                    }
-                    for offset, body in enumerate(bodies[start : start + PAGE_SIZE])
-                ]
-                if rows:
-                    conn.execute(table.insert(), rows)
+            self._delete(conn, run_id, kind)
+            self._insert(conn, run_id, kind, enumerate(bodies))
         return len(bodies)
+
+    def clear(self, run_id: str, kind: str) -> None:
+        """Remove the run's stored bodies of ``kind``."""
+        with self.engine.begin() as conn:
+            self._delete(conn, run_id, kind)
+
+    def put(self, run_id: str, kind: str, rows: Iterable[tuple[int, dict[str, Any]]]) -> None:
+        """Store ``(idx, body)`` rows of ``kind`` beside those stored (a page of a stream).
+
+        Raises:
+            sqlalchemy.exc.IntegrityError: an index is stored already (``clear`` first).
+        """
+        with self.engine.begin() as conn:
+            self._insert(conn, run_id, kind, rows)
+
+    @staticmethod
+    def _delete(conn: sa.Connection, run_id: str, kind: str) -> None:
+        table = run_scenes_table
+        conn.execute(table.delete().where(table.c.run_id == run_id, table.c.kind == kind))
+
+    @staticmethod
+    def _insert(
+        conn: sa.Connection, run_id: str, kind: str, rows: Iterable[tuple[int, dict[str, Any]]]
+    ) -> None:
+        page: list[dict[str, Any]] = []
+        for idx, body in rows:
+            page.append(
+                {
+                    "run_id": run_id,
+                    "idx": idx,
+                    "scene_id": _scene_id(body),
+                    "kind": kind,
+                    "body": json.dumps(body, default=str),
+                }
+            )
+            if len(page) >= PAGE_SIZE:
+                conn.execute(run_scenes_table.insert(), page)
+                page = []
+        if page:
+            conn.execute(run_scenes_table.insert(), page)
 
     def load(self, run_id: str, kind: str, idx: int) -> dict[str, Any]:
         """Return one stored body.

@@ -5,13 +5,17 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterator
 
-from include.collectors.base import CatalogDriver, Scene
+from include.collectors.base import CatalogDriver, Scene, SearchQuery
 from include.collectors.retries import call_with_retries
 from include.common.config import load_catalogs
 from include.radcor.conf import RadcorConf, to_search_query
 
 log = logging.getLogger(__name__)
+
+SCENE_PAGE = 500
+"""Scenes a streamed search hands on at a time (``iter_scene_pages``)."""
 
 
 def search_scenes(conf: RadcorConf, driver: CatalogDriver) -> list[Scene]:
@@ -19,8 +23,7 @@ def search_scenes(conf: RadcorConf, driver: CatalogDriver) -> list[Scene]:
 
     Transient provider failures are retried in the task (``retries.call_with_retries``).
     """
-    catalog = load_catalogs()[conf.catalog]
-    query = to_search_query(conf, catalog)
+    query = conf_query(conf)
     started = time.monotonic()
     scenes = call_with_retries(lambda: driver.search(query), what=f"{conf.catalog} search")
     if conf.platform_wanted:
@@ -33,6 +36,33 @@ def search_scenes(conf: RadcorConf, driver: CatalogDriver) -> list[Scene]:
         time.monotonic() - started,
     )
     return scenes
+
+
+def conf_query(conf: RadcorConf) -> SearchQuery:
+    """Return the search the conf asks of its catalog."""
+    return to_search_query(conf, load_catalogs()[conf.catalog])
+
+
+def iter_scene_pages(
+    conf: RadcorConf, driver: CatalogDriver, *, page_size: int = SCENE_PAGE
+) -> Iterator[list[Scene]]:
+    """Yield the conf's scenes in pages of ``page_size``, as the catalog lists them (unsorted).
+
+    Holds one page and what the driver holds (one window of a split search): a search of
+    25,000 scenes never sits in memory at once. A driver's split search gives each scene id
+    once; two processings of one product may both come (``split.newest_of`` keeps one).
+    Transient failures are not retried here: the caller retries the whole stream.
+    """
+    page: list[Scene] = []
+    for scene in driver.iter_search(conf_query(conf)):
+        if conf.platform_wanted and not platform_matches(scene, conf.platform_wanted):
+            continue
+        page.append(scene)
+        if len(page) >= page_size:
+            yield page
+            page = []
+    if page:
+        yield page
 
 
 _ID_PLATFORMS = {"S2A": "sentinel2a", "S2B": "sentinel2b", "S2C": "sentinel2c"}

@@ -553,6 +553,8 @@ class CdseServer(LocalHttpServer):
         self.order_polls = order_polls
         self.max_skip = 10000
         """CDSE's largest ``$skip``; a test lowers it to reach the limit with a few products."""
+        self.on_search: Callable[[Request], None] | None = None
+        """Called with each search request before it is answered (a test looks at its side)."""
         self.redirect = redirect
         self.zipper_requires_auth = zipper_requires_auth
         self.clock = clock
@@ -707,6 +709,8 @@ class CdseServer(LocalHttpServer):
         if path == TOKEN_PATH and request.method == "POST":
             return self._fault("token") or self._token(request)
         if path == f"{ODATA_PATH}/Products" and request.method == "GET":
+            if self.on_search is not None:
+                self.on_search(request)
             return self._fault("search") or self._search(request)
         zipper = _ZIPPER_PATH.match(path)
         if zipper and request.method in ("GET", "HEAD"):
