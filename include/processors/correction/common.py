@@ -54,6 +54,23 @@ _DTYPE_RANGES = {
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
 
+def intermediate_compression(compress: str = "zstd", level: int | None = None) -> dict[str, Any]:
+    """Return the GeoTIFF creation options of a step output that a later step reads.
+
+    Fast and lossless: ZSTD level 1 without predictor by default (about a fifth of DEFLATE's
+    encoding and half its decoding time, for a few percent more bytes); ``deflate`` gets the
+    horizontal predictor. Publish writes the COGs users get with its own options.
+    """
+    if compress == "zstd":
+        return {"compress": "zstd", "zstd_level": level or 1}
+    return {"compress": compress, "predictor": 2, "zlevel": level or 1}
+
+
+def default_workers() -> int:
+    """Return how many bands a processor works on at a time by default: the CPUs, at most 4."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
 class ProcessorOptions(BaseModel):
     """Base of every processor's options model: unknown keys are errors."""
 
@@ -389,12 +406,12 @@ def _output_profile(ds: Any, dtype: str, nodata: float | None) -> dict[str, Any]
         "crs": ds.crs,
         "transform": ds.transform,
         "nodata": nodata,
-        "compress": "deflate",
-        "predictor": 3 if dtype.startswith("float") else 2,
+        **intermediate_compression(),
         "BIGTIFF": "IF_SAFER",
     }
-    if ds.width >= 256 and ds.height >= 256:
-        profile.update(tiled=True, blockxsize=256, blockysize=256)
+    block = next((size for size in (512, 256) if min(ds.width, ds.height) >= size), None)
+    if block is not None:
+        profile.update(tiled=True, blockxsize=block, blockysize=block)
     return profile
 
 

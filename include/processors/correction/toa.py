@@ -12,7 +12,8 @@ Every band of the target collection that the product has is written as ``<band>.
 collection's encoding (see ``correction.common``), strip by strip. Options
 (``collections.yaml`` ``processors.correction.options``, overridable by task args):
 ``min_sun_elevation_deg`` (default 5; below it the scene ends as succeeded with the flag
-``sun_too_low`` and no files) and ``bands`` (a subset of the collection's bands).
+``sun_too_low`` and no files), ``bands`` (a subset of the collection's bands) and ``workers``
+(bands converted at a time, default the CPUs up to 4).
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, ClassVar
+
+from pydantic import Field
 
 from include.common.config import BandConfig
 from include.common.errors import FieldProblem, InvalidInputError
@@ -33,6 +37,7 @@ from include.processors.correction.common import (
     ReflectanceJob,
     classification_to_cloud_mask,
     copy_band,
+    default_workers,
     flagged_result,
     open_product,
     options_for,
@@ -65,6 +70,8 @@ class ToaOptions(ProcessorOptions):
 
     min_sun_elevation_deg: float | None = 5.0
     bands: list[str] | None = None
+    workers: int = Field(default_factory=default_workers, ge=1, le=32)
+    """Bands converted at the same time (threads: decoding, numpy and encoding release the GIL)."""
 
 
 def _wanted_bands(inputs: ProcessorInputs, options: ToaOptions) -> list[BandConfig]:
@@ -187,7 +194,7 @@ class ToaProcessor(Processor):
                     ReflectanceJob(band, src, gain, bias, (meta.nodata_value,), tags, facts)
                 )
         _require_jobs(jobs, inputs, product.bands, what="bands")
-        files, radiometry, counts = _write_all(jobs, inputs)
+        files, radiometry, counts = _write_all(jobs, inputs, options.workers)
         mask_band = inputs.collection.band(CLOUD_MASK_BAND)
         if mask_band is not None and product.has_band(MSK_CLASSI):
             files[mask_band.name] = classification_to_cloud_mask(
@@ -234,7 +241,7 @@ class ToaProcessor(Processor):
                 src = product.band_path(band_id)
                 jobs.append(ReflectanceJob(band, src, gain, bias, (0,), tags, facts))
         _require_jobs(jobs, inputs, product.bands, what="reflective bands")
-        files, radiometry, counts = _write_all(jobs, inputs)
+        files, radiometry, counts = _write_all(jobs, inputs, options.workers)
         return {**quality, **files}, radiometry, counts
 
 
@@ -252,18 +259,27 @@ def _require_jobs(
 
 
 def _write_all(
-    jobs: list[ReflectanceJob], inputs: ProcessorInputs
+    jobs: list[ReflectanceJob], inputs: ProcessorInputs, workers: int
 ) -> tuple[dict[str, Any], dict[str, Any], tuple[int, int]]:
-    """Write every job; return files and radiometry by band and the (valid, total) pixels."""
+    """Write every job, ``workers`` at a time.
+
+    Returns:
+        Files and radiometry by band (in the jobs' order) and the (valid, total) pixel counts.
+    """
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(write_reflectance, job, inputs.output_dir) for job in jobs]
+        try:
+            for done, _ in enumerate(as_completed(futures), start=1):
+                report_progress(inputs.progress, done, len(jobs))
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     files: dict[str, Any] = {}
     radiometry: dict[str, Any] = {}
     valid = total = 0
-    for done, job in enumerate(jobs, start=1):
-        files[job.band.name], stats, radiometry[job.band.name] = write_reflectance(
-            job, inputs.output_dir
-        )
+    for job, future in zip(jobs, futures, strict=True):
+        files[job.band.name], stats, radiometry[job.band.name] = future.result()
         valid, total = valid + stats.valid_pixels, total + stats.total_pixels
-        report_progress(inputs.progress, done, len(jobs))
     return files, radiometry, (valid, total)
 
 

@@ -27,14 +27,14 @@ Options (collection ``processors.harmonization.options``, overridden by the task
 ``target_sun_zenith`` (``latitude-polynomial`` default | ``scene``), ``bandpass`` (bool, default
 true; Sentinel-2 only), ``window_px`` (default 1024), ``workers`` (bands at a time, default the
 CPUs up to 4), ``gdal_cache_mb`` (default 256, per process), ``compress``/``level`` (of the
-tiled outputs; default deflate at level 1), ``num_threads`` (accepted for older confs; unused).
+tiled outputs; default zstd at level 1, no predictor), ``num_threads`` (accepted for older
+confs; unused).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import re
 import time
 from collections.abc import Iterator, Mapping
@@ -59,7 +59,12 @@ from include.common.errors import (
 )
 from include.common.storage import safe_component
 from include.processors.base import Processor, ProcessorInputs, ProcessorResult
-from include.processors.correction.common import copy_band, raster_output
+from include.processors.correction.common import (
+    copy_band,
+    default_workers,
+    intermediate_compression,
+    raster_output,
+)
 from include.processors.harmonization.angles import (
     AngleGrid,
     read_landsat_ang,
@@ -144,11 +149,6 @@ _OPTION_KEYS = (
 _LANDSAT_BAND_RE = re.compile(r"^(?:SR_)?B(\d{1,2})$", re.IGNORECASE)
 
 
-def default_workers() -> int:
-    """Return the default band parallelism: the CPUs, at most 4."""
-    return max(1, min(os.cpu_count() or 1, 4))
-
-
 @dataclass(frozen=True, slots=True)
 class NbarOptions:
     """The harmonization options, validated."""
@@ -211,7 +211,7 @@ class NbarOptions:
             )
         if problems:
             raise InvalidInputError(problems)
-        compress: Compression = args.get("compress", "deflate")
+        compress: Compression = args.get("compress", "zstd")
         num_threads = str(args.get("num_threads") or CogOptions.default_num_threads()).upper()
         cog = CogOptions(compress=compress, level=args.get("level"), num_threads=num_threads)
         return cls(
@@ -683,7 +683,7 @@ def harmonize_band(
                 "blockxsize": 512,
                 "blockysize": 512,
                 "BIGTIFF": "IF_SAFER",
-                **_intermediate_compression(options.cog),
+                **intermediate_compression(options.cog.compress, options.cog.level),
             }
             with rasterio.open(tmp, "w", **profile) as dst:
                 dst.scales, dst.offsets = (OUTPUT_SCALE,), (0.0,)
@@ -699,13 +699,6 @@ def harmonize_band(
                     report.nodata_pixels += valid.size - count
                     dst.write(out, 1, window=window)
     return report
-
-
-def _intermediate_compression(cog: CogOptions) -> dict[str, Any]:
-    """Return GeoTIFF creation options of a fast, lossless intermediate (predictor 2)."""
-    level = cog.level if cog.level is not None else 1
-    key = "zstd_level" if cog.compress == "zstd" else "zlevel"
-    return {"compress": cog.compress, "predictor": 2, key: level}
 
 
 def _transform_window(

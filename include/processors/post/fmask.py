@@ -22,7 +22,8 @@ FMASK_VERSION = "0.1.0"
 class FmaskProcessor(QaPostProcessor):
     """Use the LaSRC/Fmask output (key ``FMASK``) as the scene's quality mask.
 
-    It runs as ``qa-post`` does but takes no other kind of mask. Idempotent: fixed output names, atomic writes; inputs are only read.
+    It runs as ``qa-post`` does but takes no other kind of mask. Idempotent: fixed output
+    names, atomic writes; inputs are only read.
     """
 
     name: ClassVar[str] = "fmask"

@@ -27,6 +27,7 @@ import json
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import cache
@@ -323,6 +324,7 @@ def write_indices(
     dests: Mapping[str, Path],
     *,
     options: CogOptions,
+    workers: int = 1,
 ) -> dict[str, CogInfo]:
     """Compute several indices in one pass and write each as a validated COG, atomically.
 
@@ -334,6 +336,7 @@ def write_indices(
         bands: a raster per band the expressions read (the published band COGs).
         dests: the COG to write, by index key.
         options: COG options (block size, compression, threads).
+        workers: COGs written at the same time (threads).
 
     Returns:
         The written COGs' layouts by index key.
@@ -356,7 +359,7 @@ def write_indices(
     written: dict[str, CogInfo] = {}
     with rasterio.Env(GDAL_CACHEMAX=INDEX_CACHE_BYTES):  # strips are read once: little to reuse
         for finest, group in groups.items():
-            written.update(_write_group(group, inputs, finest, dests, options))
+            written.update(_write_group(group, inputs, finest, dests, options, workers))
     return written
 
 
@@ -395,6 +398,7 @@ def _write_group(
     finest: str,
     dests: Mapping[str, Path],
     options: CogOptions,
+    workers: int,
 ) -> dict[str, CogInfo]:
     """Compute ``group`` (indices on ``finest``'s grid) in one pass, then write their COGs."""
     tmps = {
@@ -407,17 +411,20 @@ def _write_group(
         for definition in group:
             dests[definition.key].parent.mkdir(parents=True, exist_ok=True)
         _compute(group, inputs, grid, tmps, options.blocksize)
-        return {
-            d.key: write_cog(
+
+        def write(d: IndexDefinition) -> CogInfo:
+            offset = 0.0 if d.stored_scale is not None else None
+            return write_cog(
                 tmps[d.key],
                 dests[d.key],
                 nodata=d.nodata,
                 options=options,
                 scale=d.stored_scale,
-                offset=0.0 if d.stored_scale is not None else None,
+                offset=offset,
             )
-            for d in group
-        }
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return dict(zip((d.key for d in group), pool.map(write, group), strict=True))
     except RasterioError as err:
         keys = ", ".join(d.key for d in group)
         raise ProcessingError(f"GDAL failed computing {keys}: {err}") from err

@@ -20,7 +20,8 @@ atomically and gives the same item. Task args (all optional): ``compress`` (defl
 ALL_CPUS), ``overview_resampling``, ``quicklook`` (bool), ``footprint_band``, ``indices`` (bool,
 or a list of index keys to compute; default all the collection declares), ``footprint``
 (``data``: the valid-data outline first, the default; ``metadata``: the product metadata's
-footprint first).
+footprint first), ``workers`` (band and index COGs written at the same time, default the CPUs
+up to 4).
 
 When the input files include product metadata (MTD_MSIL1C/2A.xml + MTD_TL.xml, or a Landsat
 MTL + ANG; see ``metadata.py``), the item takes its datetime, cloud cover and platform from it
@@ -32,8 +33,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
@@ -42,8 +44,10 @@ from shapely.geometry import box, mapping
 
 from include.common.config import BandConfig, CollectionConfig
 from include.common.errors import ConfigError, FieldProblem, InvalidInputError
+from include.common.progress import ProgressFn
 from include.common.storage import safe_component
 from include.processors.base import Processor, ProcessorInputs, ProcessorResult
+from include.processors.correction.common import default_workers
 from include.processors.products.package import open_package, require_sensor, resolve_bands
 from include.processors.publish.cog import CogInfo, CogOptions, Compression, write_cog
 from include.processors.publish.indices import IndexDefinition, resolve_indices, write_indices
@@ -63,6 +67,7 @@ log = logging.getLogger(__name__)
 
 PUBLISH_VERSION = "0.1.0"
 _ARG_KEYS = (
+    "workers",
     "compress",
     "level",
     "blocksize",
@@ -85,6 +90,8 @@ class PublishOptions:
     footprint_band: str | None = None
     indices: bool | tuple[str, ...] = True
     footprint: str = "data"
+    workers: int = field(default_factory=default_workers)
+    """Bands written at the same time (threads)."""
 
     def for_band(self, band: BandConfig) -> CogOptions:
         """Return the COG options of a band: masks and class bands get nearest overviews.
@@ -134,6 +141,11 @@ class PublishOptions:
                     "args.indices", f"{indices!r}", "use true, false or a list of index names"
                 )
             )
+        workers = args.get("workers", default_workers())
+        if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= 32:
+            raise InvalidInputError(
+                FieldProblem("args.workers", f"{workers!r} is not valid", "use 1..32")
+            )
         footprint = str(args.get("footprint", "data")).lower()
         if footprint not in _FOOTPRINT_SOURCES:
             raise InvalidInputError(
@@ -152,7 +164,35 @@ class PublishOptions:
             footprint_band=str(footprint_band) if footprint_band is not None else None,
             indices=indices,
             footprint=footprint,
+            workers=workers,
         )
+
+
+def _each_band(
+    work: Callable[[BandConfig, Path], PublishedBand],
+    selected: list[tuple[BandConfig, Path]],
+    workers: int,
+    progress: ProgressFn | None,
+) -> list[PublishedBand]:
+    """Run ``work`` on each band, ``workers`` at a time; return the results in band order.
+
+    GDAL's reading, overviews and compression and the checksum release the GIL. ``progress``
+    gets the input bytes done and in all.
+    """
+    total_in = sum(path.stat().st_size for _, path in selected)
+    done_in = 0
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(work, band, src): src for band, src in selected}
+        try:
+            for future in as_completed(futures):
+                future.result()
+                done_in += futures[future].stat().st_size
+                if progress is not None:
+                    progress(done_in, total_in)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    return [future.result() for future in futures]
 
 
 def _raster_bounds(cog: CogInfo) -> dict[str, Any]:
@@ -222,11 +262,8 @@ class PublishProcessor(Processor):
         outline_name = self._footprint_band_name(options, collection, selected)
         out_dir = inputs.output_dir
         out_dir.mkdir(parents=True, exist_ok=True)
-        total_in = sum(path.stat().st_size for _, path in selected)
-        done_in = 0
-        published: list[PublishedBand] = []
-        result_files: dict[str, Path] = {}
-        for band, src in selected:
+
+        def publish_band(band: BandConfig, src: Path) -> PublishedBand:
             band_started = time.monotonic()
             cog = write_cog(
                 src,
@@ -237,9 +274,6 @@ class PublishProcessor(Processor):
                 offset=radiometry[band.name].offset,
             )
             checksum, size = file_checksum(cog.path)
-            published.append(PublishedBand(band=band, cog=cog, checksum=checksum, size_bytes=size))
-            result_files[band.name] = cog.path
-            done_in += src.stat().st_size
             log.info(
                 "publish.cog scene=%s collection=%s band=%s size_bytes=%d overviews=%s "
                 "elapsed_s=%.2f",
@@ -250,8 +284,10 @@ class PublishProcessor(Processor):
                 list(cog.overviews),
                 time.monotonic() - band_started,
             )
-            if inputs.progress is not None:
-                inputs.progress(done_in, total_in)
+            return PublishedBand(band=band, cog=cog, checksum=checksum, size_bytes=size)
+
+        published = _each_band(publish_band, selected, options.workers, inputs.progress)
+        result_files: dict[str, Path] = {p.band.name: p.cog.path for p in published}
 
         extras = self._quicklook(scene_id, out_dir, collection, published, options)
         result_files.update({key: extra.path for key, extra in extras.items()})
@@ -450,7 +486,9 @@ class PublishProcessor(Processor):
             computable.append(definition)
         started = time.monotonic()
         dests = {d.key: out_dir / f"{scene_id}_{d.key}.tif" for d in computable}
-        written = write_indices(computable, cogs, dests, options=options.cog)
+        written = write_indices(
+            computable, cogs, dests, options=options.cog, workers=options.workers
+        )
         result: list[PublishedIndex] = []
         for definition in computable:
             cog = written[definition.key]
