@@ -45,7 +45,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.windows import Window
-from rasters import tiled_profile
+from shared import bench_scene, tiled_profile
 
 REPO = Path(__file__).resolve().parents[1]
 EPSG = 32723
@@ -212,21 +212,18 @@ def child_numpy_cog(workdir: Path, bands: tuple[str, ...], workers: int | None) 
 
 def child_nbar(workdir: Path, bands: tuple[str, ...], workers: int | None) -> dict[str, Any]:
     """Run the nbar processor on the tile, as the harmonization step does."""
-    from include.collectors.base import Scene
     from include.common.config import load_collections
     from include.processors.base import ProcessorInputs
     from include.processors.harmonization import NbarProcessor
 
     files = {band: workdir / "input" / f"{band}.tif" for band in bands}
     files["granule_metadata"] = workdir / "input" / "MTD_TL.xml"
-    scene = Scene(
-        scene_id=SCENE_ID,
+    scene = bench_scene(
+        SCENE_ID,
         catalog="bench",
         dataset="bench",
-        datetime=datetime(2020, 1, 9, 13, 22, 31, tzinfo=UTC),
-        cloud_pct=0.0,
+        when=datetime(2020, 1, 9, 13, 22, 31, tzinfo=UTC),
         tile="23LLF",
-        footprint=None,
     )
     result = NbarProcessor().run(
         ProcessorInputs(

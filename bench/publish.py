@@ -30,7 +30,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.windows import Window
-from rasters import tiled_profile
+from shared import tiled_profile
 
 from include.processors.publish.cog import CogOptions, validate_cog, write_cog
 
