@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import abc
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import httpx
 
 from include.common.progress import ProgressFn
+
+if TYPE_CHECKING:
+    from include.collectors.settings import DriverSettings
 
 MAX_DATASET_CHARS = 100
 """The longest ``dataset`` a conf may give."""
@@ -213,6 +219,17 @@ class CatalogDriver(abc.ABC):
     """
 
     name: str = ""
+    settings_model: ClassVar[type[DriverSettings] | None] = None
+    """The settings the driver is built from (``include.collectors.settings``); None: none."""
+    default_url: ClassVar[str | None] = None
+    """The catalog's URL when neither ``catalogs.yaml`` nor the conf gives one."""
+    url_kind: ClassVar[str] = "URL"
+    """What ``url`` must be, for the message refusing it (``OData URL``)."""
+    url_fix: ClassVar[str] = "set url in config/catalogs.yaml (or catalog_args.url)"
+    """How to fix a ``url`` that is not HTTP(S)."""
+    settings: DriverSettings
+    base_url: str
+    """``url`` (or ``default_url``) without a trailing slash."""
 
     def __init__(
         self,
@@ -221,9 +238,37 @@ class CatalogDriver(abc.ABC):
         credentials: Credentials | None = None,
         options: dict[str, Any] | None = None,
     ) -> None:
+        """Build the driver: its settings parsed once, then the driver's own (``configure``).
+
+        Raises:
+            InvalidInputError: ``url`` is not an HTTP(S) URL.
+            ConfigError: an option of the wrong type.
+        """
         self.url = url
         self.credentials = credentials
         self.options = dict(options or {})
+        self._client: httpx.Client | None = None
+        self._client_lock = threading.Lock()
+        if self.settings_model is not None:
+            self.base_url = self._checked_url(url or self.default_url)
+            self.settings = self.settings_model.from_options(self.options, catalog=self.name)
+            self.adopt_common_settings(self.settings)
+        self.configure()
+
+    def _checked_url(self, url: str | None) -> str:
+        if not url or not url.lower().startswith(("http://", "https://")):
+            from include.common.errors import FieldProblem, InvalidInputError
+
+            raise InvalidInputError(
+                FieldProblem(
+                    "catalog_args.url", f"{url!r} is not an HTTP(S) {self.url_kind}", self.url_fix
+                )
+            )
+        return url.rstrip("/")
+
+    def configure(self) -> None:
+        """Read the driver's own settings from ``self.settings`` (default: none)."""
+        return None
 
     def adopt_common_settings(self, settings: CommonSettings) -> None:
         """Expose the settings every driver shares as its attributes (``driver.page_size``...)."""
@@ -235,9 +280,20 @@ class CatalogDriver(abc.ABC):
         self.timeout_s = settings.timeout_s
         self.verify_tls = settings.verify_tls
 
+    @property
+    def client(self) -> httpx.Client:
+        """The driver's HTTP client for catalog requests, built on first use (never a token)."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = self.settings.http_client()
+            return self._client
+
     def close(self) -> None:
-        """Release connections (default: nothing to release)."""
-        return None
+        """Close the HTTP client, if one was built (idempotent)."""
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+            self._client = None
 
     def __enter__(self) -> CatalogDriver:
         return self

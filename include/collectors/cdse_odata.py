@@ -37,13 +37,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urljoin
 
 import httpx
@@ -51,7 +50,6 @@ import httpx
 from include.collectors.base import (
     Asset,
     Availability,
-    Credentials,
     DownloadedFile,
     Scene,
     SearchQuery,
@@ -67,7 +65,7 @@ from include.collectors.http import (
 )
 from include.collectors.registry import register
 from include.collectors.scene_ids import is_mgrs_tile, parse_scene_id
-from include.collectors.settings import CdseODataSettings
+from include.collectors.settings import CdseODataSettings, DriverSettings
 from include.collectors.split import SplitSearchDriver, WindowTooLargeError
 from include.collectors.timestamps import parse_utc_timestamp
 from include.common.errors import (
@@ -478,53 +476,30 @@ class CdseODataDriver(CdseAccountMixin, SplitSearchDriver):
     ``retry_base_delay_s`` (in-task download retries).
     """
 
-    def __init__(
-        self,
-        *,
-        url: str | None = None,
-        credentials: Credentials | None = None,
-        options: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(url=url, credentials=credentials, options=options)
-        if not url or not url.lower().startswith(("http://", "https://")):
-            raise InvalidInputError(
-                FieldProblem(
-                    "catalog_args.url",
-                    f"{url!r} is not an HTTP(S) OData URL",
-                    "set url in config/catalogs.yaml (or catalog_args.url), e.g. "
-                    "https://catalogue.dataspace.copernicus.eu/odata/v1",
-                )
-            )
-        self.base_url = url.rstrip("/")
-        self.settings = CdseODataSettings.from_options(self.options, catalog=self.name)
+    settings_model: ClassVar[type[DriverSettings] | None] = CdseODataSettings
+    settings: CdseODataSettings
+    url_kind = "OData URL"
+    url_fix = (
+        "set url in config/catalogs.yaml (or catalog_args.url), e.g. "
+        "https://catalogue.dataspace.copernicus.eu/odata/v1"
+    )
+
+    def configure(self) -> None:
+        """Read the OData settings; the account (``auth``) signs downloads and orders only."""
         settings = self.settings
-        self.adopt_common_settings(settings)
         self.max_skip = settings.max_skip
         self._datasets_lower = settings.datasets_by_lower_name()
         self.expand_assets = settings.expand_assets
-        self.auth = CdseAuth(settings, credentials, base_url=self.base_url)
+        self.auth = CdseAuth(settings, self.credentials, base_url=self.base_url)
         """The CDSE account: its token and the client that sends it (downloads, orders)."""
         self.retry_sleep: Callable[[float], None] = time.sleep
         """The wait between in-task download retries (tests record instead of sleeping)."""
-        self._lock = threading.Lock()
-        self._client: httpx.Client | None = None
 
     # -- HTTP clients and the token ------------------------------------------------------------
 
-    @property
-    def client(self) -> httpx.Client:
-        """The client for public requests (search, product entities): never sends a token."""
-        with self._lock:
-            if self._client is None:
-                self._client = self.settings.http_client()
-            return self._client
-
     def close(self) -> None:
-        """Close the HTTP clients (idempotent)."""
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-            self._client = None
+        """Close the HTTP clients, the catalog's and the account's (idempotent)."""
+        super().close()
         self.auth.close()
 
     def _get_json(

@@ -43,7 +43,6 @@ from urllib.parse import unquote, urlsplit
 
 from include.collectors.base import (
     Asset,
-    Credentials,
     DownloadedFile,
     Scene,
     SearchQuery,
@@ -54,7 +53,7 @@ from include.collectors.download import reuse_existing
 from include.collectors.http import redact_url
 from include.collectors.registry import register
 from include.collectors.scene_ids import parse_scene_id
-from include.collectors.settings import CdseStacSettings, StacApiSettings
+from include.collectors.settings import CdseStacSettings, DriverSettings
 from include.collectors.stac_api import (
     FILE_CHECKSUM_PROP,
     FILE_SIZE_PROP,
@@ -243,19 +242,14 @@ class CdseStacDriver(CdseAccountMixin, StacApiDriver):
     (in-task download retries).
     """
 
-    settings_model: ClassVar[type[StacApiSettings]] = CdseStacSettings
+    settings_model: ClassVar[type[DriverSettings] | None] = CdseStacSettings
     settings: CdseStacSettings
 
-    def __init__(
-        self,
-        *,
-        url: str | None = None,
-        credentials: Credentials | None = None,
-        options: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(url=url, credentials=credentials, options=options)
+    def configure(self) -> None:
+        """Read the STAC settings, then the account's (``auth`` signs downloads only)."""
+        super().configure()
         self.options.setdefault("mgrs_query_style", self.settings.mgrs_query_style)
-        self.auth = CdseAuth(self.settings, credentials, base_url=self.base_url)
+        self.auth = CdseAuth(self.settings, self.credentials, base_url=self.base_url)
         """The CDSE account: its token and the client that sends it (downloads only)."""
         self.retry_sleep: Callable[[float], None] = time.sleep
         """The wait between in-task download retries (tests record instead of sleeping)."""

@@ -65,7 +65,6 @@ import httpx
 
 from include.collectors.base import (
     Asset,
-    Credentials,
     DownloadedFile,
     Scene,
     SearchQuery,
@@ -78,8 +77,8 @@ from include.collectors.http import (
     json_object,
     redact_url,
 )
-from include.collectors.scene_ids import is_mgrs_tile, parse_wrs2_pathrow
-from include.collectors.settings import StacApiSettings
+from include.collectors.scene_ids import catalog_item_id, is_mgrs_tile, parse_wrs2_pathrow
+from include.collectors.settings import DriverSettings, StacApiSettings
 from include.collectors.split import SplitSearchDriver, WindowTooLargeError
 from include.collectors.timestamps import parse_utc_timestamp
 from include.common.errors import (
@@ -496,31 +495,17 @@ class StacApiDriver(SplitSearchDriver):
     own host, never to asset hosts elsewhere.
     """
 
-    settings_model: ClassVar[type[StacApiSettings]] = StacApiSettings
-    """The settings this driver is built from (a subclass may extend them)."""
+    settings_model: ClassVar[type[DriverSettings] | None] = StacApiSettings
     settings: StacApiSettings
+    url_kind = "STAC API URL"
+    url_fix = (
+        "set url in config/catalogs.yaml (or catalog_args.url), e.g. "
+        "https://earth-search.aws.element84.com/v1"
+    )
 
-    def __init__(
-        self,
-        *,
-        url: str | None = None,
-        credentials: Credentials | None = None,
-        options: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(url=url, credentials=credentials, options=options)
-        if not url or not _is_http(url):
-            raise InvalidInputError(
-                FieldProblem(
-                    "catalog_args.url",
-                    f"{url!r} is not an HTTP(S) STAC API URL",
-                    "set url in config/catalogs.yaml (or catalog_args.url), e.g. "
-                    "https://earth-search.aws.element84.com/v1",
-                )
-            )
-        self.base_url = url.rstrip("/")
-        self.settings = self.settings_model.from_options(self.options, catalog=self.name)
+    def configure(self) -> None:
+        """Read the STAC settings: datasets, platforms, tile query style, asset signing."""
         settings = self.settings
-        self.adopt_common_settings(settings)
         self.max_items = settings.max_items
         self.datasets = dict(settings.datasets)
         self._datasets_lower = settings.datasets_by_lower_name()
@@ -528,8 +513,6 @@ class StacApiDriver(SplitSearchDriver):
             name.lower(): tuple(platform.lower() for platform in platforms)
             for name, platforms in settings.dataset_platforms.items()
         }
-        self._client: httpx.Client | None = None
-        self._client_lock = threading.Lock()
         self._use_get = False
         self._mgrs_style: str | None = settings.mgrs_query_style
         self.sign = settings.sign_assets
@@ -541,21 +524,6 @@ class StacApiDriver(SplitSearchDriver):
         self._sas_lock = threading.Lock()
 
     # -- HTTP ---------------------------------------------------------------------------------
-
-    @property
-    def client(self) -> httpx.Client:
-        """The driver's one HTTP client, built on first use."""
-        with self._client_lock:
-            if self._client is None:
-                self._client = self.settings.http_client()
-            return self._client
-
-    def close(self) -> None:
-        """Close the HTTP client (idempotent)."""
-        with self._client_lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
 
     def auth_headers(self, url: str) -> dict[str, str]:
         """Return the Authorization header for ``url`` when it is on the catalog's host."""
@@ -867,6 +835,8 @@ class StacApiDriver(SplitSearchDriver):
             matched |= {str(scene.properties.get(key)) for key in ("stac_id", "landsat_scene_id")}
         for scene_id in query.scene_ids:
             if scene_id in matched or _short_landsat_id(scene_id) in matched:
+                continue
+            if catalog_item_id(scene_id) is not None:  # an item id: the ids search was the one
                 continue
             if _LANDSAT_SCENE_ID.fullmatch(scene_id):  # LC82210692020010LGN00
                 product_query = {LANDSAT_SCENE_ID_PROP: {"eq": scene_id}}

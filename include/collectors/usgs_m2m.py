@@ -52,7 +52,6 @@ import httpx
 
 from include.collectors.base import (
     Availability,
-    Credentials,
     DownloadedFile,
     Scene,
     SearchQuery,
@@ -67,7 +66,7 @@ from include.collectors.http import (
 )
 from include.collectors.registry import register
 from include.collectors.scene_ids import SceneIdentity, parse_scene_id, parse_wrs2_pathrow
-from include.collectors.settings import UsgsM2MSettings
+from include.collectors.settings import DriverSettings, UsgsM2MSettings
 from include.collectors.split import SplitSearchDriver, WindowTooLargeError, by_time
 from include.common.errors import (
     CollectionBuilderError,
@@ -331,27 +330,14 @@ class UsgsM2MDriver(SplitSearchDriver):
     search_time_step: ClassVar[timedelta | None] = timedelta(days=1)
     """M2M searches acquisition dates, not times: a split cuts between days."""
 
-    def __init__(
-        self,
-        *,
-        url: str | None = None,
-        credentials: Credentials | None = None,
-        options: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(url=url, credentials=credentials, options=options)
-        base = url or DEFAULT_URL
-        if not base.lower().startswith(("http://", "https://")):
-            raise InvalidInputError(
-                FieldProblem(
-                    "catalog_args.url",
-                    f"{base!r} is not an HTTP(S) URL",
-                    f"use the M2M JSON API root, e.g. {DEFAULT_URL}",
-                )
-            )
-        self.base_url = base.rstrip("/")
-        self.settings = UsgsM2MSettings.from_options(self.options, catalog=self.name)
+    settings_model: ClassVar[type[DriverSettings] | None] = UsgsM2MSettings
+    settings: UsgsM2MSettings
+    default_url = DEFAULT_URL
+    url_fix = f"use the M2M JSON API root, e.g. {DEFAULT_URL}"
+
+    def configure(self) -> None:
+        """Read the M2M settings: retries, download staging, labels, result limits."""
         settings = self.settings
-        self.adopt_common_settings(settings)
         self.conn_id = settings.conn_id
         self._datasets = settings.datasets_by_lower_name()
         self.max_attempts = settings.max_attempts
@@ -364,20 +350,11 @@ class UsgsM2MDriver(SplitSearchDriver):
         self.describe_downloads = settings.describe_downloads
         self.max_results = settings.max_results
         self.sleep: Callable[[float], None] = time.sleep
-        self._client: httpx.Client | None = None
         self._lock = threading.RLock()
         self._api_key: str | None = None
         self._filter_ids: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
 
     # -- HTTP and session ---------------------------------------------------------------------
-
-    @property
-    def client(self) -> httpx.Client:
-        """The driver's one HTTP client, built on first use."""
-        with self._lock:
-            if self._client is None:
-                self._client = self.settings.http_client()
-            return self._client
 
     def close(self) -> None:
         """Log out (when logged in) and close the HTTP client; idempotent, never raises."""
@@ -392,9 +369,7 @@ class UsgsM2MDriver(SplitSearchDriver):
                 log.warning("m2m.logout_failed catalog=%s error=%s", self.catalog, err)
             finally:
                 self._api_key = None
-                if self._client is not None:
-                    self._client.close()
-                    self._client = None
+                super().close()
 
     def _credentials_problem(self, what: str) -> ProviderError:
         return ProviderError(
