@@ -626,6 +626,20 @@ def _band_model(group: Mapping[str, Any], number: int, where: str) -> _BandModel
     )
 
 
+def _sum_of_terms(
+    constant: float, coefficients: FloatArray, factors: list[tuple[FloatArray | float, ...]]
+) -> FloatArray:
+    """Return ``constant + c0 * f0... + c1 * f1... + ...``, added and multiplied left to right."""
+    total: Any = constant
+    for coefficient, term_factors in zip(coefficients, factors, strict=True):
+        term: Any = coefficient
+        for factor in term_factors:
+            term = term * factor
+        total = total + term
+    result: FloatArray = total
+    return result
+
+
 def _vector_value(
     terms: _Rational,
     mean: float,
@@ -636,31 +650,20 @@ def _vector_value(
     height: float,
 ) -> FloatArray:
     """Evaluate one vector component's rational polynomial (offset coordinates)."""
-    n, d = terms.numerator, terms.denominator
-    numerator = (
-        n[0]
-        + n[1] * line
-        + n[2] * samp
-        + n[3] * height
-        + n[4] * r_line
-        + n[5] * line * line
-        + n[6] * samp * line
-        + n[7] * samp * samp
-        + n[8] * r_samp * r_line * r_line
-        + n[9] * r_line * r_line * r_line
-    )
-    denominator = (
-        1.0
-        + d[0] * line
-        + d[1] * samp
-        + d[2] * height
-        + d[3] * r_line
-        + d[4] * line * line
-        + d[5] * line * samp
-        + d[6] * samp * samp
-        + d[7] * r_samp * r_line * r_line
-        + d[8] * r_line * r_line * r_line
-    )
+    factors: list[tuple[FloatArray | float, ...]] = [
+        (line,),
+        (samp,),
+        (height,),
+        (r_line,),
+        (line, line),
+        (samp, line),
+        (samp, samp),
+        (r_samp, r_line, r_line),
+        (r_line, r_line, r_line),
+    ]
+    numerator = _sum_of_terms(terms.numerator[0], terms.numerator[1:], factors)
+    factors[5] = (line, samp)  # the denominator's own order: the same values to the last bit
+    denominator = _sum_of_terms(1.0, terms.denominator, factors)
     result: FloatArray = mean + numerator / denominator
     return result
 
