@@ -280,32 +280,33 @@ def convert_linear(
     """
     fills = tuple(float(value) for value in source_nodata)
     valid_total = 0
-    with raster_output(dest, failure=f"GDAL failed converting {src.name}") as tmp:
-        with rasterio.open(src) as ds:
-            _require_georeferenced(ds, src)
-            profile = _output_profile(ds, encoding.dtype, encoding.nodata)
-            total = ds.width * ds.height
-            with rasterio.open(tmp, "w", **profile) as out:
-                for window in _strips(ds.width, ds.height):
-                    dn = ds.read(1, window=window)
-                    valid = np.ones(dn.shape, dtype=bool)
-                    for fill in fills:
-                        valid &= dn != fill
-                    if valid_fn is not None:
-                        valid &= valid_fn(dn)
-                    reflectance = dn.astype(np.float64) * gain + bias
-                    out.write(encoding.encode(reflectance, valid), 1, window=window)
-                    valid_total += int(valid.sum())
-                out.scales = (encoding.scale,)
-                out.offsets = (encoding.offset,)
-                out.update_tags(1, scale=repr(encoding.scale), offset=repr(encoding.offset))
-                out.update_tags(
-                    **{
-                        "reflectance_gain": repr(gain),
-                        "reflectance_bias": repr(bias),
-                        **(tags or {}),
-                    }
-                )
+    with (
+        raster_output(dest, failure=f"GDAL failed converting {src.name}") as tmp,
+        georeferenced(src) as ds,
+    ):
+        profile = _output_profile(ds, encoding.dtype, encoding.nodata)
+        total = ds.width * ds.height
+        with rasterio.open(tmp, "w", **profile) as out:
+            for window in _strips(ds.width, ds.height):
+                dn = ds.read(1, window=window)
+                valid = np.ones(dn.shape, dtype=bool)
+                for fill in fills:
+                    valid &= dn != fill
+                if valid_fn is not None:
+                    valid &= valid_fn(dn)
+                reflectance = dn.astype(np.float64) * gain + bias
+                out.write(encoding.encode(reflectance, valid), 1, window=window)
+                valid_total += int(valid.sum())
+            out.scales = (encoding.scale,)
+            out.offsets = (encoding.offset,)
+            out.update_tags(1, scale=repr(encoding.scale), offset=repr(encoding.offset))
+            out.update_tags(
+                **{
+                    "reflectance_gain": repr(gain),
+                    "reflectance_bias": repr(bias),
+                    **(tags or {}),
+                }
+            )
     return BandStats(valid_pixels=valid_total, total_pixels=total)
 
 
@@ -360,16 +361,17 @@ def copy_band(
         InvalidInputError: ``src`` cannot be read or is not georeferenced.
         ProcessingError: GDAL failed writing.
     """
-    with raster_output(dest, failure=f"GDAL failed copying {src.name}") as tmp:
-        with rasterio.open(src) as ds:
-            _require_georeferenced(ds, src)
-            declared = nodata if nodata is not None else ds.nodata
-            profile = _output_profile(ds, ds.dtypes[0], declared)
-            with rasterio.open(tmp, "w", **profile) as out:
-                for window in _strips(ds.width, ds.height):
-                    out.write(ds.read(1, window=window), 1, window=window)
-                if scale_offset is not None:
-                    out.scales, out.offsets = (scale_offset[0],), (scale_offset[1],)
+    with (
+        raster_output(dest, failure=f"GDAL failed copying {src.name}") as tmp,
+        georeferenced(src) as ds,
+    ):
+        declared = nodata if nodata is not None else ds.nodata
+        profile = _output_profile(ds, ds.dtypes[0], declared)
+        with rasterio.open(tmp, "w", **profile) as out:
+            for window in _strips(ds.width, ds.height):
+                out.write(ds.read(1, window=window), 1, window=window)
+            if scale_offset is not None:
+                out.scales, out.offsets = (scale_offset[0],), (scale_offset[1],)
     return dest
 
 
@@ -383,16 +385,17 @@ def classification_to_cloud_mask(src: Path, dest: Path, *, cloud_bands: tuple[in
         InvalidInputError: ``src`` cannot be read or is not georeferenced.
         ProcessingError: GDAL failed writing.
     """
-    with raster_output(dest, failure=f"GDAL failed reading {src.name}") as tmp:
-        with rasterio.open(src) as ds:
-            _require_georeferenced(ds, src)
-            indexes = [band for band in cloud_bands if band <= ds.count]
-            profile = _output_profile(ds, "uint8", 255)
-            with rasterio.open(tmp, "w", **profile) as out:
-                for window in _strips(ds.width, ds.height):
-                    flags = ds.read(indexes, window=window)
-                    out.write((flags != 0).any(axis=0).astype(np.uint8), 1, window=window)
-                out.update_tags(mask_kind="cloud_mask", source=src.name)
+    with (
+        raster_output(dest, failure=f"GDAL failed reading {src.name}") as tmp,
+        georeferenced(src) as ds,
+    ):
+        indexes = [band for band in cloud_bands if band <= ds.count]
+        profile = _output_profile(ds, "uint8", 255)
+        with rasterio.open(tmp, "w", **profile) as out:
+            for window in _strips(ds.width, ds.height):
+                flags = ds.read(indexes, window=window)
+                out.write((flags != 0).any(axis=0).astype(np.uint8), 1, window=window)
+            out.update_tags(mask_kind="cloud_mask", source=src.name)
     return dest
 
 
@@ -413,6 +416,18 @@ def _output_profile(ds: Any, dtype: str, nodata: float | None) -> dict[str, Any]
     if block is not None:
         profile.update(tiled=True, blockxsize=block, blockysize=block)
     return profile
+
+
+@contextmanager
+def georeferenced(src: Path) -> Iterator[Any]:
+    """Open ``src`` for reading and require a CRS and a geotransform.
+
+    Raises:
+        InvalidInputError: ``src`` is not georeferenced.
+    """
+    with rasterio.open(src) as ds:
+        _require_georeferenced(ds, src)
+        yield ds
 
 
 def _require_georeferenced(ds: Any, path: Path) -> None:
