@@ -8,9 +8,10 @@ hold no data.
 
 Routes validate with the DAG's own ``validate_request``, call ``include/radcor`` for the domain
 work and ``airflow_ops`` for Airflow's (trigger, clear). Status codes (STYLE 2.3): 202 accepted,
-400 invalid input with ``{"errors": [{field, message, fix}]}``, 401 no valid token, 403 not
-allowed, 404 unknown id, 409 conflicting state, 422 a body that is not a JSON object, 502 the
-catalog failed, 504 the synchronous search ran out of time.
+400 invalid input with ``{"errors": [{field, message, fix}]}`` (a body that is not a JSON
+object and FastAPI's own request checks too: ``app.py``), 401 no valid token, 403 not allowed,
+404 unknown id, 409 conflicting state, 502 the catalog failed, 504 the synchronous search ran
+out of time.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -46,11 +47,13 @@ from include.common.errors import (
 )
 from include.radcor.activities import (
     Activity,
+    ActivityPage,
     ActivityQuery,
     ActivityStore,
     parse_task_instance,
 )
-from include.radcor.conf import Action, RadcorConf
+from include.radcor.conf import Action, RadcorConf, conf_object
+from include.radcor.conf_limits import text_problems
 from include.radcor.gaps import check_gaps, gap_confs
 from include.radcor.preview import preview
 from include.radcor.search import search_scenes
@@ -104,6 +107,7 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": DetailResponse, "description": "No valid token (bearer or UI cookie)"},
     403: {"model": DetailResponse, "description": "The user lacks the DAG permission"},
 }
+BODY_FIX = "send a JSON object with Content-Type: application/json (docs/api.md)"
 EXAMPLE_SCENE_ID = "S2A_MSIL1C_20200109T132231_N0208_R038_T23LLF_20200109T145429"
 CONF_EXAMPLE = {
     "w": -45.9, "s": -12.74, "e": -45.8, "n": -12.6,
@@ -114,7 +118,27 @@ CONF_EXAMPLE = {
                "tasks": [{"type": "publish", "collection": "S2_L1C-1", "args": {}}]}],
 }  # fmt: skip
 
-router = APIRouter(prefix="/radcor", tags=["radcor"])
+
+def check_plain_text(values: Iterable[tuple[str, Any]]) -> None:
+    """Refuse control characters and oversize strings in request values (400, never shown).
+
+    The conf's limits (``include.radcor.conf_limits``) for the filters, path and query values
+    that reach the database (PostgreSQL refuses NUL) or a file path.
+
+    Raises:
+        InvalidInputError: naming each value past the limits.
+    """
+    problems = [problem for key, value in values for problem in text_problems({key: value})[0]]
+    if problems:
+        raise InvalidInputError(problems)
+
+
+def plain_request_text(request: Request) -> None:
+    """FastAPI dependency: ``check_plain_text`` on the path and every query value."""
+    check_plain_text([*request.path_params.items(), *request.query_params.multi_items()])
+
+
+router = APIRouter(prefix="/radcor", tags=["radcor"], dependencies=[Depends(plain_request_text)])
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -240,23 +264,45 @@ def _activity_out(
     )
 
 
-def _problems_from(err: ValidationError) -> InvalidInputError:
-    problems = []
-    for error in err.errors():
-        where = (
-            "".join(
-                f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]
-            ).lstrip(".")
-            or "body"
+def request_problems(
+    errors: Sequence[Mapping[str, Any]], *, known: Sequence[str] = ()
+) -> list[FieldProblem]:
+    """Return pydantic's or FastAPI's errors of a request as problems (the input never shown).
+
+    Args:
+        errors: ``ValidationError.errors()`` or ``RequestValidationError.errors()``.
+        known: the accepted names, for the fix of an unknown one.
+    """
+    return [_request_problem(error, known) for error in errors]
+
+
+def _location(loc: Sequence[Any]) -> str:
+    """``("body", "tasks", 0, "type")`` -> ``tasks[0].type``; the body itself is ``body``."""
+    parts = list(loc[1:] if loc and loc[0] in ("body", "query", "path") else loc)
+    text = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in parts)
+    return text.lstrip(".") or "body"
+
+
+def _request_problem(error: Mapping[str, Any], known: Sequence[str]) -> FieldProblem:
+    if error["type"] == "json_invalid":
+        reason = (error.get("ctx") or {}).get("error", "not JSON")
+        position = error["loc"][-1]
+        return FieldProblem(
+            "body", f"is not valid JSON ({reason} at character {position})", BODY_FIX
         )
-        if error["type"] == "extra_forbidden":
-            fix = f"remove it (known: {', '.join(RestartRequest.model_fields)})"
-            problems.append(FieldProblem(where, "is not a known filter", fix))
-            continue
-        message = re.sub(r"^Value error, ", "", error["msg"])
-        fix = _FILTER_FIXES.get(re.split(r"[.\[]", where)[0], "see docs/api.md")
-        problems.append(FieldProblem(where, message, fix))
-    return InvalidInputError(problems)
+    where = _location(error["loc"])
+    if error["type"] == "extra_forbidden":
+        return FieldProblem(
+            where, "is not a known filter", f"remove it (known: {', '.join(known)})"
+        )
+    if error["type"] == "missing" and where == "body":
+        return FieldProblem(where, "is empty (or null)", BODY_FIX)
+    message = re.sub(r"^(Value error, )?Input should be", "must be", error["msg"])
+    message = re.sub(r"^Value error, ", "", message)
+    default_fix = BODY_FIX if where == "body" else "see docs/api.md"
+    return FieldProblem(
+        where, message, _FILTER_FIXES.get(re.split(r"[.\[]", where)[0], default_fix)
+    )
 
 
 _FILTER_FIXES = {
@@ -284,10 +330,6 @@ def _run_started(
         paused=run.is_paused,
         scenes=scenes,
     )
-
-
-def _validated(conf: Mapping[str, Any]) -> RadcorConf:
-    return validate_request(conf)
 
 
 # --- POST /radcor ------------------------------------------------------------------------------
@@ -326,7 +368,6 @@ def _validated(conf: Mapping[str, Any]) -> RadcorConf:
         **COMMON_ERRORS,
         404: {"model": DetailResponse, "description": "The radcor DAG is not loaded"},
         409: {"model": DetailResponse, "description": "The DAG has import errors"},
-        422: {"description": "The body is not a JSON object"},
         502: {"model": DetailResponse, "description": "The catalog failed (preview)"},
         504: {"model": DetailResponse, "description": "The search ran out of time (preview)"},
     },
@@ -334,12 +375,14 @@ def _validated(conf: Mapping[str, Any]) -> RadcorConf:
 def post_radcor(
     request: Request,
     user: UserDep,
-    conf: Annotated[
-        dict[str, Any], Body(description="A radcor conf (DESIGN 1.1)", examples=[CONF_EXAMPLE])
-    ],
+    conf: Annotated[Any, Body(description="A radcor conf (DESIGN 1.1)", examples=[CONF_EXAMPLE])],
 ) -> Any:
-    """Validate the conf exactly as the DAG does, then search (preview) or trigger (start)."""
-    validated = _validated(conf)
+    """Validate the conf exactly as the DAG does, then search (preview) or trigger (start).
+
+    The body is typed ``Any`` so that whatever JSON arrives gets ``validate_request``'s answer
+    (400 ``conf: must be a JSON object``), the same as the DAG's ``validate`` task gives.
+    """
+    validated = validate_request(conf)
     if validated.action == Action.PREVIEW:
         airflow_ops.authorize_dags(user, "GET", DagAccessEntity.RUN, [RADCOR_DAG_ID])
         scenes = _bounded(lambda: _search(validated), "the search")
@@ -350,6 +393,14 @@ def post_radcor(
 
 
 # --- activities --------------------------------------------------------------------------------
+
+
+def readable_activities(
+    user: BaseUser, query: ActivityQuery, *, limit: int, offset: int = 0
+) -> ActivityPage:
+    """Return one page of ``query``'s activities among those of the DAGs ``user`` may read."""
+    scoped = replace(query, dag_ids=airflow_ops.readable_dag_ids(user))
+    return ActivityStore().query(scoped, limit=limit, offset=offset)
 
 
 def _statuses(raw: str | None) -> tuple[str, ...]:
@@ -405,13 +456,12 @@ def list_activities(
         task_type=type_,
         run_id=run_id,
         dag_id=dag_id,
-        dag_ids=airflow_ops.readable_dag_ids(user),
         start=start,
         end=end,
         since=since,
         until=until,
     )
-    page = ActivityStore().query(query, limit=limit, offset=offset)
+    page = readable_activities(user, query, limit=limit, offset=offset)
     keys = [k for k in (_ti_key(a) for a in page.activities) if k is not None]
     ti_states = airflow_ops.task_instance_states(keys)
     links = Links(request)
@@ -430,8 +480,7 @@ def list_activities(
 
 
 def _one_activity(user: BaseUser, activity_id: int) -> Activity:
-    query = ActivityQuery(ids=(activity_id,), dag_ids=airflow_ops.readable_dag_ids(user))
-    found = ActivityStore().query(query, limit=1).activities
+    found = readable_activities(user, ActivityQuery(ids=(activity_id,)), limit=1).activities
     if not found:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
@@ -699,10 +748,13 @@ def plan_restart(
 
 def restart_filters(raw: Mapping[str, Any]) -> RestartRequest:
     """Parse restart filters; 400 naming each bad one."""
+    check_plain_text(raw.items())
     try:
         return RestartRequest.model_validate(dict(raw))
     except ValidationError as err:
-        raise _problems_from(err) from err
+        raise InvalidInputError(
+            request_problems(err.errors(), known=tuple(RestartRequest.model_fields))
+        ) from err
 
 
 def clear_plan(user: BaseUser, plan: RestartPlan, links: Links) -> list[TaskInstanceOut]:
@@ -821,7 +873,6 @@ def restart_post(
         202: {"model": GapResponse, "description": "action start: runs created for the gaps"},
         400: {"model": ErrorResponse, "description": "The conf is invalid or has no publish node"},
         **COMMON_ERRORS,
-        422: {"description": "The body is not a JSON object"},
         502: {"model": DetailResponse},
         504: {"model": DetailResponse},
     },
@@ -830,17 +881,16 @@ def post_check(
     request: Request,
     user: UserDep,
     conf: Annotated[
-        dict[str, Any],
-        Body(description="A radcor conf; action defaults to preview", examples=[CONF_EXAMPLE]),
+        Any, Body(description="A radcor conf; action defaults to preview", examples=[CONF_EXAMPLE])
     ],
 ) -> JSONResponse:
     """Search the catalog with the conf, compare with its publish collections, report the gaps.
 
     ``action: start`` triggers radcor runs for the missing scenes (area by scene id).
     """
-    raw = dict(conf)
+    raw = dict(conf_object(conf))
     raw.setdefault("action", "preview")
-    validated = _validated(raw)
+    validated = validate_request(raw)
     airflow_ops.authorize_dags(user, "GET", DagAccessEntity.RUN, [RADCOR_DAG_ID])
     backend = default_backend()
     report = _bounded(

@@ -15,14 +15,14 @@ from typing import Annotated, Any
 
 from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
-from fastapi import APIRouter, Body, Query, Request, status
+from fastapi import APIRouter, Body, Depends, Query, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from include.common.config import load_catalogs, load_collections
 from include.common.errors import FieldProblem, InvalidInputError
-from include.radcor.activities import Activity, ActivityQuery, ActivityStore
-from include.radcor.conf import Action
+from include.radcor.activities import Activity, ActivityQuery
+from include.radcor.conf import Action, conf_object
 from include.radcor.preview import preview
 from include.radcor.upstream import (
     UPSTREAM_DEFAULT_ACTION,
@@ -30,6 +30,7 @@ from include.radcor.upstream import (
     upstream_activity,
 )
 from include.radcor.upstream import restart_filters as upstream_restart_filters
+from include.radcor.validation import validate_request
 from radcor_api import airflow_ops
 from radcor_api.models import ErrorResponse, NotRestartable
 from radcor_api.routes import (
@@ -42,13 +43,17 @@ from radcor_api.routes import (
     _bounded,
     _run_started,
     _search,
-    _validated,
+    check_plain_text,
     clear_plan,
+    plain_request_text,
     plan_restart,
+    readable_activities,
     restart_filters,
 )
 
-router = APIRouter(prefix="/upstream", tags=["upstream"])
+router = APIRouter(
+    prefix="/upstream", tags=["upstream"], dependencies=[Depends(plain_request_text)]
+)
 UPSTREAM_EXAMPLE = {k: v for k, v in CONF_EXAMPLE.items() if k != "action"}
 
 
@@ -61,8 +66,7 @@ def upstream_radcor(
     request: Request,
     user: UserDep,
     conf: Annotated[
-        dict[str, Any],
-        Body(description="An upstream radcor request", examples=[UPSTREAM_EXAMPLE]),
+        Any, Body(description="An upstream radcor request", examples=[UPSTREAM_EXAMPLE])
     ],
 ) -> JSONResponse:
     """Search now and answer the scenes keyed by scene id plus ``Results``.
@@ -71,9 +75,9 @@ def upstream_radcor(
     creates a ``radcor`` run with the request and adds ``runs`` (one entry: its ids and
     links); the scene entries are the same as the preview's.
     """
-    raw = {k: v for k, v in conf.items() if v is not None}
+    raw = {k: v for k, v in conf_object(conf).items() if v is not None}
     raw.setdefault("action", UPSTREAM_DEFAULT_ACTION)
-    validated = _validated(raw)
+    validated = validate_request(raw)
     airflow_ops.authorize_dags(user, "GET", DagAccessEntity.RUN, [RADCOR_DAG_ID])
     result = preview(_bounded(lambda: _search(validated), "the search"))
     if validated.action == Action.START:
@@ -101,6 +105,7 @@ def _merged_plan(user: BaseUser, filters: dict[str, Any]) -> RestartPlan:
 
 
 def _upstream_restart(request: Request, user: BaseUser, raw: dict[str, Any]) -> JSONResponse:
+    check_plain_text(raw.items())
     filters = upstream_restart_filters(raw)
     action = filters["action"]
     plan = _merged_plan(user, filters)
@@ -170,14 +175,9 @@ def upstream_activities(
     """One page of activities as the upstream paginated them (``total``, ``pages``, ``items``)."""
     since, until = _period(period)
     query = ActivityQuery(
-        scene_id=scene_id,
-        collection=collection,
-        task_type=type_,
-        since=since,
-        until=until,
-        dag_ids=airflow_ops.readable_dag_ids(user),
+        scene_id=scene_id, collection=collection, task_type=type_, since=since, until=until
     )
-    found = ActivityStore().query(query, limit=per_page, offset=(page - 1) * per_page)
+    found = readable_activities(user, query, limit=per_page, offset=(page - 1) * per_page)
     return JSONResponse(
         {
             "total": found.total,

@@ -143,15 +143,64 @@ def test_post_radcor_invalid_conf_answers_400_with_field_and_fix(
     assert not any((r.get("conf") or {}).get("foo") == 1 for r in runs["dag_runs"])
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'"a string"'])
-def test_post_radcor_body_not_a_json_object_answers_422(
-    airflow_stack: AirflowStack, body: bytes
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        (b"not json", "body", "is not valid JSON (Expecting value at character 0)"),
+        (b"", "body", "is empty (or null)"),
+        (b"\xff\xfe", "body", "is not valid JSON (Expecting value at character 0)"),
+        (b"[" * 50_000, "body", "cannot be read (there was an error parsing the body)"),
+        (b"[1, 2]", "conf", "must be a JSON object (got array)"),
+        (b'"a string"', "conf", "must be a JSON object (got string)"),
+    ],
+)
+def test_post_radcor_body_not_a_json_object_answers_400_with_the_error_list(
+    airflow_stack: AirflowStack, body: bytes, field: str, message: str
 ) -> None:
     with airflow_stack.client() as client:
-        response = client.post(
-            "/radcor-api/radcor", content=body, headers={"Content-Type": "application/json"}
-        )
-    assert response.status_code == 422, response.text
+        for path in ("/radcor-api/radcor", "/api/radcor", "/radcor-api/radcor/check"):
+            response = client.post(path, content=body, headers={"Content-Type": "application/json"})
+            assert response.status_code == 400, (path, response.text)
+            (error,) = response.json()["errors"]
+            assert (error["field"], error["message"]) == (field, message), path
+            assert error["fix"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("GET", "/radcor-api/radcor/activities?scene_id=a%00b", None, "scene_id"),
+        ("GET", "/radcor-api/radcor/items/S2_L1C-1%00/x", None, "collection"),
+        ("GET", "/radcor-api/radcor/restart?run_id=%0Aforged", None, "run_id"),
+        ("POST", "/radcor-api/radcor/restart", {"scene_id": "a\x00b"}, "scene_id"),
+        ("GET", "/api/activities?collection=" + "x" * 2000, None, "collection"),
+        (
+            "POST",
+            "/api/radcor/restart",
+            {"sceneid": "a\x00b", "collection_id": "S2_L1C-1"},
+            "sceneid",
+        ),
+    ],
+)
+def test_control_character_or_oversize_value_in_a_request_answers_400(
+    airflow_stack: AirflowStack, method: str, path: str, body: Any, field: str
+) -> None:
+    # PostgreSQL refuses NUL and a file path cannot hold it: refused before either is reached
+    with airflow_stack.client() as client:
+        response = client.request(method, path, json=body)
+    assert response.status_code == 400, response.text
+    assert field in [e["field"] for e in response.json()["errors"]]
+
+
+def test_query_of_the_wrong_type_answers_400_with_the_error_list(
+    airflow_stack: AirflowStack,
+) -> None:
+    with airflow_stack.client() as client:
+        response = client.get("/radcor-api/radcor/activities", params={"limit": "many"})
+    assert response.status_code == 400, response.text
+    (error,) = response.json()["errors"]
+    assert error["field"] == "limit" and "integer" in error["message"]
+    assert "many" not in response.text
 
 
 def test_openapi_schema_lists_the_endpoints_and_the_conf(airflow_stack: AirflowStack) -> None:
@@ -382,7 +431,8 @@ def test_restart_bad_filters_answer_400_and_unknown_ids_404(airflow_stack: Airfl
     assert no_filter.status_code == 400
     assert {e["field"] for e in bad.json()["errors"]} == {"ids[0]", "status"}
     assert unknown.status_code == 404
-    assert not_object.status_code == 422
+    assert not_object.status_code == 400
+    assert not_object.json()["errors"][0]["field"] == "body"
 
 
 def test_gap_check_without_publish_node_answers_400(
