@@ -189,6 +189,16 @@ class DownloadedFile:
     """For a folder of assets: ``(file name, "<algo>:<hex>")`` of each file, as verified."""
 
 
+@dataclass(frozen=True, slots=True)
+class DownloadJob:
+    """One ``download`` call: the scene, its folder, the progress callback, ``force``."""
+
+    scene: Scene
+    dest: Path
+    progress: ProgressFn | None = None
+    force: bool = False
+
+
 class CommonSettings(Protocol):
     """The settings every catalog driver has (``collectors.settings.DriverSettings``)."""
 
@@ -375,7 +385,6 @@ class CatalogDriver(abc.ABC):
         """
         return None
 
-    @abc.abstractmethod
     def download(
         self,
         scene: Scene,
@@ -387,4 +396,10 @@ class CatalogDriver(abc.ABC):
         """Download ``scene`` into the folder ``dest`` and return the verified result.
 
         ``force`` (the radcor conf's) fetches the scene again even when a valid copy is in place.
+        The driver's ``fetch`` does the work (see the class's contract).
         """
+        return self.fetch(DownloadJob(scene, dest, progress=progress, force=force))
+
+    @abc.abstractmethod
+    def fetch(self, job: DownloadJob) -> DownloadedFile:
+        """Download ``job.scene`` into ``job.dest`` and return the verified result."""

@@ -41,7 +41,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urljoin
 
@@ -51,6 +50,7 @@ from include.collectors.base import (
     Asset,
     Availability,
     DownloadedFile,
+    DownloadJob,
     Scene,
     SearchQuery,
     known_size,
@@ -74,7 +74,6 @@ from include.common.errors import (
     ProviderError,
     SceneOfflineError,
 )
-from include.common.progress import ProgressFn
 from include.common.storage import safe_component
 
 log = logging.getLogger(__name__)
@@ -777,14 +776,7 @@ class CdseODataDriver(CdseAccountMixin, SplitSearchDriver):
 
     # -- download -----------------------------------------------------------------------------
 
-    def download(
-        self,
-        scene: Scene,
-        dest: Path,
-        *,
-        progress: ProgressFn | None = None,
-        force: bool = False,
-    ) -> DownloadedFile:
+    def fetch(self, job: DownloadJob) -> DownloadedFile:
         """Download the product zip of ``scene`` to ``dest/<scene_id>.zip``, verified.
 
         A verified copy already in place (size and checksum as searched) is reused without any
@@ -797,6 +789,7 @@ class CdseODataDriver(CdseAccountMixin, SplitSearchDriver):
             ChecksumMismatchError, ProviderUnavailableError, RateLimitedError, DiskFullError:
                 as ``download_file``.
         """
+        scene, dest, progress, force = job.scene, job.dest, job.progress, job.force
         target = dest / f"{safe_component(scene.scene_id, 'scene_id')}.zip"
         known = scene.assets[0] if scene.assets else None
         if not force:  # force: fetch again, the old file is replaced only once verified

@@ -37,13 +37,13 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
 from include.collectors.base import (
     Asset,
     DownloadedFile,
+    DownloadJob,
     Scene,
     SearchQuery,
     known_size,
@@ -61,7 +61,6 @@ from include.collectors.stac_api import (
     item_to_scene,
 )
 from include.common.errors import InvalidInputError, ProviderError
-from include.common.progress import ProgressFn
 from include.common.storage import safe_component
 
 log = logging.getLogger(__name__)
@@ -301,14 +300,7 @@ class CdseStacDriver(CdseAccountMixin, StacApiDriver):
 
     # -- download -----------------------------------------------------------------------------
 
-    def download(
-        self,
-        scene: Scene,
-        dest: Path,
-        *,
-        progress: ProgressFn | None = None,
-        force: bool = False,
-    ) -> DownloadedFile:
+    def fetch(self, job: DownloadJob) -> DownloadedFile:
         """Download the product zip of ``scene`` to ``dest/<scene_id>.zip``, verified.
 
         A verified copy already in place (the asset's size and checksum) is reused without any
@@ -320,6 +312,7 @@ class CdseStacDriver(CdseAccountMixin, StacApiDriver):
             ChecksumMismatchError, ProviderUnavailableError, RateLimitedError, DiskFullError:
                 as ``download_file``.
         """
+        scene, dest, progress, force = job.scene, job.dest, job.progress, job.force
         product = next((a for a in scene.assets if "archive" in a.roles), None)
         if product is None:
             raise _no_product_asset(scene, self.catalog)

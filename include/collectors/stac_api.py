@@ -57,7 +57,6 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -66,6 +65,7 @@ import httpx
 from include.collectors.base import (
     Asset,
     DownloadedFile,
+    DownloadJob,
     Scene,
     SearchQuery,
     known_size,
@@ -86,7 +86,6 @@ from include.common.errors import (
     InvalidInputError,
     ProviderError,
 )
-from include.common.progress import ProgressFn
 
 log = logging.getLogger(__name__)
 
@@ -923,14 +922,7 @@ class StacApiDriver(SplitSearchDriver):
             signed.append(asset)
         return tuple(signed)
 
-    def download(
-        self,
-        scene: Scene,
-        dest: Path,
-        *,
-        progress: ProgressFn | None = None,
-        force: bool = False,
-    ) -> DownloadedFile:
+    def fetch(self, job: DownloadJob) -> DownloadedFile:
         """Download every asset of ``scene`` into the folder ``dest`` (``<key><ext>`` each).
 
         Valid files already in place are reused unless ``force``.
@@ -941,6 +933,7 @@ class StacApiDriver(SplitSearchDriver):
             ChecksumMismatchError, ProviderUnavailableError, RateLimitedError: as
                 ``download_file``.
         """
+        scene, dest, progress, force = job.scene, job.dest, job.progress, job.force
         if not scene.assets:
             raise _no_http_assets(scene, self.catalog)
 

@@ -53,6 +53,7 @@ import httpx
 from include.collectors.base import (
     Availability,
     DownloadedFile,
+    DownloadJob,
     Scene,
     SearchQuery,
     known_size,
@@ -79,7 +80,6 @@ from include.common.errors import (
     SceneOfflineError,
     TransientError,
 )
-from include.common.progress import ProgressFn
 from include.common.storage import safe_component
 
 log = logging.getLogger(__name__)
@@ -1015,14 +1015,7 @@ class UsgsM2MDriver(SplitSearchDriver):
             self.sleep(self.poll_interval_s)
         return ready
 
-    def download(
-        self,
-        scene: Scene,
-        dest: Path,
-        *,
-        progress: ProgressFn | None = None,
-        force: bool = False,
-    ) -> DownloadedFile:
+    def fetch(self, job: DownloadJob) -> DownloadedFile:
         """Download the scene's Product Bundle to ``dest/<scene_id>.tar`` and verify it.
 
         Raises:
@@ -1033,6 +1026,7 @@ class UsgsM2MDriver(SplitSearchDriver):
             ProviderError: no Product Bundle, refused request or credentials, 4xx on the file.
             ProviderUnavailableError, RateLimitedError: after the retries.
         """
+        scene, dest, progress, force = job.scene, job.dest, job.progress, job.force
         target = Path(dest) / f"{safe_component(scene.scene_id, 'scene_id')}.tar"
         checksum = scene.properties.get("product_checksum")
         if not force:  # force: fetch again, the old file is replaced only once verified

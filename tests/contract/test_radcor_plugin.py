@@ -41,10 +41,11 @@ def test_plugin_mounts_the_api_outside_airflow_prefixes_and_links_its_page() -> 
 def test_plugin_serves_the_upstream_paths_by_a_root_middleware() -> None:
     from airflow.api_fastapi.app import RESERVED_URL_PREFIXES
     from radcor_api import RadcorApiPlugin
+    from radcor_api.trigger_check import TriggerConfCheckMiddleware
     from radcor_api.upstream_paths import UPSTREAM_PATHS, UpstreamPathsMiddleware
 
-    (middleware,) = RadcorApiPlugin.fastapi_root_middlewares
-    assert middleware["middleware"] is UpstreamPathsMiddleware
+    middlewares = [entry["middleware"] for entry in RadcorApiPlugin.fastapi_root_middlewares]
+    assert middlewares == [UpstreamPathsMiddleware, TriggerConfCheckMiddleware]
     assert {"/api/radcor", "/api/radcor/restart", "/api/activities"} <= set(UPSTREAM_PATHS)
     for path in UPSTREAM_PATHS:  # none of Airflow's own
         assert not any(path.startswith(prefix) for prefix in RESERVED_URL_PREFIXES)

@@ -15,6 +15,7 @@ from include.collectors.base import (
     CatalogDriver,
     Credentials,
     DownloadedFile,
+    DownloadJob,
     Scene,
     SearchQuery,
     known_size,
@@ -23,7 +24,6 @@ from include.collectors.registry import driver_class, make_driver, register
 from include.collectors.stac_api import StacApiDriver
 from include.common.config import CatalogConfig, parse_catalogs
 from include.common.errors import ConfigError, InvalidInputError
-from include.common.progress import ProgressFn
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -32,10 +32,8 @@ class _NullDriver(CatalogDriver):
     def search(self, query: SearchQuery) -> list[Scene]:
         return []
 
-    def download(
-        self, scene: Scene, dest: Path, *, progress: ProgressFn | None = None, force: bool = False
-    ) -> DownloadedFile:
-        return DownloadedFile(path=dest, size_bytes=0, checksum=None)
+    def fetch(self, job: DownloadJob) -> DownloadedFile:
+        return DownloadedFile(path=job.dest, size_bytes=0, checksum=None)
 
 
 @pytest.fixture
