@@ -578,18 +578,21 @@ def _write_body(
     return done
 
 
-def _fetch_once(
-    client: httpx.Client,
-    url: str,
-    part: Path,
-    *,
-    expected: _Expected,
-    headers: Mapping[str, str],
-    progress: ProgressFn | None,
-    chunk_bytes: int,
-    allow_resume: bool,
-    fsync: bool,
-) -> _Fetched:
+@dataclass(frozen=True, slots=True)
+class _Transfer:
+    """One file's transfer: where from, into which partial, what to expect, how to write."""
+
+    client: httpx.Client
+    url: str
+    part: Path
+    expected: _Expected
+    headers: Mapping[str, str]
+    progress: ProgressFn | None
+    chunk_bytes: int
+    fsync: bool
+
+
+def _fetch_once(transfer: _Transfer, *, allow_resume: bool) -> _Fetched:
     """Make one GET, resuming ``part`` when allowed and honoured; return what was written.
 
     Raises:
@@ -597,6 +600,9 @@ def _fetch_once(
         ProviderUnavailableError, RateLimitedError, ProviderError: mapped HTTP failures.
         DiskFullError: when the disk fills up.
     """
+    client, url, part, expected = transfer.client, transfer.url, transfer.part, transfer.expected
+    headers, progress, chunk_bytes = transfer.headers, transfer.progress, transfer.chunk_bytes
+    fsync = transfer.fsync
     algorithm, digest_bytes = _record_algorithm(expected)
     resume = _plan_request(part, expected=expected, headers=headers, allow_resume=allow_resume)
     hasher: Hasher = new_hasher(algorithm, digest_bytes)
@@ -680,18 +686,7 @@ class _RetryPolicy:
     sleep: Callable[[float], None]
 
 
-def _fetch_with_retries(
-    client: httpx.Client,
-    url: str,
-    part: Path,
-    *,
-    expected: _Expected,
-    headers: Mapping[str, str],
-    progress: ProgressFn | None,
-    chunk_bytes: int,
-    fsync: bool,
-    retry: _RetryPolicy,
-) -> _Fetched:
+def _fetch_with_retries(transfer: _Transfer, retry: _RetryPolicy) -> _Fetched:
     """Fetch ``url`` into ``part``, resuming after transient failures, restarting on a mismatch.
 
     Raises:
@@ -703,21 +698,11 @@ def _fetch_with_retries(
     while True:
         attempt += 1
         try:
-            return _fetch_once(
-                client,
-                url,
-                part,
-                expected=expected,
-                headers=headers,
-                progress=progress,
-                chunk_bytes=chunk_bytes,
-                allow_resume=allow_resume,
-                fsync=fsync,
-            )
+            return _fetch_once(transfer, allow_resume=allow_resume)
         except _RestartFromZero:
             if not allow_resume:
                 raise ProviderError(
-                    f"download {redact_url(url)}: the server's ranges are inconsistent; "
+                    f"download {redact_url(transfer.url)}: the server's ranges are inconsistent; "
                     "try another provider"
                 ) from None
             allow_resume = False
@@ -728,12 +713,15 @@ def _fetch_with_retries(
             )
             if attempt >= retry.max_attempts or delay is None:
                 log.warning(
-                    "download.failed url=%s attempts=%d error=%s", redact_url(url), attempt, err
+                    "download.failed url=%s attempts=%d error=%s",
+                    redact_url(transfer.url),
+                    attempt,
+                    err,
                 )
                 raise
             log.warning(
                 "download.retry url=%s attempt=%d/%d delay_s=%.2f error=%s",
-                redact_url(url),
+                redact_url(transfer.url),
                 attempt,
                 retry.max_attempts,
                 delay,
@@ -813,15 +801,8 @@ def download_file(
         durable = fsync_enabled() if fsync is None else fsync
         log.info("download.start url=%s dest=%s", redact_url(url), dest)
         fetched = _fetch_with_retries(
-            client,
-            url,
-            part,
-            expected=expected,
-            headers=headers or {},
-            progress=progress,
-            chunk_bytes=chunk_bytes,
-            fsync=durable,
-            retry=_RetryPolicy(max_attempts, base_delay_s, max_delay_s, sleep),
+            _Transfer(client, url, part, expected, headers or {}, progress, chunk_bytes, durable),
+            _RetryPolicy(max_attempts, base_delay_s, max_delay_s, sleep),
         )
         _verify(part, fetched, expected)
         os.replace(part, dest)
