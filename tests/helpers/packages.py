@@ -369,7 +369,8 @@ class S2Package:
     grid: S2TileGrid
     members: tuple[str, ...]
     dn: dict[str, np.ndarray]
-    """Band -> DN at the band's native resolution (what the JP2 at that resolution holds)."""
+    """Band -> DN at the band's native resolution (what the JP2 at that resolution holds);
+    ``SCL`` (L2A, 20 m) and ``MSK_CLASSI`` (L1C from 04.00: 3 layers at 60 m) too."""
     transforms: dict[int, Any]
     """Resolution (m) -> affine transform of the windows at that resolution."""
     derivation: str = ""
@@ -506,7 +507,8 @@ def s2_package(
         files[image_file + ".jp2"] = _jp2_bytes(array, crs, transforms[resolution])
     if metadata.level == "L1C" and float(metadata.baseline or 0) >= 4.0:
         # PSD 14.9: the L1C cloud mask is a 3-band 60 m raster (opaque, cirrus, snow)
-        classi = np.zeros((3, window_px // 6, window_px // 6), dtype=np.uint8)
+        classi = _classi((window_px // 6, window_px // 6))
+        dn["MSK_CLASSI"] = classi
         files[f"GRANULE/{granule}/QI_DATA/MSK_CLASSI_B00.jp2"] = _jp2_bytes(
             classi, crs, transforms[60]
         )
@@ -542,6 +544,15 @@ def _s2_layer(layer: str, shape: tuple[int, int], level: str) -> np.ndarray:
     array = dn_pattern(shape, seed, low=1001 + 150 * seed, span=2500)
     array[block] = 0
     return array
+
+
+def _classi(shape: tuple[int, int]) -> np.ndarray:
+    """MSK_CLASSI layers 1 opaque clouds, 2 cirrus, 3 snow (1 = flagged): a few of each."""
+    rows, cols = np.indices(shape)
+    opaque = (rows + cols) % 7 == 0
+    cirrus = (rows % 4 == 0) & (cols % 5 == 0)
+    snow = (rows == cols) & ~opaque
+    return np.stack([opaque, cirrus, snow]).astype(np.uint8)
 
 
 def _empty_gml_mask(crs: str) -> bytes:
@@ -659,10 +670,18 @@ class LandsatPackage:
     """File suffix (``B4``, ``SR_B4``, ``ST_B10``, ``QA_PIXEL``) -> the DN in the bundle."""
     derivation: str = ""
     files: dict[str, bytes] = field(default_factory=dict, repr=False)
+    angles: AngModel | None = None
+    """The angles of the bundle's built TM/ETM+ ``ANG.txt`` (None: a real one, or none)."""
 
     @property
     def name(self) -> str:
         return f"{self.product_id}.tar"
+
+    def pixel_centres(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """Map x and y of the pixel centres of layer ``key`` (2-D, the layer's shape)."""
+        rows, cols = np.indices(self.dn[key].shape, dtype=np.float64)
+        t = self.transform
+        return t.c + (cols + 0.5) * t.a, t.f + (rows + 0.5) * t.e
 
     @property
     def acquired(self) -> datetime:
@@ -752,12 +771,161 @@ def _file_suffix(file_name: str, product_id: str) -> str:
     return Path(file_name).stem.removeprefix(product_id + "_")
 
 
+# USGS Landsat 4-7 angle coefficient file (ANG.txt)
+
+TM_ETM_ANG_BANDS = {"TM": (1, 2, 3, 4, 5, 6, 7), "ETM": (1, 2, 3, 4, 5, 61, 62, 7, 8)}
+"""``BAND_LIST`` of the real Collection 2 TM and ETM+ files (ETM+ band 6 as VCID 1 and 2)."""
+_ANG_LINES_PER_SCAN = {6: 4, 61: 8, 62: 8, 8: 32}
+"""Detectors per mirror sweep: 16 for the reflective bands, TM thermal 4, ETM+ 8, pan 32."""
+VIEW_TILT_PER_SAMPLE = math.tan(math.radians(7.5)) / 3085
+"""``tan(view zenith)`` per 30 m sample off the scene's middle: 7.5 degrees (TM/ETM+'s half
+field of view) at the swath edge, 3085 samples (92.5 km) away."""
+
+
+@dataclass(frozen=True)
+class AngModel:
+    """The angles a built TM/ETM+ ``ANG.txt`` gives, exactly (what a test checks NBAR with).
+
+    The sun is where the MTL says (``SUN_ELEVATION``, ``SUN_AZIMUTH``) everywhere; the
+    satellite is straight above the scene's middle sample and tilts across track (east-west)
+    by :data:`VIEW_TILT_PER_SAMPLE` per sample: a point east of the middle sees it to the west.
+    """
+
+    sun_zenith: float
+    sun_azimuth: float
+    first_x: float
+    """Map x of the centre of L1T sample 0 (the MTL's ``CORNER_UL_PROJECTION_X_PRODUCT``)."""
+    middle_sample: float
+    pixel_m: float
+
+    def view(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return (view zenith, view azimuth) in degrees at map x."""
+        toward_satellite_east = -VIEW_TILT_PER_SAMPLE * ((x - self.first_x) / self.pixel_m
+                                                         - self.middle_sample)  # fmt: skip
+        zenith = np.degrees(np.arctan(np.abs(toward_satellite_east)))
+        return zenith, np.where(toward_satellite_east >= 0, 90.0, 270.0)
+
+
+def _odl_value(value: Any) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, tuple):
+        return "(" + ", ".join(str(v) if isinstance(v, int) else f"{v:.12e}" for v in value) + ")"
+    return str(value)
+
+
+def _odl_groups(groups: Iterable[tuple[str, list[tuple[str, Any]]]]) -> str:
+    lines: list[str] = []
+    for name, items in groups:
+        lines.append(f"GROUP = {name}")
+        lines += [f"  {key} = {_odl_value(value)}" for key, value in items]
+        lines.append(f"END_GROUP = {name}")
+    return "\n".join([*lines, "END", ""])
+
+
+def _rpc_band(number: int, lines: int, samps: int, model: AngModel) -> tuple[str, list[Any]]:
+    """RPC_BANDnn: L1R = L1T for both scan directions, sun fixed, satellite tilting east-west."""
+    factor = 2 if number == 8 else 1  # the 15 m pan band: twice the lines, half the tilt
+    lines, samps = lines * factor - (factor - 1), samps * factor - (factor - 1)
+    per_scan = _ANG_LINES_PER_SCAN.get(number, 16)
+    middle = ((lines - 1) / 2, (samps - 1) / 2)
+    sun = (
+        math.sin(math.radians(model.sun_zenith)) * math.sin(math.radians(model.sun_azimuth)),
+        math.sin(math.radians(model.sun_zenith)) * math.cos(math.radians(model.sun_azimuth)),
+        math.cos(math.radians(model.sun_zenith)),
+    )
+    p = f"BAND{number:02d}_"
+    zeros = {9: (0.0,) * 9, 10: (0.0,) * 10}
+    items: list[tuple[str, Any]] = [
+        (f"{p}NUM_L1T_LINES", lines), (f"{p}NUM_L1T_SAMPS", samps),
+        (f"{p}NUM_L1R_LINES", (lines // per_scan + 2) * per_scan), (f"{p}NUM_L1R_SAMPS", samps + 1),
+        (f"{p}PIXEL_SIZE", model.pixel_m / factor), (f"{p}START_TIME", 2.5),
+        (f"{p}LINE_TIME", 0.00431 / factor),
+        (f"{p}NUMBER_OF_DIRECTIONS", 2), (f"{p}LINES_PER_SCAN", per_scan),
+        (f"{p}MEAN_HEIGHT", 0.0), (f"{p}MEAN_L1R_LINE_SAMP", middle),
+        (f"{p}MEAN_L1T_LINE_SAMP", middle), (f"{p}MEAN_SAT_VECTOR", (0.0, 0.0, 1.0)),
+        (f"{p}SAT_X_NUM_COEF", (0.0, 0.0, -VIEW_TILT_PER_SAMPLE / factor, *zeros[10][3:])),
+        (f"{p}SAT_X_DEN_COEF", zeros[9]),
+        *((f"{p}SAT_{axis}_{kind}_COEF", zeros[n]) for axis in "YZ"
+          for kind, n in (("NUM", 10), ("DEN", 9))),
+        (f"{p}MEAN_SUN_VECTOR", sun),
+        *((f"{p}SUN_{axis}_{kind}_COEF", zeros[n]) for axis in "XYZ"
+          for kind, n in (("NUM", 10), ("DEN", 9))),
+    ]  # fmt: skip
+    for direction in (0, 1):
+        d = f"{p}DIR{direction:02d}_"
+        items += [
+            (f"{d}MEAN_HEIGHT", 0.0), (f"{d}MEAN_L1R_LINE_SAMP", middle),
+            (f"{d}MEAN_L1T_LINE_SAMP", middle),
+            (f"{d}LINE_NUM_COEF", (0.0, 1.0, 0.0, 0.0, 0.0)), (f"{d}LINE_DEN_COEF", (0.0,) * 4),
+            (f"{d}SAMP_NUM_COEF", (0.0, 0.0, 1.0, 0.0, 0.0)), (f"{d}SAMP_DEN_COEF", (0.0,) * 4),
+        ]  # fmt: skip
+    return f"RPC_BAND{number:02d}", items
+
+
+def tm_etm_ang(values: Mapping[str, str]) -> tuple[str, AngModel]:
+    """Return a Landsat 4-7 ``ANG.txt`` for the MTL's scene, and the angles it gives.
+
+    The layout is USGS's (read by ``gxx_angle_gen_read_ang.c`` of the Landsat 4-7 angle tool in
+    espa-product-formatter; headers as in real Collection 2 files): ``FILE_HEADER`` (scene id,
+    ``L5_TM``/``L7_ETM``, WRS path/row, ``MODE``, ``FIRST_SCAN_DIRECTION``, ``BAND_LIST``),
+    ``PROJECTION`` (the MTL's UTM zone and product corners, as pixel centres),
+    ``SCAN_TIME_POLY`` and one ``RPC_BANDnn`` per band with two scan directions. No real TM/ETM+
+    ANG.txt is in realdata, so the coefficients are simple ones whose angles are known exactly
+    (:class:`AngModel`): the MTL's sun everywhere, a satellite tilting across track; the
+    ``EPHEMERIS``/``SOLAR_VECTOR`` samples real files carry (unused by the readers) are left out.
+    """
+    sensor = values["SENSOR_ID"]
+    model = AngModel(
+        sun_zenith=90.0 - float(values["SUN_ELEVATION"]),
+        sun_azimuth=float(values["SUN_AZIMUTH"]),
+        first_x=float(values["CORNER_UL_PROJECTION_X_PRODUCT"]),
+        middle_sample=(int(values["REFLECTIVE_SAMPLES"]) - 1) / 2,
+        pixel_m=float(values.get("GRID_CELL_SIZE_REFLECTIVE", "30")),
+    )
+    bands = TM_ETM_ANG_BANDS[sensor]
+    acquired = values["DATE_ACQUIRED"]
+    corners = {
+        corner: (float(values[f"CORNER_{corner}_PROJECTION_X_PRODUCT"]),
+                 float(values[f"CORNER_{corner}_PROJECTION_Y_PRODUCT"]))
+        for corner in ("UL", "UR", "LL", "LR")
+    }  # fmt: skip
+    header = [
+        ("LANDSAT_SCENE_ID", values["LANDSAT_SCENE_ID"]),
+        ("SPACECRAFT_ID", "L7_ETM" if sensor == "ETM" else f"L{values['SPACECRAFT_ID'][-1]}_TM"),
+        ("WRS_PATH", int(values["WRS_PATH"])), ("WRS_ROW", int(values["WRS_ROW"])),
+        ("MODE", "SLC_OFF" if sensor == "ETM" and acquired > "2003-05-31" else "SLC_ON"),
+        ("FIRST_SCAN_DIRECTION", "R"), ("NUMBER_OF_BANDS", len(bands)), ("BAND_LIST", bands),
+    ]  # fmt: skip
+    projection = [
+        ("ELLIPSOID_AXES", (6378137.0, 6356752.3142)), ("MAP_PROJECTION", "UTM"),
+        ("PROJECTION_UNITS", "METERS"), ("DATUM", "WGS84"), ("ELLIPSOID", "WGS84"),
+        ("UTM_ZONE", int(values["UTM_ZONE"])), ("PROJECTION_PARAMETERS", (0.0,) * 15),
+        *((f"{corner}_CORNER", xy) for corner, xy in corners.items()),
+    ]  # fmt: skip
+    scan_time: list[tuple[str, Any]] = [("SCAN_TIME_POLY_NCOEFF", 4),
+                                        ("SCAN_TIME_POLY_NUMBER_DIRECTIONS", 2)]  # fmt: skip
+    for direction in (0, 1):
+        scan_time += [
+            (f"SCAN_TIME{direction:02d}_MEAN_ACTIVESCAN", 0.060743),
+            (f"SCAN_TIME{direction:02d}_MEAN_EOL", 0.010724),
+            (f"SCAN_TIME{direction:02d}_POLY_COEFF", (0.0, 1.0, 0.0, 0.0)),
+        ]
+    lines, samps = int(values["REFLECTIVE_LINES"]), int(values["REFLECTIVE_SAMPLES"])
+    text = _odl_groups([
+        ("FILE_HEADER", header), ("PROJECTION", projection), ("SCAN_TIME_POLY", scan_time),
+        *(_rpc_band(number, lines, samps, model) for number in bands),
+    ])  # fmt: skip
+    return text, model
+
+
 def landsat_package(
     *,
     mtl_xml: str,
     real_files: Mapping[str, Path] = {},  # noqa: B006 - read only
     extra_files: Mapping[str, bytes] = {},  # noqa: B006 - read only
     window_px: int = 64,
+    shift_px: tuple[int, int] = (0, 0),
     derivation: str = "",
 ) -> LandsatPackage:
     """Build a Product Bundle from an MTL.xml: every raster its PRODUCT_CONTENTS names.
@@ -765,8 +933,10 @@ def landsat_package(
     Rasters in ``real_files`` (file name -> real file) are used as they are (their own grid);
     the others are generated: ``window_px`` square at the MTL's reflective grid cell size,
     centred in the MTL's product extent (``CORNER_*_PROJECTION_*_PRODUCT``, ``UTM_ZONE``,
-    south-up zones as negative northings as in the MTL). The bundle also holds the MTL as
-    ODL text (``FILE_NAME_METADATA_ODL``, rendered from the XML when not real) and XML.
+    south-up zones as negative northings as in the MTL), moved ``shift_px`` (rows down,
+    columns east). The bundle also holds the MTL as ODL text (``FILE_NAME_METADATA_ODL``,
+    rendered from the XML when not real) and XML, and, for a TM/ETM+ MTL that names an angle
+    coefficient file realdata lacks, the ``ANG.txt`` of :func:`tm_etm_ang` for its geometry.
     """
     from rasterio.transform import from_origin
 
@@ -790,8 +960,10 @@ def landsat_package(
     lry = float(values["CORNER_LR_PROJECTION_Y_PRODUCT"])
     center_col = int((lrx - ulx) / cell / 2)
     center_row = int((uly - lry) / cell / 2)
-    x0 = ulx - cell / 2 + (center_col - window_px // 2) * cell  # MTL corners are pixel centres
-    y0 = uly + cell / 2 - (center_row - window_px // 2) * cell
+    first_col = center_col - window_px // 2 + shift_px[1]
+    first_row = center_row - window_px // 2 + shift_px[0]
+    x0 = ulx - cell / 2 + first_col * cell  # MTL corners are pixel centres
+    y0 = uly + cell / 2 - first_row * cell
     transform = from_origin(x0, y0, cell, cell)
     shape = (window_px, window_px)
 
@@ -820,6 +992,11 @@ def landsat_package(
         if not file_name.upper().endswith(".TIF"):
             files[file_name] = path.read_bytes()
     files.update(extra_files)
+    angles: AngModel | None = None
+    ang_name = names.get("FILE_NAME_ANGLE_COEFFICIENT")
+    if ang_name and ang_name not in files and values.get("SENSOR_ID") in TM_ETM_ANG_BANDS:
+        text, angles = tm_etm_ang(values)
+        files[ang_name] = text.encode()
     odl_name = names["FILE_NAME_METADATA_ODL"]
     xml_name = names["FILE_NAME_METADATA_XML"]
     files.setdefault(odl_name, odl_from_xml(mtl_xml).encode())
@@ -836,6 +1013,7 @@ def landsat_package(
         dn=dn,
         derivation=derivation,
         files=files,
+        angles=angles,
     )
 
 
@@ -911,15 +1089,18 @@ def landsat_l2sp_oli() -> LandsatPackage:
     )  # fmt: skip
 
 
-def landsat_l2sp_tm() -> LandsatPackage:
+def landsat_l2sp_tm(*, shift_px: tuple[int, int] = (0, 0)) -> LandsatPackage:
     """LT05_L2SP_010067_19860424_20200918_02_T2 from its real MTL.xml; rasters at its grid.
 
     realdata has the XML MTL only: the ODL text is rendered from it. No ANG.txt is in realdata
-    for this scene, so the bundle has none (publish does not need it).
+    for this scene: the bundle's is :func:`tm_etm_ang`'s for its geometry. ``shift_px`` moves
+    the raster window off the scene's middle (see :func:`landsat_package`).
     """
     xml = realdata(LANDSAT_L2SP_TM_MTL).read_text(encoding="utf-8")
     return landsat_package(
-        mtl_xml=xml, derivation="MTL.txt rendered from the real MTL.xml; rasters generated"
+        mtl_xml=xml,
+        shift_px=shift_px,
+        derivation="MTL.txt rendered from the real MTL.xml; rasters and ANG.txt generated",
     )
 
 
@@ -934,7 +1115,7 @@ ETM_FROM_TM = {
 }
 
 
-def landsat_l2sp_etm() -> LandsatPackage:
+def landsat_l2sp_etm(*, shift_px: tuple[int, int] = (0, 0)) -> LandsatPackage:
     """An LE07 L2SP bundle to the Collection 2 Level-2 DFCB, MTL derived from the real TM one.
 
     Changed from ``LT05_L2SP_010067_19860424_20200918_02_T2``: product id
@@ -967,7 +1148,10 @@ def landsat_l2sp_etm() -> LandsatPackage:
     xml = re.sub(r"<LANDSAT_SCENE_ID>LT5(\d{6})1986114(\w+)</LANDSAT_SCENE_ID>",
                  r"<LANDSAT_SCENE_ID>LE7\g<1>2003100ASN00</LANDSAT_SCENE_ID>", xml)  # fmt: skip
     return landsat_package(
-        mtl_xml=xml, derivation="ETM+ MTL derived from the real TM MTL (see landsat_l2sp_etm)"
+        mtl_xml=xml,
+        shift_px=shift_px,
+        derivation="ETM+ MTL derived from the real TM MTL (see landsat_l2sp_etm); rasters and "
+        "ANG.txt generated",
     )
 
 

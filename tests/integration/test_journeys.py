@@ -126,10 +126,23 @@ def _serve_s2(server: CdseServer, package: pk.S2Package, cloud_pct: float = 5.0)
 
 
 def _serve_landsat(
-    server: M2MServer, package: pk.LandsatPackage, dataset: str, folder: Path
+    server: M2MServer,
+    package: pk.LandsatPackage,
+    dataset: str,
+    folder: Path,
+    *,
+    entity_id: str | None = None,
 ) -> None:
+    """Serve the bundle as ``dataset``'s scene of its MTL.
+
+    ``entity_id`` replaces the MTL's ``LANDSAT_SCENE_ID`` as the scene's M2M entity id: USGS
+    gives a scene's Level-1 and Level-2 the same one, but the loopback server keys download
+    URLs by entity id alone, so the second dataset's scene of one acquisition needs another.
+    """
     scene = scene_from_mtl(package.write_mtl(folder), dataset)
     scene.archive = package.tar_bytes
+    if entity_id is not None:
+        scene.entity_id = entity_id
     server.add_scene(scene)
 
 
@@ -196,6 +209,41 @@ def _run(dag: Any, conf: dict[str, Any] | None = None, **kwargs: Any) -> Any:
         ]
         pytest.fail(f"run {run.state}: {states}\nactivity errors: {errors}")
     return run
+
+
+Journey = tuple[dict[str, Any], Path, Any]
+"""What a journey published and how: (item, item path, DAG run)."""
+
+
+def _journey(dag: Any, conf: dict[str, Any], data_dir: Path) -> Journey:
+    """Run ``conf`` through the DAG; return the item its last task published, and the run."""
+    run = _run(dag, conf)
+    node = conf["tasks"][0]
+    while node.get("tasks"):
+        node = node["tasks"][0]
+    item, path = _published(data_dir, node["collection"])
+    return item, path, run
+
+
+def _s2_journey(
+    dag: Any, server: CdseServer, package: pk.S2Package, data_dir: Path, *steps: tuple[str, str]
+) -> Journey:
+    """Serve the SAFE on the loopback CDSE and run ``steps`` (``_chain``) on its day and area."""
+    _serve_s2(server, package)
+    return _journey(dag, _cdse_conf(server, package, _chain(*steps)), data_dir)
+
+
+def _landsat_journey(
+    dag: Any,
+    server: M2MServer,
+    package: pk.LandsatPackage,
+    dataset: str,
+    folders: tuple[Path, Path],
+    *steps: tuple[str, str],
+) -> Journey:
+    """Serve the bundle as ``dataset``'s and run ``steps``; ``folders``: (MTL copy, DATA_DIR)."""
+    _serve_landsat(server, package, dataset, folders[0])
+    return _journey(dag, _usgs_conf(server, package, dataset, _chain(*steps)), folders[1])
 
 
 def _published(data_dir: Path, collection: str) -> tuple[dict[str, Any], Path]:
@@ -355,8 +403,7 @@ def test_guide_example_cdse_l1c_correction_l2a_publish(
     _run(radcor_dag, conf)
 
     item, path = _published(data_dir, "S2_L2A-1")
-    bands = [b for b in pk.S2_BANDS if b != "B10"]
-    _check_s2(item, path, l2a, bands)
+    _check_s2(item, path, l2a, S2_L2A_BANDS)
     assert "SCL" in item["assets"]
     assert item["properties"]["datetime"].startswith("2020-01-09")
 
@@ -390,17 +437,13 @@ def test_landsat8_l1_toa_post_publish_gives_toa_reflectance(
 ) -> None:
     """LC8_TOA-1: the USGS bundle -> toa (MTL gains, sun elevation) -> qa-post -> publish."""
     package = pk.landsat_l1tp_oli()
-    _serve_landsat(m2m, package, "landsat_ot_c2_l1", tmp_path)
-    tasks = _chain(
-        ("download", "LC8_DN-1"),
-        ("correction", "LC8_TOA-1"),
-        ("post", "LC8_TOA-1"),
-        ("publish", "LC8_TOA-1"),
-    )
 
-    _run(radcor_dag, _usgs_conf(m2m, package, "landsat_ot_c2_l1", tasks))
+    item, path, _ = _landsat_journey(
+        radcor_dag, m2m, package, "landsat_ot_c2_l1", (tmp_path, data_dir),
+        ("download", "LC8_DN-1"), ("correction", "LC8_TOA-1"),
+        ("post", "LC8_TOA-1"), ("publish", "LC8_TOA-1"),
+    )  # fmt: skip
 
-    item, path = _published(data_dir, "LC8_TOA-1")
     for band in range(1, 8):
         key = f"B{band}"
         _check_values(
@@ -432,12 +475,12 @@ def test_landsat_tm_etm_l1_download_publish_carries_their_toa_gains(
 ) -> None:
     """TM/ETM+ Level-1 DN under their own numbers (B4 is near infrared here, red on OLI)."""
     package = getattr(pk, builder)()
-    _serve_landsat(m2m, package, dataset, tmp_path)
-    tasks = _chain(("download", collection), ("publish", collection))
 
-    _run(radcor_dag, _usgs_conf(m2m, package, dataset, tasks))
+    item, path, _ = _landsat_journey(
+        radcor_dag, m2m, package, dataset, (tmp_path, data_dir),
+        ("download", collection), ("publish", collection),
+    )  # fmt: skip
 
-    item, path = _published(data_dir, collection)
     for band in (1, 2, 3, 4, 5, 7):
         key = f"B{band}"
         _check_values(
@@ -453,50 +496,77 @@ def test_landsat_tm_etm_l1_download_publish_carries_their_toa_gains(
 # Sentinel-2 L1C: publish, toa, nbar
 
 
-S2_L1C_SOURCES = {
-    "02.06": dict(source=pk.S2_L1C_N0206_T31TDH),
-    "03.01": dict(source=pk.S2_L1C_N0301_T46RER),
-    "05.09": dict(
+S2_L2A_BANDS = [b for b in pk.S2_BANDS if b != "B10"]
+"""An L2A has no cirrus band."""
+L2A_N0400 = pk.S2Relocation(
+    "S2A_MSIL2A_20220115T132231_N0400_R038_T23LLF_20220115T160012",
+    epsg=32723,
+    upper_left=(399960, 8700040),
+    utm_zone="23S",
+    boa_offset=-1000,
+)
+"""A 04.00 L2A of tile 23LLF: the real N0214 MTD moved there, with PSD 14.9's BOA offsets."""
+S2_DELIVERED = {
+    ("S2_L1C-1", "02.06"): dict(source=pk.S2_L1C_N0206_T31TDH),
+    ("S2_L1C-1", "03.01"): dict(source=pk.S2_L1C_N0301_T46RER),
+    ("S2_L1C-1", "05.09"): dict(
         source=pk.S2_L1C_N0509_T34UDD, tile_source=pk.S2_L1C_N0301_T46RER,
         tile_relocation=N0509_TILE,
     ),
+    ("S2_L2A-1", "02.14"): dict(source=pk.S2_L2A_N0214_T22HBD),
+    ("S2_L2A-1", "04.00"): dict(
+        source=pk.S2_L2A_N0214_T22HBD, relocation=L2A_N0400, center_lonlat=GUIDE_CENTER
+    ),
 }  # fmt: skip
+"""(collection, processing baseline) -> the package as the provider delivers it."""
 
 
-@pytest.mark.parametrize("baseline", sorted(S2_L1C_SOURCES))
-def test_s2_l1c_download_publish_keeps_dn_with_the_baseline_offset(
-    baseline: str, radcor_dag: Any, cdse: CdseServer, cdse_connection: None, data_dir: Path
+@pytest.mark.parametrize(("collection", "baseline"), sorted(S2_DELIVERED))
+def test_s2_download_publish_keeps_dn_with_the_baseline_offset(
+    collection: str,
+    baseline: str,
+    radcor_dag: Any,
+    cdse: CdseServer,
+    cdse_connection: None,
+    data_dir: Path,
 ) -> None:
-    package = pk.s2_package(**S2_L1C_SOURCES[baseline])  # type: ignore[arg-type]
+    """L1C and L2A SAFEs published as delivered: DN, and the MTD's scale/offset per band."""
+    package = pk.s2_package(**S2_DELIVERED[collection, baseline])  # type: ignore[arg-type]
     assert package.metadata.baseline == baseline
-    _serve_s2(cdse, package)
 
-    _run(radcor_dag, _cdse_conf(cdse, package, _chain(("download", "S2_L1C-1"),
-                                                      ("publish", "S2_L1C-1"))))  # fmt: skip
+    item, path, _ = _s2_journey(
+        radcor_dag, cdse, package, data_dir, ("download", collection), ("publish", collection)
+    )
 
-    item, path = _published(data_dir, "S2_L1C-1")
-    _check_s2(item, path, package, list(pk.S2_BANDS))
-    b04 = item["assets"]["B04"]["raster:bands"][0]
-    if baseline >= "04.00":  # the offset comes from the product's own MTD
-        assert b04["offset"] == pytest.approx(-0.1) and b04["scale"] == pytest.approx(1e-4)
-    else:
-        assert b04.get("offset", 0.0) == 0.0
+    bands = list(pk.S2_BANDS) if package.level == "L1C" else S2_L2A_BANDS
+    _check_s2(item, path, package, bands)
+    for band in bands:
+        raster = item["assets"][band]["raster:bands"][0]
+        assert raster["scale"] == pytest.approx(1e-4), band
+        if baseline >= "04.00":  # RADIO/BOA_ADD_OFFSET / QUANTIFICATION_VALUE of the MTD
+            assert raster["offset"] == pytest.approx(-0.1), band
+        else:
+            assert raster.get("offset", 0.0) == 0.0, band
+    if package.level == "L2A":
+        scl, valid, _ = _physical(item, path, "SCL")
+        expected = package.dn["SCL"]
+        assert (valid == (expected != 0)).all() and (scl[valid] == expected[valid]).all()
 
 
 def _n0509() -> pk.S2Package:
-    return pk.s2_package(**S2_L1C_SOURCES["05.09"])  # type: ignore[arg-type]
+    return pk.s2_package(**S2_DELIVERED["S2_L1C-1", "05.09"])  # type: ignore[arg-type]
 
 
 def test_s2_l1c_toa_publish_applies_the_radiometric_offset(
     radcor_dag: Any, cdse: CdseServer, cdse_connection: None, data_dir: Path
 ) -> None:
     package = _n0509()
-    _serve_s2(cdse, package)
-    tasks = _chain(("download", "S2_L1C-1"), ("correction", "S2_TOA-1"), ("publish", "S2_TOA-1"))
 
-    _run(radcor_dag, _cdse_conf(cdse, package, tasks))
+    item, path, _ = _s2_journey(
+        radcor_dag, cdse, package, data_dir,
+        ("download", "S2_L1C-1"), ("correction", "S2_TOA-1"), ("publish", "S2_TOA-1"),
+    )  # fmt: skip
 
-    item, path = _published(data_dir, "S2_TOA-1")
     _check_s2(item, path, package, list(pk.S2_BANDS))
 
 
@@ -539,15 +609,13 @@ def test_s2_l1c_toa_nbar_publish_harmonizes_the_package(
     radcor_dag: Any, cdse: CdseServer, cdse_connection: None, data_dir: Path
 ) -> None:
     package = _n0509()
-    _serve_s2(cdse, package)
-    tasks = _chain(
+
+    item, path, _ = _s2_journey(
+        radcor_dag, cdse, package, data_dir,
         ("download", "S2_L1C-1"), ("correction", "S2_TOA-1"),
         ("harmonization", "S2_NBAR-1"), ("publish", "S2_NBAR-1"),
     )  # fmt: skip
 
-    _run(radcor_dag, _cdse_conf(cdse, package, tasks))
-
-    item, path = _published(data_dir, "S2_NBAR-1")
     _check_nbar(item, path, _s2_references(package), package.grid.epsg)
     _check_s2_item(item, package)
 
@@ -556,14 +624,12 @@ def test_s2_l2a_download_nbar_publish_harmonizes_the_provider_package(
     radcor_dag: Any, cdse: CdseServer, cdse_connection: None, data_dir: Path
 ) -> None:
     package = pk.s2_package(pk.S2_L2A_N0214_T22HBD)
-    _serve_s2(cdse, package)
-    tasks = _chain(
-        ("download", "S2_L2A-1"), ("harmonization", "S2_NBAR-1"), ("publish", "S2_NBAR-1")
-    )
 
-    _run(radcor_dag, _cdse_conf(cdse, package, tasks))
+    item, path, _ = _s2_journey(
+        radcor_dag, cdse, package, data_dir,
+        ("download", "S2_L2A-1"), ("harmonization", "S2_NBAR-1"), ("publish", "S2_NBAR-1"),
+    )  # fmt: skip
 
-    item, path = _published(data_dir, "S2_NBAR-1")
     _check_nbar(item, path, _s2_references(package), package.grid.epsg)
     _check_s2_item(item, package)
 
@@ -593,12 +659,12 @@ def test_landsat8_l2sp_download_publish_sr_and_st(
     radcor_dag: Any, m2m: M2MServer, usgs_connection: None, data_dir: Path, tmp_path: Path
 ) -> None:
     package = pk.landsat_l2sp_oli()
-    _serve_landsat(m2m, package, "landsat_ot_c2_l2", tmp_path)
-    tasks = _chain(("download", "LC8_SR-1"), ("publish", "LC8_SR-1"))
 
-    _run(radcor_dag, _usgs_conf(m2m, package, "landsat_ot_c2_l2", tasks))
+    item, path, _ = _landsat_journey(
+        radcor_dag, m2m, package, "landsat_ot_c2_l2", (tmp_path, data_dir),
+        ("download", "LC8_SR-1"), ("publish", "LC8_SR-1"),
+    )  # fmt: skip
 
-    item, path = _published(data_dir, "LC8_SR-1")
     _check_landsat_l2(item, path, package, [1, 2, 3, 4, 5, 6, 7], "ST_B10")
     _check_landsat_item(item, package)
 
@@ -607,14 +673,12 @@ def test_landsat8_l2sp_download_nbar_publish_harmonizes_the_bundle(
     radcor_dag: Any, m2m: M2MServer, usgs_connection: None, data_dir: Path, tmp_path: Path
 ) -> None:
     package = pk.landsat_l2sp_oli()  # its real ANG.txt gives the angles
-    _serve_landsat(m2m, package, "landsat_ot_c2_l2", tmp_path)
-    tasks = _chain(
-        ("download", "LC8_SR-1"), ("harmonization", "LC8_NBAR-1"), ("publish", "LC8_NBAR-1")
-    )
 
-    _run(radcor_dag, _usgs_conf(m2m, package, "landsat_ot_c2_l2", tasks))
+    item, path, _ = _landsat_journey(
+        radcor_dag, m2m, package, "landsat_ot_c2_l2", (tmp_path, data_dir),
+        ("download", "LC8_SR-1"), ("harmonization", "LC8_NBAR-1"), ("publish", "LC8_NBAR-1"),
+    )  # fmt: skip
 
-    item, path = _published(data_dir, "LC8_NBAR-1")
     references = {
         f"B{b}": (package.sr_reflectance(b), package.valid(f"SR_B{b}"), package.transform)
         for b in range(2, 8)
@@ -643,12 +707,12 @@ def test_landsat_tm_etm_l2sp_download_publish_with_their_own_band_numbers(
     tmp_path: Path,
 ) -> None:
     package = build()
-    _serve_landsat(m2m, package, dataset, tmp_path)
-    tasks = _chain(("download", collection), ("publish", collection))
 
-    _run(radcor_dag, _usgs_conf(m2m, package, dataset, tasks))
+    item, path, _ = _landsat_journey(
+        radcor_dag, m2m, package, dataset, (tmp_path, data_dir),
+        ("download", collection), ("publish", collection),
+    )  # fmt: skip
 
-    item, path = _published(data_dir, collection)
     _check_landsat_l2(item, path, package, [1, 2, 3, 4, 5, 7], "ST_B6")
     assert "B6" not in item["assets"]  # B6 is thermal on TM/ETM+: never a reflectance band
     assert item["assets"]["B4"]["eo:bands"][0]["common_name"] == "nir08"  # not OLI's red
@@ -872,7 +936,6 @@ def test_pipeline_sentinel2_daily_23l_one_interval(local_config: Path, data_dir:
 
     assert run.data_interval_start <= package.metadata.start_time < run.data_interval_end
     item, path = _published(data_dir, "S2_L2A-1")
-    bands = [b for b in pk.S2_BANDS if b != "B10"]
-    _check_s2(item, path, package, bands)
+    _check_s2(item, path, package, S2_L2A_BANDS)
     b04 = item["assets"]["B04"]["raster:bands"][0]
     assert b04["offset"] == pytest.approx(-0.1)
