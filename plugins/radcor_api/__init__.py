@@ -2,7 +2,8 @@
 
 The plugin mounts the radcor-compatible REST API (``routes.py``) at ``/radcor-api`` in the Airflow
 API server, answers the upstream's own paths (``/api/radcor``...) through a root middleware
-(``upstream_paths.py``), adds the *Radcor activities* page to the UI's navigation (an external
+(``upstream_paths.py``), refuses a radcor run's invalid conf with each field's fix
+(``trigger_check.py``), adds the *Radcor activities* page to the UI's navigation (an external
 view served by that API), and a listener that readies the published collections' assets when
 a run starts (``listeners.py``). Airflow imports this file in every component that loads
 plugins, so it stays cheap: the FastAPI app is built on its first request, in the API server only.
@@ -19,6 +20,7 @@ from airflow.plugins_manager import AirflowPlugin
 
 from radcor_api import listeners
 from radcor_api.names import URL_PREFIX
+from radcor_api.trigger_check import TriggerConfCheckMiddleware
 from radcor_api.upstream_paths import UpstreamPathsMiddleware
 
 PAGE_ROUTE = "radcor-activities"
@@ -57,7 +59,9 @@ class RadcorApiPlugin(AirflowPlugin):
     ]
     fastapi_root_middlewares = [  # noqa: RUF012
         # the upstream's /api/radcor, /api/radcor/restart, /api/activities (upstream_paths.py)
-        {"middleware": UpstreamPathsMiddleware, "name": "Radcor upstream paths"}
+        {"middleware": UpstreamPathsMiddleware, "name": "Radcor upstream paths"},
+        # a radcor run's conf refused with each field's fix, not a jsonschema dump (trigger_check.py)
+        {"middleware": TriggerConfCheckMiddleware, "name": "Radcor trigger conf check"},
     ]
     listeners = [listeners]  # noqa: RUF012
     external_views = [  # noqa: RUF012

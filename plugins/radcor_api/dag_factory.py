@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -64,16 +65,38 @@ class _SharedSchema(dict[str, Any]):
         return self
 
 
+FORM_EXAMPLES: dict[str, list[str]] = {"action": ["preview", "start"]}
+"""Suggestions the trigger form lists under a text field (the field still takes any case)."""
+
+
+def form_schema(name: str, schema: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a conf field's JSON schema as the trigger form should get it.
+
+    Every field takes null: Airflow's form marks a field whose type excludes null as required
+    and keeps that "required" error even after the Advanced Options JSON fills the field in
+    (Airflow 3.3 ``FieldRow`` sets it once), which leaves the Trigger button disabled. Missing
+    values are refused anyway, with the field and its fix, by ``trigger_check`` before the run
+    is created and by the ``validate`` task.
+    """
+    shaped = dict(schema)
+    kind = shaped.get("type")
+    if isinstance(kind, str):
+        shaped["type"] = ["null", kind]
+    if name in FORM_EXAMPLES:
+        shaped["examples"] = FORM_EXAMPLES[name]
+    return shaped
+
+
 def radcor_params(defaults: Mapping[str, Any] | None = None) -> dict[str, Param]:
     """Return the DAG Params (the UI form) from the conf's JSON schema, with optional defaults."""
     params = {}
     for name, schema in params_schema().items():
-        schema = dict(schema)
-        default = schema.pop("default", None)
-        description = schema.pop("description", None)
+        shaped = form_schema(name, schema)
+        default = shaped.pop("default", None)
+        description = shaped.pop("description", None)
         if defaults and name in defaults:
             default = defaults[name]
-        params[name] = Param(default, description=description, schema=_SharedSchema(schema))
+        params[name] = Param(default, description=description, schema=_SharedSchema(shaped))
     return params
 
 
@@ -97,20 +120,23 @@ def _skip(plan: Mapping[str, Any], reason: str) -> None:
     raise AirflowSkipException(f"{reason} for {scene_id}")
 
 
-def _step_task(
-    task_type: TaskType,
-    queue_of: Mapping[TaskType, str],
-    pool_of: Mapping[TaskType, str],
-    group: str | None = None,
-) -> Any:
+@dataclass(frozen=True, slots=True)
+class _Placement:
+    """Where a scene's steps run: the Celery queue and the Airflow pool of each step type."""
+
+    queue_of: Mapping[TaskType, str]
+    pool_of: Mapping[TaskType, str]
+
+
+def _step_task(task_type: TaskType, placement: _Placement, group: str | None = None) -> Any:
     """Return the task of one step of a scene chain (``group``: a provider's download task)."""
 
     @task(
         task_id=str(task_type) if group is None else download_task_id(group),
         # download follows wait_online: it runs when the wait succeeded or was skipped
         trigger_rule="all_done" if task_type != TaskType.DOWNLOAD else "none_failed",
-        queue=queue_of[task_type],
-        pool=pool_of.get(task_type) or (download_pool(group) if group else None),
+        queue=placement.queue_of[task_type],
+        pool=placement.pool_of.get(task_type) or (download_pool(group) if group else None),
         map_index_template="{{ scene_id }}",
         outlets=[AssetAlias(PUBLISHED_ALIAS)] if task_type == TaskType.PUBLISH else [],
     )
@@ -127,12 +153,7 @@ def _step_task(
     return run
 
 
-def _scene_chains(
-    conf: Any,
-    plans: Any,
-    queue_of: Mapping[TaskType, str],
-    pool_of: Mapping[TaskType, str],
-) -> Any:
+def _scene_chains(conf: Any, plans: Any, placement: _Placement) -> Any:
     """Add the mapped group ``scene`` (one chain of step tasks per scene) to the DAG in context.
 
     Returns the group's tasks, which the run's ``report`` waits for.
@@ -145,7 +166,7 @@ def _scene_chains(
             task_id=WAIT_ONLINE_TASK_ID,
             conf_dict=conf_dict,
             plan=plan,
-            queue=queue_of[TaskType.DOWNLOAD],
+            queue=placement.queue_of[TaskType.DOWNLOAD],
             map_index_template="{{ scene_id }}",
         )
         # Each step waits for every earlier one, not only the one before: a step the conf does
@@ -155,11 +176,11 @@ def _scene_chains(
         for task_type in TaskType:
             if task_type == TaskType.DOWNLOAD:  # one per provider, in its pool; one runs
                 current = [
-                    _step_task(task_type, queue_of, pool_of, group)(conf_dict, plan)
+                    _step_task(task_type, placement, group)(conf_dict, plan)
                     for group in download_groups()
                 ]
             else:
-                current = [_step_task(task_type, queue_of, pool_of)(conf_dict, plan)]
+                current = [_step_task(task_type, placement)(conf_dict, plan)]
             for each in current:
                 (earlier or [wait]) >> each
             earlier.extend(current)
@@ -171,12 +192,7 @@ def _scene_chains(
     return made
 
 
-def _radcor_tasks(
-    dates_from_interval: bool,
-    scenes_dag_id: str,
-    queue_of: Mapping[TaskType, str],
-    pool_of: Mapping[TaskType, str],
-) -> None:
+def _radcor_tasks(dates_from_interval: bool, scenes_dag_id: str, placement: _Placement) -> None:
     """Add the tasks of a radcor run to the DAG in context: validate, search, scenes, report."""
 
     @task(task_id=VALIDATE_TASK_ID, retries=0)
@@ -205,7 +221,7 @@ def _radcor_tasks(
 
     conf = validate()
     refs = skips_steps(search(conf))  # type: ignore[arg-type]  # TaskFlow passes XComArgs
-    scene_tasks = _scene_chains(conf, refs, queue_of, pool_of)
+    scene_tasks = _scene_chains(conf, refs, placement)
     runs = child_runs()
     refs >> runs
     scene_runs = SceneRunOperator.partial(
@@ -216,7 +232,7 @@ def _radcor_tasks(
     [*scene_tasks, scene_runs] >> report(conf)  # type: ignore[arg-type]
 
 
-def _child_run_tasks(queue_of: Mapping[TaskType, str], pool_of: Mapping[TaskType, str]) -> None:
+def _child_run_tasks(placement: _Placement) -> None:
     """Add the tasks of a child run (a range of a large run's scenes) to the DAG in context."""
 
     @task(task_id=CHILD_SCENES_TASK_ID, retries=0)
@@ -232,7 +248,7 @@ def _child_run_tasks(queue_of: Mapping[TaskType, str], pool_of: Mapping[TaskType
         return tasks.part_report(part)
 
     refs = skips_steps(scenes())
-    scene_tasks = _scene_chains(refs["conf"], refs, queue_of, pool_of)
+    scene_tasks = _scene_chains(refs["conf"], refs, placement)
     scene_tasks >> report(refs["part"])
 
 
@@ -288,8 +304,7 @@ def build_radcor_dag(
     Returns:
         The DAG object.
     """
-    queue_of = settings.step_queues(queues)
-    pool_of = settings.step_pools(pools)
+    placement = _Placement(settings.step_queues(queues), settings.step_pools(pools))
     all_default_args = _task_default_args(default_args)
     scenes_dag_id = child_dag_id(dag_id)
 
@@ -307,7 +322,7 @@ def build_radcor_dag(
         render_template_as_native_obj=True,
     )
     def radcor_scenes_dag() -> None:
-        _child_run_tasks(queue_of, pool_of)
+        _child_run_tasks(placement)
 
     @dag(
         dag_id=dag_id,
@@ -323,10 +338,10 @@ def build_radcor_dag(
         render_template_as_native_obj=True,
     )
     def radcor_dag() -> None:
-        _radcor_tasks(dates_from_interval, scenes_dag_id, queue_of, pool_of)
+        _radcor_tasks(dates_from_interval, scenes_dag_id, placement)
 
     radcor_scenes_dag()
     return radcor_dag()
 
 
-__all__ = ["DEFAULT_ARGS", "build_radcor_dag", "radcor_params", "skips_steps"]
+__all__ = ["DEFAULT_ARGS", "build_radcor_dag", "form_schema", "radcor_params", "skips_steps"]

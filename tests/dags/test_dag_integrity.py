@@ -215,8 +215,8 @@ def test_parsing_the_radcor_dag_leaves_the_task_work_unimported() -> None:
         env={**os.environ, "PYTHONPATH": f"{repo}:{repo / 'plugins'}"},
     )
     loaded = set(result.stdout.split())
-    # listeners: the plugin's run-start hook, a pluggy marker only; upstream_paths: the plugin's
-    # path-rewriting middleware, standard library only
+    # listeners: the plugin's run-start hook, a pluggy marker only; upstream_paths and
+    # trigger_check: the plugin's root middlewares, standard library only until a request
     assert loaded == {
         "radcor_api",
         "radcor_api.dag_factory",
@@ -226,5 +226,6 @@ def test_parsing_the_radcor_dag_leaves_the_task_work_unimported() -> None:
         "radcor_api.sensors",
         "radcor_api.settings",
         "radcor_api.task_context",
+        "radcor_api.trigger_check",
         "radcor_api.upstream_paths",
     }, loaded
