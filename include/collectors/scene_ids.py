@@ -8,8 +8,10 @@ Accepted forms (DESIGN 4: a scene id is validated before it becomes a path):
 - Landsat Collection 1/2 product id (USGS): ``LXSS_LLLL_PPPRRR_YYYYMMDD_yyyymmdd_CC_TX``.
 - Landsat scene id (USGS, legacy): ``LXSPPPRRRYYYYDDDGSIVV``.
 
-Anything else (catalog item ids such as ``S2A_13TDE_20231008_0_L2A``, old long S2 names, granule
-ids) raises ``InvalidInputError`` whose fix shows the expected form.
+Anything else (old long S2 names, granule ids) raises ``InvalidInputError`` whose fix shows the
+expected form. Catalog item ids (``S2A_13TDE_20231008_0_L2A``...) are not product names either:
+``catalog_item_id`` recognises them and says which catalogs name their items so, so that a
+``scenes`` search of that catalog can take them (its STAC ``ids`` search finds the product).
 """
 
 from __future__ import annotations
@@ -99,6 +101,97 @@ class SceneIdentity:
         return int(self.tile[3:]) if self.family == "landsat" else None
 
 
+@dataclass(frozen=True, slots=True)
+class CatalogItemId:
+    """A STAC item id as a catalog names a scene's item, not the product name.
+
+    ``catalogs`` are the registry keys of the catalogs whose items are named so (the ``scenes``
+    of a conf for one of them may hold it), ``source`` says which catalog and collection in
+    words, and ``product_form`` is the product name with the parts the item id lacks spelled
+    as placeholders (``Nxxyy``: the processing baseline...).
+    """
+
+    item_id: str
+    catalogs: tuple[str, ...]
+    source: str
+    product_form: str
+
+
+_PC_S2_ITEM = re.compile(
+    r"^(S2[A-D])_(MSIL1C|MSIL2A)_(\d{8}T\d{6})_(R\d{3})_(T\d{2}[C-HJ-NP-X][A-Z]{2})_(\d{8}T\d{6})$"
+)
+_ES_S2_ITEM = re.compile(r"^(S2[A-D])_(\d{1,2}[C-HJ-NP-X][A-Z]{2})_(\d{8})_\d+_(L1C|L2A)$")
+_ES_C1_ITEM = re.compile(r"^(S2[A-D])_(T\d{2}[C-HJ-NP-X][A-Z]{2})_(\d{8}T\d{6})_(L1C|L2A)$")
+_LANDSAT_ITEM = re.compile(r"^(L[COTEM]\d{2}_L[12][A-Z]{2}_\d{6}_\d{8})_(\d{2}_(?:RT|T1|T2))$")
+_S2_PRODUCT_LEVEL = {"L1C": "MSIL1C", "L2A": "MSIL2A"}
+
+
+def catalog_item_id(value: str) -> CatalogItemId | None:
+    """Return what a catalog item id is, or None when ``value`` is not one.
+
+    Recognised (the forms the providers' recorded answers and docs show):
+
+    - Planetary Computer ``sentinel-2-l2a``:
+      ``S2A_MSIL2A_20200731T080611_R078_T35MNM_20200818T062751`` (the product name without its
+      baseline ``Nxxyy``);
+    - Earth Search ``sentinel-2-l2a``/``-l1c``: ``S2A_13TDE_20231008_0_L2A``;
+    - Earth Search ``sentinel-2-c1-l2a``: ``S2B_T20EPT_20250731T131905_L2A``;
+    - Earth Search and Planetary Computer ``landsat-c2-l2``: ``LC09_L2SP_084068_20250722_02_T2``
+      (the product id without its processing date).
+    """
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if match := _PC_S2_ITEM.match(text):
+        mission, level, sensed, orbit, tile, generated = match.groups()
+        return CatalogItemId(
+            text,
+            ("planetarycomputer",),
+            "a Planetary Computer sentinel-2-l2a item id",
+            f"{mission}_{level}_{sensed}_Nxxyy_{orbit}_{tile}_{generated}",
+        )
+    if match := _ES_S2_ITEM.match(text):
+        mission, tile, day, level = match.groups()
+        return CatalogItemId(
+            text,
+            ("earthsearch",),
+            "an Earth Search sentinel-2 item id",
+            f"{mission}_{_S2_PRODUCT_LEVEL[level]}_{day}Thhmmss_Nxxyy_Rooo_T{tile.zfill(5)}_"
+            "<generation time>",
+        )
+    if match := _ES_C1_ITEM.match(text):
+        mission, tile, sensed, level = match.groups()
+        return CatalogItemId(  # its time is the granule's, seconds off the product's sensing
+            text,
+            ("earthsearch",),
+            "an Earth Search sentinel-2-c1-l2a item id",
+            f"{mission}_{_S2_PRODUCT_LEVEL[level]}_{sensed[:8]}Thhmmss_Nxxyy_Rooo_{tile}_"
+            "<generation time>",
+        )
+    if match := _LANDSAT_ITEM.match(text):
+        acquisition, collection = match.groups()
+        return CatalogItemId(
+            text,
+            ("earthsearch", "planetarycomputer"),
+            "an Earth Search / Planetary Computer landsat-c2-l2 item id",
+            f"{acquisition}_<processing date YYYYMMDD>_{collection}",
+        )
+    return None
+
+
+def item_id_problem(item: CatalogItemId, field: str, catalog: str | None) -> FieldProblem:
+    """Return why ``item`` cannot name a scene of ``catalog``, and what to give instead."""
+    searched = f"catalog {catalog!r}" if catalog else "this catalog"
+    others = " or ".join(repr(name) for name in item.catalogs)
+    named_by = "s2:product_uri" if item.item_id.startswith("S2") else "landsat:product_id"
+    return FieldProblem(
+        field,
+        f"{_shown(item.item_id)} is {item.source}, which {searched} does not know",
+        f"give the product name {item.product_form} (the item's {named_by}), or search "
+        f"catalog {others}",
+    )
+
+
 def is_mgrs_tile(value: str) -> str | None:
     """Return the canonical MGRS tile (``23LLF``) for ``value``, or None when it is not one.
 
@@ -178,13 +271,13 @@ def _parse_sentinel2(text: str, field: str) -> SceneIdentity:
             f"{_shown(text)} is an old-format product or granule name",
             f"use the compact product name (PRODUCT_URI in MTD_MSIL1C.xml), e.g. {S2_EXAMPLE!r}",
         )
-    item_id = len(parts) == 6 and parts[3].startswith("R")  # Planetary Computer, stactools
-    item_id = item_id or (len(parts) == 5 and is_mgrs_tile(parts[1]) is not None)  # Earth Search
-    if item_id:
+    item = catalog_item_id(text)
+    if item is not None:
         raise _problem(
             field,
-            f"{_shown(text)} is a catalog item id, not a product name (no baseline Nxxyy)",
-            f"use the product name, which a STAC item gives as s2:product_uri, e.g. {S2_EXAMPLE!r}",
+            f"{_shown(text)} is {item.source}, not a product name (no baseline Nxxyy)",
+            f"use the product name {item.product_form} (the item's s2:product_uri), or give "
+            "the item id with the catalog that names it so",
         )
     if len(parts) != 7:
         raise _problem(field, f"{_shown(text)} has {len(parts)} parts, not 7", fix)
@@ -235,7 +328,9 @@ def _parse_landsat_product(text: str, field: str) -> SceneIdentity:
             field,
             f"{_shown(text)} lacks the processing date (a catalog item id, not a product id)",
             "use the full product id (landsat:product_id or LANDSAT_PRODUCT_ID in the MTL), e.g. "
-            + repr(LANDSAT_EXAMPLE),
+            + repr(LANDSAT_EXAMPLE)
+            + ", or give the item id with a catalog that names items so (earthsearch, "
+            "planetarycomputer)",
         )
     if len(parts) != 7:
         raise _problem(field, f"{_shown(text)} has {len(parts)} parts, not 7", fix)

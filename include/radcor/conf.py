@@ -31,7 +31,13 @@ from pydantic import (
 
 from include.collectors.base import SearchQuery
 from include.collectors.registry import is_credential_key
-from include.collectors.scene_ids import is_mgrs_tile, parse_scene_id, parse_wrs2_pathrow
+from include.collectors.scene_ids import (
+    catalog_item_id,
+    is_mgrs_tile,
+    item_id_problem,
+    parse_scene_id,
+    parse_wrs2_pathrow,
+)
 from include.common.config import (
     COLLECTION_NAME_RE,
     PROCESSING_TYPES,
@@ -729,7 +735,7 @@ def _check_area(
     if "geom" in modes and "geom" in good:
         out["geom"] = _check_geom(good["geom"], checker)
     if "scenes" in modes and "scenes" in good:
-        out["scenes"] = _check_scenes(good["scenes"], checker)
+        out["scenes"] = _check_scenes(good["scenes"], checker, out.get("catalog"))
     if "tiles" in modes and "tiles" in good:
         out["tiles"] = _check_tiles(good["tiles"], checker)
     return modes[0]
@@ -862,7 +868,8 @@ def _checked_geometry(geometry: Any, checker: _Checker) -> dict[str, Any] | None
     return result
 
 
-def _check_scenes(value: list[str], checker: _Checker) -> list[str]:
+def _check_scenes(value: list[str], checker: _Checker, catalog: str | None) -> list[str]:
+    """Return the scene ids: product names, or item ids of ``catalog`` (its own naming)."""
     if len(value) > MAX_SCENES:
         checker.add(
             "scenes",
@@ -874,8 +881,14 @@ def _check_scenes(value: list[str], checker: _Checker) -> list[str]:
     problems: list[FieldProblem] = []
     for index, scene_id in enumerate(value):
         where = f"scenes[{index}]"
+        item = catalog_item_id(scene_id)
         try:
-            canonical = parse_scene_id(scene_id, field=where).scene_id
+            if item is None or catalog is None:
+                canonical = parse_scene_id(scene_id, field=where).scene_id
+            elif catalog in item.catalogs:  # its STAC ids search finds the product
+                canonical = item.item_id
+            else:
+                raise InvalidInputError(item_id_problem(item, where, catalog))
         except InvalidInputError as err:
             problems.extend(err.problems)
             continue

@@ -15,8 +15,11 @@ import pytest
 import yaml
 
 from include.collectors.scene_ids import (
+    CatalogItemId,
     SceneIdentity,
+    catalog_item_id,
     is_mgrs_tile,
+    item_id_problem,
     parse_scene_id,
     parse_wrs2_pathrow,
 )
@@ -455,3 +458,116 @@ def test_parse_scene_id_usgs_display_and_entity_ids_agree() -> None:
             scene.datetime,
             scene.platform,
         )
+
+
+# --- catalog item ids -------------------------------------------------------------------------
+
+STAC_COLLECTIONS = ("sentinel-2-l1c", "sentinel-2-l2a", "sentinel-2-c1-l2a", "landsat-c2-l2")
+
+
+@pytest.mark.parametrize(
+    ("item_id", "catalogs", "product_form"),
+    [
+        (
+            "S2A_MSIL2A_20200731T080611_R078_T35MNM_20200818T062751",
+            ("planetarycomputer",),
+            "S2A_MSIL2A_20200731T080611_Nxxyy_R078_T35MNM_20200818T062751",
+        ),
+        (
+            "S2A_13TDE_20231008_0_L2A",
+            ("earthsearch",),
+            "S2A_MSIL2A_20231008Thhmmss_Nxxyy_Rooo_T13TDE_<generation time>",
+        ),
+        (
+            "S2B_T20EPT_20250731T131905_L2A",
+            ("earthsearch",),
+            "S2B_MSIL2A_20250731Thhmmss_Nxxyy_Rooo_T20EPT_<generation time>",
+        ),
+        (
+            "LC09_L2SP_084068_20250722_02_T2",
+            ("earthsearch", "planetarycomputer"),
+            "LC09_L2SP_084068_20250722_<processing date YYYYMMDD>_02_T2",
+        ),
+    ],
+)
+def test_catalog_item_id_names_its_catalogs_and_the_product_form(
+    item_id: str, catalogs: tuple[str, ...], product_form: str
+) -> None:
+    item = catalog_item_id(f" {item_id} ")
+    assert item is not None
+    assert (item.item_id, item.catalogs, item.product_form) == (item_id, catalogs, product_form)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        S2,  # product names are not item ids
+        LANDSAT,
+        "LC82210692020010LGN00",
+        "S2A_OPER_MSI_L1C_TL_SGS__20181231T203637_A018414_T10SDG",  # a granule id
+        "S2A_13TDE_20231008_0_L1B",  # no such level
+        "S2E_T20EPT_20250731T131905_L2A",  # no such mission
+        "S2A_MSIL2A_20200731T080611_R078_T35MNM",  # cut short
+        "LC09_L2SP_084068_20250722_02_T3",  # no such tier
+        "",
+        5,
+    ],
+)
+def test_catalog_item_id_is_none_for_other_ids(value: Any) -> None:
+    assert catalog_item_id(value) is None
+
+
+def test_item_id_problem_names_the_catalogs_and_the_product_name_to_use() -> None:
+    item = catalog_item_id("S2A_MSIL2A_20200731T080611_R078_T35MNM_20200818T062751")
+    assert isinstance(item, CatalogItemId)
+    problem = item_id_problem(item, "scenes[2]", "cdse")
+    assert problem.field == "scenes[2]"
+    assert "Planetary Computer sentinel-2-l2a item id, which catalog 'cdse'" in problem.message
+    assert "S2A_MSIL2A_20200731T080611_Nxxyy_R078_T35MNM_20200818T062751" in problem.fix
+    assert "s2:product_uri" in problem.fix and "'planetarycomputer'" in problem.fix
+    landsat = catalog_item_id("LC08_L2SP_221069_20200110_02_T1")
+    assert landsat is not None
+    fix = item_id_problem(landsat, "scenes[0]", "usgs").fix
+    assert "landsat:product_id" in fix and "'earthsearch' or 'planetarycomputer'" in fix
+
+
+def _recorded_items(root: Path) -> Iterator[dict[str, Any]]:
+    """Every STAC item of the four collections in the recorded answers of realdata."""
+    for path in sorted(root.rglob("*.yaml")):
+        document = yaml.safe_load(path.read_text())
+        interactions = document.get("interactions", []) if isinstance(document, dict) else []
+        for interaction in interactions:
+            body = ((interaction.get("response") or {}).get("body") or {}).get("string")
+            if not isinstance(body, str) or not body.startswith("{"):
+                continue
+            for feature in json.loads(body).get("features") or []:
+                if isinstance(feature, dict) and feature.get("collection") in STAC_COLLECTIONS:
+                    yield feature
+
+
+def _form_pattern(product_form: str) -> re.Pattern[str]:
+    """The product form's placeholders (``Nxxyy``, ``<...>``) as patterns of what they stand for."""
+    pattern = re.escape(product_form)
+    for placeholder, part in (
+        (r"Nxxyy", r"N\d{4}"),
+        (r"Rooo", r"R\d{3}"),
+        (r"Thhmmss", r"T\d{6}"),
+        (r"<generation\ time>", r"\d{8}T\d{6}"),
+        (r"<processing\ date\ YYYYMMDD>", r"\d{8}"),
+    ):
+        pattern = pattern.replace(placeholder, part)
+    return re.compile(pattern)
+
+
+def test_catalog_item_id_recognises_every_recorded_catalog_item_and_its_product() -> None:
+    items = list(_recorded_items(_realdata() / "pystac-client"))
+    assert {item["collection"] for item in items} >= {"sentinel-2-l2a", "landsat-c2-l2"}
+    for item in items:
+        recognised = catalog_item_id(item["id"])
+        assert recognised is not None, item["id"]
+        props = item["properties"]
+        product = props.get("s2:product_uri") or props.get("landsat:product_id")
+        if product:  # Earth Search's v1 items name it too; the product id follows the form
+            name = str(product).removesuffix(".SAFE")
+            assert _form_pattern(recognised.product_form).fullmatch(name), (item["id"], name)
+            assert catalog_item_id(name) is None  # a product name is never an item id

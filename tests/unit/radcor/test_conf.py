@@ -305,7 +305,7 @@ BAD_CONFS: list[tuple[str, dict[str, Any], str, str]] = [
         "scene-bad",
         by_scenes(scenes=[S2, "S2A_13TDE_20231008_0_L2A"]),
         "scenes[1]",
-        "catalog item id",
+        "Earth Search sentinel-2 item id, which catalog",
     ),
     ("scene-path", by_scenes(scenes=["../" + S2]), "scenes[0]", "path separator"),
     ("scene-dup", by_scenes(scenes=[S2, S2 + ".SAFE"]), "scenes[1]", "repeats scenes[0]"),
