@@ -60,7 +60,7 @@ class RadcorApiPlugin(AirflowPlugin):
     fastapi_root_middlewares = [  # noqa: RUF012
         # the upstream's /api/radcor, /api/radcor/restart, /api/activities (upstream_paths.py)
         {"middleware": UpstreamPathsMiddleware, "name": "Radcor upstream paths"},
-        # a radcor run's conf refused with each field's fix, not a jsonschema dump (trigger_check.py)
+        # a radcor conf refused with each field's fix, not a jsonschema dump (trigger_check.py)
         {"middleware": TriggerConfCheckMiddleware, "name": "Radcor trigger conf check"},
     ]
     listeners = [listeners]  # noqa: RUF012
