@@ -235,8 +235,10 @@ class CatalogDriver(abc.ABC):
     """The catalog's URL when neither ``catalogs.yaml`` nor the conf gives one."""
     url_kind: ClassVar[str] = "URL"
     """What ``url`` must be, for the message refusing it (``OData URL``)."""
-    url_fix: ClassVar[str] = "set url in config/catalogs.yaml (or catalog_args.url)"
-    """How to fix a ``url`` that is not HTTP(S)."""
+    url_example: ClassVar[str] = "https://..."
+    """A ``url`` the driver takes, for that message."""
+    url_fix: ClassVar[str | None] = None
+    """How to fix a ``url`` that is not HTTP(S) (default: set it, like ``url_example``)."""
     settings: DriverSettings
     base_url: str
     """``url`` (or ``default_url``) without a trailing slash."""
@@ -271,7 +273,11 @@ class CatalogDriver(abc.ABC):
 
             raise InvalidInputError(
                 FieldProblem(
-                    "catalog_args.url", f"{url!r} is not an HTTP(S) {self.url_kind}", self.url_fix
+                    "catalog_args.url",
+                    f"{url!r} is not an HTTP(S) {self.url_kind}",
+                    self.url_fix
+                    or "set url in config/catalogs.yaml (or catalog_args.url), e.g. "
+                    + self.url_example,
                 )
             )
         return url.rstrip("/")

@@ -478,10 +478,7 @@ class CdseODataDriver(CdseAccountMixin, SplitSearchDriver):
     settings_model: ClassVar[type[DriverSettings] | None] = CdseODataSettings
     settings: CdseODataSettings
     url_kind = "OData URL"
-    url_fix = (
-        "set url in config/catalogs.yaml (or catalog_args.url), e.g. "
-        "https://catalogue.dataspace.copernicus.eu/odata/v1"
-    )
+    url_example = "https://catalogue.dataspace.copernicus.eu/odata/v1"
 
     def configure(self) -> None:
         """Read the OData settings; the account (``auth``) signs downloads and orders only."""
@@ -664,15 +661,13 @@ class CdseODataDriver(CdseAccountMixin, SplitSearchDriver):
         self._collect(build_filter(query, dataset), query, dataset, found)
         return list(found.values())
 
-    def search_direct(self, query: SearchQuery) -> list[Scene]:
-        """Return the products of a search by names (20 a request) or with a ``limit``.
+    def search_ids(self, query: SearchQuery) -> list[Scene]:
+        """Return the products of a search by names (20 a request).
 
         Raises:
             WindowTooLargeError, InvalidInputError, ProviderError, TransientError: as
                 ``search_window``.
         """
-        if not query.scene_ids:
-            return self.search_window(query)
         dataset = self.dataset_of(query.dataset)
         found: dict[str, Scene] = {}
         ids = list(query.scene_ids)

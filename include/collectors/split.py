@@ -304,8 +304,9 @@ class SplitSearchDriver(CatalogDriver):
     """A driver whose catalog caps what one query lists: its searches split by ``Splitting``.
 
     A subclass gives ``search_window`` (one window; ``WindowTooLargeError`` at the catalog's
-    limit) and ``search_direct`` (scene ids or a ``limit``: never split, so a limit reached
-    there is refused); ``search`` and ``iter_search`` are this class's.
+    limit) and ``search_ids`` (scene ids). A search by ids or with a ``limit`` is one query,
+    never split, so a limit reached there is refused; ``search`` and ``iter_search`` are this
+    class's.
     """
 
     search_time_step: ClassVar[timedelta | None] = None
@@ -327,8 +328,8 @@ class SplitSearchDriver(CatalogDriver):
         """
 
     @abc.abstractmethod
-    def search_direct(self, query: SearchQuery) -> list[Scene]:
-        """Return the scenes of a search by scene ids or with a ``limit``, in any order.
+    def search_ids(self, query: SearchQuery) -> list[Scene]:
+        """Return the scenes of a search by scene ids, in any order.
 
         Raises:
             WindowTooLargeError: the search passes the catalog's limit.
@@ -346,7 +347,8 @@ class SplitSearchDriver(CatalogDriver):
         """
         if query.scene_ids or query.limit is not None:
             try:
-                scenes = by_time(self.search_direct(query))[: query.limit]
+                direct = self.search_ids if query.scene_ids else self.search_window
+                scenes = by_time(direct(query))[: query.limit]
             except WindowTooLargeError as err:
                 raise _too_large(
                     self.splitting,

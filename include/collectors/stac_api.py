@@ -497,10 +497,7 @@ class StacApiDriver(SplitSearchDriver):
     settings_model: ClassVar[type[DriverSettings] | None] = StacApiSettings
     settings: StacApiSettings
     url_kind = "STAC API URL"
-    url_fix = (
-        "set url in config/catalogs.yaml (or catalog_args.url), e.g. "
-        "https://earth-search.aws.element84.com/v1"
-    )
+    url_example = "https://earth-search.aws.element84.com/v1"
 
     def configure(self) -> None:
         """Read the STAC settings: datasets, platforms, tile query style, asset signing."""
@@ -804,15 +801,13 @@ class StacApiDriver(SplitSearchDriver):
             self._collect(base, query, collection, found)
         return list(found.values())
 
-    def search_direct(self, query: SearchQuery) -> list[Scene]:
-        """Return the scenes of a search by scene ids or with a ``limit``.
+    def search_ids(self, query: SearchQuery) -> list[Scene]:
+        """Return the scenes of a search by scene ids.
 
         Raises:
             WindowTooLargeError, InvalidInputError, ProviderError, TransientError: as
                 ``search_window``.
         """
-        if not query.scene_ids:
-            return self.search_window(query)
         collection = self.collection_id(query.dataset)
         self._tiles(query)
         found: dict[str, Scene] = {}

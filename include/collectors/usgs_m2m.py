@@ -780,15 +780,13 @@ class UsgsM2MDriver(SplitSearchDriver):
                     break
         return self._described(dataset, by_time(list(found.values()))[: query.limit])
 
-    def search_direct(self, query: SearchQuery) -> list[Scene]:
-        """Return the scenes of a search by ids (``scene-metadata``) or with a ``limit``.
+    def search_ids(self, query: SearchQuery) -> list[Scene]:
+        """Return the scenes of a search by ids (``scene-metadata``).
 
         Raises:
             InvalidInputError: non-Landsat scene ids, and as ``search_window``.
             ProviderError, ProviderUnavailableError, RateLimitedError: as ``search_window``.
         """
-        if not query.scene_ids:
-            return self.search_window(query)
         dataset = self.dataset_name(query.dataset)
         self._tiles(query)
         found = {scene.scene_id: scene for scene in self._by_ids(dataset, query.scene_ids)}
