@@ -118,7 +118,11 @@ class EarthSearch:
         else:
             return Reply(405, b'{"code":"MethodNotAllowed"}', {"Content-Type": "application/json"})
         self.searches.append(body)
-        features = [self.item] if COLLECTION in (body.get("collections") or ()) else []
+        ids = body.get("ids")
+        if isinstance(ids, str):  # the GET form: a comma-separated list
+            ids = ids.split(",")
+        wanted = ids is None or self.item["id"] in ids  # STAC API: ids select items by id
+        features = [self.item] if COLLECTION in (body.get("collections") or ()) and wanted else []
         page = {
             "type": "FeatureCollection",
             "features": features,
@@ -287,3 +291,18 @@ def test_radcor_earth_search_wrong_checksum_fails_the_download_and_keeps_no_corr
     requests = earth_search.file_requests("scl")
     assert len(requests) == 2  # once per Airflow try
     assert all("range" not in r.headers for r in requests)  # the partial was removed
+
+
+def test_radcor_earth_search_scenes_by_item_id_download_the_product_it_names(
+    radcor_dag: Any, earth_search: EarthSearch, earth_search_only: None, data_dir: Path
+) -> None:
+    conf = {**_conf(earth_search.url), "w": None, "s": None, "e": None, "n": None}
+    conf.update(start=None, end=None, scenes=[ITEM_ID])  # as Earth Search names the item
+
+    run = radcor_dag.test(run_conf=conf)
+
+    assert str(run.state) == "success", task_states(run)
+    assert [s.get("ids") for s in earth_search.searches] == [[ITEM_ID]]
+    (activity,) = ActivityStore().for_run(run.run_id)
+    assert (activity.key.scene_id, str(activity.status)) == (SCENE, "success")
+    assert {p.name for p in _scene_dir(data_dir).iterdir()}  # the product's files, by its name
