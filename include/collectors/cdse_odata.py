@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
-from urllib.parse import urljoin
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import httpx
 
@@ -545,14 +545,20 @@ class CdseODataDriver(CdseAccountMixin, SplitSearchDriver):
             return False
         return dataset.collection in CDSE_COLLECTIONS or dataset.collection.startswith("LANDSAT-")
 
-    def _pages(self, odata_filter: str) -> Iterator[list[dict[str, Any]]]:
-        """Yield the products of every page, following ``@odata.nextLink`` verbatim.
+    def _pages(self, odata_filter: str, *, whole: bool) -> Iterator[list[dict[str, Any]]]:
+        """Yield the products of every page, following ``@odata.nextLink``.
+
+        The first page asks ``$count=true``; CDSE repeats it in its next links, which are
+        followed verbatim but for it (counting again on every page would slow each one).
+        ``whole``: the search must list everything it matches, so a count past what can be
+        listed (``$skip`` ``max_skip`` plus a page, or ``max_pages`` pages) fails at once.
 
         Raises:
-            WindowTooLargeError: when ``max_pages`` pages did not exhaust the results, or when
-                the results go on past CDSE's ``$skip`` limit (a full page at the limit comes
-                without a next link: the rest cannot be listed, so nothing is returned as if
-                it were all); ``search`` then splits the query (``include.collectors.split``).
+            WindowTooLargeError: the count passes that (``whole``), ``max_pages`` pages did not
+                exhaust the results, or the results go on past CDSE's ``$skip`` limit (a full
+                page at the limit comes without a next link: the rest cannot be listed, so
+                nothing is returned as if it were all); ``search`` then splits the query
+                (``include.collectors.split``).
             ProviderError: when the server repeats a next link (a paging loop).
         """
         url = f"{self.base_url}/Products"
@@ -560,9 +566,14 @@ class CdseODataDriver(CdseAccountMixin, SplitSearchDriver):
             "$filter": odata_filter,
             "$orderby": "ContentDate/Start asc",
             "$top": str(self.page_size),
+            "$count": "true",
             "$expand": "Attributes,Assets" if self.expand_assets else "Attributes",
         }
         data = self._get_json(url, params=params, action="search")
+        count = data.get("@odata.count")
+        limit = min(self.max_skip + self.page_size, self.max_pages * self.page_size)
+        if whole and isinstance(count, int) and not isinstance(count, bool) and count > limit:
+            raise WindowTooLargeError(limit, count)
         pages, listed = 1, 0
         seen: set[str] = set()
         while True:
@@ -578,7 +589,7 @@ class CdseODataDriver(CdseAccountMixin, SplitSearchDriver):
                 return
             if pages >= self.max_pages:
                 raise WindowTooLargeError(self.max_pages * self.page_size, listed)
-            next_url = urljoin(url, next_link)
+            next_url = without_count(urljoin(url, str(next_link)))
             if next_url in seen:
                 raise ProviderError(
                     f"{self.catalog} search {redact_url(next_url)}: the server repeated a next "
@@ -638,7 +649,7 @@ class CdseODataDriver(CdseAccountMixin, SplitSearchDriver):
         dataset: CdseDataset,
         found: dict[str, Scene],
     ) -> None:
-        for products in self._pages(odata.filter):
+        for products in self._pages(odata.filter, whole=query.limit is None):
             for product in products:
                 scene = self._scene_or_none(product, query, dataset)
                 if scene is not None and self._keep(scene, query, odata.area):
@@ -816,6 +827,13 @@ class CdseODataDriver(CdseAccountMixin, SplitSearchDriver):
             force=force,
             sleep=self.retry_sleep,
         )
+
+
+def without_count(url: str) -> str:
+    """Return ``url`` without its ``$count`` parameter, the rest of it verbatim."""
+    parts = urlsplit(url)
+    kept = [p for p in parts.query.split("&") if unquote(p.partition("=")[0]) != "$count"]
+    return urlunsplit(parts._replace(query="&".join(kept)))
 
 
 def _aware(value: datetime) -> datetime:

@@ -439,9 +439,12 @@ def test_cdse_search_follows_the_recorded_next_link_verbatim(
     finally:
         driver.close()
     assert len(scenes) == 47
-    asked = [r.query for r in http_server.requests_to("/odata/v1/Products")[1:]]
+    requests = http_server.requests_to("/odata/v1/Products")
+    assert parse_qs(requests[0].query)["$count"] == ["true"]  # counted on the first page only
+    asked = [r.query for r in requests[1:]]
     links = [json.loads(page)["@odata.nextLink"] for page in pages[:4]]
-    assert asked == [link.split("?", 1)[1] for link in links]
+    assert "%24count=true" in links[0]  # CDSE repeats it in the next link
+    assert asked == [link.split("?", 1)[1].replace("&%24count=true", "") for link in links]
 
 
 def test_cdse_search_s2_dataset_skips_non_s2_names_with_warning(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -212,3 +213,27 @@ def test_cdse_check_dataset_refuses_unknown_names_listing_known(
             assert len(str(caught.value)) < 400
     finally:
         driver.close()
+
+
+def test_cdse_counts_on_first_pages_only_and_splits_a_large_window_without_paging_it(
+    cdse: CdseServer,
+) -> None:
+    expected = _fill(cdse, 1500)
+    cdse.max_skip = 300
+    driver = _driver(cdse, page_size=100, max_skip=300)
+    try:
+        scenes = driver.search(
+            SearchQuery(
+                dataset="S2MSI1C",
+                bbox=AREA,
+                start=YEAR_START,
+                end=datetime(2024, 12, 31, 23, 59, 59, tzinfo=UTC),
+            )
+        )
+    finally:
+        driver.close()
+    assert sorted(s.scene_id for s in scenes) == sorted(expected)
+    queries = [parse_qs(r.query) for r in cdse.requests_to("/odata/v1/Products")]
+    assert all(("$count" in q) == ("$skip" not in q) for q in queries)  # first pages only
+    year = queries[0]["$filter"]
+    assert [q for q in queries if q["$filter"] == year] == [queries[0]]  # its count split it
