@@ -554,8 +554,9 @@ class CdseODataDriver(CdseAccountMixin, SplitSearchDriver):
         listed (``$skip`` ``max_skip`` plus a page, or ``max_pages`` pages) fails at once.
 
         Raises:
-            WindowTooLargeError: the count passes that (``whole``), ``max_pages`` pages did not
-                exhaust the results, or the results go on past CDSE's ``$skip`` limit (a full
+            WindowTooLargeError: the count passes that, or the listing stops short of it
+                (``whole``), ``max_pages`` pages did not exhaust the results, or the results go
+                on past CDSE's ``$skip`` limit (a full
                 page at the limit comes without a next link: the rest cannot be listed, so
                 nothing is returned as if it were all); ``search`` then splits the query
                 (``include.collectors.split``).
@@ -584,6 +585,8 @@ class CdseODataDriver(CdseAccountMixin, SplitSearchDriver):
             if products and not has_next and len(products) >= self.page_size:
                 if listed > self.max_skip:
                     raise WindowTooLargeError(self.max_skip, listed)
+            if whole and not has_next and isinstance(count, int) and listed < count:
+                raise WindowTooLargeError(listed, count)  # the server stopped short of its count
             yield products
             if not products or not has_next:
                 return

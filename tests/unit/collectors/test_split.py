@@ -237,3 +237,21 @@ def test_cdse_counts_on_first_pages_only_and_splits_a_large_window_without_pagin
     assert all(("$count" in q) == ("$skip" not in q) for q in queries)  # first pages only
     year = queries[0]["$filter"]
     assert [q for q in queries if q["$filter"] == year] == [queries[0]]  # its count split it
+
+
+def test_cdse_server_stopping_short_of_its_count_is_split(cdse: CdseServer) -> None:
+    expected = _fill(cdse, 900)
+    cdse.max_skip = 300  # lists 400 a search; the driver believes CDSE's 10,000
+    driver = _driver(cdse, page_size=100)
+    try:
+        scenes = driver.search(
+            SearchQuery(
+                dataset="S2MSI1C",
+                bbox=AREA,
+                start=YEAR_START,
+                end=datetime(2024, 12, 31, 23, 59, 59, tzinfo=UTC),
+            )
+        )
+    finally:
+        driver.close()
+    assert sorted(s.scene_id for s in scenes) == sorted(expected)
