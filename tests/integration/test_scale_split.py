@@ -146,3 +146,25 @@ def test_plan_run_streams_a_split_search_into_the_scenes_table(data_dir: Path) -
     # streamed: pages were stored while the search was still asking the catalog
     assert staged_when_asked[0] == 0
     assert len(set(staged_when_asked)) > 3 and 0 < staged_when_asked[-1] < 2400
+
+
+def test_radcor_preview_of_a_year_past_the_catalogs_cap_lists_every_product_once(
+    radcor_dag: Any, cdse_connection: None, data_dir: Path
+) -> None:
+    with CdseServer() as server:
+        expected = _fill_cdse(server, 2400, reprocessed=100)
+        server.max_skip = 300  # the catalog lists 400 a search; the driver learns it by $count
+        conf = {
+            "w": AREA[0], "s": AREA[1], "e": AREA[2], "n": AREA[3],
+            "catalog": "CDSE",
+            "catalog_args": {"url": server.odata_url, "token_url": server.token_url},
+            "dataset": "S2MSI1C",
+            "start": "2024-01-01T00:00:00", "end": "2024-12-31T23:59:59",
+            "action": "preview",
+        }  # fmt: skip
+        run = radcor_dag.test(run_conf=conf)
+    assert str(run.state) == "success"
+    preview = run.get_task_instance("search").xcom_pull(task_ids="search", key="preview")
+    assert preview["Results"] == 2400 and preview["table"] == "radcor_run_scenes"
+    stored = json.loads(Path(preview["file"]).read_text(encoding="utf-8"))
+    assert list(stored) == [*expected, "Results"]
