@@ -74,6 +74,15 @@ def _driver(server: CdseServer, **options: Any) -> CdseODataDriver:
     )
 
 
+def _year() -> SearchQuery:
+    return SearchQuery(
+        dataset="S2MSI1C",
+        bbox=AREA,
+        start=YEAR_START,
+        end=datetime(2024, 12, 31, 23, 59, 59, tzinfo=UTC),
+    )
+
+
 def _scene(scene_id: str) -> Scene:
     return Scene(
         scene_id=scene_id,
@@ -222,14 +231,7 @@ def test_cdse_counts_on_first_pages_only_and_splits_a_large_window_without_pagin
     cdse.max_skip = 300
     driver = _driver(cdse, page_size=100, max_skip=300)
     try:
-        scenes = driver.search(
-            SearchQuery(
-                dataset="S2MSI1C",
-                bbox=AREA,
-                start=YEAR_START,
-                end=datetime(2024, 12, 31, 23, 59, 59, tzinfo=UTC),
-            )
-        )
+        scenes = driver.search(_year())
     finally:
         driver.close()
     assert sorted(s.scene_id for s in scenes) == sorted(expected)
@@ -244,14 +246,7 @@ def test_cdse_server_stopping_short_of_its_count_is_split(cdse: CdseServer) -> N
     cdse.max_skip = 300  # lists 400 a search; the driver believes CDSE's 10,000
     driver = _driver(cdse, page_size=100)
     try:
-        scenes = driver.search(
-            SearchQuery(
-                dataset="S2MSI1C",
-                bbox=AREA,
-                start=YEAR_START,
-                end=datetime(2024, 12, 31, 23, 59, 59, tzinfo=UTC),
-            )
-        )
+        scenes = driver.search(_year())
     finally:
         driver.close()
     assert sorted(s.scene_id for s in scenes) == sorted(expected)
