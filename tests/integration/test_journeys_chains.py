@@ -4,7 +4,8 @@ Each runs the ``radcor`` DAG on provider packages built by ``tests/helpers/packa
 served by the loopback CDSE / USGS M2M, then checks the published numbers against values
 computed here from the package's DN, the real MTD/MTL and (NBAR) the angles its ANG.txt gives:
 
-- ``L57_NBAR-1`` from TM and ETM+ Level-2 bundles (harmonization reads the bundle's ANG.txt);
+- ``L57_NBAR-1`` from TM and ETM+ Level-2 bundles, or a Level-1 one through provider-l2
+  (harmonization reads the Level-2 bundle's ANG.txt);
 - the ``post`` steps (``qa-post``) of ``S2_L2A-1``, ``S2_TOA-1`` and of the Landsat SR
   collections made by ``provider-l2`` from a Level-1 download;
 - a forced re-download of a USGS bundle: unpacked again, published from the new archive.
@@ -32,6 +33,7 @@ from tests.integration.test_journeys import (
     GUIDE_L2A,
     S2_L2A_BANDS,
     TOLERANCE,
+    Journey,
     _chain,
     _check_landsat_item,
     _check_s2,
@@ -111,37 +113,70 @@ def _landsat_nbar(package: pk.LandsatPackage, band: int) -> np.ndarray:
     return np.asarray(c * package.sr_reflectance(band))
 
 
-L57_SOURCES = {
-    "tm": (pk.landsat_l2sp_tm, "landsat_tm_c2_l2", "LT5_SR-1", "landsat-5"),
-    "etm+": (pk.landsat_l2sp_etm, "landsat_etm_c2_l2", "LE7_SR-1", "landsat-7"),
-}
-"""Instrument -> (bundle builder, USGS dataset, download collection, platform)."""
+def _landsat_l1_of(level2: pk.LandsatPackage) -> pk.LandsatPackage:
+    """The Level-1 bundle a Level-2 bundle was made from (its MTL's Level-1 record)."""
+    xml = pk.level1_mtl_from_level2(level2.files[f"{level2.product_id}_MTL.xml"].decode())
+    return pk.landsat_package(mtl_xml=xml, derivation=f"Level-1 of {level2.product_id}")
+
+
+def _from_level1(
+    dag: Any,
+    m2m: M2MServer,
+    level2: pk.LandsatPackage,
+    datasets: tuple[str, str],
+    folders: tuple[Path, Path],
+    *steps: tuple[str, str],
+) -> Journey:
+    """Serve ``level2`` for provider-l2 to find, and run ``steps`` on its Level-1 bundle."""
+    level2_entity = level2.mtl["LANDSAT_SCENE_ID"] + "-L2"  # see _serve_landsat
+    _serve_landsat(m2m, level2, datasets[1], folders[0], entity_id=level2_entity)
+    return _landsat_journey(dag, m2m, _landsat_l1_of(level2), datasets[0], folders, *steps)
+
+
+L57_BUNDLES = {
+    "tm": (pk.landsat_l2sp_tm, ("landsat_tm_c2_l1", "landsat_tm_c2_l2"),
+           ("LT5_DN-1", "LT5_SR-1"), "landsat-5"),
+    "etm+": (pk.landsat_l2sp_etm, ("landsat_etm_c2_l1", "landsat_etm_c2_l2"),
+             ("LE7_DN-1", "LE7_SR-1"), "landsat-7"),
+}  # fmt: skip
+"""Instrument -> (L2SP builder, (Level-1, Level-2) datasets, (DN, SR) collections, platform)."""
 
 
 def _run_l57_nbar(
-    instrument: str, dag: Any, m2m: M2MServer, data_dir: Path, folder: Path
+    instrument: str, downloaded: str, dag: Any, m2m: M2MServer, folders: tuple[Path, Path]
 ) -> tuple[pk.LandsatPackage, dict[str, Any], Path, Any]:
-    """Download the L2SP bundle -> harmonization L57_NBAR-1 -> publish: (package, item, run)."""
-    build, dataset, download, _ = L57_SOURCES[instrument]
-    package = build(shift_px=(0, 2000))  # 60 km east of nadir: views about 5 degrees off
-    journey = _landsat_journey(
-        dag, m2m, package, dataset, (folder, data_dir),
-        ("download", download), ("harmonization", "L57_NBAR-1"), ("publish", "L57_NBAR-1"),
-    )  # fmt: skip
-    return (package, *journey)
+    """Make L57_NBAR-1 from a Level-2 download, or a Level-1 one through provider-l2.
+
+    Returns (the L2SP bundle, item, item path, run).
+    """
+    build, datasets, (dn, sr), _ = L57_BUNDLES[instrument]
+    level2 = build(shift_px=(0, 2000))  # 60 km east of nadir: views about 5 degrees off
+    nbar = (("harmonization", "L57_NBAR-1"), ("publish", "L57_NBAR-1"))
+    if downloaded == "level-2":
+        journey = _landsat_journey(dag, m2m, level2, datasets[1], folders, ("download", sr), *nbar)
+    else:
+        journey = _from_level1(
+            dag, m2m, level2, datasets, folders, ("download", dn), ("correction", sr), *nbar
+        )
+    return (level2, *journey)
 
 
-@pytest.mark.parametrize("instrument", sorted(L57_SOURCES))
-def test_landsat_tm_etm_l2sp_download_nbar_publish_l57_nbar(
+@pytest.mark.parametrize(
+    ("instrument", "downloaded"), [("tm", "level-2"), ("etm+", "level-2"), ("tm", "level-1")]
+)
+def test_landsat_tm_etm_nbar_publish_l57_nbar(
     instrument: str,
+    downloaded: str,
     radcor_dag: Any,
     m2m: M2MServer,
     usgs_connection: None,
     data_dir: Path,
     tmp_path: Path,
 ) -> None:
-    """L57_NBAR-1 from the USGS bundle, angles from its own ANG.txt (per scan direction)."""
-    package, item, path, run = _run_l57_nbar(instrument, radcor_dag, m2m, data_dir, tmp_path)
+    """L57_NBAR-1 with the angles of the L2SP bundle's ANG.txt (per scan direction)."""
+    package, item, path, run = _run_l57_nbar(
+        instrument, downloaded, radcor_dag, m2m, (tmp_path, data_dir)
+    )
 
     for band in TM_ETM_ROLES:
         key = f"SR_B{band}"
@@ -151,7 +186,7 @@ def test_landsat_tm_etm_l2sp_download_nbar_publish_l57_nbar(
         )  # fmt: skip
     assert item["assets"]["B4"]["eo:bands"][0]["common_name"] == "nir08"
     assert "QA_PIXEL" in item["assets"] and "B6" not in item["assets"]
-    platform = L57_SOURCES[instrument][3]
+    platform = L57_BUNDLES[instrument][3]
     _check_landsat_item(item, package, platform, item["properties"]["instruments"], pixel_m=30.0)
     assert instrument in item["properties"]["instruments"]  # exactly: the xfail test below
     (harmonized,) = _activities(run, "harmonization")
@@ -168,7 +203,7 @@ def test_landsat_tm_etm_l2sp_download_nbar_publish_l57_nbar(
 def test_l57_nbar_item_names_the_instrument_of_its_scene(
     radcor_dag: Any, m2m: M2MServer, usgs_connection: None, data_dir: Path, tmp_path: Path
 ) -> None:
-    _, item, _, _ = _run_l57_nbar("tm", radcor_dag, m2m, data_dir, tmp_path)
+    _, item, _, _ = _run_l57_nbar("tm", "level-2", radcor_dag, m2m, (tmp_path, data_dir))
     assert item["properties"]["instruments"] == ["tm"]
 
 
@@ -249,12 +284,6 @@ def test_s2_l1c_toa_post_publish_carries_the_msk_classi_cloud_mask(
     assert item["properties"]["eo:cloud_cover"] == pytest.approx(_cloud_pct(cloud, valid), abs=0.01)
 
 
-def _landsat_l1_of(level2: pk.LandsatPackage) -> pk.LandsatPackage:
-    """The Level-1 bundle a Level-2 bundle was made from (its MTL's Level-1 record)."""
-    xml = pk.level1_mtl_from_level2(level2.files[f"{level2.product_id}_MTL.xml"].decode())
-    return pk.landsat_package(mtl_xml=xml, derivation=f"Level-1 of {level2.product_id}")
-
-
 # (L2SP bundle builder, (Level-1, Level-2) USGS datasets, (DN, SR) collections, thermal band,
 # platform, instruments)
 OLI_SR = (pk.landsat_l2sp_oli, ("landsat_ot_c2_l1", "landsat_ot_c2_l2"), ("LC8_DN-1", "LC8_SR-1"),
@@ -288,10 +317,8 @@ def test_landsat_sr_post_publish_gives_the_provider_sr(
     level2 = build()
     dn, sr = collections
     if downloaded == "level-1":
-        level2_entity = level2.mtl["LANDSAT_SCENE_ID"] + "-L2"  # see _serve_landsat
-        _serve_landsat(m2m, level2, datasets[1], tmp_path, entity_id=level2_entity)
-        item, path, _ = _landsat_journey(
-            radcor_dag, m2m, _landsat_l1_of(level2), datasets[0], (tmp_path, data_dir),
+        item, path, _ = _from_level1(
+            radcor_dag, m2m, level2, datasets, (tmp_path, data_dir),
             ("download", dn), ("correction", sr), ("post", sr), ("publish", sr),
         )  # fmt: skip
     else:
