@@ -280,33 +280,29 @@ def convert_linear(
     """
     fills = tuple(float(value) for value in source_nodata)
     valid_total = 0
-    with (
-        raster_output(dest, failure=f"GDAL failed converting {src.name}") as tmp,
-        georeferenced(src) as ds,
-    ):
-        profile = _output_profile(ds, encoding.dtype, encoding.nodata)
+    failure = f"GDAL failed converting {src.name}"
+    with _band_writer(src, dest, encoding.dtype, encoding.nodata, failure) as (ds, out):
         total = ds.width * ds.height
-        with rasterio.open(tmp, "w", **profile) as out:
-            for window in _strips(ds.width, ds.height):
-                dn = ds.read(1, window=window)
-                valid = np.ones(dn.shape, dtype=bool)
-                for fill in fills:
-                    valid &= dn != fill
-                if valid_fn is not None:
-                    valid &= valid_fn(dn)
-                reflectance = dn.astype(np.float64) * gain + bias
-                out.write(encoding.encode(reflectance, valid), 1, window=window)
-                valid_total += int(valid.sum())
-            out.scales = (encoding.scale,)
-            out.offsets = (encoding.offset,)
-            out.update_tags(1, scale=repr(encoding.scale), offset=repr(encoding.offset))
-            out.update_tags(
-                **{
-                    "reflectance_gain": repr(gain),
-                    "reflectance_bias": repr(bias),
-                    **(tags or {}),
-                }
-            )
+        for window in _strips(ds.width, ds.height):
+            dn = ds.read(1, window=window)
+            valid = np.ones(dn.shape, dtype=bool)
+            for fill in fills:
+                valid &= dn != fill
+            if valid_fn is not None:
+                valid &= valid_fn(dn)
+            reflectance = dn.astype(np.float64) * gain + bias
+            out.write(encoding.encode(reflectance, valid), 1, window=window)
+            valid_total += int(valid.sum())
+        out.scales = (encoding.scale,)
+        out.offsets = (encoding.offset,)
+        out.update_tags(1, scale=repr(encoding.scale), offset=repr(encoding.offset))
+        out.update_tags(
+            **{
+                "reflectance_gain": repr(gain),
+                "reflectance_bias": repr(bias),
+                **(tags or {}),
+            }
+        )
     return BandStats(valid_pixels=valid_total, total_pixels=total)
 
 
@@ -361,17 +357,12 @@ def copy_band(
         InvalidInputError: ``src`` cannot be read or is not georeferenced.
         ProcessingError: GDAL failed writing.
     """
-    with (
-        raster_output(dest, failure=f"GDAL failed copying {src.name}") as tmp,
-        georeferenced(src) as ds,
-    ):
-        declared = nodata if nodata is not None else ds.nodata
-        profile = _output_profile(ds, ds.dtypes[0], declared)
-        with rasterio.open(tmp, "w", **profile) as out:
-            for window in _strips(ds.width, ds.height):
-                out.write(ds.read(1, window=window), 1, window=window)
-            if scale_offset is not None:
-                out.scales, out.offsets = (scale_offset[0],), (scale_offset[1],)
+    failure = f"GDAL failed copying {src.name}"
+    with _band_writer(src, dest, None, nodata, failure) as (ds, out):
+        for window in _strips(ds.width, ds.height):
+            out.write(ds.read(1, window=window), 1, window=window)
+        if scale_offset is not None:
+            out.scales, out.offsets = (scale_offset[0],), (scale_offset[1],)
     return dest
 
 
@@ -385,18 +376,29 @@ def classification_to_cloud_mask(src: Path, dest: Path, *, cloud_bands: tuple[in
         InvalidInputError: ``src`` cannot be read or is not georeferenced.
         ProcessingError: GDAL failed writing.
     """
-    with (
-        raster_output(dest, failure=f"GDAL failed reading {src.name}") as tmp,
-        georeferenced(src) as ds,
-    ):
+    with _band_writer(src, dest, "uint8", 255, f"GDAL failed reading {src.name}") as (ds, out):
         indexes = [band for band in cloud_bands if band <= ds.count]
-        profile = _output_profile(ds, "uint8", 255)
-        with rasterio.open(tmp, "w", **profile) as out:
-            for window in _strips(ds.width, ds.height):
-                flags = ds.read(indexes, window=window)
-                out.write((flags != 0).any(axis=0).astype(np.uint8), 1, window=window)
-            out.update_tags(mask_kind="cloud_mask", source=src.name)
+        for window in _strips(ds.width, ds.height):
+            flags = ds.read(indexes, window=window)
+            out.write((flags != 0).any(axis=0).astype(np.uint8), 1, window=window)
+        out.update_tags(mask_kind="cloud_mask", source=src.name)
     return dest
+
+
+@contextmanager
+def _band_writer(
+    src: Path, dest: Path, dtype: str | None, nodata: float | None, failure: str
+) -> Iterator[tuple[Any, Any]]:
+    """Yield ``src`` (georeferenced) open for reading and ``dest``'s one-band GeoTIFF for writing.
+
+    ``dest`` has ``src``'s grid, ``dtype`` and ``nodata`` (None: the source's); it is written
+    under a temporary name and renamed into place when the block succeeds.
+    """
+    with raster_output(dest, failure=failure) as tmp, georeferenced(src) as ds:
+        declared = nodata if nodata is not None else ds.nodata
+        profile = _output_profile(ds, dtype or ds.dtypes[0], declared)
+        with rasterio.open(tmp, "w", **profile) as out:
+            yield ds, out
 
 
 def _output_profile(ds: Any, dtype: str, nodata: float | None) -> dict[str, Any]:
