@@ -229,8 +229,12 @@ def test_form_filled_field_by_field_starts_a_run_whose_validate_succeeds(
         listed = client.get(
             "/radcor-api/radcor/activities", params={"run_id": run["dag_run_id"]}
         ).json()
+        scene_id = listed["activities"][0]["scene_id"]
+        upstream = client.get("/api/activities", params={"scene_id": scene_id, "per_page": 100})
     assert listed["total"] == 4  # two scenes x (download, publish)
     assert all(a["tags"] == [tag, "bdc"] for a in listed["activities"])  # issue #22: tags
+    mine = [i for i in upstream.json()["items"] if i["run_id"] == run["dag_run_id"]]
+    assert len(mine) == 2 and all(i["tags"] == [tag, "bdc"] for i in mine), upstream.text
 
 
 def test_form_bad_values_name_each_field_and_fix_and_start_nothing(
