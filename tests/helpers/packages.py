@@ -11,7 +11,8 @@ Landsat unless the real band files exist) holding known DN patterns with a block
   ``QUALITY=100, REVERSIBLE=YES``), georeferenced by ``MTD_TL.xml`` (``Geoposition`` ULX/ULY per
   resolution, ``HORIZONTAL_CS_CODE``), and ``QI_DATA``.
 - Landsat Collection 2 Product Bundles as USGS (M2M) serves them: a flat tar named
-  ``<product id>.tar`` whose members are named as the MTL's ``FILE_NAME_*`` entries.
+  ``<product id>.tar`` whose members are named as the MTL's ``FILE_NAME_*`` entries; a TM/ETM+
+  bundle's ``ANG.txt`` (none is in realdata) is built for its scene by :func:`tm_etm_ang`.
 
 ``s2_package(...)`` and ``landsat_package(...)`` return the bytes plus what a test needs to check
 the published result independently of ``include/``: the DN written per band, the grid, the
