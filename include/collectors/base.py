@@ -27,6 +27,14 @@ if TYPE_CHECKING:
 MAX_DATASET_CHARS = 100
 """The longest ``dataset`` a conf may give."""
 _DATASET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,99}")
+SHOWN_NAMES = 12
+"""How many names of a catalog's own list a message shows."""
+
+
+def shortened(names: list[str], shown: int = SHOWN_NAMES) -> str:
+    """Return ``names`` joined with commas, the first ``shown`` and how many more."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f", ... ({more} more)" if more > 0 else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,14 +340,28 @@ class CatalogDriver(abc.ABC):
         return sorted(str(name) for name in datasets)
 
     def accepts_dataset(self, name: str) -> bool:
-        """Return whether the catalog serves ``name`` beyond ``known_datasets`` (a driver rule).
+        """Return whether the catalog may serve ``name`` beyond ``known_datasets`` (a driver rule).
 
         The default accepts a catalog's own collection id (letters, digits, ``._-/``).
         """
         return bool(_DATASET_ID.fullmatch(name))
 
+    def offers_dataset(self, name: str) -> bool | None:
+        """Ask the catalog whether it serves ``name``; None when it cannot tell (default).
+
+        Only called for a name ``accepts_dataset`` accepts and no configured one.
+        """
+        return None
+
+    def offered_datasets(self) -> list[str]:
+        """Return the catalog's own dataset list when ``offers_dataset`` read one, else []."""
+        return []
+
     def check_dataset(self, name: object) -> str:
         """Check a conf's ``dataset`` before any work and return it stripped.
+
+        A configured name passes; another passes when the driver's rule accepts it and the
+        catalog, asked through ``offers_dataset``, does not deny serving it.
 
         Raises:
             InvalidInputError: ``dataset`` is not a string of 1-100 printable characters, or
@@ -361,11 +383,19 @@ class CatalogDriver(abc.ABC):
                     fix,
                 )
             )
-        if text.lower() in {k.lower() for k in known} or self.accepts_dataset(text):
+        if text.lower() in {k.lower() for k in known}:
             return text
+        if self.accepts_dataset(text) and self.offers_dataset(text) is not False:
+            return text
+        offered = self.offered_datasets()
+        if offered:
+            fix = "; ".join(
+                [*([fix] if known else []), f"the catalog's collections: {shortened(offered)}"]
+            )
         shown = text if len(text) <= 40 else text[:40] + "..."
+        catalog = getattr(self, "catalog", None) or self.name
         raise InvalidInputError(
-            FieldProblem("dataset", f"{shown!r} is not a dataset of catalog {self.name!r}", fix)
+            FieldProblem("dataset", f"{shown!r} is not a dataset of catalog {catalog!r}", fix)
         )
 
     def iter_search(self, query: SearchQuery) -> Iterator[Scene]:

@@ -80,6 +80,7 @@ from include.collectors.http import (
 from include.collectors.scene_ids import catalog_item_id, is_mgrs_tile, parse_wrs2_pathrow
 from include.collectors.settings import DriverSettings, StacApiSettings
 from include.collectors.split import SplitSearchDriver, WindowTooLargeError
+from include.collectors.stac_collections import CollectionDirectory
 from include.collectors.timestamps import parse_utc_timestamp
 from include.common.errors import (
     FieldProblem,
@@ -518,6 +519,13 @@ class StacApiDriver(SplitSearchDriver):
         self._sas_tokens: dict[str, tuple[str, float | None]] = {}
         """collection -> (token, expiry as a time.time() value or None)."""
         self._sas_lock = threading.Lock()
+        self.collections = CollectionDirectory(
+            catalog=self.catalog,
+            base_url=self.base_url,
+            client=lambda: self.client,
+            headers=self.auth_headers,
+            timeout_s=self.timeout_s,
+        )
 
     # -- HTTP ---------------------------------------------------------------------------------
 
@@ -596,6 +604,28 @@ class StacApiDriver(SplitSearchDriver):
         return data or {}
 
     # -- search -------------------------------------------------------------------------------
+
+    def offers_dataset(self, name: str) -> bool | None:
+        """Ask the STAC API whether it serves ``name``'s collection (cached; None: cannot tell)."""
+        return self.collections.serves(self.collection_id(name))
+
+    def offered_datasets(self) -> list[str]:
+        """Return the collection ids the STAC API listed when it denied one."""
+        return self.collections.listed
+
+    def search(self, query: SearchQuery) -> list[Scene]:
+        """Return every scene matching ``query`` (``SplitSearchDriver``), its dataset checked.
+
+        Raises:
+            InvalidInputError: a dataset neither configured nor a collection of the API.
+        """
+        self.check_dataset(query.dataset)
+        return super().search(query)
+
+    def iter_search(self, query: SearchQuery) -> Iterator[Scene]:
+        """Yield every scene matching ``query`` (``SplitSearchDriver``), its dataset checked."""
+        self.check_dataset(query.dataset)
+        yield from super().iter_search(query)
 
     def collection_id(self, dataset: str) -> str:
         """Return the STAC collection id for a conf dataset name (mapped ignoring case, else as is).

@@ -85,7 +85,16 @@ from include.common.storage import safe_component
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "https://m2m.cr.usgs.gov/api/api/json/stable"
-EXAMPLE_DATASETS = ("landsat_ot_c2_l1", "landsat_ot_c2_l2", "landsat_etm_c2_l1", "landsat_tm_c2_l1")
+LANDSAT_C2_DATASETS = (
+    "landsat_ot_c2_l1",
+    "landsat_ot_c2_l2",
+    "landsat_etm_c2_l1",
+    "landsat_etm_c2_l2",
+    "landsat_tm_c2_l1",
+    "landsat_tm_c2_l2",
+)
+"""The M2M Collection 2 Landsat datasets this project processes (Landsat 8-9, 7, 4-5; the
+upstream's USGS driver took these and the Collection 1 names USGS retired at the end of 2022)."""
 EARTHEXPLORER_SCENE_URL = (
     "https://earthexplorer.usgs.gov/scene/metadata/full/{dataset_id}/{entity_id}/"
 )
@@ -532,7 +541,7 @@ class UsgsM2MDriver(SplitSearchDriver):
                 FieldProblem(
                     "dataset",
                     f"USGS M2M refused the dataset ({code}{detail})",
-                    f"use an M2M dataset name such as {', '.join(EXAMPLE_DATASETS)}",
+                    f"use one of: {', '.join(self.known_datasets())}",
                 )
             )
         return ProviderError(
@@ -544,6 +553,17 @@ class UsgsM2MDriver(SplitSearchDriver):
 
     # -- search -------------------------------------------------------------------------------
 
+    def known_datasets(self) -> list[str]:
+        """Return the configured datasets and the Collection 2 Landsat datasets, sorted.
+
+        M2M lists datasets only to a logged-in account, so this list is what a conf may name.
+        """
+        return sorted({*super().known_datasets(), *LANDSAT_C2_DATASETS})
+
+    def accepts_dataset(self, name: str) -> bool:
+        """Return False: a dataset must be one of ``known_datasets``."""
+        return False
+
     def dataset_name(self, dataset: str) -> str:
         """Return the M2M dataset name for a conf dataset (mapped through ``datasets``).
 
@@ -554,7 +574,7 @@ class UsgsM2MDriver(SplitSearchDriver):
         if not name:
             raise InvalidInputError(
                 FieldProblem(
-                    "dataset", "is empty", f"name an M2M dataset such as {EXAMPLE_DATASETS[0]}"
+                    "dataset", "is empty", f"use one of: {', '.join(self.known_datasets())}"
                 )
             )
         return self._datasets.get(name.lower(), name.lower())
@@ -579,7 +599,7 @@ class UsgsM2MDriver(SplitSearchDriver):
                     "tiles",
                     f"dataset {dataset!r} has no WRS Path/Row search fields",
                     "search it with a bbox or geom instead, or use a Landsat dataset such as "
-                    + EXAMPLE_DATASETS[0],
+                    + LANDSAT_C2_DATASETS[0],
                 )
             )
         self._filter_ids[dataset] = (found["path"], found["row"])

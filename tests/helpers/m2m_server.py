@@ -37,6 +37,18 @@ from tests.helpers.http_server import LocalHttpServer, Reply, Request, serve_byt
 API_PATH = "/api/api/json/stable"
 MAX_RESULTS = 50_000
 """M2M's reference: "a 50,000 scene limit for the number of results that are returned"."""
+SERVED_DATASETS = (
+    "landsat_ot_c2_l1",
+    "landsat_ot_c2_l2",
+    "landsat_etm_c2_l1",
+    "landsat_etm_c2_l2",
+    "landsat_tm_c2_l1",
+    "landsat_tm_c2_l2",
+    "landsat_mss_c2_l1",
+)
+"""Datasets answered without scenes (M2M serves many more: MSS here stands for them)."""
+INVALID_DATASET_MESSAGE = "An invalid dataset has been provided"
+"""M2M's ``errorMessage`` beside ``errorCode: DATASET_INVALID`` for a name it does not know."""
 USERNAME = "eros-user"
 APP_TOKEN = "m2m-application-token-0123456789"  # noqa: S105 - a test token
 
@@ -347,19 +359,14 @@ class M2MServer:
 
     def _dataset_filters(self, payload: dict[str, Any], request: Request) -> Reply:
         if not self._known_dataset(payload.get("datasetName")):
-            return m2m_reply(None, error_code="DATASET_INVALID", message="Invalid dataset name")
+            return m2m_reply(None, error_code="DATASET_INVALID", message=INVALID_DATASET_MESSAGE)
         return m2m_reply(copy.deepcopy(self.filters_document["data"]))
 
     def _filter_id(self, label: str) -> str:
         return next(f["id"] for f in self.filters_document["data"] if f["fieldLabel"] == label)
 
     def _known_dataset(self, name: Any) -> bool:
-        return any(scene.dataset == name for scene in self.scenes) or name in (
-            "landsat_ot_c2_l1",
-            "landsat_ot_c2_l2",
-            "landsat_etm_c2_l1",
-            "landsat_tm_c2_l1",
-        )
+        return any(scene.dataset == name for scene in self.scenes) or name in SERVED_DATASETS
 
     def _matches(self, scene: M2MScene, scene_filter: dict[str, Any]) -> bool | str:
         spatial = scene_filter.get("spatialFilter")
@@ -484,7 +491,7 @@ class M2MServer:
     def _scene_search(self, payload: dict[str, Any], request: Request) -> Reply:
         dataset = payload.get("datasetName")
         if not self._known_dataset(dataset):
-            return m2m_reply(None, error_code="DATASET_INVALID", message="Invalid dataset name")
+            return m2m_reply(None, error_code="DATASET_INVALID", message=INVALID_DATASET_MESSAGE)
         scene_filter = payload.get("sceneFilter") or {}
         matched: list[M2MScene] = []
         for scene in sorted(self.scenes, key=lambda s: s.acquired, reverse=True):

@@ -389,18 +389,18 @@ def test_cdse_stac_search_skips_items_whose_id_is_no_product_name(
     assert "search.product_skipped catalog=cdse-stac item=S2A_T33UUP_20240110_0_L2A" in caplog.text
 
 
-def test_cdse_stac_search_unknown_collection_keeps_status_and_description(
+def test_cdse_stac_search_refused_keeps_status_and_description(
     server: CdseStacServer,
     make_stac_driver: Callable[..., CdseStacDriver],
 ) -> None:
     server.fail(
         "search",
         404,
-        {"code": "NotFoundError", "description": "Collection sentinel-9 does not exist."},
+        {"code": "NotFoundError", "description": "Collection sentinel-2-l2a is being rebuilt."},
     )
     driver = make_stac_driver(server)
-    with pytest.raises(ProviderError, match="sentinel-9 does not exist") as caught:
-        driver.search(SearchQuery(dataset="sentinel-9"))
+    with pytest.raises(ProviderError, match="sentinel-2-l2a is being rebuilt") as caught:
+        driver.search(SearchQuery(dataset="sentinel-2-l2a"))
     assert caught.value.status_code == 404
 
 
