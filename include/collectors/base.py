@@ -360,8 +360,9 @@ class CatalogDriver(abc.ABC):
     def check_dataset(self, name: object) -> str:
         """Check a conf's ``dataset`` before any work and return it stripped.
 
-        A configured name passes; another passes when the driver's rule accepts it and the
-        catalog, asked through ``offers_dataset``, does not deny serving it.
+        A configured name (or the collection it maps to: a search gets that) passes; another
+        passes when the driver's rule accepts it and the catalog, asked through
+        ``offers_dataset``, does not deny serving it.
 
         Raises:
             InvalidInputError: ``dataset`` is not a string of 1-100 printable characters, or
@@ -383,7 +384,8 @@ class CatalogDriver(abc.ABC):
                     fix,
                 )
             )
-        if text.lower() in {k.lower() for k in known}:
+        targets = (self.options.get("datasets") or {}).values()
+        if text.lower() in {str(name).lower() for name in (*known, *targets)}:
             return text
         if self.accepts_dataset(text) and self.offers_dataset(text) is not False:
             return text

@@ -404,6 +404,42 @@ def test_cdse_stac_search_refused_keeps_status_and_description(
     assert caught.value.status_code == 404
 
 
+def test_cdse_stac_refuses_a_collection_the_api_does_not_serve_before_searching(
+    server: CdseStacServer,
+    make_stac_driver: Callable[..., CdseStacDriver],
+) -> None:
+    driver = make_stac_driver(server, datasets={"S2MSI1C": "sentinel-2-l1c"}, catalog="cdse-s2")
+    with pytest.raises(InvalidInputError) as caught:
+        driver.search(SearchQuery(dataset="sentinel-9", start=datetime(2024, 1, 1, tzinfo=UTC)))
+    (problem,) = caught.value.problems
+    assert problem.field == "dataset"
+    assert problem.message == "'sentinel-9' is not a dataset of catalog 'cdse-s2'"
+    assert problem.fix == (
+        "use one of: S2MSI1C; the catalog's collections: sentinel-2-l1c, sentinel-2-l2a"
+    )
+    assert server.requests_to("/v1/search") == []
+    assert [r.path for r in server.requests] == ["/v1/collections/sentinel-9", "/v1/collections"]
+    with pytest.raises(InvalidInputError):  # the answer is kept: no second question
+        driver.check_dataset("sentinel-9")
+    assert len(server.requests) == 2
+
+
+def test_cdse_stac_accepts_a_served_collection_that_is_not_configured(
+    server: CdseStacServer,
+    make_stac_driver: Callable[..., CdseStacDriver],
+) -> None:
+    server.add_s2_item(L2A, product_zip(L2A), footprint=FOOTPRINT, cloud_pct=12.5)
+    driver = make_stac_driver(server, datasets={"S2MSI1C": "sentinel-2-l1c"})
+    assert driver.check_dataset("sentinel-2-l2a") == "sentinel-2-l2a"
+    scenes = driver.search(SearchQuery(dataset="sentinel-2-l2a", bbox=(12.5, 48.8, 13.0, 49.2)))
+    assert [s.scene_id for s in scenes] == [L2A]
+    assert [r.path for r in server.requests][:2] == [
+        "/v1/collections/sentinel-2-l2a",
+        "/v1/search",
+    ]
+    assert server.requests_to("/v1/collections") == []
+
+
 def test_cdse_stac_server_collection_and_landing_page(
     server: CdseStacServer,
     make_stac_driver: Callable[..., CdseStacDriver],

@@ -224,6 +224,19 @@ def test_cdse_check_dataset_refuses_unknown_names_listing_known(
         driver.close()
 
 
+def test_cdse_check_dataset_names_the_confs_catalog_not_the_driver(cdse: CdseServer) -> None:
+    driver = _driver(cdse, catalog="copernicus")
+    try:
+        with pytest.raises(InvalidInputError) as caught:
+            driver.check_dataset("S2MSI1X")
+        assert caught.value.problems[0].message == (
+            "'S2MSI1X' is not a dataset of catalog 'copernicus'"
+        )
+        assert cdse.requests == []  # CDSE's product types are the driver's own: no request
+    finally:
+        driver.close()
+
+
 def test_cdse_counts_on_first_pages_only_and_splits_a_large_window_without_paging_it(
     cdse: CdseServer,
 ) -> None:

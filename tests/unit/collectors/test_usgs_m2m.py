@@ -16,7 +16,12 @@ import pytest
 from include.collectors.base import Availability, Credentials, Scene, SearchQuery
 from include.collectors.registry import make_driver
 from include.collectors.scene_ids import parse_scene_id
-from include.collectors.usgs_m2m import UsgsM2MDriver, choose_product, record_to_scene
+from include.collectors.usgs_m2m import (
+    LANDSAT_C2_DATASETS,
+    UsgsM2MDriver,
+    choose_product,
+    record_to_scene,
+)
 from include.common.errors import (
     IntegrityError,
     InvalidInputError,
@@ -28,6 +33,7 @@ from include.common.errors import (
 from tests.helpers.m2m_server import (
     API_PATH,
     APP_TOKEN,
+    INVALID_DATASET_MESSAGE,
     USERNAME,
     M2MServer,
     http_error,
@@ -291,11 +297,46 @@ def test_search_scene_ids_use_scene_metadata_and_skip_unknown(
     assert id_types == ["displayId", "entityId", "displayId"]
 
 
-def test_search_unknown_dataset_raises_invalid_input(driver_factory: Any) -> None:
+def test_search_unknown_dataset_maps_m2m_dataset_invalid_naming_the_known_names(
+    m2m: M2MServer, driver_factory: Any
+) -> None:
     with pytest.raises(InvalidInputError) as caught:
         driver_factory().search(l1_query(dataset="landsat_nope"))
-    assert caught.value.problems[0].field == "dataset"
-    assert "landsat_ot_c2_l1" in caught.value.problems[0].fix
+    (problem,) = caught.value.problems
+    assert problem.field == "dataset"
+    assert f"DATASET_INVALID ({INVALID_DATASET_MESSAGE})" in problem.message
+    assert problem.fix == "use one of: " + ", ".join(sorted(LANDSAT_C2_DATASETS))
+    assert [b["datasetName"] for b in bodies(m2m, "scene-search")] == ["landsat_nope"]
+
+
+@pytest.mark.parametrize("dataset", ["landsat_8_c1", "landsat_mss_c2_l1", "S2MSI1C"])
+def test_check_dataset_refuses_names_outside_the_known_landsat_datasets(
+    m2m: M2MServer, driver_factory: Any, dataset: str
+) -> None:
+    driver = driver_factory(credentials=None, catalog="usgs-eros")
+    with pytest.raises(InvalidInputError) as caught:
+        driver.check_dataset(dataset)
+    (problem,) = caught.value.problems
+    assert problem.field == "dataset"
+    assert problem.message == f"{dataset!r} is not a dataset of catalog 'usgs-eros'"
+    assert problem.fix == "use one of: " + ", ".join(sorted(LANDSAT_C2_DATASETS))
+    assert m2m.http.requests == []  # M2M lists datasets only to an account: no request
+
+
+def test_check_dataset_accepts_known_and_configured_names_then_searches_them(
+    m2m: M2MServer, driver_factory: Any
+) -> None:
+    driver = driver_factory(datasets={"L8_L1": "landsat_ot_c2_l1"})
+    assert driver.check_dataset(" LANDSAT_ETM_C2_L2 ") == "LANDSAT_ETM_C2_L2"
+    assert driver.check_dataset("l8_l1") == "l8_l1"
+    with pytest.raises(InvalidInputError) as caught:
+        driver.check_dataset("landsat_nope")
+    assert caught.value.problems[0].fix.startswith("use one of: L8_L1, landsat_etm_c2_l1")
+
+    assert driver.search(l1_query(dataset="L8_L1"))
+    driver.search(l1_query(dataset="landsat_etm_c2_l2"))
+    searched = [b["datasetName"] for b in bodies(m2m, "scene-search")]
+    assert searched == ["landsat_ot_c2_l1", "landsat_etm_c2_l2"]
 
 
 # ----------------------------------------------------------------------------- auth
