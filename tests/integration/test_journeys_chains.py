@@ -188,23 +188,11 @@ def test_landsat_tm_etm_nbar_publish_l57_nbar(
     assert "QA_PIXEL" in item["assets"] and "B6" not in item["assets"]
     platform = L57_BUNDLES[instrument][3]
     _check_landsat_item(item, package, platform, item["properties"]["instruments"], pixel_m=30.0)
-    assert instrument in item["properties"]["instruments"]  # exactly: the xfail test below
+    assert item["properties"]["instruments"] == [instrument]
     (harmonized,) = _activities(run, "harmonization")
     metadata = harmonized.outputs["metadata"]
     assert metadata["angles_source"].startswith(f"{package.product_id}_ANG.txt")
     assert "per scan direction" in metadata["angles_source"]
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="publish writes the collection's instruments (L57_NBAR-1: ['tm', 'etm+']) on every "
-    "item, not the scene's (include/processors/publish/stac_item.py _instruments)",
-)
-def test_l57_nbar_item_names_the_instrument_of_its_scene(
-    radcor_dag: Any, m2m: M2MServer, usgs_connection: None, data_dir: Path, tmp_path: Path
-) -> None:
-    _, item, _, _ = _run_l57_nbar("tm", "level-2", radcor_dag, m2m, (tmp_path, data_dir))
-    assert item["properties"]["instruments"] == ["tm"]
 
 
 # --------------------------------------------------------------------------------------------

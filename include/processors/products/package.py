@@ -273,9 +273,16 @@ def instruments_of(package: Package, scene_id: str | None = None) -> tuple[str, 
     if isinstance(product, LandsatProduct):
         ids.insert(0, product.metadata.product_id or "")
     for identifier in ids:
-        for pattern, instruments in _ID_INSTRUMENTS:
-            if pattern.match(identifier):
-                return instruments
+        if instruments := instruments_of_id(identifier):
+            return instruments
+    return ()
+
+
+def instruments_of_id(identifier: str) -> tuple[str, ...]:
+    """Return the instruments a Sentinel-2 or Landsat product/scene id names, else ()."""
+    for pattern, instruments in _ID_INSTRUMENTS:
+        if pattern.match(identifier):
+            return instruments
     return ()
 
 

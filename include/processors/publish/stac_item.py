@@ -38,6 +38,7 @@ from shapely.geometry.polygon import orient
 from include.collectors.base import Scene
 from include.common.config import BandConfig, CollectionConfig
 from include.common.errors import ProcessingError
+from include.processors.products.package import instruments_of_id
 from include.processors.publish.cog import COG_MEDIA_TYPE, CogInfo
 from include.processors.publish.indices import IndexDefinition
 from include.processors.publish.quicklook import output_shape
@@ -276,11 +277,17 @@ def platform_of(scene: Scene, collection: CollectionConfig) -> str | None:
     return None
 
 
-def _instruments(collection: CollectionConfig) -> list[str]:
-    """Return the collection's configured instruments, else its platform family's usual ones."""
-    if collection.instruments:
-        return list(collection.instruments)
-    return ["msi"] if collection.platform_family == "sentinel-2" else ["oli", "tirs"]
+def _instruments(collection: CollectionConfig, scene_id: str) -> list[str]:
+    """Return the scene's instruments among the collection's, else the collection's own.
+
+    A collection of several sensors (``L57_NBAR-1``: tm, etm+) names on each item only the
+    instruments of that item's scene, read from its product id.
+    """
+    configured = list(collection.instruments) or (
+        ["msi"] if collection.platform_family == "sentinel-2" else ["oli", "tirs"]
+    )
+    of_scene = set(instruments_of_id(scene_id))
+    return [name for name in configured if name in of_scene] or configured
 
 
 def _tile_properties(item: pystac.Item, collection: CollectionConfig, tile: str | None) -> None:
@@ -476,7 +483,7 @@ def build_item(
     common = item.common_metadata
     common.platform = platform_of(scene, collection)
     common.constellation = collection.platform_family
-    common.instruments = _instruments(collection)
+    common.instruments = _instruments(collection, scene.scene_id)
     if scene.cloud_pct is not None:
         EOExtension.ext(item, add_if_missing=True).cloud_cover = float(scene.cloud_pct)
     finest = min(bands, key=lambda published: published.cog.resolution_m)

@@ -234,13 +234,26 @@ def landsat_item(collection: CollectionConfig, names: tuple[str, ...], tmp_path:
 def test_build_item_instruments_are_the_collection_config_ones(
     name: str, instruments: list[str], tmp_path: Path
 ) -> None:
-    assert _instruments(load_collections()[name]) == instruments
+    assert _instruments(load_collections()[name], "not-a-product-id") == instruments
+
+
+@pytest.mark.parametrize(
+    ("scene_id", "instruments"),
+    [
+        ("LT05_L2SP_221071_20110729_20200820_02_T1", ["tm"]),
+        ("LE07_L2SP_221071_20110721_20200910_02_T1", ["etm+"]),
+    ],
+)
+def test_build_item_instruments_of_a_several_sensor_collection_are_the_scene_ones(
+    scene_id: str, instruments: list[str]
+) -> None:
+    assert _instruments(load_collections()["L57_NBAR-1"], scene_id) == instruments
 
 
 def test_build_item_instruments_without_config_fall_back_to_the_platform_family() -> None:
     for name, usual in (("S2_L2A-1", ["msi"]), ("LT5_SR-1", ["oli", "tirs"])):
         collection = load_collections()[name].model_copy(update={"instruments": ()})
-        assert _instruments(collection) == usual
+        assert _instruments(collection, "not-a-product-id") == usual
 
 
 def test_build_item_landsat_item_carries_tm_instrument(tmp_path: Path) -> None:
