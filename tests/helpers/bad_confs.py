@@ -18,6 +18,8 @@ FAKE_PASSWORD = "Fuzz-Pa55word-Never-Logged"  # noqa: S105 - a fake secret that 
 S2_SCENE = "S2A_MSIL1C_20200109T132231_N0208_R038_T23LLF_20200109T145429"
 BBOX = ("w", "s", "e", "n")
 DATES = ("start", "end")
+ASKS_CATALOG = frozenset({"unknown_dataset_stac", "unknown_dataset_cdse_stac"})
+"""Entries a STAC API refuses: a collection neither configured nor among the API's own."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,15 @@ class BadConf:
     name: str
     conf: Any
     field: str
+    asks_catalog: bool = False
+    """Refused on the catalog's answer (its collections), so its ``catalog_args.url`` must
+    reach a STAC API (``at_catalog``); the others are refused without a request."""
+
+    def at_catalog(self, url: str) -> Any:
+        """Return the conf, sent to the STAC API at ``url`` when it ``asks_catalog``."""
+        if not self.asks_catalog:
+            return self.conf
+        return {**self.conf, "catalog_args": {**self.conf["catalog_args"], "url": url}}
 
     @property
     def is_object(self) -> bool:
@@ -99,6 +110,11 @@ def bad_confs(base: dict[str, Any]) -> list[BadConf]:
     by_tiles = conf({"tiles": ["23LLF"]}, *BBOX)
     by_scenes = conf({"scenes": [S2_SCENE]}, *BBOX, *DATES)
     cdse = {"catalog": "cdse", "catalog_args": {}}
+    usgs = {"catalog": "usgs", "catalog_args": {}}
+
+    def catalog_args_and(changes: dict[str, Any]) -> dict[str, Any]:
+        return conf({"catalog_args": {**args, "url": url}, **changes})
+
     entries: list[tuple[str, Any, str]] = [
         # missing fields
         ("no_catalog", conf(None, "catalog"), "catalog"),
@@ -129,6 +145,13 @@ def bad_confs(base: dict[str, Any]) -> list[BadConf]:
         # unknown names
         ("unknown_catalog", conf({"catalog": "nope"}), "catalog"),
         ("unknown_dataset_cdse", conf({**cdse, "dataset": "S2MSI1X"}), "dataset"),
+        ("unknown_dataset_usgs", conf({**usgs, "dataset": "landsat_8_c1"}), "dataset"),
+        ("unknown_dataset_stac", catalog_args_and({"dataset": "S2MSI1X"}), "dataset"),
+        (
+            "unknown_dataset_cdse_stac",
+            catalog_args_and({"catalog": "cdse-stac", "dataset": "sentinel-9"}),
+            "dataset",
+        ),
         ("unknown_dataset_characters", conf({"dataset": "S2 MSI 1C!"}), "dataset"),
         ("unknown_collection", tree(node("download", "S2_L1C-9")), "tasks[0].collection"),
         ("unknown_task_type", tree(node("fetch", "S2_L1C-1")), "tasks[0].type"),
@@ -282,7 +305,10 @@ def bad_confs(base: dict[str, Any]) -> list[BadConf]:
         ("body_string", "radcor", "conf"),
         ("body_number", 42, "conf"),
     ]
-    return [BadConf(name, value, field) for name, value, field in entries]
+    return [
+        BadConf(name, value, field, asks_catalog=name in ASKS_CATALOG)
+        for name, value, field in entries
+    ]
 
 
 __all__ = ["FAKE_PASSWORD", "BadConf", "bad_confs", "demo_conf", "node"]

@@ -5,6 +5,7 @@ and a pipeline YAML holding it is refused with the same problems (docs/api.md, "
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ import yaml
 from include.common.errors import FieldProblem, InvalidInputError
 from include.radcor.pipelines import PipelineError, load_pipeline
 from include.radcor.validation import validate_request
-from tests.helpers.bad_confs import FAKE_PASSWORD, BadConf, bad_confs, demo_conf
+from tests.helpers.bad_confs import FAKE_PASSWORD, bad_confs, demo_conf
+from tests.helpers.cdse_stac_server import CdseStacServer
 
 CORPUS = {entry.name: entry for entry in bad_confs(demo_conf())}
 PIPELINE_START = "2020-01-01"
@@ -43,10 +45,17 @@ def test_corpus_holds_at_least_60_confs_of_every_kind() -> None:
     } <= fields
 
 
+@pytest.fixture(scope="module")
+def stac_url() -> Iterator[str]:
+    """A loopback STAC API (collections sentinel-2-l1c and -l2a) for ``asks_catalog`` entries."""
+    with CdseStacServer() as server:
+        yield server.stac_url
+
+
 @pytest.mark.parametrize("name", sorted(CORPUS))
-def test_validate_request_refuses_bad_conf_naming_field_and_fix(name: str) -> None:
+def test_validate_request_refuses_bad_conf_naming_field_and_fix(name: str, stac_url: str) -> None:
     entry = CORPUS[name]
-    problems = _problems(entry.conf)
+    problems = _problems(entry.at_catalog(stac_url))
     assert entry.names([p.field for p in problems]), problems
     for problem in problems:
         text = f"{problem.field} {problem.message} {problem.fix}"
@@ -60,13 +69,15 @@ def _pipeline_entries() -> list[str]:
     return sorted(n for n, e in CORPUS.items() if e.is_object and not e.has_dates_or_scenes)
 
 
-def _without_dates(entry: BadConf) -> dict[str, Any]:
-    return {k: v for k, v in entry.conf.items() if k not in ("start", "end")}
+def _without_dates(conf: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in conf.items() if k not in ("start", "end")}
 
 
 @pytest.mark.parametrize("name", _pipeline_entries())
-def test_pipeline_yaml_with_bad_conf_gives_the_same_problems(name: str, tmp_path: Path) -> None:
-    conf = _without_dates(CORPUS[name])
+def test_pipeline_yaml_with_bad_conf_gives_the_same_problems(
+    name: str, tmp_path: Path, stac_url: str
+) -> None:
+    conf = _without_dates(CORPUS[name].at_catalog(stac_url))
     path = tmp_path / "bad.yaml"
     path.write_text(
         yaml.safe_dump(
