@@ -16,7 +16,6 @@ from include.collectors.base import SearchQuery, shortened
 from include.collectors.stac_api import StacApiDriver
 from include.common.errors import InvalidInputError
 from tests.helpers.http_server import (
-    Cassette,
     LocalHttpServer,
     Reply,
     Request,
@@ -24,16 +23,17 @@ from tests.helpers.http_server import (
     json_reply,
     replay,
 )
+from tests.unit.collectors.test_stac_api import (
+    EARTH_SEARCH,
+    EMPTY_PAGE,
+    NOT_FOUND,
+    PLANETARY,
+    LoadCassette,
+)
 
-EARTH_SEARCH = "https://earth-search.aws.element84.com"
-PLANETARY = "https://planetarycomputer.microsoft.com"
-NOT_FOUND = "test_client/test_get_collection_returns_none_if_not_found.yaml"
 LANDSAT = "test_client/test_fallback_strategy.yaml"
 SENTINEL = "test_client/TestSigning.test_sign_with_return_warns.yaml"
-EMPTY_PAGE = {"type": "FeatureCollection", "features": [], "links": []}
 DATASETS = {"S2MSI2A": "sentinel-2-l2a", "landsat_ot_c2_l2": "landsat-c2-l2"}
-
-LoadCassette = Callable[[str], Cassette]
 
 
 @pytest.fixture
