@@ -493,6 +493,9 @@ class StacApiDriver(SplitSearchDriver):
 
     Credentials (token as Bearer, or username/password as Basic) are only sent to the catalog's
     own host, never to asset hosts elsewhere.
+
+    A ``dataset`` neither configured nor a collection the API serves is refused before a search
+    (``check_dataset``; the API's answer: ``include.collectors.stac_collections``).
     """
 
     settings_model: ClassVar[type[DriverSettings] | None] = StacApiSettings
