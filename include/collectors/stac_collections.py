@@ -103,7 +103,8 @@ class CollectionDirectory:
                 timeout=self._timeout_s,
             )
         except (httpx.HTTPError, ProviderError) as err:
-            log.info(
+            # debug: the URL holds the conf's dataset, which a log line above debug never shows
+            log.debug(
                 "dataset.check_skipped catalog=%s url=%s: %s; the search checks it",
                 self.catalog,
                 redact_url(url),
