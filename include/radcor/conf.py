@@ -1204,15 +1204,17 @@ def _check_args(args: dict[str, Any], where: str, checker: _Checker) -> None:
         checker.add(where, f"is not a JSON object ({err})", _FIXES["tasks[].args"])
 
 
-def to_search_query(conf: RadcorConf, catalog: CatalogConfig) -> SearchQuery:
-    """Return the canonical search for ``conf`` on ``catalog``.
+def to_search_query(conf: RadcorConf) -> SearchQuery:
+    """Return the canonical search for ``conf`` on its catalog.
 
-    The dataset goes through ``catalog.datasets`` when listed there (``S2MSI1C`` ->
-    ``sentinel-2-l1c``). Searching by scene ids drops the date and cloud filters (DESIGN 1.1).
+    The dataset keeps the conf's own name: the catalog's driver maps it through ``catalog.datasets``
+    (``S2MSI1C`` -> ``sentinel-2-l1c``) and reads what the name alone says (the platforms of
+    ``landsat_tm_c2_l2`` in ``landsat-c2-l2``). Searching by scene ids drops the date and
+    cloud filters (DESIGN 1.1).
     """
     by_scene = conf.scenes is not None
     return SearchQuery(
-        dataset=_catalog_dataset(conf.dataset, catalog),
+        dataset=conf.dataset.strip(),
         bbox=conf.bbox,
         geometry=conf.geom,
         tiles=tuple(conf.tiles or ()),
@@ -1222,13 +1224,6 @@ def to_search_query(conf: RadcorConf, catalog: CatalogConfig) -> SearchQuery:
         cloud_pct=100.0 if by_scene else conf.cloud,
         limit=conf.catalog_search_args.get("limit"),
     )
-
-
-def _catalog_dataset(dataset: str, catalog: CatalogConfig) -> str:
-    if dataset in catalog.datasets:
-        return catalog.datasets[dataset]
-    lowered = {name.lower(): own for name, own in catalog.datasets.items()}
-    return lowered.get(dataset.lower(), dataset)
 
 
 def params_schema() -> dict[str, dict[str, Any]]:

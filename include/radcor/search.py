@@ -9,7 +9,6 @@ from collections.abc import Iterator
 
 from include.collectors.base import CatalogDriver, Scene, SearchQuery
 from include.collectors.retries import call_with_retries
-from include.common.config import load_catalogs
 from include.radcor.conf import RadcorConf, to_search_query
 
 log = logging.getLogger(__name__)
@@ -40,7 +39,7 @@ def search_scenes(conf: RadcorConf, driver: CatalogDriver) -> list[Scene]:
 
 def conf_query(conf: RadcorConf) -> SearchQuery:
     """Return the search the conf asks of its catalog."""
-    return to_search_query(conf, load_catalogs()[conf.catalog])
+    return to_search_query(conf)
 
 
 def iter_scene_pages(

@@ -265,7 +265,7 @@ class M2MServer:
         self.logins = 0
         self.logouts = 0
         self.faults: dict[str, list[Callable[[Request], Reply]]] = {}
-        self.downloads: dict[tuple[str, str], _Download] = {}
+        self.downloads: dict[tuple[str, str, str], _Download] = {}
         self.bundle_checksums = True
         self._lock = threading.Lock()
         self._next_download = 1738054
@@ -281,19 +281,23 @@ class M2MServer:
             "download-retrieve",
         ):
             self.http.route(f"{API_PATH}/{endpoint}", self._endpoint(endpoint))
-        self.file_routes: dict[str, str] = {}
+        self.file_routes: dict[tuple[str, str], str] = {}
         for scene in self.scenes:
             self.add_scene(scene)
 
     # -- set-up ---------------------------------------------------------------------------------
 
     def add_scene(self, scene: M2MScene) -> None:
+        """Serve ``scene``; a Level-1 and a Level-2 scene share their entity id, as at USGS."""
         if scene not in self.scenes:
             self.scenes.append(scene)
-        token = hashlib.sha1(scene.entity_id.encode()).hexdigest()[:16]  # noqa: S324 - a name
-        path = f"/download/{token}"
+        path = f"/download/{_product_token(scene)}"
         self.http.route(path, serve_bytes(scene.archive, content_type="application/x-tar"))
-        self.file_routes[scene.entity_id] = self.http.url + path
+        self.file_routes[(scene.dataset, scene.entity_id)] = self.http.url + path
+
+    def file_url(self, scene: M2MScene) -> str:
+        """The URL the bundle of ``scene`` (its dataset's product of the entity) is served at."""
+        return self.file_routes[(scene.dataset, scene.entity_id)]
 
     def fault(self, endpoint: str, handler: Callable[[Request], Reply], *, times: int = 1) -> None:
         with self._lock:
@@ -535,7 +539,7 @@ class M2MServer:
         option.pop("secondaryDownloads", None)
         level = "Level-2" if scene.display_id[5:7] == "L2" else "Level-1"
         option.update(
-            id=hashlib.sha1(scene.entity_id.encode()).hexdigest()[:16],  # noqa: S324 - an id
+            id=_product_token(scene),
             downloadName=None,
             displayId=scene.display_id,
             entityId=scene.entity_id,
@@ -576,16 +580,25 @@ class M2MServer:
             duplicateProducts=[],
         )
         for wanted in payload.get("downloads") or []:
-            scene = next((s for s in self.scenes if s.entity_id == wanted.get("entityId")), None)
-            if scene is None or wanted.get("productId") != self.bundle_option(scene)["id"]:
+            scene = next(
+                (
+                    s
+                    for s in self.scenes
+                    if s.entity_id == wanted.get("entityId")
+                    and _product_token(s) == wanted.get("productId")
+                ),
+                None,
+            )
+            if scene is None:
                 data["failed"].append(wanted)
                 continue
             with self._lock:
-                download = self.downloads.get((label, scene.entity_id))
+                key = (label, scene.dataset, scene.entity_id)
+                download = self.downloads.get(key)
                 if download is None:
                     self._next_download += 1
                     download = _Download(scene, label, self._next_download, scene.prepare_polls)
-                    self.downloads[(label, scene.entity_id)] = download
+                    self.downloads[key] = download
                     data["newRecords"][str(download.download_id)] = str(download.download_id)
                 else:
                     data["duplicateProducts"].append(str(download.download_id))
@@ -595,9 +608,7 @@ class M2MServer:
                 "entityId": scene.entity_id,
             }
             if download.polls_left <= 0:
-                data["availableDownloads"].append(
-                    {**entry, "url": self.file_routes[scene.entity_id]}
-                )
+                data["availableDownloads"].append({**entry, "url": self.file_url(scene)})
             else:
                 data["preparingDownloads"].append(
                     {**entry, "url": self.http.url + f"/download-staging/{download.download_id}"}
@@ -610,12 +621,12 @@ class M2MServer:
         data = copy.deepcopy(self.retrieve_template["data"])
         data.update(available=[], requested=[])
         with self._lock:
-            mine = [d for (lab, _), d in self.downloads.items() if lab == label or label is None]
+            mine = [d for (lab, *_), d in self.downloads.items() if lab == label or label is None]
             for download in mine:
                 scene = download.scene
                 entry = copy.deepcopy(template)
                 entry.update(
-                    url=self.file_routes[scene.entity_id],
+                    url=self.file_url(scene),
                     label=download.label,
                     entityId=scene.entity_id,
                     displayId=scene.display_id,
@@ -632,6 +643,12 @@ class M2MServer:
                     data["available"].append(entry)
         data["queueSize"] = len(data["requested"])
         return m2m_reply(data)
+
+
+def _product_token(scene: M2MScene) -> str:
+    """The id of a scene's Product Bundle option: one per dataset's product of an entity."""
+    key = f"{scene.dataset}/{scene.entity_id}".encode()
+    return hashlib.sha1(key).hexdigest()[:16]  # noqa: S324 - an id, not a secret
 
 
 def _flatten(coords: Any) -> list[tuple[float, float]]:

@@ -130,19 +130,10 @@ def _serve_landsat(
     package: pk.LandsatPackage,
     dataset: str,
     folder: Path,
-    *,
-    entity_id: str | None = None,
 ) -> None:
-    """Serve the bundle as ``dataset``'s scene of its MTL.
-
-    ``entity_id`` replaces the MTL's ``LANDSAT_SCENE_ID`` as the scene's M2M entity id: USGS
-    gives a scene's Level-1 and Level-2 the same one, but the loopback server keys download
-    URLs by entity id alone, so the second dataset's scene of one acquisition needs another.
-    """
+    """Serve the bundle as ``dataset``'s scene of its MTL (entity id: its LANDSAT_SCENE_ID)."""
     scene = scene_from_mtl(package.write_mtl(folder), dataset)
     scene.archive = package.tar_bytes
-    if entity_id is not None:
-        scene.entity_id = entity_id
     server.add_scene(scene)
 
 

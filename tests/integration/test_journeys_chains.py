@@ -128,8 +128,7 @@ def _from_level1(
     *steps: tuple[str, str],
 ) -> Journey:
     """Serve ``level2`` for provider-l2 to find, and run ``steps`` on its Level-1 bundle."""
-    level2_entity = level2.mtl["LANDSAT_SCENE_ID"] + "-L2"  # see _serve_landsat
-    _serve_landsat(m2m, level2, datasets[1], folders[0], entity_id=level2_entity)
+    _serve_landsat(m2m, level2, datasets[1], folders[0])  # same entity id as the Level-1
     return _landsat_journey(dag, m2m, _landsat_l1_of(level2), datasets[0], folders, *steps)
 
 

@@ -612,7 +612,7 @@ def test_download_ignores_another_products_download_listed_for_the_entity(
     driver = driver_factory()
     (scene, other) = driver.search(l1_query())
     foreign = {  # the same entity's download of another product, ready under the label
-        "url": m2m.file_routes[m2m.scenes[1].entity_id],
+        "url": m2m.file_url(m2m.scenes[1]),
         "entityId": L1_ENTITY,
         "displayId": other.scene_id,
         "downloadId": 1,
@@ -633,7 +633,7 @@ def test_download_takes_a_proxied_requested_entry_that_has_a_url(
     driver = driver_factory()
     (scene, _) = driver.search(l1_query())
     proxied = {
-        "url": m2m.file_routes[L1_ENTITY],
+        "url": m2m.file_url(m2m.scenes[0]),
         "entityId": L1_ENTITY,
         "displayId": L1,
         "downloadId": 1738054,

@@ -585,10 +585,10 @@ def test_validate_conf_credentials_fix_names_catalog_connection() -> None:
 # --- search query --------------------------------------------------------------------------------
 
 
-def test_to_search_query_bbox_dataset_translated() -> None:
+def test_to_search_query_keeps_the_conf_dataset_for_the_driver_to_map() -> None:
     conf = validate_conf(conf_with(catalog="earthsearch", cloud=20))
-    query = to_search_query(conf, load_catalogs()["earthsearch"])
-    assert query.dataset == "sentinel-2-l1c"
+    query = to_search_query(conf)
+    assert query.dataset == "S2MSI1C"
     assert query.bbox == (-45.9, -12.74, -45.8, -12.6)
     assert (query.start, query.cloud_pct) == (conf.start, 20.0)
     assert query.geometry is None and query.tiles == () and query.scene_ids == ()
@@ -596,21 +596,21 @@ def test_to_search_query_bbox_dataset_translated() -> None:
 
 def test_to_search_query_unlisted_dataset_kept() -> None:
     conf = validate_conf(conf_with(dataset="S2MSI2A"))
-    assert to_search_query(conf, load_catalogs()["cdse"]).dataset == "S2MSI2A"
+    assert to_search_query(conf).dataset == "S2MSI2A"
 
 
 def test_to_search_query_scenes_without_date_and_cloud_filters() -> None:
     conf = validate_conf(by_scenes(start="2020-01-01", end="2020-01-02", cloud=10))
-    query = to_search_query(conf, load_catalogs()["cdse"])
+    query = to_search_query(conf)
     assert query.scene_ids == (S2,)
     assert (query.start, query.end, query.cloud_pct, query.bbox) == (None, None, 100.0, None)
 
 
 def test_to_search_query_tiles_and_geometry_passed() -> None:
     tiles = validate_conf(conf_with(**dict.fromkeys(BBOX_KEYS, DROP), tiles=["23LLF"]))
-    assert to_search_query(tiles, load_catalogs()["cdse"]).tiles == ("23LLF",)
+    assert to_search_query(tiles).tiles == ("23LLF",)
     geom = validate_conf(conf_with(**dict.fromkeys(BBOX_KEYS, DROP), geom=SQUARE))
-    assert to_search_query(geom, load_catalogs()["cdse"]).geometry == geom.geom
+    assert to_search_query(geom).geometry == geom.geom
 
 
 # --- UI form schema -----------------------------------------------------------------------
