@@ -16,9 +16,9 @@ import json
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -26,7 +26,11 @@ from tests.helpers.airflow_stack import AirflowStack
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium: make install")
 
-from selenium.common.exceptions import TimeoutException, WebDriverException  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    StaleElementReferenceException,
+    TimeoutException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -45,6 +49,7 @@ TREE = [
 ]
 WAIT_S = 30
 DIALOG = "//*[@role='dialog' and @data-state='open']"
+T = TypeVar("T")
 
 # Monaco (the form's JSON editor) reformats a value as soon as it parses, so typing a tree key
 # by key moves the cursor mid-word; a user pastes JSON there, and so does this test.
@@ -101,6 +106,54 @@ def _open_form(driver: Any, stack: AirflowStack) -> WebElement:
     return driver.find_element(By.XPATH, DIALOG)
 
 
+def _settled(action: Callable[[], T]) -> T:
+    """Run a UI action again when React replaced its element meanwhile (a stale reference)."""
+    for _ in range(5):
+        try:
+            return action()
+        except StaleElementReferenceException:
+            time.sleep(0.2)
+    return action()
+
+
+def _dialog(driver: Any) -> WebElement:
+    return driver.find_element(By.XPATH, DIALOG)
+
+
+def _open_section(driver: Any, title: str) -> None:
+    """Open a section of the form (``Advanced Options``, ``Run Parameters``) and wait for it.
+
+    The sections are one accordion: opening one closes the other, and a section's fields
+    are rendered only once it is open (a click while it animates may be lost: clicked again).
+    """
+    button_path = f"{DIALOG}//button[@aria-expanded][.//text()[normalize-space()='{title}']]"
+
+    def expanded(_: Any) -> bool:
+        button = driver.find_element(By.XPATH, button_path)
+        if button.get_attribute("aria-expanded") == "true":
+            return True
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+        button.click()
+        time.sleep(0.5)
+        return driver.find_element(By.XPATH, button_path).get_attribute("aria-expanded") == "true"
+
+    WebDriverWait(driver, WAIT_S, ignored_exceptions=[StaleElementReferenceException]).until(
+        expanded
+    )
+
+
+def _conf_editor(driver: Any) -> WebElement:
+    """Return the box of Advanced Options' Configuration JSON editor, once it is shown."""
+    path = (
+        f"{DIALOG}//*[normalize-space()='Configuration JSON']"
+        "/following::*[contains(@class, 'monaco-editor')][1]"
+    )
+    WebDriverWait(driver, WAIT_S, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: d.find_element(By.XPATH, path).is_displayed()
+    )
+    return driver.find_element(By.XPATH, path).find_element(By.XPATH, "..")
+
+
 def _field(driver: Any, name: str) -> WebElement:
     """Return a form field by its Param name: the input, or the JSON editor's box."""
     selector = f"[name='element_{name}'], [id='element_{name}']"  # inputs carry the name
@@ -116,19 +169,20 @@ def _type(driver: Any, name: str, text: str) -> None:
     field): the field is typed again until it shows the text.
     """
     for _ in range(3):
-        element = _field(driver, name)
-        element.click()
-        element.send_keys(Keys.CONTROL, "a")
-        element.send_keys(Keys.DELETE)
-        element.send_keys(text)
         try:
+            element = _field(driver, name)
+            element.click()
+            element.send_keys(Keys.CONTROL, "a")
+            element.send_keys(Keys.DELETE)
+            element.send_keys(text)
             WebDriverWait(driver, 2).until(
                 lambda _, shown=element: shown.get_attribute("value") == text
             )
-        except TimeoutException:
+        except (TimeoutException, StaleElementReferenceException):
             continue
         return
-    raise AssertionError(f"field {name!r} shows {element.get_attribute('value')!r}, not {text!r}")
+    shown = _settled(lambda: _field(driver, name).get_attribute("value"))
+    raise AssertionError(f"field {name!r} shows {shown!r}, not {text!r}")
 
 
 def _paste_json(driver: Any, editor: WebElement, value: Any) -> None:
@@ -277,16 +331,12 @@ def test_form_filled_from_advanced_options_json_stays_consistent_and_starts(
         "tags": [tag],
         "tasks": TREE,
     }
-    dialog = _open_form(browser, airflow_stack)
-    advanced = dialog.find_element(By.XPATH, ".//*[normalize-space()='Advanced Options']")
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", advanced)
-    advanced.click()
-    editors = dialog.find_elements(By.CSS_SELECTOR, ".monaco-editor")
-    _paste_json(browser, editors[-1].find_element(By.XPATH, ".."), conf)
-    parameters = dialog.find_element(By.XPATH, ".//*[normalize-space()='Run Parameters']")
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", parameters)
-    parameters.click()
+    _open_form(browser, airflow_stack)
+    _open_section(browser, "Advanced Options")
+    _settled(lambda: _paste_json(browser, _conf_editor(browser), conf))
+    _open_section(browser, "Run Parameters")
     WebDriverWait(browser, WAIT_S).until(lambda d: d.find_elements(By.ID, "element_catalog"))
+    dialog = _dialog(browser)
     _screenshot(browser, dialog, tmp_path / "from_json.png")
     text = dialog.text
     assert "[object Object]" not in text and "This field is required" not in text, text
