@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -930,3 +931,43 @@ def test_pipeline_sentinel2_daily_23l_one_interval(local_config: Path, data_dir:
     _check_s2(item, path, package, S2_L2A_BANDS)
     b04 = item["assets"]["B04"]["raster:bands"][0]
     assert b04["offset"] == pytest.approx(-0.1)
+
+
+def test_landsat8_l1_lasrc_fmask_publish_gives_the_program_s_reflectance(
+    radcor_dag: Any,
+    m2m: M2MServer,
+    usgs_connection: None,
+    data_dir: Path,
+    tmp_path: Path,
+    local_config: Path,
+) -> None:
+    """LC8_SR_LASRC-1: the USGS bundle -> the deployment's LaSRC + Fmask -> fmask -> publish.
+
+    The program is ``tests/fixtures/correction/fake_lasrc.py`` on LaSRC's command line (set in
+    the collection's options, as a deployer does): 0.9 x the MTL's TOA reflectance x 10000 and
+    Fmask class 4 where QA_PIXEL says cloud.
+    """
+    path = local_config / "collections.yaml"
+    collections = yaml.safe_load(path.read_text())
+    options = collections["collections"]["LC8_SR_LASRC-1"]["processors"]["correction"]["options"]
+    options["command"] = [
+        sys.executable, str(REPO / "tests/fixtures/correction/fake_lasrc.py"),
+        "--input", "{input}", "--output", "{output}", "--scene", "{scene_id}",
+    ]  # fmt: skip
+    path.write_text(yaml.safe_dump(collections))
+    package = pk.landsat_l1tp_oli()
+
+    item, item_path, _ = _landsat_journey(
+        radcor_dag, m2m, package, "landsat_ot_c2_l1", (tmp_path, data_dir),
+        ("download", "LC8_DN-1"), ("correction", "LC8_SR_LASRC-1"),
+        ("post", "LC8_SR_LASRC-1"), ("publish", "LC8_SR_LASRC-1"),
+    )  # fmt: skip
+
+    for band in range(1, 8):
+        key = f"B{band}"
+        _check_values(
+            item, item_path, key, 0.9 * package.toa_reflectance(band), package.valid(key),
+            crs=package.crs, transform=package.transform,
+        )  # fmt: skip
+    assert "FMASK" in item["assets"]
+    _check_landsat_item(item, package)
