@@ -971,3 +971,43 @@ def test_landsat8_l1_lasrc_fmask_publish_gives_the_program_s_reflectance(
         )  # fmt: skip
     assert "FMASK" in item["assets"]
     _check_landsat_item(item, package)
+
+
+def test_s2_l1c_sen2cor_publish_gives_the_program_s_reflectance_with_its_boa_offset(
+    radcor_dag: Any, cdse: CdseServer, cdse_connection: None, data_dir: Path, local_config: Path
+) -> None:
+    """S2_SR_SEN2COR-1 on a baseline 05.09 L1C: the deployment's Sen2Cor -> qa-post -> publish.
+
+    The program is ``tests/fixtures/correction/fake_sen2cor.py`` on L2A_Process's command line:
+    an L2A SAFE with BOA_ADD_OFFSET -1000 (the L1C has RADIO_ADD_OFFSETs). A reader applying
+    the item's raster:bands to the COG gets (DN - 1000) / 10000 of the program's own files
+    (sen2cor's step applies the product's offset, so the item needs none).
+    """
+    path = local_config / "collections.yaml"
+    collections = yaml.safe_load(path.read_text())
+    options = collections["collections"]["S2_SR_SEN2COR-1"]["processors"]["correction"]["options"]
+    options["command"] = [
+        sys.executable, str(REPO / "tests/fixtures/correction/fake_sen2cor.py"),
+        "--output_dir", "{output}", "{input}",
+    ]  # fmt: skip
+    path.write_text(yaml.safe_dump(collections))
+    package = pk.s2_package(**S2_DELIVERED["S2_L1C-1", "05.09"])  # type: ignore[arg-type]
+
+    item, item_path, _ = _s2_journey(
+        radcor_dag, cdse, package, data_dir,
+        ("download", "S2_L1C-1"), ("correction", "S2_SR_SEN2COR-1"),
+        ("post", "S2_SR_SEN2COR-1"), ("publish", "S2_SR_SEN2COR-1"),
+    )  # fmt: skip
+
+    for band in ("B02", "B04", "B8A", "B12"):
+        (written,) = data_dir.glob(
+            f"**/*_MSIL2A_*_N9999_*.SAFE/GRANULE/*/IMG_DATA/R60m/*_{band}_60m.tif"
+        )
+        with rasterio.open(written) as program:
+            dn = program.read(1).astype(np.float64)
+            grid = (program.crs, program.transform)
+        values, valid, profile = _physical(item, item_path, band)
+        assert (profile["crs"], profile["transform"]) == grid, band
+        assert (valid == (dn != 0)).all(), f"{band}: nodata pixels differ"
+        expected = (dn - 1000) / 10000
+        assert np.abs(values[valid] - expected[valid]).max() <= TOLERANCE, band
