@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from include.collectors.base import MAX_DATASET_CHARS
 from include.common.errors import FieldProblem
 
 MAX_DEPTH = 20
@@ -30,7 +31,7 @@ MAX_REPORTED = 20
 """Problems of this kind listed per conf; the rest are counted in one entry."""
 TEXT_LIMITS: dict[str, int] = {
     "catalog": 100,
-    "dataset": 100,
+    "dataset": MAX_DATASET_CHARS,  # the drivers' own limit (check_dataset)
     "platform": 100,
     "action": 20,
     "start": 64,

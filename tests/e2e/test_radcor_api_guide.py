@@ -41,33 +41,13 @@ L8_CENTER = (-47.3, -13.0)
 
 def landsat_l1tp_at(product_id: str, center_lonlat: tuple[float, float], zone: int) -> Any:
     """The real LC08 L1TP MTL moved to ``product_id``'s path/row and date; rasters generated."""
-    from datetime import datetime
-
-    from pyproj import Transformer
-
     folder = realdata(pk.LANDSAT_L1TP_OLI)
     odl = (folder / f"{folder.name}_MTL.txt").read_text(encoding="utf-8")
     pathrow, day = product_id.split("_")[2:4]
-    path, row = int(pathrow[:3]), int(pathrow[3:])
-    acquired = f"{day[:4]}-{day[4:6]}-{day[6:]}"
-    to_utm = Transformer.from_crs(4326, 32600 + zone, always_xy=True)
-    to_wgs84 = Transformer.from_crs(32600 + zone, 4326, always_xy=True)
-    cx, cy = to_utm.transform(*center_lonlat)
-    cx, cy = round(cx / 30) * 30, round(cy / 30) * 30
-    half = 92_400
-    corners = {"UL": (cx - half, cy + half), "UR": (cx + half, cy + half),
-               "LL": (cx - half, cy - half), "LR": (cx + half, cy - half)}  # fmt: skip
-    values = {
-        "WRS_PATH": str(path), "WRS_ROW": str(row), "DATE_ACQUIRED": acquired,
-        "UTM_ZONE": str(zone), "CLOUD_COVER": "12.50", "CLOUD_COVER_LAND": "12.50",
-        "LANDSAT_SCENE_ID": f"LC8{path:03d}{row:03d}{datetime.fromisoformat(acquired):%Y%j}LGN00",
-    }  # fmt: skip
-    for corner, (x, y) in corners.items():
-        lon, lat = to_wgs84.transform(x, y)
-        values[f"CORNER_{corner}_LAT_PRODUCT"] = f"{lat:.5f}"
-        values[f"CORNER_{corner}_LON_PRODUCT"] = f"{lon:.5f}"
-        values[f"CORNER_{corner}_PROJECTION_X_PRODUCT"] = f"{x:.3f}"
-        values[f"CORNER_{corner}_PROJECTION_Y_PRODUCT"] = f"{y:.3f}"
+    values = pk.moved_scene_values(
+        path=int(pathrow[:3]), row=int(pathrow[3:]), acquired=f"{day[:4]}-{day[4:6]}-{day[6:]}",
+        center_lonlat=center_lonlat, zone=zone,
+    )  # fmt: skip
     xml = pk.derived_mtl_xml(pk._xml_from_odl(odl), product_id=product_id, values=values)
     return pk.landsat_package(mtl_xml=xml, derivation=f"L1TP MTL moved to {product_id}")
 

@@ -1156,7 +1156,7 @@ def landsat_l2sp_etm(*, shift_px: tuple[int, int] = (0, 0)) -> LandsatPackage:
     )
 
 
-def landsat_l2sp_oli_at(
+def moved_scene_values(
     *,
     path: int,
     row: int,
@@ -1164,19 +1164,14 @@ def landsat_l2sp_oli_at(
     center_lonlat: tuple[float, float],
     zone: int,
     cloud_cover_pct: float = 12.5,
-) -> LandsatPackage:
-    """The real LC08 L2SP MTL moved to another WRS-2 path/row and date (a pipeline's tiles).
+) -> dict[str, str]:
+    """MTL values of an OLI scene moved to a path/row, date and 185 km square around a point.
 
-    Everything but the identifiers, the date, the cloud cover, the UTM zone and the corner
-    coordinates (a 185 km square around ``center_lonlat``) stays as in the real MTL; rasters are
-    generated.
+    USGS grids are UTM north zones (negative northings south of the equator); corners on the
+    30 m grid.
     """
     from pyproj import Transformer
 
-    xml = realdata(f"{LANDSAT_L2SP_OLI}/{LANDSAT_L2SP_OLI_ID}_MTL.xml").read_text("utf-8")
-    day = acquired.replace("-", "")
-    product_id = f"LC08_L2SP_{path:03d}{row:03d}_{day}_{day[:4]}{int(day[4:]) + 9:04d}_02_T1"
-    # USGS grids are UTM north zones (negative northings south of the equator)
     to_utm = Transformer.from_crs(4326, 32600 + zone, always_xy=True)
     to_wgs84 = Transformer.from_crs(32600 + zone, 4326, always_xy=True)
     cx, cy = to_utm.transform(*center_lonlat)
@@ -1196,6 +1191,31 @@ def landsat_l2sp_oli_at(
         values[f"CORNER_{corner}_LON_PRODUCT"] = f"{lon:.5f}"
         values[f"CORNER_{corner}_PROJECTION_X_PRODUCT"] = f"{x:.3f}"
         values[f"CORNER_{corner}_PROJECTION_Y_PRODUCT"] = f"{y:.3f}"
+    return values
+
+
+def landsat_l2sp_oli_at(
+    *,
+    path: int,
+    row: int,
+    acquired: str,
+    center_lonlat: tuple[float, float],
+    zone: int,
+    cloud_cover_pct: float = 12.5,
+) -> LandsatPackage:
+    """The real LC08 L2SP MTL moved to another WRS-2 path/row and date (a pipeline's tiles).
+
+    Everything but the identifiers, the date, the cloud cover, the UTM zone and the corner
+    coordinates (a 185 km square around ``center_lonlat``) stays as in the real MTL; rasters are
+    generated.
+    """
+    xml = realdata(f"{LANDSAT_L2SP_OLI}/{LANDSAT_L2SP_OLI_ID}_MTL.xml").read_text("utf-8")
+    day = acquired.replace("-", "")
+    product_id = f"LC08_L2SP_{path:03d}{row:03d}_{day}_{day[:4]}{int(day[4:]) + 9:04d}_02_T1"
+    values = moved_scene_values(
+        path=path, row=row, acquired=acquired, center_lonlat=center_lonlat, zone=zone,
+        cloud_cover_pct=cloud_cover_pct,
+    )  # fmt: skip
     derived = derived_mtl_xml(xml, product_id=product_id, values=values)
     return landsat_package(
         mtl_xml=derived,
