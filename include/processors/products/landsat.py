@@ -24,7 +24,12 @@ Groups that matter:
 - Collection 1 (root ``L1_METADATA_FILE``): ``METADATA_FILE_INFO`` (product and scene ids,
   collection number), ``PRODUCT_METADATA`` (level, spacecraft, sensor, path/row, date, file
   names incl. ``FILE_NAME_BAND_QUALITY`` and ``ANGLE_COEFFICIENT_FILE_NAME``),
-  ``IMAGE_ATTRIBUTES`` (cloud cover, sun angles) and ``RADIOMETRIC_RESCALING``.
+  ``IMAGE_ATTRIBUTES`` (cloud cover, sun angles) and ``RADIOMETRIC_RESCALING``. Read as
+  metadata; a Collection 1 *product* is refused (``BQA`` bits differ from ``QA_PIXEL``).
+
+Sensors (``SENSOR_ID``): ``OLI_TIRS`` (LC08/LC09), ``OLI`` (LO08/LO09, no bands 10-11),
+``TIRS`` (LT08/LT09, bands 10-11 only), ``ETM`` (LE07: ``B6_VCID_1``/``B6_VCID_2``, pan ``B8``),
+``TM`` (LT04/LT05), ``MSS``. ``CLOUD_COVER`` -1 (not assessed, e.g. TIRS-only) reads as None.
 
 TOA reflectance = (DN * REFLECTANCE_MULT + REFLECTANCE_ADD) / sin(sun elevation); Level-2 SR =
 DN * MULT + ADD with the Level-2 group's values. DN 0 is fill in both.
@@ -153,6 +158,7 @@ def parse_odl(text: str) -> MtlTree:
     Raises:
         ValueError: unbalanced groups or a line that is not ``KEY = value``.
     """
+    text = text.removeprefix("\ufeff")  # a byte order mark some tools write
     root: MtlTree = {}
     stack: list[tuple[str, MtlTree]] = [("", root)]
     pending_key: str | None = None
@@ -213,7 +219,7 @@ def parse_mtl(path: Path) -> MtlDocument:
     """
     where = f"files[{path.name}]"
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = path.read_text(encoding="utf-8-sig", errors="replace")
     except OSError as err:
         raise InvalidInputError(
             FieldProblem(where, f"cannot be read ({err})", "download the product again")
@@ -285,6 +291,12 @@ def _acquired(date_text: str | None, time_text: str | None) -> datetime | None:
         except ValueError:
             pass
     return datetime.combine(day, moment)
+
+
+def _cloud_cover(value: str | None) -> float | None:
+    """Return the MTL's ``CLOUD_COVER`` (percent), None for USGS's -1 (not assessed)."""
+    number = _to_float(value)
+    return number if number is not None and 0.0 <= number <= 100.0 else None
 
 
 def _per_band(group: Mapping[str, Any], prefix: str) -> dict[str, float]:
@@ -449,7 +461,7 @@ def landsat_metadata(document: MtlDocument) -> LandsatMetadata:
             document.find("DATE_ACQUIRED", groups=attributes),
             document.find("SCENE_CENTER_TIME", groups=attributes),
         ),
-        cloud_cover_pct=_to_float(document.find("CLOUD_COVER", groups=("IMAGE_ATTRIBUTES",))),
+        cloud_cover_pct=_cloud_cover(document.find("CLOUD_COVER", groups=("IMAGE_ATTRIBUTES",))),
         sun_elevation_deg=_to_float(document.find("SUN_ELEVATION", groups=("IMAGE_ATTRIBUTES",))),
         sun_azimuth_deg=_to_float(document.find("SUN_AZIMUTH", groups=("IMAGE_ATTRIBUTES",))),
         earth_sun_distance_au=_to_float(
@@ -489,11 +501,42 @@ def parse_product_id(product_id: str) -> dict[str, str] | None:
 
 def _band_id_of(key: str, sensor: str | None) -> str | None:
     lowered = key.lower()
-    names = OLI_COMMON_NAMES if (sensor or "OLI").upper().startswith("OLI") else TM_ETM_COMMON_NAMES
+    names = (
+        OLI_COMMON_NAMES
+        if (sensor or "OLI").upper().startswith(("OLI", "TIRS"))
+        else TM_ETM_COMMON_NAMES
+    )
     if lowered in names:
         return names[lowered]
     match = _BAND_SUFFIX.search(key)
     return match.group(1).upper().lstrip("0") if match else None
+
+
+def _is_ang(key: str, path: Path) -> bool:
+    """Whether a file is the angle coefficient file: ``*_ANG.txt``, or the STAC asset ``ang``."""
+    if path.name.upper().endswith("_ANG.TXT"):
+        return True
+    lowered = key.lower().removesuffix(".txt")
+    return path.suffix.lower() == ".txt" and (lowered == "ang" or lowered.endswith("_ang"))
+
+
+def _refuse_collection1(metadata: LandsatMetadata, mtl_path: Path) -> None:
+    """Refuse a Collection 1 product: its ``BQA`` bits are not Collection 2's ``QA_PIXEL``.
+
+    Raises:
+        InvalidInputError: naming the product and the Collection 2 product to download.
+    """
+    if metadata.collection != 1:
+        return
+    raise InvalidInputError(
+        FieldProblem(
+            f"files[{mtl_path.name}]",
+            f"{metadata.product_id or mtl_path.stem} is a Landsat Collection 1 product "
+            "(L1_METADATA_FILE): its BQA quality band uses other bits than Collection 2's "
+            "QA_PIXEL, and USGS retired Collection 1 in 2022",
+            "download the scene's Collection 2 product (product id ending _02_T1/_02_T2)",
+        )
+    )
 
 
 @dataclass
@@ -564,8 +607,11 @@ class LandsatProduct:
         The MTL is found by name (``*_MTL.txt|json|xml``) or key (``mtl.txt``, ``MTL``); when
         several formats are there, JSON is read first, then XML, then text.
 
+        The angle coefficient file is ``*_ANG.txt`` or the STAC asset ``ang`` (``ang.txt``).
+
         Raises:
-            InvalidInputError: when no MTL is among ``files``.
+            InvalidInputError: when no MTL is among ``files``, or it is a Collection 1 MTL (its
+                metadata stays readable with ``parse_mtl``; its BQA is no QA_PIXEL).
         """
         mtl_candidates: dict[str, Path] = {}
         for key, path in files.items():
@@ -595,6 +641,7 @@ class LandsatProduct:
                 )
             )
         metadata = landsat_metadata(parse_mtl(mtl_path))
+        _refuse_collection1(metadata, mtl_path)
         by_name = {path.name.upper(): path for path in files.values()}
         bands: dict[str, Path] = {}
         for band, file_name in metadata.band_files.items():
@@ -609,7 +656,7 @@ class LandsatProduct:
         ang_path = by_name.get((metadata.ang_file or "").upper())
         for key, path in files.items():  # assets named by key (``red.tif``, ``qa_pixel.tif``)
             if path == mtl_path or path.suffix.lower() not in (".tif", ".tiff"):
-                if ang_path is None and path.name.upper().endswith("_ANG.TXT"):
+                if ang_path is None and _is_ang(key, path):
                     ang_path = path
                 continue
             upper_key = key.upper()

@@ -18,7 +18,8 @@ a collection's bands and says, per band, how its numbers become physical values:
 - anything else takes the collection's band config.
 
 ``require_sensor`` refuses a product of another sensor than the collection's (a TM scene in an
-OLI collection would put TM's band 4, near infrared, under OLI's band 4, red).
+OLI collection would put TM's band 4, near infrared, under OLI's band 4, red), and a TIRS-only
+scene (LT08/LT09) in a collection of reflective bands.
 """
 
 from __future__ import annotations
@@ -38,12 +39,12 @@ from include.processors.products.archive import extract_archive, is_archive, unp
 from include.processors.products.landsat import MTL_SUFFIXES, LandsatProduct
 from include.processors.products.sentinel2 import (
     PRODUCT_METADATA_KEYS,
-    PRODUCT_METADATA_NAMES,
     S2_BANDS,
     TILE_METADATA_KEYS,
-    TILE_METADATA_NAMES,
     Sentinel2Product,
     canonical_band,
+    is_product_metadata_name,
+    is_tile_metadata_name,
 )
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ LANDSAT_SENSOR_INSTRUMENTS: dict[str, tuple[str, ...]] = {
     "MSS": ("mss",),
 }
 """MTL ``SENSOR_ID`` -> STAC instruments."""
+THERMAL_ONLY_INSTRUMENTS = frozenset({"tirs"})
+"""Instruments without reflective bands: a scene of only these fills no reflectance band."""
 _ID_INSTRUMENTS: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
     (re.compile(r"^S2[A-D]_"), ("msi",)),
     (re.compile(r"^LC0[89]"), ("oli", "tirs")),
@@ -143,7 +146,8 @@ def _has_landsat_mtl(files: Mapping[str, Path]) -> bool:
 
 def _has_s2_metadata(files: Mapping[str, Path]) -> bool:
     return any(
-        path.name in (*PRODUCT_METADATA_NAMES, *TILE_METADATA_NAMES)
+        is_product_metadata_name(path.name)
+        or is_tile_metadata_name(path.name)
         or (
             path.suffix.lower() == ".xml"
             and key.lower() in (*PRODUCT_METADATA_KEYS, *TILE_METADATA_KEYS)
@@ -305,6 +309,17 @@ def require_sensor(package: Package, collection: CollectionConfig, scene_id: str
     instruments = instruments_of(package, scene_id)
     if not collection.instruments or not instruments:
         return
+    reflective = set(collection.instruments) - THERMAL_ONLY_INSTRUMENTS
+    if reflective and set(instruments) <= THERMAL_ONLY_INSTRUMENTS:
+        name = scene_id or package.label
+        raise InvalidInputError(
+            FieldProblem(
+                "collection",
+                f"{name} is a TIRS-only scene: it has no reflective bands for {collection.name} "
+                f"({'/'.join(sorted(reflective))})",
+                "leave TIRS-only scenes (LT08/LT09 product ids) out of this collection's tasks",
+            )
+        )
     if set(instruments) & set(collection.instruments):
         return
     others = _collections_for(instruments, collection)
