@@ -21,6 +21,12 @@ Radiometry (Sentinel-2 Products Specification Document, PSD 14.x/15.x; DESIGN 5)
 Nothing is assumed when the product metadata is there. Without it (a granule folder that only
 has its tile metadata), the values the specification fixes for baselines before 04.00
 (quantification 10000, no offset) are used, and only for those baselines, read from the tile id.
+
+Layouts read: the compact SAFE (December 2016 on: ``MTD_MSIL1C.xml``, ``GRANULE/L1C_T.../``,
+``T..._B04.jp2``; L2A ``IMG_DATA/R10m|R20m|R60m/..._B04_10m.jp2``, ``QI_DATA/MSK_CLDPRB_20m``,
+Sen2Cor 2.4's ``L2A_T..._B04_10m`` and ``..._CLD_20m``) and the older "OPER" SAFE
+(``S2A_OPER_MTD_SAFL1C_PDMC_...xml``, granules ``S2A_OPER_MSI_L1C_TL_..._T31TDH_N02.04`` with
+``..._B04.jp2``), whose several granules are told apart by the scene's tile.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -51,29 +57,38 @@ S2_BANDS: tuple[str, ...] = (
 NATIVE_RESOLUTION_M: dict[str, float] = {
     "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20, "B08": 10,
     "B8A": 20, "B09": 60, "B10": 60, "B11": 20, "B12": 20, "SCL": 20, "AOT": 10, "WVP": 10,
-    "TCI": 10, "MSK_CLASSI": 60,
+    "TCI": 10, "MSK_CLASSI": 60, "CLD": 20, "SNW": 20,
 }  # fmt: skip
 COMMON_NAMES: dict[str, str] = {
     "coastal": "B01", "blue": "B02", "green": "B03", "red": "B04", "rededge1": "B05",
     "rededge2": "B06", "rededge3": "B07", "nir": "B08", "nir08": "B8A", "nir09": "B09",
     "cirrus": "B10", "swir16": "B11", "swir22": "B12", "scl": "SCL", "aot": "AOT", "wvp": "WVP",
-    "visual": "TCI",
+    "visual": "TCI", "cloud": "CLD", "snow": "SNW",
 }  # fmt: skip
 """STAC ``eo:common_name``-style asset keys (Earth Search) -> band names."""
-OTHER_LAYERS = ("SCL", "AOT", "WVP", "TCI", "MSK_CLASSI")
+OTHER_LAYERS = ("SCL", "AOT", "WVP", "TCI", "MSK_CLASSI", "CLD", "SNW")
+"""Layers without reflectance radiometry; CLD/SNW are L2A's cloud and snow probabilities."""
 MSK_CLASSI = "MSK_CLASSI"
 """L1C cloud classification mask (baseline 04.00+): band 1 opaque clouds, 2 cirrus, 3 snow."""
 RASTER_SUFFIXES = (".jp2", ".tif", ".tiff")
 PRODUCT_METADATA_NAMES = ("MTD_MSIL1C.xml", "MTD_MSIL2A.xml")
 TILE_METADATA_NAMES = ("MTD_TL.xml",)
-PRODUCT_METADATA_KEYS = ("product_metadata", "mtd", "metadata_product")
-TILE_METADATA_KEYS = ("granule_metadata", "tile_metadata", "metadata")
+PRODUCT_METADATA_KEYS = ("product_metadata", "product-metadata", "mtd", "metadata_product")
+"""Asset keys of MTD_MSIL*.xml: Earth Search (``_``), Planetary Computer (``-``)."""
+TILE_METADATA_KEYS = ("granule_metadata", "granule-metadata", "tile_metadata", "metadata")
 
 Level = Literal["L1C", "L2A"]
 
 _BAND_IN_NAME = re.compile(
-    r"(?:^|_)(B(?:0[1-9]|1[0-2]|8A)|SCL|AOT|WVP|TCI)(?:_(\d{2})m)?$", re.IGNORECASE
+    r"(?:^|_)(B(?:0[1-9]|1[0-2]|8A)|SCL|AOT|WVP|TCI|CLD|SNW)(?:_(\d{2})m)?$", re.IGNORECASE
 )
+_PROBABILITY_MASK = re.compile(r"(?:^|_)MSK_(CLD|SNW)PRB_(\d{2})m$", re.IGNORECASE)
+"""L2A QI_DATA ``MSK_CLDPRB_20m`` / ``MSK_SNWPRB_60m`` (Sen2Cor 2.5 on)."""
+_OLD_L2A_LAYER = re.compile(r"^S2[A-D]_USER_(SCL|CLD|SNW|AOT|WVP)_L2A_.*_(\d{2})m$", re.IGNORECASE)
+"""Sen2Cor 2.0-2.3 layers in an OPER-format L2A (``S2A_USER_SCL_L2A_TL_..._20m``)."""
+_OLD_PRODUCT_METADATA = re.compile(r"^S2[A-D]_(?:OPER|USER)_MTD_SAFL(?:1C|2A)_.*\.xml$", re.I)
+_OLD_TILE_METADATA = re.compile(r"^S2[A-D]_(?:OPER|USER)_MTD_L(?:1C|2A)_TL_.*\.xml$", re.I)
+_TILE_IN_NAME = re.compile(r"_T(\d{2}[A-Z]{3})(?:_|$)")
 _BASELINE_IN_ID = re.compile(r"_N(\d{2})\.?(\d{2})(?:_|$)")
 _FRACTION = re.compile(r"\.(\d+)")
 
@@ -109,6 +124,16 @@ def baseline_from_id(identifier: str) -> str | None:
     return f"{match.group(1)}.{match.group(2)}" if match else None
 
 
+def is_product_metadata_name(name: str) -> bool:
+    """Whether ``name`` is S2 product metadata (``MTD_MSIL1C.xml``, ``S2A_OPER_MTD_SAFL1C_*``)."""
+    return name in PRODUCT_METADATA_NAMES or bool(_OLD_PRODUCT_METADATA.match(name))
+
+
+def is_tile_metadata_name(name: str) -> bool:
+    """Whether a file name is S2 tile metadata (``MTD_TL.xml``, ``S2A_OPER_MTD_L1C_TL_*``)."""
+    return name in TILE_METADATA_NAMES or bool(_OLD_TILE_METADATA.match(name))
+
+
 def canonical_band(key: str) -> str | None:
     """Return the band name (``B04``, ``B8A``, ``SCL``) for an asset key or a file stem."""
     text = key.strip()
@@ -119,6 +144,11 @@ def canonical_band(key: str) -> str | None:
         return COMMON_NAMES[lowered]
     if lowered.endswith("-jp2") and lowered[:-4] in COMMON_NAMES:
         return COMMON_NAMES[lowered[:-4]]
+    special = _PROBABILITY_MASK.search(text) or _OLD_L2A_LAYER.match(text)
+    if special:
+        return special.group(1).upper()
+    if lowered.startswith("msk_"):
+        return None  # MSK_DETFOO_B04, MSK_QUALIT_B04: per-band quality masks, not bands
     match = _BAND_IN_NAME.search(text)
     if match:
         name = match.group(1).upper()
@@ -132,7 +162,9 @@ def canonical_band(key: str) -> str | None:
 
 
 def _resolution_in_name(stem: str) -> float | None:
-    match = _BAND_IN_NAME.search(stem)
+    match = (
+        _PROBABILITY_MASK.search(stem) or _OLD_L2A_LAYER.match(stem) or _BAND_IN_NAME.search(stem)
+    )
     if match and match.group(2):
         return float(match.group(2))
     return None
@@ -180,6 +212,14 @@ class Sentinel2Metadata:
         """Return the DN offset of ``band`` (0 when the product has none for it)."""
         return self.offsets.get(band, 0.0)
 
+    def with_offsets_applied(self, note: str) -> Sentinel2Metadata:
+        """Return this metadata for values a provider already shifted by the offsets.
+
+        Earth Search's ``sentinel-2-l2a`` COGs with ``earthsearch:boa_offset_applied`` hold
+        ``DN + BOA_ADD_OFFSET``: reflectance is ``DN / quantification``, no offset again.
+        """
+        return replace(self, offsets={}, source=f"{self.source}, {note}")
+
     def reflectance_scale_offset(self, band: str) -> tuple[float, float]:
         """Return ``(scale, offset)`` such that ``reflectance = DN * scale + offset``."""
         quantification = self.quantification_value
@@ -206,6 +246,10 @@ def _level_of(root_tag: str, product_type: str | None, processing_level: str | N
     if "1C" in joined:
         return "L1C"
     raise ValueError(joined)
+
+
+_IMAGE_TAGS = ("IMAGE_FILE", "IMAGE_FILE_2A", "IMAGE_ID", "IMAGE_ID_2A")
+"""Band file entries: compact SAFE (``_2A`` from Sen2Cor 2.4), OPER SAFE (``IMAGE_ID``)."""
 
 
 def parse_product_metadata(path: Path) -> Sentinel2Metadata:
@@ -262,6 +306,20 @@ def parse_product_metadata(path: Path) -> Sentinel2Metadata:
                     )
                 )
             offsets[S2_BANDS[int(band_id)]] = _float(element.text, tag, path)
+    baseline = text_of(root, "PROCESSING_BASELINE")
+    product_uri = text_of(root, "PRODUCT_URI", "PRODUCT_URI_2A", "PRODUCT_URI_1C")
+    if baseline is None and product_uri:
+        baseline = baseline_from_id(product_uri)
+    number = baseline_number(baseline)
+    if not offsets and number is not None and 4.0 <= number < 99.0:
+        raise InvalidInputError(
+            FieldProblem(
+                f"files[{path.name}]",
+                f"is baseline {baseline} but has no {offset_tag} list (the PSD gives one per "
+                "band from 04.00 on; without it every value would be off by the offset)",
+                "download the product's own, complete metadata file again",
+            )
+        )
     nodata, saturated = 0, 65535
     for special in iter_local(root, "Special_Values"):
         label = (text_of(special, "SPECIAL_VALUE_TEXT") or "").upper()
@@ -275,10 +333,6 @@ def parse_product_metadata(path: Path) -> Sentinel2Metadata:
     orbit = text_of(root, "SENSING_ORBIT_NUMBER")
     cloud = text_of(root, "Cloud_Coverage_Assessment", "CLOUDY_PIXEL_PERCENTAGE")
     u_text = text_of(root, "U")
-    product_uri = text_of(root, "PRODUCT_URI", "PRODUCT_URI_2A", "PRODUCT_URI_1C")
-    baseline = text_of(root, "PROCESSING_BASELINE")
-    if baseline is None and product_uri:
-        baseline = baseline_from_id(product_uri)
     return Sentinel2Metadata(
         level=level,
         quantification_value=quantification,
@@ -295,7 +349,10 @@ def parse_product_metadata(path: Path) -> Sentinel2Metadata:
         nodata_value=nodata,
         saturated_value=saturated,
         image_files=tuple(
-            element.text.strip() for element in iter_local(root, "IMAGE_FILE") if element.text
+            element.text.strip()
+            for tag in _IMAGE_TAGS
+            for element in iter_local(root, tag)
+            if element.text
         ),
         reflectance_conversion_u=float(u_text) if u_text else None,
     )
@@ -349,15 +406,17 @@ def parse_tile_metadata(path: Path) -> Sentinel2TileMetadata:
 
 
 def specification_defaults(
-    level: Level, baseline: str, product_uri: str | None
+    level: Level, baseline: str, product_uri: str | None, *, offset_applied: bool = False
 ) -> Sentinel2Metadata:
     """Return the radiometry the specification fixes for baselines before 04.00.
+
+    ``offset_applied``: the provider already added the offsets (quantification 10000 is left).
 
     Raises:
         InvalidInputError: for baselines 04.00 and later, whose offsets must be read.
     """
     number = baseline_number(baseline)
-    if number is None or number >= 4.0:
+    if number is None or (number >= 4.0 and not offset_applied):
         raise InvalidInputError(
             FieldProblem(
                 "files.product_metadata",
@@ -431,18 +490,23 @@ class Sentinel2Product:
         cls,
         path: Path,
         *,
+        tile: str | None = None,
         work_dir: Path | None = None,
         limits: ExtractionLimits | None = None,
     ) -> Sentinel2Product:
         """Open a SAFE folder, a folder holding one, a SAFE archive, or a folder of assets.
 
         Args:
-            path: the folder or the ``.zip``.
+            path: the folder or the ``.zip`` (``<name>.zip`` holding ``<name>.SAFE/``, a zip
+                of the SAFE's content, or ``<name>.SAFE.zip``).
+            tile: the scene's MGRS tile (``31TDH``): picks the granule of an OPER-format SAFE
+                holding several, and is checked against a single one.
             work_dir: where an archive is extracted (default: beside it).
             limits: archive extraction bounds.
 
         Raises:
-            InvalidInputError: no Sentinel-2 metadata or band found.
+            InvalidInputError: no Sentinel-2 metadata or band found; an OPER SAFE of several
+                granules without ``tile``, or without that tile's granule.
             UnsafeArchiveError, IntegrityError: a bad archive.
         """
         if path.is_file() and is_archive(path):
@@ -458,14 +522,12 @@ class Sentinel2Product:
             )
         safe = _find_safe(path)
         if safe is not None:
-            return cls._from_safe(safe)
+            return cls._from_safe(safe, tile)
         return cls.from_files({p.stem: p for p in sorted(path.iterdir()) if p.is_file()})
 
     @classmethod
-    def _from_safe(cls, safe: Path) -> Sentinel2Product:
-        metadata_path = next(
-            (safe / name for name in PRODUCT_METADATA_NAMES if (safe / name).is_file()), None
-        )
+    def _from_safe(cls, safe: Path, tile: str | None = None) -> Sentinel2Product:
+        metadata_path = _product_metadata_in(safe)
         if metadata_path is None:
             raise InvalidInputError(
                 FieldProblem(
@@ -475,14 +537,17 @@ class Sentinel2Product:
                 )
             )
         metadata = parse_product_metadata(metadata_path)
+        granule = _granule_of(safe, tile)
         bands: dict[str, dict[float, Path]] = {}
-        for raster in sorted((safe / "GRANULE").glob("*/IMG_DATA/**/*")):
+        for raster in sorted(granule.glob("IMG_DATA/**/*")):
             if raster.suffix.lower() in RASTER_SUFFIXES and raster.is_file():
                 _add_band(bands, raster.stem, raster)
-        for raster in sorted((safe / "GRANULE").glob("*/QI_DATA/MSK_CLASSI_B00.*")):
-            if raster.suffix.lower() in RASTER_SUFFIXES:
+        for raster in sorted(granule.glob("QI_DATA/*")):
+            if raster.suffix.lower() in RASTER_SUFFIXES and _is_mask_layer(raster.stem):
                 _add_band(bands, raster.stem, raster)
-        tile_metadata = next(iter(sorted((safe / "GRANULE").glob("*/MTD_TL.xml"))), None)
+        tile_metadata = next(
+            (p for p in sorted(granule.iterdir()) if is_tile_metadata_name(p.name)), None
+        )
         return cls(
             root=safe,
             metadata=metadata,
@@ -493,14 +558,22 @@ class Sentinel2Product:
 
     @classmethod
     def from_files(
-        cls, files: Mapping[str, Path], *, baseline_hint: str | None = None
+        cls,
+        files: Mapping[str, Path],
+        *,
+        baseline_hint: str | None = None,
+        offset_applied: bool = False,
     ) -> Sentinel2Product:
         """Build a product from downloaded assets keyed by asset key (or file stem).
 
         Args:
-            files: asset key -> path (``B04``/``red``, ``product_metadata``, ``granule_metadata``).
+            files: asset key -> path (``B04``/``red``/``red-jp2``, ``product_metadata`` or
+                ``product-metadata``, ``granule_metadata`` or ``granule-metadata``).
             baseline_hint: the processing baseline from the catalog, used only when neither the
                 product nor the tile metadata is there.
+            offset_applied: the provider already added the offsets to the values (Earth
+                Search ``earthsearch:boa_offset_applied``): the MTD's offsets are not applied
+                again.
 
         Raises:
             InvalidInputError: no product metadata for a baseline that needs it, or no band.
@@ -508,12 +581,14 @@ class Sentinel2Product:
         metadata_path: Path | None = None
         tile_path: Path | None = None
         bands: dict[str, dict[float, Path]] = {}
-        for key, path in files.items():
+        # A COG key (``red``) wins over its original JP2 (``red-jp2``): with the offset
+        # applied only the COG holds the shifted values.
+        for key, path in sorted(files.items(), key=lambda item: item[0].lower().endswith("-jp2")):
             name = path.name
             lowered_key = key.lower()
-            if name in PRODUCT_METADATA_NAMES or lowered_key in PRODUCT_METADATA_KEYS:
+            if is_product_metadata_name(name) or lowered_key in PRODUCT_METADATA_KEYS:
                 metadata_path = path
-            elif name in TILE_METADATA_NAMES or lowered_key in TILE_METADATA_KEYS:
+            elif is_tile_metadata_name(name) or lowered_key in TILE_METADATA_KEYS:
                 tile_path = path
             elif path.suffix.lower() in RASTER_SUFFIXES:
                 _add_band(bands, key, path)
@@ -535,13 +610,16 @@ class Sentinel2Product:
                         "download the product metadata asset (product_metadata) with the bands",
                     )
                 )
-            metadata = specification_defaults(level, baseline, None)
+            metadata = specification_defaults(level, baseline, None, offset_applied=offset_applied)
             log.warning(
-                "sentinel2.spec_defaults baseline=%s level=%s: no product metadata, using "
-                "quantification 10000 and no offset as the specification fixes before 04.00",
+                "sentinel2.spec_defaults baseline=%s level=%s offset_applied=%s: no product "
+                "metadata, using quantification 10000 and no offset",
                 baseline,
                 level,
+                offset_applied,
             )
+        if offset_applied:
+            metadata = metadata.with_offsets_applied("offset applied by the provider")
         if not bands:
             raise InvalidInputError(
                 FieldProblem(
@@ -560,6 +638,65 @@ class Sentinel2Product:
         )
 
 
+def _is_mask_layer(stem: str) -> bool:
+    """QI_DATA rasters read as layers: MSK_CLASSI_B00, MSK_CLDPRB/SNWPRB, Sen2Cor 2.4 CLD/SNW."""
+    return canonical_band(stem) in (MSK_CLASSI, "CLD", "SNW")
+
+
+def _tile_of(granule: Path) -> str | None:
+    match = _TILE_IN_NAME.search(granule.name.upper())
+    return match.group(1) if match else None
+
+
+def _granule_of(safe: Path, tile: str | None) -> Path:
+    """Return the granule folder of ``tile`` (the only one when ``tile`` is None).
+
+    Raises:
+        InvalidInputError: no granule; several without ``tile``; none of ``tile``.
+    """
+    folder = safe / "GRANULE"
+    granules = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    where = f"files[{safe.name}]"
+    if not granules:
+        raise InvalidInputError(
+            FieldProblem(where, "has no GRANULE/<granule> folder", "download the complete SAFE")
+        )
+    tiles = {granule: _tile_of(granule) for granule in granules}
+    listed = ", ".join(sorted(t or g.name for g, t in tiles.items()))
+    if tile is not None:
+        wanted = tile.upper().removeprefix("T")
+        chosen = [granule for granule, found in tiles.items() if found == wanted]
+        if len(chosen) != 1:
+            raise InvalidInputError(
+                FieldProblem(
+                    where,
+                    f"has no granule of tile {wanted} (granules: {listed})",
+                    "download the product of the scene's own tile",
+                )
+            )
+        return chosen[0]
+    if len(granules) > 1:
+        raise InvalidInputError(
+            FieldProblem(
+                where,
+                f"is an OPER-format SAFE (before December 2016) of {len(granules)} granules "
+                f"({listed}) and the scene's tile is not known",
+                "open it with the scene's tile (Sentinel2Product.open(path, tile=...)), or "
+                "download the single-tile product of the same date (CDSE's reprocessed "
+                "baseline 05.xx)",
+            )
+        )
+    return granules[0]
+
+
+def _product_metadata_in(folder: Path) -> Path | None:
+    """Return the product metadata file directly in ``folder`` (compact or OPER naming)."""
+    for name in PRODUCT_METADATA_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    return next((p for p in sorted(folder.glob("*.xml")) if is_product_metadata_name(p.name)), None)
+
+
 def _add_band(bands: dict[str, dict[float, Path]], key: str, path: Path) -> None:
     name = canonical_band(key) or canonical_band(path.stem)
     if name is None:
@@ -571,12 +708,9 @@ def _add_band(bands: dict[str, dict[float, Path]], key: str, path: Path) -> None
 
 
 def _find_safe(path: Path) -> Path | None:
-    """Return the SAFE folder at or directly below ``path`` (the one holding MTD_MSI*.xml)."""
+    """Return the SAFE folder at or directly below ``path`` (the one holding its MTD)."""
     candidates = [path, *sorted(p for p in path.iterdir() if p.is_dir())]
     for candidate in candidates:
-        if (
-            any((candidate / name).is_file() for name in PRODUCT_METADATA_NAMES)
-            and (candidate / "GRANULE").is_dir()
-        ):
+        if (candidate / "GRANULE").is_dir() and _product_metadata_in(candidate) is not None:
             return candidate
     return None
