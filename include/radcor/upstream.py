@@ -159,6 +159,7 @@ def upstream_activity(activity: Activity) -> dict[str, Any]:
         "last_execution": {
             "status": celery_status(activity.status),
             "task_id": activity.task_instance,
+            "start": _iso(activity.started_at),
             "end": _iso(activity.finished_at) or "",
             "traceback": activity.error,
         },

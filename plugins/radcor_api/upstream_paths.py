@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import quote
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
@@ -25,16 +26,29 @@ UPSTREAM_PATHS: dict[str, str] = {
 }
 """Upstream path (as the upstream's Flask blueprint declared it) -> the route that answers it."""
 
+NOT_SERVED_PREFIXES = (
+    "/api/stats/",
+    "/api/utils/",
+    "/api/grids/",
+    "/api/check-scenes/",
+    "/api/collections/",
+)
+"""The upstream's other routes: answered 404 naming what replaces them, not Airflow's bare 404."""
+NOT_SERVED = f"{UPSTREAM_PREFIX}/not-served"
+
 
 def upstream_target(path: str, root_path: str = "") -> str | None:
     """Return the path that answers an upstream ``path``, or None when it is not one.
 
-    A trailing slash is accepted (the upstream's own docstring calls ``/api/radcor/``).
+    A trailing slash is accepted (the upstream's own docstring calls ``/api/radcor/``). The
+    upstream routes not served here go to one route that says what replaces each.
     """
     relative = path[len(root_path) :] if root_path and path.startswith(root_path) else path
     if len(relative) > 1:
         relative = relative.rstrip("/")
     target = UPSTREAM_PATHS.get(relative)
+    if target is None and (relative + "/").startswith(NOT_SERVED_PREFIXES):
+        target = f"{NOT_SERVED}{relative}"
     return None if target is None else f"{root_path}{target}"
 
 
@@ -49,5 +63,5 @@ class UpstreamPathsMiddleware:
         if scope.get("type") == "http":
             target = upstream_target(str(scope.get("path", "")), str(scope.get("root_path", "")))
             if target is not None:
-                scope = {**scope, "path": target, "raw_path": target.encode("ascii")}
+                scope = {**scope, "path": target, "raw_path": quote(target).encode("ascii")}
         await self.app(scope, receive, send)

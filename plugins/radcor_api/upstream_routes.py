@@ -9,9 +9,12 @@ Authentication and permissions are Airflow's, as on every radcor API route.
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime, time
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
@@ -34,6 +37,7 @@ from include.radcor.validation import validate_request
 from radcor_api import airflow_ops
 from radcor_api.models import ErrorResponse, NotRestartable
 from radcor_api.routes import (
+    BODY_FIX,
     COMMON_ERRORS,
     CONF_EXAMPLE,
     RADCOR_DAG_ID,
@@ -55,6 +59,92 @@ router = APIRouter(
     prefix="/upstream", tags=["upstream"], dependencies=[Depends(plain_request_text)]
 )
 UPSTREAM_EXAMPLE = {k: v for k, v in CONF_EXAMPLE.items() if k != "action"}
+_NUMBERS = ("w", "s", "e", "n", "cloud")
+_TRUTHY = {"t", "true", "on", "y", "yes", "1"}
+_FALSY = {"f", "false", "off", "n", "no", "0"}
+"""The strings the upstream's marshmallow ``Boolean`` read as true or false (any case)."""
+
+
+def _body_text(raw: bytes | str) -> str:
+    try:
+        return raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as err:
+        raise InvalidInputError(FieldProblem("body", "is not UTF-8 text", BODY_FIX)) from err
+
+
+def _body_object(raw: Any, content_type: str | None, *, form_ok: bool) -> dict[str, Any] | None:
+    """Return a request body as an object, as the upstream's ``request.get_json()`` read it.
+
+    A JSON object sent without ``Content-Type: application/json`` (``curl --data``,
+    ``requests.post(data=json.dumps(...))``) is read as JSON; a form-encoded body is read
+    as its fields when ``form_ok`` (restart's flat names), else refused. Empty: None.
+
+    Raises:
+        InvalidInputError: on ``body`` naming what was sent and what to send instead.
+    """
+    if raw is None or isinstance(raw, Mapping):
+        return None if raw is None else dict(raw)
+    if not isinstance(raw, bytes | str):
+        raise InvalidInputError(
+            FieldProblem("body", "must be a JSON object, not a JSON array or value", BODY_FIX)
+        )
+    text = _body_text(raw).strip()
+    if not text:
+        return None
+    if text[0] in "{[":
+        try:
+            return _body_object(json.loads(text), None, form_ok=False)
+        except json.JSONDecodeError as err:
+            message = f"is not valid JSON ({err.msg} at character {err.pos})"
+            raise InvalidInputError(FieldProblem("body", message, BODY_FIX)) from err
+    kind = (content_type or "no Content-Type").split(";")[0].strip()
+    fields = parse_qsl(text, keep_blank_values=True) if "=" in text else []
+    if form_ok and fields and kind in ("application/x-www-form-urlencoded", "no Content-Type"):
+        return dict(fields)
+    raise InvalidInputError(
+        FieldProblem("body", f"is not a JSON object (sent as {kind})", BODY_FIX)
+    )
+
+
+def _upstream_values(raw: dict[str, Any]) -> dict[str, Any]:
+    """Read numbers and booleans given as strings, as the upstream's marshmallow form did.
+
+    ``"w": "-45.9"``, ``"cloud": "90"`` and ``"force": "true"`` were valid upstream; any
+    other string is left for validation, which names the field and its fix.
+    """
+    out = dict(raw)
+    for name in _NUMBERS:
+        value = out.get(name)
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                continue
+            if math.isfinite(number):
+                out[name] = number
+    force = out.get("force")
+    if isinstance(force, str) and force.strip().lower() in _TRUTHY | _FALSY:
+        out["force"] = force.strip().lower() in _TRUTHY
+    elif isinstance(force, int) and not isinstance(force, bool) and force in (0, 1):
+        out["force"] = bool(force)
+    return out
+
+
+def _collection_name(value: Any, field: str) -> None:
+    """Refuse the upstream's numeric collection ids: collections here are ``Name-Version``.
+
+    Raises:
+        InvalidInputError: naming ``field`` and the configured names to give instead.
+    """
+    if value is not None and str(value).strip().isdigit():
+        names = ", ".join(load_collections())
+        raise InvalidInputError(
+            FieldProblem(
+                field,
+                f"{value} is a database id of the upstream; collections here are Name-Version",
+                f"give a configured collection's Name-Version (GET /api/collections): {names}",
+            )
+        )
 
 
 @router.post(
@@ -75,7 +165,8 @@ def upstream_radcor(
     creates a ``radcor`` run with the request and adds ``runs`` (one entry: its ids and
     links); the scene entries are the same as the preview's.
     """
-    raw = {k: v for k, v in conf_object(conf).items() if v is not None}
+    body = _body_object(conf, request.headers.get("content-type"), form_ok=False)
+    raw = {k: v for k, v in _upstream_values(dict(conf_object(body))).items() if v is not None}
     raw.setdefault("action", UPSTREAM_DEFAULT_ACTION)
     validated = validate_request(raw)
     airflow_ops.authorize_dags(user, "GET", DagAccessEntity.RUN, [RADCOR_DAG_ID])
@@ -104,8 +195,20 @@ def _merged_plan(user: BaseUser, filters: dict[str, Any]) -> RestartPlan:
     return RestartPlan(list(matched.values()), states, selected, list(not_restartable.values()))
 
 
-def _upstream_restart(request: Request, user: BaseUser, raw: dict[str, Any]) -> JSONResponse:
+async def _request_body(request: Request) -> bytes:
+    """The raw body: restart's GET reads a body too (the upstream's scripts send one)."""
+    return await request.body()
+
+
+BodyBytes = Annotated[bytes, Depends(_request_body)]
+
+
+def _upstream_restart(request: Request, user: BaseUser, sent: Any) -> JSONResponse:
+    """Restart by the query's names and, when the request has one, the body's (query first)."""
+    found = _body_object(sent, request.headers.get("content-type"), form_ok=True)
+    raw = {**(found or {}), **request.query_params}
     check_plain_text(raw.items())
+    _collection_name(raw.get("collection_id"), "collection_id")
     filters = upstream_restart_filters(raw)
     action = filters["action"]
     plan = _merged_plan(user, filters)
@@ -125,9 +228,12 @@ def _upstream_restart(request: Request, user: BaseUser, raw: dict[str, Any]) -> 
     summary="GET /api/radcor/restart as the upstream (id, ids, sceneid, status, action)",
     responses={400: {"model": ErrorResponse}, **COMMON_ERRORS},
 )
-def upstream_restart_get(request: Request, user: UserDep) -> JSONResponse:
-    """Restart by the upstream's query parameters; without ``action`` only lists (upstream)."""
-    return _upstream_restart(request, user, dict(request.query_params))
+def upstream_restart_get(request: Request, user: UserDep, body: BodyBytes) -> JSONResponse:
+    """Restart by the upstream's query parameters; without ``action`` only lists (upstream).
+
+    A JSON body sent on GET (``requests.get(url, json=...)``) is read too.
+    """
+    return _upstream_restart(request, user, body)
 
 
 @router.post(
@@ -138,9 +244,9 @@ def upstream_restart_get(request: Request, user: UserDep) -> JSONResponse:
 def upstream_restart_post(
     request: Request,
     user: UserDep,
-    body: Annotated[dict[str, Any], Body(examples=[{"ids": [1, 2], "action": "start"}])],
+    body: Annotated[Any, Body(examples=[{"ids": [1, 2], "action": "start"}])] = None,
 ) -> JSONResponse:
-    """Restart by the upstream's names in a JSON body."""
+    """Restart by the upstream's names in a JSON body (or a form, or the query string)."""
     return _upstream_restart(request, user, body)
 
 
@@ -174,6 +280,7 @@ def upstream_activities(
 ) -> JSONResponse:
     """One page of activities as the upstream paginated them (``total``, ``pages``, ``items``)."""
     since, until = _period(period)
+    _collection_name(collection, "collection")
     query = ActivityQuery(
         scene_id=scene_id, collection=collection, task_type=type_, since=since, until=until
     )
@@ -199,6 +306,7 @@ def upstream_collections(user: UserDep) -> JSONResponse:
         out.append(
             {
                 "id": key,
+                "identifier": key,
                 "name": name,
                 "version": version,
                 "title": collection.title,
@@ -212,16 +320,50 @@ def upstream_collections(user: UserDep) -> JSONResponse:
 
 @router.get("/providers", summary="GET /api/providers: the configured catalogs")
 def upstream_providers(user: UserDep) -> JSONResponse:
-    """The catalogs a request's ``catalog`` may name (credentials live in Connections)."""
+    """The catalogs a request's ``catalog`` may name (credentials live in Connections).
+
+    ``id`` is the catalog's position in ``config/catalogs.yaml`` (the upstream's was a row id).
+    """
     airflow_ops.authorize_dags(user, "GET", DagAccessEntity.RUN, [RADCOR_DAG_ID])
     return JSONResponse(
         [
             {
+                "id": position,
                 "name": name,
                 "driver": catalog.driver,
                 "url": catalog.url,
                 "aliases": list(catalog.aliases),
             }
-            for name, catalog in load_catalogs().items()
+            for position, (name, catalog) in enumerate(load_catalogs().items(), start=1)
         ]
     )
+
+
+_REPLACEMENTS = {
+    "/api/stats/": "Celery worker statistics do not exist here: list running activities with "
+    "GET /radcor-api/radcor/activities?status=running, or see Airflow's UI",
+    "/api/utils/": "count activities with GET /api/activities (its total) filtered by type, "
+    "collection and period, or GET /radcor-api/radcor/activities?status=failed",
+    "/api/grids/": "grids are not stored here: give MGRS tiles (23LLF) or WRS-2 path/rows "
+    "(221069) in a request's tiles",
+    "/api/check-scenes/": "use POST /radcor-api/radcor/check with a radcor request (the gap "
+    "check, docs/api.md)",
+    "/api/collections/": "collections are configured, not stored: GET /api/collections lists "
+    "them; published items are in the STAC catalog",
+}
+
+
+@router.api_route(
+    "/not-served/{path:path}",
+    methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+    include_in_schema=False,
+)
+def upstream_not_served(path: str) -> JSONResponse:
+    """The upstream's routes this project does not serve: 404 naming what replaces each."""
+    route = "/" + path.strip("/")
+    fix = next(
+        (text for prefix, text in _REPLACEMENTS.items() if (route + "/").startswith(prefix)),
+        "see docs/migrating.md",
+    )
+    problem = FieldProblem("path", f"{route} is an upstream route not served here", fix)
+    return JSONResponse(InvalidInputError(problem).to_dict(), status_code=404)

@@ -21,6 +21,9 @@ from radcor_api.upstream_paths import UpstreamPathsMiddleware, upstream_target
         ("/api/radcorx", "", None),
         ("/radcor-api/radcor", "", None),
         ("/api", "", None),
+        ("/api/stats/active", "", "/radcor-api/upstream/not-served/api/stats/active"),
+        ("/api/grids/1/", "", "/radcor-api/upstream/not-served/api/grids/1"),
+        ("/api/gridsx", "", None),
     ],
 )
 def test_upstream_target(path: str, root: str, target: str | None) -> None:
