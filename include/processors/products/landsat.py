@@ -499,13 +499,24 @@ def parse_product_id(product_id: str) -> dict[str, str] | None:
 # The product on disk
 
 
-def _band_id_of(key: str, sensor: str | None) -> str | None:
+def _common_names(metadata: LandsatMetadata) -> dict[str, str]:
+    """Return STAC common name -> MTL band number for the product's sensor.
+
+    MSS numbers its bands 4-7 on Landsat 1-3 and 1-4 on Landsat 4-5 (green, red, two near
+    infrared): the MTL's own band numbers say which.
+    """
+    sensor = (metadata.sensor or "OLI").upper()
+    if sensor.startswith(("OLI", "TIRS")):
+        return OLI_COMMON_NAMES
+    if sensor == "MSS":
+        first = 4 if "7" in metadata.band_files else 1
+        names = ("green", "red", "nir08", "nir09")
+        return {name: str(first + index) for index, name in enumerate(names)}
+    return TM_ETM_COMMON_NAMES
+
+
+def _band_id_of(key: str, names: Mapping[str, str]) -> str | None:
     lowered = key.lower()
-    names = (
-        OLI_COMMON_NAMES
-        if (sensor or "OLI").upper().startswith(("OLI", "TIRS"))
-        else TM_ETM_COMMON_NAMES
-    )
     if lowered in names:
         return names[lowered]
     match = _BAND_SUFFIX.search(key)
@@ -561,7 +572,7 @@ class LandsatProduct:
         Raises:
             InvalidInputError: when the product has no such band file.
         """
-        wanted = _band_id_of(band, self.metadata.sensor) or band
+        wanted = _band_id_of(band, _common_names(self.metadata)) or band
         path = self.bands.get(wanted)
         if path is None:
             raise InvalidInputError(
@@ -671,7 +682,7 @@ class LandsatProduct:
             if angle is not None:
                 angles.setdefault(angle, path)
                 continue
-            band_id = _band_id_of(key, metadata.sensor)
+            band_id = _band_id_of(key, _common_names(metadata))
             if band_id is not None and band_id not in bands and "QA" not in upper_key:
                 bands[band_id] = path
         roots = {path.parent for path in files.values()}

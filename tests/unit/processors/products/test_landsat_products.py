@@ -24,11 +24,13 @@ from include.processors.products.package import (
 from include.processors.publish.metadata import landsat_facts
 from tests.helpers import landsat_layouts as layouts
 from tests.helpers.packages import (
+    LANDSAT_L1TP_OLI,
     LANDSAT_L2SP_OLI_ID,
     LandsatPackage,
     landsat_l1_tm,
     landsat_l2sp_etm,
 )
+from tests.helpers.realdata import realdata
 
 
 @pytest.fixture(scope="module")
@@ -265,3 +267,21 @@ def test_antimeridian_and_polar_corners_do_not_crash(
         assert facts.footprint["type"] == "MultiPolygon"  # split at 180 degrees
     else:
         assert facts.epsg is None  # not a UTM grid
+
+
+def test_mss_stac_keys_follow_the_mtl_band_numbers(tmp_path: Path) -> None:
+    """Landsat 4-5 MSS numbers green, red, nir08, nir09 as bands 1-4 (Landsat 1-3: 4-7)."""
+    mtl = realdata(
+        "stactools-landsat/data-files/mss/LM05_L1GS_001001_19850524_20210918_02_T2_MTL.xml"
+    )
+    band_tif = realdata(f"{LANDSAT_L1TP_OLI}/{layouts.L1TP_OLI_ID}_B4.TIF")  # any real raster
+    files: dict[str, Path] = {"mtl.xml": mtl}
+    for key in ("green", "red", "nir08", "nir09"):
+        files[key] = tmp_path / f"{key}.TIF"
+        files[key].write_bytes(band_tif.read_bytes())
+    product = LandsatProduct.from_files(files)
+    assert product.metadata.sensor == "MSS"
+    assert product.bands == {
+        "1": files["green"], "2": files["red"], "3": files["nir08"], "4": files["nir09"],
+    }  # fmt: skip
+    assert product.band_path("red") == files["red"]
