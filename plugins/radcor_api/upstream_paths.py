@@ -23,6 +23,7 @@ UPSTREAM_PATHS: dict[str, str] = {
     "/api/activities": f"{UPSTREAM_PREFIX}/activities",
     "/api/collections": f"{UPSTREAM_PREFIX}/collections",
     "/api/providers": f"{UPSTREAM_PREFIX}/providers",
+    "/api/check-scenes": f"{UPSTREAM_PREFIX}/check-scenes",
 }
 """Upstream path (as the upstream's Flask blueprint declared it) -> the route that answers it."""
 
@@ -30,7 +31,6 @@ NOT_SERVED_PREFIXES = (
     "/api/stats/",
     "/api/utils/",
     "/api/grids/",
-    "/api/check-scenes/",
     "/api/collections/",
 )
 """The upstream's other routes: answered 404 naming what replaces them, not Airflow's bare 404."""

@@ -22,10 +22,12 @@ from fastapi import APIRouter, Body, Depends, Query, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
+from include.catalog.registry import default_backend
 from include.common.config import load_catalogs, load_collections
 from include.common.errors import FieldProblem, InvalidInputError
 from include.radcor.activities import Activity, ActivityQuery
 from include.radcor.conf import Action, conf_object
+from include.radcor.gaps import check_gaps
 from include.radcor.preview import preview
 from include.radcor.upstream import (
     UPSTREAM_DEFAULT_ACTION,
@@ -54,6 +56,7 @@ from radcor_api.routes import (
     readable_activities,
     restart_filters,
 )
+from radcor_api.upstream_check import check_answer, check_conf
 
 router = APIRouter(
     prefix="/upstream", tags=["upstream"], dependencies=[Depends(plain_request_text)]
@@ -339,6 +342,41 @@ def upstream_providers(user: UserDep) -> JSONResponse:
     )
 
 
+@router.post(
+    "/check-scenes",
+    summary="POST /api/check-scenes as the upstream: the catalog's scenes against the published",
+    responses={400: {"model": ErrorResponse}, **COMMON_ERRORS},
+)
+def upstream_check_scenes(
+    request: Request,
+    user: UserDep,
+    body: Annotated[
+        Any,
+        Body(
+            examples=[
+                {
+                    "catalog": "CDSE",
+                    "dataset": "S2MSI1C",
+                    "collections": ["S2_L1C-1"],
+                    "tiles": ["23LLF"],
+                    "start_date": "2020-01-01",
+                    "end_date": "2020-01-31",
+                }
+            ]
+        ),
+    ],
+) -> JSONResponse:
+    """The gap check (``/radcor-api/radcor/check``) asked and answered in the upstream's names."""
+    found = _body_object(body, request.headers.get("content-type"), form_ok=False)
+    validated = validate_request(check_conf(dict(conf_object(found))))
+    airflow_ops.authorize_dags(user, "GET", DagAccessEntity.RUN, [RADCOR_DAG_ID])
+    backend = default_backend()
+    report = _bounded(
+        lambda: check_gaps(validated, _search(validated), backend.exists), "the scene check"
+    )
+    return JSONResponse(check_answer(report))
+
+
 _REPLACEMENTS = {
     "/api/stats/": "Celery worker statistics do not exist here: list running activities with "
     "GET /radcor-api/radcor/activities?status=running, or see Airflow's UI",
@@ -346,8 +384,6 @@ _REPLACEMENTS = {
     "collection and period, or GET /radcor-api/radcor/activities?status=failed",
     "/api/grids/": "grids are not stored here: give MGRS tiles (23LLF) or WRS-2 path/rows "
     "(221069) in a request's tiles",
-    "/api/check-scenes/": "use POST /radcor-api/radcor/check with a radcor request (the gap "
-    "check, docs/api.md)",
     "/api/collections/": "collections are configured, not stored: GET /api/collections lists "
     "them; published items are in the STAC catalog",
 }

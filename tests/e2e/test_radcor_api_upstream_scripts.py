@@ -110,8 +110,9 @@ def test_radcor_credentials_sent_as_text_are_a_400_naming_the_connection(
 
 @pytest.fixture(scope="module")
 def download(upstream: Upstream, airflow_stack: AirflowStack) -> dict[str, Any]:
-    """One scene downloaded by ``action: start``: its activity as /api/activities lists it."""
-    tasks = [{"type": "download", "collection": "S2_L1C-1", "args": {}}]
+    """One scene downloaded and published by ``action: start``: its download activity."""
+    publish = {"type": "publish", "collection": "S2_L1C-1", "args": {}}
+    tasks = [{"type": "download", "collection": "S2_L1C-1", "args": {}, "tasks": [publish]}]
     request = {k: v for k, v in upstream.request.items() if k not in ("w", "s", "e", "n")}
     request = {**request, "scenes": [ONE_SCENE], "tasks": tasks, "action": "start"}
     started = upstream.session.post(f"{upstream.url}/api/radcor", json=request)
@@ -122,7 +123,10 @@ def download(upstream: Upstream, airflow_stack: AirflowStack) -> dict[str, Any]:
         f"{upstream.url}/api/activities", params={"scene_id": ONE_SCENE, "per_page": "100"}
     )
     assert listed.status_code == 200, listed.text
-    (activity,) = [a for a in listed.json()["items"] if a["run_id"] == run["run_id"]]
+    items = listed.json()["items"]
+    (activity,) = [
+        a for a in items if a["run_id"] == run["run_id"] and a["activity_type"] == "download"
+    ]
     return dict(activity)
 
 
@@ -204,6 +208,55 @@ def test_collections_and_providers_carry_the_upstream_names(upstream: Upstream) 
     assert "demo" in {p["name"] for p in providers}
 
 
+def test_check_scenes_answers_published_and_missing_as_the_upstream(
+    upstream: Upstream, download: dict[str, Any]
+) -> None:
+    """ONE_SCENE is published in S2_L1C-1 (the fixture); the demo catalog has no S2_L2A-1."""
+    request = {
+        "catalog": upstream.request["catalog"],
+        "catalog_args": upstream.request["catalog_args"],  # this stack's demo catalog URL
+        "dataset": "S2MSI1C",
+        "collections": ["S2_L1C-1", "S2_L2A-1"],
+        "bbox": [upstream.request[k] for k in ("w", "s", "e", "n")],
+        "start_date": WINDOW_A["start"],
+        "end_date": WINDOW_A["end"],
+    }
+    by_bbox = upstream.session.post(f"{upstream.url}/api/check-scenes", json=request)
+    assert by_bbox.status_code == 200, by_bbox.text
+    answer = by_bbox.json()
+    assert answer["total_external"] == len(SCENES_A)
+    l1c, l2a = answer["collections"]["S2_L1C-1"], answer["collections"]["S2_L2A-1"]
+    assert set(l1c["scenes"]) == SCENES_A
+    assert ONE_SCENE not in l1c["missing_external"]
+    assert l1c["total_scenes"] + l1c["total_missing"] == len(SCENES_A)
+    assert ONE_SCENE in l1c["missing_S2_L2A-1"]
+    assert l1c["total_missing_S2_L2A-1"] == l1c["total_scenes"]
+    assert (l2a["total_scenes"], set(l2a["missing_external"])) == (0, SCENES_A)
+    assert l2a["missing_S2_L1C-1"] == []
+
+    tiles = {k: v for k, v in request.items() if k != "bbox"}
+    by_tile = upstream.session.post(
+        f"{upstream.url}/api/check-scenes",
+        json={**tiles, "grid": "MGRS", "tiles": ["23LLF"], "only_tiles": True},
+    )
+    assert by_tile.status_code == 200, by_tile.text
+    assert by_tile.json()["collections"]["S2_L1C-1"]["scenes"] == l1c["scenes"]
+
+
+def test_check_scenes_bad_requests_name_the_field(upstream: Upstream) -> None:
+    url = f"{upstream.url}/api/check-scenes"
+    base = {
+        "catalog": upstream.request["catalog"],
+        "dataset": "S2MSI1C",
+        "start_date": WINDOW_A["start"],
+        "end_date": WINDOW_A["end"],
+    }
+    no_area = upstream.session.post(url, json={"grid": "MGRS", "collections": ["S2_L1C-1"]})
+    unknown = upstream.session.post(url, json={**base, "satsen": "S2"})
+    assert {"tiles", "start_date", "end_date", "catalog", "dataset"} <= set(_problems(no_area))
+    assert {"satsen", "collections", "bbox"} <= set(_problems(unknown))
+
+
 @pytest.mark.parametrize(
     ("method", "path", "replacement"),
     [
@@ -213,7 +266,6 @@ def test_collections_and_providers_carry_the_upstream_names(upstream: Upstream) 
         ("GET", "/api/utils/collections-available", "/api/activities"),
         ("GET", "/api/grids/1?bbox=-46,-13,-45,-12", "tiles"),
         ("GET", "/api/collections/1/tiles", "GET /api/collections"),
-        ("POST", "/api/check-scenes", "POST /radcor-api/radcor/check"),
     ],
 )
 def test_routes_not_served_answer_what_replaces_them(
