@@ -421,7 +421,9 @@ def specification_defaults(
             FieldProblem(
                 "files.product_metadata",
                 f"is missing and baseline {baseline} carries per-band offsets",
-                f"download the product metadata (MTD_MSI{level[1:]}.xml) with the bands",
+                f"download the product metadata (MTD_MSI{level[1:]}.xml) with the bands, from "
+                "a catalog serving it over HTTPS (CDSE, Planetary Computer, Earth Search "
+                "sentinel-2-c1-l2a), or say the provider applied the offsets (offset_applied)",
             )
         )
     return Sentinel2Metadata(

@@ -183,6 +183,13 @@ def test_canonical_band_accepts_names_common_names_and_file_stems() -> None:
     assert canonical_band("T22HBD_20210122T133229_B8A_20m") == "B8A"
     assert canonical_band("SCL") == "SCL"
     assert canonical_band("MSK_CLASSI_B00") == "MSK_CLASSI"
+    assert canonical_band("MSK_CLDPRB_20m") == "CLD" and canonical_band("cloud") == "CLD"
+    assert canonical_band("MSK_SNWPRB_60m") == "SNW" and canonical_band("snow") == "SNW"
+    assert canonical_band("L2A_T34VFJ_20170823T094031_CLD_20m") == "CLD"  # Sen2Cor 2.4
+    assert canonical_band("S2A_OPER_MSI_L1C_TL_SGS__20161201T124911_A007500_T31TDH_B8A") == "B8A"
+    assert canonical_band("MSK_DETFOO_B04") is None  # a quality mask, not band 4
+    assert canonical_band("MSK_QUALIT_B8A") is None
+    assert canonical_band("red-jp2") == "B04"
     assert canonical_band("thumbnail") is None
     assert canonical_band("granule_metadata") is None
 
