@@ -100,6 +100,17 @@ class CogOptions:
         """Return ``$COLLECTION_BUILDER_NUM_THREADS`` or ``ALL_CPUS``."""
         return os.environ.get(NUM_THREADS_ENV, "").strip().upper() or "ALL_CPUS"
 
+    def gdal_config(self) -> dict[str, str]:
+        """Return GDAL settings for the copy that change its speed, never the file written.
+
+        GDAL's COG driver first writes the overviews to a temporary ZSTD file at ZSTD's default
+        level (9), then copies them into the COG with the COG's own compression. Level 1 writes
+        that temporary file about five times faster and the COG is byte for byte the same. When
+        the COG itself is ZSTD the same setting would also set the level of its overviews, so
+        it is left to GDAL then.
+        """
+        return {"ZSTD_LEVEL_OVERVIEW": "1"} if self.compress != "zstd" else {}
+
     def creation_options(self, dtype: str) -> dict[str, str]:
         """Return GDAL COG creation options for a band of numpy type ``dtype``."""
         is_float = dtype.startswith("float")
@@ -240,7 +251,7 @@ def write_cog(
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
     try:
         vrt = _source_vrt(src, band_index=band_index, nodata=nodata, scale=scale, offset=offset)
-        with rasterio.open(vrt) as source:
+        with rasterio.open(vrt) as source, rasterio.Env(**options.gdal_config()):
             creation = options.creation_options(source.dtypes[0])
             rasterio.shutil.copy(source, tmp, driver="COG", **creation)
         info = validate_cog(tmp, blocksize=options.blocksize)

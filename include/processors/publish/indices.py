@@ -13,11 +13,12 @@ An index is declared per collection in ``config/collections.yaml`` (``indices:``
 
 Both end up as a checked expression over our band names. ``write_indices`` evaluates them in
 strips of ``blocksize`` rows on the grid of each index's finest input band (all indices of one
-grid in one pass, each band decoded once per strip), in float32 and on reflectance: each input
-is scaled with the scale/offset its COG declares (from the product metadata or the collection's
-band config). A pixel is nodata when any input is nodata or the result is not finite (division
-by zero). ``int16`` outputs store ``round(value / scale)``, clipped to +-32767, nodata -32768;
-``float32`` outputs store the value, nodata -9999.
+grid in one pass, each band decoded once per strip; a coarser band that tiles the grid exactly is
+repeated pixel by pixel, any other warped, both nearest neighbour), in float32 and on
+reflectance: each input is scaled with the scale/offset its COG declares (from the product
+metadata or the collection's band config). A pixel is nodata when any input is nodata or the
+result is not finite (division by zero). ``int16`` outputs store ``round(value / scale)``,
+clipped to +-32767, nodata -32768; ``float32`` outputs store the value, nodata -9999.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from typing import Any
 
 import numpy as np
 import rasterio
+from affine import Affine
+from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
@@ -281,8 +284,40 @@ INDEX_CACHE_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True, slots=True)
+class _Grid:
+    """A raster's pixel grid: CRS, affine transform and size."""
+
+    crs: CRS
+    transform: Affine
+    width: int
+    height: int
+
+    @property
+    def resolution(self) -> float:
+        return abs(self.transform.a)
+
+    def upsampling_factor(self, fine: _Grid) -> int | None:
+        """Return k when each of this grid's pixels is exactly k x k pixels of ``fine``.
+
+        Same CRS and origin, no rotation, pixels k times larger, covering ``fine``: then nearest
+        neighbour resampling onto ``fine`` is repeating each pixel k times in both directions.
+        """
+        mine, theirs = self.transform, fine.transform
+        if self.crs != fine.crs or (mine.b, mine.d, theirs.b, theirs.d) != (0, 0, 0, 0):
+            return None
+        if (mine.c, mine.f) != (theirs.c, theirs.f) or theirs.a == 0:
+            return None
+        factor = round(mine.a / theirs.a)
+        if factor < 2 or (mine.a, mine.e) != (theirs.a * factor, theirs.e * factor):
+            return None
+        covers = self.width * factor >= fine.width and self.height * factor >= fine.height
+        return factor if covers else None
+
+
+@dataclass(frozen=True, slots=True)
 class _Input:
     path: Path
+    grid: _Grid
     scale: float
     offset: float
     nodata: float | None
@@ -292,12 +327,14 @@ class _Input:
 def _reflectance(
     raw: np.ndarray[Any, Any], source: _Input
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    valid = np.ones(raw.shape, dtype=bool)
-    if source.nodata is not None:
-        valid &= ~np.isnan(raw) if np.isnan(source.nodata) else raw != source.nodata
+    if source.nodata is None:
+        valid = np.ones(raw.shape, dtype=bool)
+    else:
+        valid = ~np.isnan(raw) if np.isnan(source.nodata) else raw != source.nodata
     values = raw.astype(np.float32)
     if source.is_scaled:
-        values = values * np.float32(source.scale) + np.float32(source.offset)
+        values *= np.float32(source.scale)
+        values += np.float32(source.offset)
     return values, valid
 
 
@@ -326,10 +363,13 @@ def write_indices(
     options: CogOptions,
     workers: int = 1,
 ) -> dict[str, CogInfo]:
-    """Compute several indices in one pass and write each as a validated COG, atomically.
+    """Compute several indices in one pass per output grid and write each as a validated COG.
 
-    Indices on the same output grid (their finest band's) share one pass: each band is decoded
-    once per strip for all of them, not once per index.
+    An index is computed on the grid of its finest input band. Indices that share that grid
+    share one pass over it (NDVI, EVI, NBR... of a Sentinel-2 scene all land on the 10 m grid):
+    each band is decoded once per strip for all of them, not once per index. A coarser band that
+    tiles the grid exactly (Sentinel-2's 20 m bands on its 10 m grid) is repeated pixel by
+    pixel, which is nearest-neighbour resampling without a warp; any other is warped.
 
     Args:
         definitions: the resolved indices.
@@ -351,35 +391,34 @@ def write_indices(
                 f"{dests[definition.key].name}: index {definition.key} lacks band(s) {missing}"
             )
     needed = sorted({name for d in definitions for name in d.expression.bands})
-    inputs, grids = _read_inputs(needed, bands)
-    groups: dict[str, list[IndexDefinition]] = {}
+    inputs = _read_inputs(needed, bands)
+    groups: dict[_Grid, list[IndexDefinition]] = {}
     for definition in definitions:
-        finest = min(definition.expression.bands, key=lambda name: (grids[name][0], name))
-        groups.setdefault(finest, []).append(definition)
+        finest = min(
+            definition.expression.bands, key=lambda name: (inputs[name].grid.resolution, name)
+        )
+        groups.setdefault(inputs[finest].grid, []).append(definition)
     written: dict[str, CogInfo] = {}
     with rasterio.Env(GDAL_CACHEMAX=INDEX_CACHE_BYTES):  # strips are read once: little to reuse
-        for finest, group in groups.items():
-            written.update(_write_group(group, inputs, finest, dests, options, workers))
+        for grid, group in groups.items():
+            written.update(_write_group(group, inputs, grid, dests, options, workers))
     return written
 
 
-def _read_inputs(
-    names: Sequence[str], bands: Mapping[str, Path]
-) -> tuple[dict[str, _Input], dict[str, tuple[float, int, int]]]:
+def _read_inputs(names: Sequence[str], bands: Mapping[str, Path]) -> dict[str, _Input]:
     inputs: dict[str, _Input] = {}
-    grids: dict[str, tuple[float, int, int]] = {}
     try:
         for name in names:
             with rasterio.open(bands[name]) as ds:
                 scale, offset = ds.scales[0], ds.offsets[0]
                 inputs[name] = _Input(
                     path=bands[name],
+                    grid=_Grid(ds.crs, ds.transform, ds.width, ds.height),
                     scale=float(scale),
                     offset=float(offset),
                     nodata=ds.nodata,
                     is_scaled=(scale, offset) != (1.0, 0.0),
                 )
-                grids[name] = (abs(ds.transform.a), ds.width, ds.height)
     except RasterioError as err:
         raise ProcessingError(f"cannot read the bands of the indices: {err}") from err
     unscaled = [name for name, item in inputs.items() if not item.is_scaled]
@@ -389,25 +428,23 @@ def _read_inputs(
             "on raw values",
             ",".join(unscaled),
         )
-    return inputs, grids
+    return inputs
 
 
 def _write_group(
     group: Sequence[IndexDefinition],
     inputs: Mapping[str, _Input],
-    finest: str,
+    grid: _Grid,
     dests: Mapping[str, Path],
     options: CogOptions,
     workers: int,
 ) -> dict[str, CogInfo]:
-    """Compute ``group`` (indices on ``finest``'s grid) in one pass, then write their COGs."""
+    """Compute ``group`` (indices on ``grid``) in one pass, then write their COGs."""
     tmps = {
         d.key: dests[d.key].with_name(f".{dests[d.key].name}.{uuid.uuid4().hex}.raw.tif")
         for d in group
     }
     try:
-        with rasterio.open(inputs[finest].path) as ref:
-            grid = (ref.crs, ref.transform, ref.width, ref.height)
         for definition in group:
             dests[definition.key].parent.mkdir(parents=True, exist_ok=True)
         _compute(group, inputs, grid, tmps, options.blocksize)
@@ -433,18 +470,15 @@ def _write_group(
             tmp.unlink(missing_ok=True)
 
 
-def _profile(
-    definition: IndexDefinition, grid: tuple[Any, Any, int, int], block: int
-) -> dict[str, Any]:
-    crs, transform, width, height = grid
+def _profile(definition: IndexDefinition, grid: _Grid, block: int) -> dict[str, Any]:
     return {
         "driver": "GTiff",
-        "width": width,
-        "height": height,
+        "width": grid.width,
+        "height": grid.height,
         "count": 1,
         "dtype": "int16" if definition.data_type == "int16" else "float32",
-        "crs": crs,
-        "transform": transform,
+        "crs": grid.crs,
+        "transform": grid.transform,
         "nodata": definition.nodata,
         "tiled": True,
         "blockxsize": block,
@@ -457,46 +491,71 @@ def _profile(
 
 def _stored(definition: IndexDefinition, result: np.ndarray[Any, Any], valid: Any) -> Any:
     """Return ``result`` as the index stores it (int16 / scale, or float32), nodata set."""
+    invalid = ~valid
     if definition.data_type == "int16":
-        stored = np.full(result.shape, INT16_NODATA, dtype=np.int16)
-        scaled = np.clip(
-            np.rint(result[valid] / np.float32(definition.scale)), -INT16_LIMIT, INT16_LIMIT
-        )
-        stored[valid] = scaled.astype(np.int16)
+        scaled = result / np.float32(definition.scale)
+        np.putmask(scaled, invalid, 0)  # NaN and inf have no int16 value
+        np.rint(scaled, out=scaled)
+        np.clip(scaled, -INT16_LIMIT, INT16_LIMIT, out=scaled)
+        stored = scaled.astype(np.int16)
+        np.putmask(stored, invalid, INT16_NODATA)
         return stored
     return np.where(valid, result, np.float32(FLOAT32_NODATA))
+
+
+class _StripReader:
+    """Reads one band's rows of the output grid, resampled to it by nearest neighbour."""
+
+    def __init__(self, stack: ExitStack, source: _Input, grid: _Grid) -> None:
+        self.dataset = stack.enter_context(rasterio.open(source.path))
+        self.width = grid.width
+        factor = 1 if source.grid == grid else source.grid.upsampling_factor(grid)
+        self.factor = factor or 1
+        if factor is None:
+            warped = WarpedVRT(
+                self.dataset,
+                resampling=Resampling.nearest,
+                src_nodata=self.dataset.nodata,
+                nodata=self.dataset.nodata,
+                crs=grid.crs,
+                transform=grid.transform,
+                width=grid.width,
+                height=grid.height,
+            )
+            self.dataset = stack.enter_context(warped)
+
+    def read(self, row: int, rows: int) -> np.ndarray[Any, Any]:
+        """Return output rows ``row`` .. ``row + rows`` (all columns)."""
+        k = self.factor
+        if k == 1:
+            return np.asarray(self.dataset.read(1, window=Window(0, row, self.width, rows)))
+        first, last = row // k, -(-(row + rows) // k)
+        coarse = self.dataset.read(1, window=Window(0, first, -(-self.width // k), last - first))
+        fine = np.repeat(np.repeat(coarse, k, axis=0), k, axis=1)
+        skip = row - first * k
+        return np.asarray(fine[skip : skip + rows, : self.width])
 
 
 def _compute(
     group: Sequence[IndexDefinition],
     inputs: Mapping[str, _Input],
-    grid: tuple[Any, Any, int, int],
+    grid: _Grid,
     tmps: Mapping[str, Path],
     rows_per_strip: int,
 ) -> None:
-    crs, transform, width, height = grid
-    on_grid = {"crs": crs, "transform": transform, "width": width, "height": height}
     names = sorted({name for d in group for name in d.expression.bands})
     with ExitStack() as stack:
-        readers: dict[str, Any] = {}
-        for name in names:
-            ds = stack.enter_context(rasterio.open(inputs[name].path))
-            if ds.crs == crs and ds.transform == transform and ds.shape == (height, width):
-                readers[name] = ds
-                continue
-            warped = WarpedVRT(
-                ds, resampling=Resampling.nearest, src_nodata=ds.nodata, nodata=ds.nodata, **on_grid
-            )
-            readers[name] = stack.enter_context(warped)
+        readers = {name: _StripReader(stack, inputs[name], grid) for name in names}
         outs = {
             d.key: stack.enter_context(
                 rasterio.open(tmps[d.key], "w", **_profile(d, grid, rows_per_strip))
             )
             for d in group
         }
-        for row in range(0, height, rows_per_strip):
-            window = Window(0, row, width, min(rows_per_strip, height - row))
-            strip = {name: _reflectance(readers[name].read(1, window=window), inputs[name])
+        for row in range(0, grid.height, rows_per_strip):
+            rows = min(rows_per_strip, grid.height - row)
+            window = Window(0, row, grid.width, rows)
+            strip = {name: _reflectance(readers[name].read(row, rows), inputs[name])
                      for name in names}  # fmt: skip
             for definition in group:
                 used = definition.expression.bands

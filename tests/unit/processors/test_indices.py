@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from rasterio.crs import CRS as CRS_
+from rasterio.enums import Resampling
+from rasterio.warp import reproject
 
 from include.collectors.base import Scene
 from include.common.config import CollectionConfig, IndexConfig, load_collections
@@ -18,11 +21,13 @@ from include.processors.publish import PublishProcessor
 from include.processors.publish.cog import CogOptions, validate_cog
 from include.processors.publish.indices import (
     INT16_NODATA,
+    _Grid,
     band_for_symbol,
     catalog_indices,
     resolve_index,
     resolve_indices,
     write_index,
+    write_indices,
 )
 from tests.helpers.realdata import realdata_dir
 
@@ -45,6 +50,7 @@ def write_band(
     nodata: float | None = 0,
     scale: float | None = None,
     offset: float | None = None,
+    origin: tuple[float, float] = (300000, 8600000),
 ) -> Path:
     with rasterio.open(
         path,
@@ -55,7 +61,7 @@ def write_band(
         count=1,
         dtype=str(data.dtype),
         crs=CRS,
-        transform=Affine(res, 0, 300000, 0, -res, 8600000),
+        transform=Affine(res, 0, origin[0], 0, -res, origin[1]),
         nodata=nodata,
     ) as ds:
         ds.write(data, 1)
@@ -194,6 +200,121 @@ def test_write_index_float32_on_mixed_resolutions_matches_numpy(
     n = nir.astype(np.float32) / 1e4
     s = np.repeat(np.repeat(swir, 2, axis=0), 2, axis=1).astype(np.float32) / 1e4
     np.testing.assert_allclose(result, (n - s) / (n + s), rtol=1e-5, atol=1e-6)
+
+
+def _nearest_onto(src: Path, like: Path) -> np.ndarray:
+    """The band at ``src`` resampled onto ``like``'s grid by GDAL's nearest-neighbour warp."""
+    with rasterio.open(src) as coarse, rasterio.open(like) as fine:
+        out = np.zeros((fine.height, fine.width), dtype=coarse.dtypes[0])
+        reproject(
+            coarse.read(1),
+            out,
+            src_transform=coarse.transform,
+            src_crs=coarse.crs,
+            src_nodata=coarse.nodata,
+            dst_transform=fine.transform,
+            dst_crs=fine.crs,
+            dst_nodata=coarse.nodata,
+            resampling=Resampling.nearest,
+        )
+    return out
+
+
+@pytest.mark.parametrize(
+    ("swir_res", "swir_origin", "shape"),
+    [
+        (20.0, (300000, 8600000), (22, 23)),  # tiles the 10 m grid: pixels repeated
+        (20.0, (300005, 8600000), (23, 23)),  # shifted by half a pixel: warped
+        (30.0, (300000, 8600000), (15, 16)),  # three times coarser: repeated 3 x 3
+        (25.0, (300000, 8600000), (18, 19)),  # 2.5: warped
+    ],
+)
+def test_coarse_band_on_the_fine_grid_equals_gdal_nearest_warp(
+    tmp_path: Path,
+    collections: dict[str, CollectionConfig],
+    swir_res: float,
+    swir_origin: tuple[float, float],
+    shape: tuple[int, int],
+) -> None:
+    # 45 x 45 at 10 m read in strips of 16 rows: strips start on odd coarse rows too
+    rng = np.random.default_rng(11)
+    nir = rng.integers(1, 6000, (45, 45), dtype=np.uint16)
+    swir = rng.integers(0, 6000, shape, dtype=np.uint16)  # some 0: nodata
+    files = {
+        "B08": write_band(tmp_path / "B08.tif", nir, scale=0.0001),
+        "B11": write_band(
+            tmp_path / "B11.tif", swir, res=swir_res, scale=0.0001, origin=swir_origin
+        ),
+    }
+    definition = resolve_index("NDMI", IndexConfig(data_type="float32"), collections["S2_L2A-1"])
+    info = write_index(definition, files, tmp_path / "ndmi.tif", options=CogOptions(blocksize=16))
+    with rasterio.open(info.path) as ds:
+        assert (ds.width, ds.height) == (45, 45)
+        result = ds.read(1)
+    s_dn = _nearest_onto(files["B11"], files["B08"])
+    n, s = nir.astype(np.float32) / 1e4, s_dn.astype(np.float32) / 1e4
+    valid = s_dn != 0
+    assert (result[~valid] == -9999.0).all()
+    np.testing.assert_allclose(result[valid], ((n - s) / (n + s))[valid], rtol=1e-5, atol=1e-6)
+
+
+def test_upsampling_factor_only_for_grids_that_tile_exactly() -> None:
+    def grid(res: float, x0: float = 300000, size: int = 10, crs: str = CRS) -> _Grid:
+        return _Grid(CRS_.from_string(crs), Affine(res, 0, x0, 0, -res, 8600000), size, size)
+
+    fine = grid(10, size=20)
+    assert grid(20).upsampling_factor(fine) == 2
+    assert grid(60, size=4).upsampling_factor(fine) == 6
+    assert grid(20, x0=300005).upsampling_factor(fine) is None  # origins differ
+    assert grid(25).upsampling_factor(fine) is None  # not a whole ratio
+    assert grid(20, size=9).upsampling_factor(fine) is None  # does not cover the fine grid
+    assert grid(20, crs="EPSG:32724").upsampling_factor(fine) is None
+    assert grid(10, size=20).upsampling_factor(fine) is None  # the same grid: nothing to repeat
+    rotated = _Grid(CRS_.from_string(CRS), Affine(20, 1, 300000, 0, -20, 8600000), 10, 10)
+    assert rotated.upsampling_factor(fine) is None
+
+
+def test_indices_written_together_equal_each_written_alone(
+    tmp_path: Path, collections: dict[str, CollectionConfig]
+) -> None:
+    rng = np.random.default_rng(5)
+    grid_10m = {
+        name: rng.integers(0, 6000, (60, 60), dtype=np.uint16)
+        for name in ("B02", "B03", "B04", "B08")
+    }
+    grid_20m = {
+        name: rng.integers(0, 6000, (30, 30), dtype=np.uint16)
+        for name in ("B05", "B8A", "B11", "B12")
+    }
+    files = {
+        name: write_band(tmp_path / f"{name}.tif", data, scale=0.0001)
+        for name, data in grid_10m.items()
+    }
+    files |= {
+        name: write_band(tmp_path / f"{name}.tif", data, res=20.0, scale=0.0001)
+        for name, data in grid_20m.items()
+    }
+    definitions = resolve_indices(collections["S2_NBAR-1"])
+    together = write_indices(
+        definitions,
+        files,
+        {d.key: tmp_path / "together" / f"{d.key}.tif" for d in definitions},
+        options=CogOptions(blocksize=32),
+        workers=2,
+    )
+    assert sorted(together) == sorted(d.key for d in definitions)
+    for definition in definitions:
+        alone = write_index(
+            definition,
+            files,
+            tmp_path / "alone" / f"{definition.key}.tif",
+            options=CogOptions(blocksize=32),
+        )
+        with rasterio.open(alone.path) as a, rasterio.open(together[definition.key].path) as b:
+            np.testing.assert_array_equal(a.read(1), b.read(1))
+            assert (a.width, a.transform) == (b.width, b.transform)
+    assert together["NDRE"].resolution_m == 20.0  # B8A and B05: their own 20 m grid
+    assert together["NBR"].resolution_m == 10.0  # B08 with B12: the finer grid
 
 
 def test_publish_real_landsat_sr_writes_indices_on_reflectance(tmp_path: Path) -> None:

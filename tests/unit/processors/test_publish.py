@@ -12,6 +12,8 @@ import numpy as np
 import pystac
 import pytest
 import rasterio
+import rasterio.shutil
+from affine import Affine
 from pystac.extensions.eo import EOExtension
 from pystac.extensions.file import FileExtension
 from pystac.extensions.projection import ProjectionExtension
@@ -26,7 +28,13 @@ from include.demo.build import build_demo_catalog
 from include.processors import registry
 from include.processors.base import Processor, ProcessorInputs, ProcessorResult
 from include.processors.publish import PublishOptions, PublishProcessor
-from include.processors.publish.cog import CogOptions, validate_cog
+from include.processors.publish.cog import (
+    CogOptions,
+    Compression,
+    _source_vrt,
+    validate_cog,
+    write_cog,
+)
 from include.processors.publish.quicklook import encode_png
 from tests.helpers.realdata import realdata_dir
 
@@ -374,6 +382,31 @@ def test_cog_options_num_threads_env_is_the_default(monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("COLLECTION_BUILDER_NUM_THREADS")
     assert CogOptions.default_num_threads() == "ALL_CPUS"
     assert CogOptions().creation_options("float32")["PREDICTOR"] == "3"
+
+
+@pytest.mark.parametrize("compress", ["deflate", "zstd"])
+def test_write_cog_speed_settings_leave_the_file_byte_identical(
+    tmp_path: Path, compress: Compression
+) -> None:
+    # 700 px in 128 px tiles: three overview levels, built in GDAL's temporary file
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 4000, (700, 700), dtype=np.uint16)
+    data[:100] = 0  # nodata rows: overviews exclude them
+    src = tmp_path / "src.tif"
+    profile = {"driver": "GTiff", "width": 700, "height": 700, "count": 1, "dtype": "uint16"}
+    with rasterio.open(
+        src, "w", **profile, crs="EPSG:32723", transform=Affine(10, 0, 300000, 0, -10, 8600000)
+    ) as ds:
+        ds.write(data, 1)
+    options = CogOptions(compress=compress, blocksize=128)
+    ours = write_cog(src, tmp_path / "ours.tif", nodata=0, options=options, scale=0.0001)
+    assert len(ours.overviews) == 3
+    # the same copy with GDAL's own settings
+    plain = tmp_path / "plain.tif"
+    vrt = _source_vrt(src, band_index=1, nodata=0, scale=0.0001, offset=None)
+    with rasterio.open(vrt) as source:
+        rasterio.shutil.copy(source, plain, driver="COG", **options.creation_options("uint16"))
+    assert ours.path.read_bytes() == plain.read_bytes()
 
 
 def test_publish_options_class_band_uses_nearest_overviews() -> None:
