@@ -110,10 +110,11 @@ def _body_object(raw: Any, content_type: str | None, *, form_ok: bool) -> dict[s
 
 
 def _upstream_values(raw: dict[str, Any]) -> dict[str, Any]:
-    """Read numbers and booleans given as strings, as the upstream's marshmallow form did.
+    """Read values as the upstream's marshmallow form and search did.
 
     ``"w": "-45.9"``, ``"cloud": "90"`` and ``"force": "true"`` were valid upstream; any
-    other string is left for validation, which names the field and its fix.
+    other string is left for validation, which names the field and its fix. A scene id or
+    tile given twice is searched once.
     """
     out = dict(raw)
     for name in _NUMBERS:
@@ -125,6 +126,10 @@ def _upstream_values(raw: dict[str, Any]) -> dict[str, Any]:
                 continue
             if math.isfinite(number):
                 out[name] = number
+    for name in ("scenes", "tiles"):  # the upstream searched each once (set(scenes))
+        values = out.get(name)
+        if isinstance(values, list) and all(isinstance(v, str) for v in values):
+            out[name] = list(dict.fromkeys(values))
     force = out.get("force")
     if isinstance(force, str) and force.strip().lower() in _TRUTHY | _FALSY:
         out["force"] = force.strip().lower() in _TRUTHY

@@ -96,6 +96,20 @@ def test_radcor_numbers_and_booleans_given_as_strings_as_the_upstream_form_read_
     assert {"cloud", "force"} <= set(problems)
 
 
+def test_radcor_repeated_scenes_and_tiles_are_searched_once_as_upstream(
+    upstream: Upstream,
+) -> None:
+    """The upstream searched ``set(scenes)``; a repeated id was never an error there."""
+    area = {k: v for k, v in upstream.request.items() if k not in ("w", "s", "e", "n")}
+    url = f"{upstream.url}/api/radcor"
+    scenes = upstream.session.post(url, json={**area, "scenes": [ONE_SCENE, ONE_SCENE]})
+    tiles = upstream.session.post(url, json={**area, "tiles": ["23LLF", "23LLF"]})
+    not_ids = upstream.session.post(url, json={**area, "scenes": [ONE_SCENE, {"id": 1}]})
+    assert _scenes(scenes) == {ONE_SCENE}
+    assert _scenes(tiles) == SCENES_A
+    assert "scenes[1]" in _problems(not_ids)
+
+
 def test_radcor_credentials_sent_as_text_are_a_400_naming_the_connection(
     upstream: Upstream,
 ) -> None:
