@@ -24,6 +24,14 @@ UPSTREAM_PATHS: dict[str, str] = {
     "/api/collections": f"{UPSTREAM_PREFIX}/collections",
     "/api/providers": f"{UPSTREAM_PREFIX}/providers",
     "/api/check-scenes": f"{UPSTREAM_PREFIX}/check-scenes",
+    **{
+        f"/api/utils/{name}": f"{UPSTREAM_PREFIX}/utils/{name}"
+        for name in (
+            "count-activities",
+            "collections-available",
+            "count-unsuccessfully-activities",
+        )
+    },
 }
 """Upstream path (as the upstream's Flask blueprint declared it) -> the route that answers it."""
 

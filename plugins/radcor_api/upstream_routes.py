@@ -57,10 +57,13 @@ from radcor_api.routes import (
     restart_filters,
 )
 from radcor_api.upstream_check import check_answer, check_conf
+from radcor_api.upstream_utils import check_collection_name
+from radcor_api.upstream_utils import router as utils_router
 
 router = APIRouter(
     prefix="/upstream", tags=["upstream"], dependencies=[Depends(plain_request_text)]
 )
+router.include_router(utils_router)
 UPSTREAM_EXAMPLE = {k: v for k, v in CONF_EXAMPLE.items() if k != "action"}
 _NUMBERS = ("w", "s", "e", "n", "cloud")
 _TRUTHY = {"t", "true", "on", "y", "yes", "1"}
@@ -138,23 +141,6 @@ def _upstream_values(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _collection_name(value: Any, field: str) -> None:
-    """Refuse the upstream's numeric collection ids: collections here are ``Name-Version``.
-
-    Raises:
-        InvalidInputError: naming ``field`` and the configured names to give instead.
-    """
-    if value is not None and str(value).strip().isdigit():
-        names = ", ".join(load_collections())
-        raise InvalidInputError(
-            FieldProblem(
-                field,
-                f"{value} is a database id of the upstream; collections here are Name-Version",
-                f"give a configured collection's Name-Version (GET /api/collections): {names}",
-            )
-        )
-
-
 @router.post(
     "/radcor",
     summary="POST /api/radcor as the upstream: preview by default; start adds the run",
@@ -216,7 +202,7 @@ def _upstream_restart(request: Request, user: BaseUser, sent: Any) -> JSONRespon
     found = _body_object(sent, request.headers.get("content-type"), form_ok=True)
     raw = {**(found or {}), **request.query_params}
     check_plain_text(raw.items())
-    _collection_name(raw.get("collection_id"), "collection_id")
+    check_collection_name(raw.get("collection_id"), "collection_id")
     filters = upstream_restart_filters(raw)
     action = filters["action"]
     plan = _merged_plan(user, filters)
@@ -288,7 +274,7 @@ def upstream_activities(
 ) -> JSONResponse:
     """One page of activities as the upstream paginated them (``total``, ``pages``, ``items``)."""
     since, until = _period(period)
-    _collection_name(collection, "collection")
+    check_collection_name(collection, "collection")
     query = ActivityQuery(
         scene_id=scene_id, collection=collection, task_type=type_, since=since, until=until
     )
@@ -385,8 +371,8 @@ def upstream_check_scenes(
 _REPLACEMENTS = {
     "/api/stats/": "Celery worker statistics do not exist here: list running activities with "
     "GET /radcor-api/radcor/activities?status=running, or see Airflow's UI",
-    "/api/utils/": "count activities with GET /api/activities (its total) filtered by type, "
-    "collection and period, or GET /radcor-api/radcor/activities?status=failed",
+    "/api/utils/": "count per status and day with GET /api/utils/count-activities?start_date="
+    "YYYY-mm-dd&last_date=YYYY-mm-dd (one day each), or list with GET /api/activities",
     "/api/grids/": "grids are not stored here: give MGRS tiles (23LLF) or WRS-2 path/rows "
     "(221069) in a request's tiles",
     "/api/collections/": "collections are configured, not stored: GET /api/collections lists "

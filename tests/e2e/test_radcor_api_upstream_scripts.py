@@ -222,6 +222,41 @@ def test_collections_and_providers_carry_the_upstream_names(upstream: Upstream) 
     assert "demo" in {p["name"] for p in providers}
 
 
+def test_utils_count_activities_as_the_upstream(
+    upstream: Upstream, download: dict[str, Any]
+) -> None:
+    url, session = upstream.url, upstream.session
+    filters = {"collection": "S2_L1C-1", "type": "download"}
+    counts = session.get(f"{url}/api/utils/count-activities", params=filters)
+    listed = session.get(f"{url}/api/activities", params=filters)
+    assert counts.status_code == listed.status_code == 200, counts.text
+    assert counts.json()["SUCCESS"] >= 1
+    assert set(counts.json()) <= {"SUCCESS", "FAILURE", "PENDING", "STARTED"}
+    assert sum(counts.json().values()) == listed.json()["total"]
+    today = download["updated"][:10]
+    dated = session.get(
+        f"{url}/api/utils/count-activities",
+        params={**filters, "start_date": "2000-01-01", "last_date": "2000-01-31"},
+    )
+    assert dated.json() == {}
+    assert (
+        session.get(
+            f"{url}/api/utils/count-activities", params={"start_date": today, "last_date": today}
+        ).json()["SUCCESS"]
+        >= 1
+    )
+    available = session.get(f"{url}/api/utils/collections-available").json()
+    assert "S2_L1C-1" in available["collections"]
+    failed = session.get(f"{url}/api/utils/count-unsuccessfully-activities").json()
+    ours = session.get(
+        f"{url}/radcor-api/radcor/activities",
+        params={"status": "failed,invalid,upstream_failed", "limit": "1"},
+    ).json()
+    assert failed == {"result": ours["total"]}
+    bad = session.get(f"{url}/api/utils/count-activities", params={"start_date": "31/01/2020"})
+    assert "start_date" in _problems(bad)
+
+
 def test_check_scenes_answers_published_and_missing_as_the_upstream(
     upstream: Upstream, download: dict[str, Any]
 ) -> None:
@@ -276,8 +311,7 @@ def test_check_scenes_bad_requests_name_the_field(upstream: Upstream) -> None:
     [
         ("GET", "/api/stats/active", "/radcor-api/radcor/activities?status=running"),
         ("GET", "/api/stats/pending", "/radcor-api/radcor/activities"),
-        ("GET", "/api/utils/count-activities?type=download", "/api/activities"),
-        ("GET", "/api/utils/collections-available", "/api/activities"),
+        ("GET", "/api/utils/count-activities-date", "/api/utils/count-activities?start_date="),
         ("GET", "/api/grids/1?bbox=-46,-13,-45,-12", "tiles"),
         ("GET", "/api/collections/1/tiles", "GET /api/collections"),
     ],

@@ -24,6 +24,9 @@ from radcor_api.upstream_paths import UpstreamPathsMiddleware, upstream_target
         ("/api/stats/active", "", "/radcor-api/upstream/not-served/api/stats/active"),
         ("/api/grids/1/", "", "/radcor-api/upstream/not-served/api/grids/1"),
         ("/api/gridsx", "", None),
+        ("/api/utils/count-activities", "", "/radcor-api/upstream/utils/count-activities"),
+        ("/api/utils/x", "", "/radcor-api/upstream/not-served/api/utils/x"),
+        ("/api/check-scenes/", "", "/radcor-api/upstream/check-scenes"),
     ],
 )
 def test_upstream_target(path: str, root: str, target: str | None) -> None:
