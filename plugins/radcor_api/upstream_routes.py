@@ -1,10 +1,13 @@
 """The upstream collection builder's endpoints, with its request names and answer shapes.
 
 Served at ``/radcor-api/upstream/...`` and, through ``upstream_paths``, at the upstream's own
-``/api/radcor``, ``/api/radcor/restart``, ``/api/activities``, ``/api/collections`` and
-``/api/providers``. They answer 200 as the upstream did; invalid input answers 400 with
-``{"errors": [{field, message, fix}]}`` (the upstream answered 200 with its form errors).
-Authentication and permissions are Airflow's, as on every radcor API route.
+``/api/radcor``, ``/api/radcor/restart``, ``/api/activities``, ``/api/collections``,
+``/api/providers``, ``/api/check-scenes`` and ``/api/utils/...`` (``upstream_utils``). They
+answer 200 as the upstream did; invalid input answers 400 with
+``{"errors": [{field, message, fix}]}`` (the upstream answered 200 with its form errors); the
+upstream routes not served answer 404 naming their replacement. Bodies are read as the
+upstream's scripts send them (``_body_object``). Authentication and permissions are
+Airflow's, as on every radcor API route.
 """
 
 from __future__ import annotations
