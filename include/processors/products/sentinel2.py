@@ -315,8 +315,9 @@ def parse_product_metadata(path: Path) -> Sentinel2Metadata:
         raise InvalidInputError(
             FieldProblem(
                 f"files[{path.name}]",
-                f"is baseline {baseline} but has no {offset_tag} list (the PSD gives one per "
-                "band from 04.00 on; without it every value would be off by the offset)",
+                f"processing baseline {baseline} has {offset_tag} values but the file lists "
+                "none (the PSD gives one per band from 04.00 on; without them every value "
+                "would be off by the offset)",
                 "download the product's own, complete metadata file again",
             )
         )
