@@ -27,14 +27,16 @@ import ast
 import json
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from queue import Queue
+from typing import Any, TypeVar
 
 import numpy as np
 import rasterio
@@ -51,6 +53,8 @@ from include.processors.publish.cog import CogInfo, CogOptions, write_cog
 from include.processors.publish.expressions import Expression, evaluate, parse_expression
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 CATALOG_NAME = "Awesome Spectral Indices"
 INT16_NODATA = -32768
@@ -447,7 +451,7 @@ def _write_group(
     try:
         for definition in group:
             dests[definition.key].parent.mkdir(parents=True, exist_ok=True)
-        _compute(group, inputs, grid, tmps, options.blocksize)
+        _compute(group, inputs, grid, tmps, options.blocksize, workers)
 
         def write(d: IndexDefinition) -> CogInfo:
             offset = 0.0 if d.stored_scale is not None else None
@@ -542,24 +546,60 @@ def _compute(
     grid: _Grid,
     tmps: Mapping[str, Path],
     rows_per_strip: int,
+    workers: int,
 ) -> None:
+    """Compute ``group`` strip by strip, ``workers`` strips at a time, written in order.
+
+    Each strip borrows one of ``workers`` sets of open datasets (a GDAL dataset serves one
+    thread at a time); decoding and numpy release the GIL, so strips overlap on several CPUs.
+    At most two strips per worker are in flight, which bounds the memory.
+    """
     names = sorted({name for d in group for name in d.expression.bands})
     with ExitStack() as stack:
-        readers = {name: _StripReader(stack, inputs[name], grid) for name in names}
+        reader_sets: Queue[dict[str, _StripReader]] = Queue()
+        for _ in range(workers):
+            reader_sets.put({name: _StripReader(stack, inputs[name], grid) for name in names})
+
+        def strip(row: int) -> dict[str, Any]:
+            rows = min(rows_per_strip, grid.height - row)
+            bands = reader_sets.get()
+            try:
+                values = {
+                    name: _reflectance(bands[name].read(row, rows), inputs[name]) for name in names
+                }
+            finally:
+                reader_sets.put(bands)
+            stored = {}
+            for definition in group:
+                used = definition.expression.bands
+                valid = np.logical_and.reduce([values[name][1] for name in used])
+                result = evaluate(definition.expression, {name: values[name][0] for name in used})
+                valid &= np.isfinite(result)
+                stored[definition.key] = _stored(definition, result, valid)
+            return stored
+
         outs = {
             d.key: stack.enter_context(
                 rasterio.open(tmps[d.key], "w", **_profile(d, grid, rows_per_strip))
             )
             for d in group
         }
-        for row in range(0, grid.height, rows_per_strip):
-            rows = min(rows_per_strip, grid.height - row)
-            window = Window(0, row, grid.width, rows)
-            strip = {name: _reflectance(readers[name].read(row, rows), inputs[name])
-                     for name in names}  # fmt: skip
-            for definition in group:
-                used = definition.expression.bands
-                valid = np.logical_and.reduce([strip[name][1] for name in used])
-                result = evaluate(definition.expression, {name: strip[name][0] for name in used})
-                valid &= np.isfinite(result)
-                outs[definition.key].write(_stored(definition, result, valid), 1, window=window)
+        rows = range(0, grid.height, rows_per_strip)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for row, stored in zip(rows, _in_order(pool, strip, rows, 2 * workers), strict=True):
+                window = Window(0, row, grid.width, min(rows_per_strip, grid.height - row))
+                for key, data in stored.items():
+                    outs[key].write(data, 1, window=window)
+
+
+def _in_order(
+    pool: ThreadPoolExecutor, work: Callable[[int], _T], items: Sequence[int], ahead: int
+) -> Iterator[_T]:
+    """Yield ``work(item)`` for each item in order, with at most ``ahead`` submitted ahead."""
+    pending: deque[Future[_T]] = deque()
+    for item in items:
+        pending.append(pool.submit(work, item))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
