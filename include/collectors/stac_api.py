@@ -128,6 +128,9 @@ _PROPERTY_SELECTION = {
     "s2:processing_baseline": "processing_baseline",
     "s2:product_type": "product_type",
     "s2:datatake_id": "datatake_id",
+    # Earth Search v1 sentinel-2-l2a: COGs already hold DN + BOA_ADD_OFFSET (read by
+    # include.processors.products.package.SceneHints; its raster:bands offset is not updated)
+    "earthsearch:boa_offset_applied": "boa_offset_applied",
     "landsat:scene_id": "landsat_scene_id",
     "landsat:correction": "landsat_correction",
     "landsat:collection_category": "collection_category",

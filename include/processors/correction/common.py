@@ -34,7 +34,12 @@ from include.common.errors import FieldProblem, InvalidInputError, ProcessingErr
 from include.common.progress import ProgressFn
 from include.processors.base import ProcessorInputs, ProcessorResult
 from include.processors.products.landsat import LandsatProduct
-from include.processors.products.package import Product, open_package, require_sensor
+from include.processors.products.package import (
+    Product,
+    SceneHints,
+    open_package,
+    require_sensor,
+)
 
 log = logging.getLogger(__name__)
 
@@ -118,19 +123,20 @@ def open_product(
     collection: CollectionConfig,
     *,
     scene_id: str | None = None,
-    baseline_hint: str | None = None,
+    hints: SceneHints | None = None,
 ) -> Product:
     """Open the parent's output as a Sentinel-2 or Landsat product of ``collection``'s sensor.
 
     ``files`` is a folder of STAC assets (keys ``B04``/``red``, ``product_metadata``,
     ``mtl.txt``...), or one archive/folder (a CDSE SAFE ``.zip``, a USGS ``.tar`` bundle),
-    extracted once beside itself and reused (``products.package``).
+    extracted once beside itself and reused (``products.package``). ``hints``: the scene's
+    tile, baseline and provider-applied offset, as its catalog gave them (``SceneHints.of``).
 
     Raises:
         InvalidInputError: nothing recognisable as either product, or a product of a sensor
             the collection does not take.
     """
-    package = open_package(files, baseline_hint=baseline_hint)
+    package = open_package(files, hints=hints)
     if package.product is None:
         raise InvalidInputError(
             FieldProblem(

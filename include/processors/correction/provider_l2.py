@@ -49,6 +49,7 @@ from include.processors.correction.common import (
 )
 from include.processors.correction.l2 import write_level2
 from include.processors.products.landsat import LandsatProduct, parse_product_id
+from include.processors.products.package import SceneHints
 from include.processors.products.sentinel2 import Sentinel2Product
 from include.processors.registry import register
 
@@ -196,7 +197,7 @@ class ProviderL2Processor(Processor):
             files,
             inputs.collection,
             scene_id=found.scene_id,
-            baseline_hint=found.properties.get("processing_baseline"),
+            hints=SceneHints.of(found),  # the Level-2 scene's own catalog facts
         )
         if isinstance(product, Sentinel2Product):
             written, radiometry = write_level2(

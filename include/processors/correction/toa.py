@@ -48,7 +48,7 @@ from include.processors.correction.common import (
     write_reflectance,
 )
 from include.processors.products.landsat import LandsatProduct
-from include.processors.products.package import Product
+from include.processors.products.package import Product, SceneHints
 from include.processors.products.sentinel2 import (
     MSK_CLASSI,
     S2_BANDS,
@@ -115,12 +115,11 @@ class ToaProcessor(Processor):
         """
         started = time.monotonic()
         options = options_for(inputs, self.task_type, ToaOptions, name=self.name)
-        baseline_hint = inputs.scene.properties.get("processing_baseline")
         product = open_product(
             inputs.files,
             inputs.collection,
             scene_id=inputs.scene.scene_id,
-            baseline_hint=str(baseline_hint) if baseline_hint else None,
+            hints=SceneHints.of(inputs.scene),
         )
         sun_elevation = sun_elevation_of(product, inputs.scene.properties)
         common: dict[str, Any] = {

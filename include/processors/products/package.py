@@ -17,6 +17,12 @@ a collection's bands and says, per band, how its numbers become physical values:
   reflectance gains divided by sin(sun elevation), or its radiance gains for thermal bands;
 - anything else takes the collection's band config.
 
+What the catalog said about the scene and its files may not (``SceneHints``) is passed in:
+the MGRS tile picks the granule of an old-format SAFE of several; Earth Search's
+``earthsearch:boa_offset_applied`` says its COGs already hold ``DN + BOA_ADD_OFFSET`` (read with
+``1 / QUANTIFICATION_VALUE`` and no offset); the processing baseline stands in for product
+metadata a per-asset download lacks.
+
 ``require_sensor`` refuses a product of another sensor than the collection's (a TM scene in an
 OLI collection would put TM's band 4, near infrared, under OLI's band 4, red), and a TIRS-only
 scene (LT08/LT09) in a collection of reflective bands.
@@ -29,10 +35,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import rasterio
 from rasterio.errors import RasterioError
 
+from include.collectors.scene_ids import is_mgrs_tile
 from include.common.config import BandConfig, CollectionConfig, load_collections
 from include.common.errors import ConfigError, FieldProblem, InvalidInputError
 from include.processors.products.archive import extract_archive, is_archive, unpacked_folder
@@ -46,6 +54,9 @@ from include.processors.products.sentinel2 import (
     is_product_metadata_name,
     is_tile_metadata_name,
 )
+
+if TYPE_CHECKING:
+    from include.collectors.base import Scene
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +86,37 @@ _ID_INSTRUMENTS: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
     (re.compile(r"^LT[45]\d{6}"), ("tm",)),
 )
 """Product or scene id prefix -> instruments (Landsat ``LXSS``: sensor letter, satellite)."""
+
+
+BOA_OFFSET_APPLIED = "boa_offset_applied"
+"""Scene property (Earth Search ``earthsearch:boa_offset_applied``, kept by the STAC driver)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SceneHints:
+    """What the catalog said about a scene that its downloaded files may not say themselves."""
+
+    tile: str | None = None
+    """MGRS tile (``31TDH``): picks the granule of an old-format SAFE holding several."""
+    baseline: str | None = None
+    """Processing baseline (``05.11``), for per-asset files without product metadata."""
+    offset_applied: bool = False
+    """The provider already added ``BOA_ADD_OFFSET`` to the values (Earth Search v1 L2A)."""
+
+    @classmethod
+    def of(cls, scene: Scene) -> SceneHints:
+        """Return the hints of a catalog ``Scene`` (a WRS-2 path/row is no MGRS tile: None)."""
+        baseline = scene.properties.get("processing_baseline")
+        return cls(
+            tile=is_mgrs_tile(scene.tile) if scene.tile else None,
+            baseline=str(baseline) if baseline else None,
+            offset_applied=_is_true(scene.properties.get(BOA_OFFSET_APPLIED)),
+        )
+
+
+def _is_true(value: Any) -> bool:
+    """A STAC boolean, also as the string some catalogs send (``"true"``)."""
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +206,7 @@ def _has_s2_band_files(files: Mapping[str, Path]) -> bool:
     )
 
 
-def _open_container(container: Path) -> Package:
+def _open_container(container: Path, tile: str | None) -> Package:
     folder = container
     if container.is_file():
         folder = extract_archive(container, unpacked_folder(container))
@@ -173,7 +215,7 @@ def _open_container(container: Path) -> Package:
     if _has_landsat_mtl(listing):
         product = LandsatProduct.from_files(listing)
     elif _has_s2_metadata(listing):
-        product = Sentinel2Product.open(folder)
+        product = Sentinel2Product.open(folder, tile=tile)
     else:
         raise InvalidInputError(
             FieldProblem(
@@ -193,18 +235,21 @@ def single_container(files: Mapping[str, Path]) -> Path | None:
     return only if only.is_dir() or is_archive(only) else None
 
 
-def open_package(files: Mapping[str, Path], *, baseline_hint: str | None = None) -> Package:
+def open_package(files: Mapping[str, Path], *, hints: SceneHints | None = None) -> Package:
     """Open what a step received: one archive or folder, or files by key.
 
     Args:
         files: the parent step's files by key.
-        baseline_hint: the catalog's Sentinel-2 processing baseline, used only for assets
-            without any product metadata.
+        hints: what the catalog said about the scene (``SceneHints.of(scene)``): its tile
+            (granule of a several-granule SAFE), baseline (assets without product metadata)
+            and whether the provider applied the BOA offset.
 
     Raises:
-        InvalidInputError: a file is missing; an archive or folder that is no known product.
+        InvalidInputError: a file is missing; an archive or folder that is no known product;
+            a SAFE without the scene tile's granule.
         UnsafeArchiveError, IntegrityError: a bad archive.
     """
+    hints = hints or SceneHints()
     paths = {key: Path(path) for key, path in files.items()}
     missing = [key for key, path in paths.items() if not path.exists()]
     if missing:
@@ -220,12 +265,14 @@ def open_package(files: Mapping[str, Path], *, baseline_hint: str | None = None)
         )
     container = single_container(paths)
     if container is not None:
-        return _open_container(container)  # a whole product carries its own metadata
+        return _open_container(container, hints.tile)  # a whole product: its own metadata
     product: Product | None = None
     if _has_landsat_mtl(paths):
         product = LandsatProduct.from_files(paths)
-    elif _has_s2_metadata(paths) or (baseline_hint and _has_s2_band_files(paths)):
-        product = Sentinel2Product.from_files(paths, baseline_hint=baseline_hint)
+    elif _has_s2_metadata(paths) or (hints.baseline and _has_s2_band_files(paths)):
+        product = Sentinel2Product.from_files(
+            paths, baseline_hint=hints.baseline, offset_applied=hints.offset_applied
+        )
     return Package(label="assets", assets=paths, product=product)
 
 

@@ -666,6 +666,8 @@ def _granule_of(safe: Path, tile: str | None) -> Path:
         )
     tiles = {granule: _tile_of(granule) for granule in granules}
     listed = ", ".join(sorted(t or g.name for g, t in tiles.items()))
+    if len(granules) == 1 and tiles[granules[0]] is None:
+        return granules[0]  # a granule name without its tile: nothing to check it against
     if tile is not None:
         wanted = tile.upper().removeprefix("T")
         chosen = [granule for granule, found in tiles.items() if found == wanted]
@@ -684,9 +686,9 @@ def _granule_of(safe: Path, tile: str | None) -> Path:
                 where,
                 f"is an OPER-format SAFE (before December 2016) of {len(granules)} granules "
                 f"({listed}) and the scene's tile is not known",
-                "open it with the scene's tile (Sentinel2Product.open(path, tile=...)), or "
-                "download the single-tile product of the same date (CDSE's reprocessed "
-                "baseline 05.xx)",
+                "process it as a scene whose catalog names its MGRS tile (the pipeline "
+                "passes it; Sentinel2Product.open(path, tile=...) in code), or download the "
+                "single-tile product of the same date (CDSE's reprocessed baseline 05.xx)",
             )
         )
     return granules[0]

@@ -48,7 +48,12 @@ from include.common.progress import ProgressFn
 from include.common.storage import safe_component
 from include.processors.base import Processor, ProcessorInputs, ProcessorResult
 from include.processors.correction.common import default_workers
-from include.processors.products.package import open_package, require_sensor, resolve_bands
+from include.processors.products.package import (
+    SceneHints,
+    open_package,
+    require_sensor,
+    resolve_bands,
+)
 from include.processors.publish.cog import CogInfo, CogOptions, Compression, write_cog
 from include.processors.publish.indices import IndexDefinition, resolve_indices, write_indices
 from include.processors.publish.metadata import product_facts
@@ -232,7 +237,7 @@ class PublishProcessor(Processor):
         started = time.monotonic()
         options = PublishOptions.from_args(inputs.args)
         scene, collection = inputs.scene, inputs.collection
-        package = open_package(inputs.files)
+        package = open_package(inputs.files, hints=SceneHints.of(scene))
         require_sensor(package, collection, scene.scene_id)
         resolved = resolve_bands(package, collection)
         if resolved.missing:
