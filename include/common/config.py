@@ -80,6 +80,8 @@ class IndexConfig(_Model):
     ``name``, which defaults to the index's key; ``params`` overrides its constants (``L``,
     ``g``...). An ``expression`` is arithmetic over band names (parsed safely, never ``eval``).
     ``int16`` outputs store ``round(value / scale)``; ``float32`` stores the value.
+    ``default: false`` declares an index that publish writes only when a run names it in its
+    ``indices`` arg (each full-resolution index costs about as much as a band to write and store).
     """
 
     expression: str | None = None
@@ -87,6 +89,7 @@ class IndexConfig(_Model):
     params: dict[str, float] = Field(default_factory=dict)
     data_type: Literal["int16", "float32"] = "int16"
     scale: float = Field(default=0.0001, gt=0)
+    default: bool = True
 
     @model_validator(mode="after")
     def _one_source(self) -> IndexConfig:

@@ -81,6 +81,7 @@ class IndexDefinition:
     source: str
     formula: str
     reference: str | None = None
+    default: bool = True
 
     @property
     def nodata(self) -> float:
@@ -215,6 +216,7 @@ def resolve_index(key: str, config: IndexConfig, collection: CollectionConfig) -
             scale=config.scale,
             source="expression",
             formula=config.expression,
+            default=config.default,
         )
     name = config.name or key
     entry = catalog_indices().get(name)
@@ -271,6 +273,7 @@ def resolve_index(key: str, config: IndexConfig, collection: CollectionConfig) -
         source=CATALOG_NAME,
         formula=formula,
         reference=entry.get("reference"),
+        default=config.default,
     )
 
 

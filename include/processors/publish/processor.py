@@ -9,7 +9,7 @@ and writes into ``inputs.output_dir``:
 - ``<scene>_quicklook.png`` and ``<scene>_thumbnail.png``: RGB of the collection's quicklook
   bands, percentile stretch, nodata transparent (when the collection has a quicklook config and
   the three bands are present);
-- ``<scene>_<index>.tif`` per spectral index the collection declares (``indices.py``), computed
+- ``<scene>_<index>.tif`` per spectral index the collection publishes (``indices.py``), computed
   from the band COGs on reflectance, int16 x 10000 or float32; an index whose bands were not
   all published is skipped with a warning;
 - the STAC Item (returned, not written: the catalog backend stores it).
@@ -18,7 +18,8 @@ Every file is written under a temporary name and renamed into place, so a rerun 
 atomically and gives the same item. Task args (all optional): ``compress`` (deflate|zstd),
 ``level``, ``blocksize``, ``num_threads`` (default ``$COLLECTION_BUILDER_NUM_THREADS`` or
 ALL_CPUS), ``overview_resampling``, ``quicklook`` (bool), ``footprint_band``, ``indices`` (bool,
-or a list of index keys to compute; default all the collection declares), ``footprint``
+or a list of index keys to compute; default the collection's indices not declared
+``default: false``), ``footprint``
 (``data``: the valid-data outline first, the default; ``metadata``: the product metadata's
 footprint first), ``workers`` (band and index COGs written at the same time, default the CPUs
 up to 4).
@@ -462,7 +463,7 @@ class PublishProcessor(Processor):
                     f"{err.file}: {err.field}", str(err), "fix the index in config/collections.yaml"
                 )
             ) from err
-        wanted: list[IndexDefinition] = definitions
+        wanted = [d for d in definitions if d.default]
         if isinstance(options.indices, tuple):
             known = {d.key.lower(): d for d in definitions}
             unknown = [key for key in options.indices if key.lower() not in known]

@@ -112,7 +112,41 @@ def test_publish_item_lineage_names_source_provider_and_processors(
     assert "scene S2A_MSIL1C_20200109T132231" in lineage and "catalog demo" in lineage
     assert "downloaded from demo into S2_L1C-1" in lineage
     assert "correction by provider-l2 0.3.0 into S2_L2A-1" in lineage
-    assert "spectral indices NDVI, EVI, SAVI, NDWI, NDMI" in lineage
+    assert "spectral indices NDVI, EVI" in lineage  # the others are declared default: false
+
+
+def test_publish_writes_default_indices_unless_the_run_names_others(
+    published: tuple[ProcessorResult, Path], tmp_path: Path
+) -> None:
+    collection = load_collections()["S2_L2A-1"]
+    declared = set(collection.indices)
+    assert {"NDVI", "EVI", "NDWI", "NDMI"} <= declared
+    assert set(item_of(published)["assets"]) & declared == {"NDVI", "EVI"}
+    # a run naming indices writes those, declared default: false or not
+    demo = published[1].parent / "named-run"
+    item = build_demo_catalog(demo, scenes=1, size_px=64)[0]
+    files = {k: demo / a["href"].lstrip("/") for k, a in item["assets"].items()}
+    scene = Scene(
+        scene_id=item["id"],
+        catalog="demo",
+        dataset="S2MSI2A",
+        datetime=datetime.fromisoformat(item["properties"]["datetime"]),
+        cloud_pct=0.0,
+        tile="23LLF",
+        footprint=None,
+    )
+    result = PublishProcessor().run(
+        ProcessorInputs(
+            scene=scene,
+            collection=collection,
+            files=files,
+            output_dir=tmp_path,
+            source_collection="S2_L2A-1",
+            args={"indices": ["NDWI", "ndmi"]},
+        )
+    )
+    assert result.item is not None
+    assert set(result.item["assets"]) & declared == {"NDWI", "NDMI"}
 
 
 def test_publish_item_passes_stac_validator_offline(
