@@ -47,6 +47,8 @@ the band threads is left out. Inclusive times of named steps (toa ``convert_line
 
 - ``no-indices``: publish writes no spectral index (the baseline writes none): the share of
   the journey the indices take;
+- ``all-indices``: publish writes all seven indices S2_NBAR-1 declares (NDVI, EVI, SAVI, NBR,
+  NDWI, NDMI, NDRE), not only the two it writes by default (the others are ``default: false``);
 - ``one-band``: every processor works on one band at a time (``os.cpu_count`` patched to 1
   in the step processes; GDAL's own threads are unchanged).
 
@@ -67,6 +69,7 @@ target <= 2 GB for the journey). It asserts nothing: benchmarks are not tests.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import importlib.util
 import json
@@ -386,7 +389,7 @@ def instrument(ledger: Ledger) -> None:
     _wrap(ledger, concurrent.futures.Future, "result", "wait")
 
 
-WHAT_IFS = ("no-indices", "one-band")
+WHAT_IFS = ("no-indices", "all-indices", "one-band")
 
 
 def apply_what_if(names: list[str]) -> None:
@@ -399,6 +402,11 @@ def apply_what_if(names: list[str]) -> None:
         publish.PublishProcessor._indices = staticmethod(  # type: ignore[method-assign]
             lambda *args, **kwargs: []
         )
+    if "all-indices" in names:  # every declared index, as if none were default: false
+        declared = publish.resolve_indices
+        publish.resolve_indices = lambda collection: [  # type: ignore[assignment]
+            dataclasses.replace(index, default=True) for index in declared(collection)
+        ]
 
 
 def _rusage_s() -> float:

@@ -93,7 +93,7 @@ from include.processors.harmonization.metadata import (
     read_s2_product_metadata,
     s2_unit,
 )
-from include.processors.products.package import band_inputs
+from include.processors.products.package import SceneHints, band_inputs
 from include.processors.products.sentinel2 import Sentinel2Metadata
 from include.processors.publish.cog import CogOptions, Compression
 from include.processors.registry import register
@@ -770,7 +770,12 @@ class NbarProcessor(Processor):
         merged = {**(configured.options if configured else {}), **inputs.args}
         options = NbarOptions.from_args(merged)
         scene_id = safe_component(inputs.scene.scene_id, "scene.scene_id")
-        inputs = replace(inputs, files=band_inputs(inputs.files, collection, inputs.scene.scene_id))
+        inputs = replace(
+            inputs,
+            files=band_inputs(
+                inputs.files, collection, inputs.scene.scene_id, hints=SceneHints.of(inputs.scene)
+            ),
+        )
         context = scene_context(inputs)
         jobs, quality, left_out = plan_bands(inputs, context, options)
         grid = angle_grid(context, jobs)

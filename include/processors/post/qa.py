@@ -49,7 +49,7 @@ from include.processors.correction.common import (
     percent,
 )
 from include.processors.post.masks import KINDS, MaskKind, kind_by_name, kind_for_key
-from include.processors.products.package import band_inputs
+from include.processors.products.package import SceneHints, band_inputs
 from include.processors.publish.cog import CogOptions, write_cog
 from include.processors.publish.stac_item import file_checksum
 from include.processors.registry import register
@@ -379,7 +379,12 @@ class QaPostProcessor(Processor):
         """
         inputs = replace(
             inputs,
-            files=band_inputs(inputs.files, inputs.collection, inputs.scene.scene_id),
+            files=band_inputs(
+                inputs.files,
+                inputs.collection,
+                inputs.scene.scene_id,
+                hints=SceneHints.of(inputs.scene),
+            ),
         )
         options = options_for(inputs, self.task_type, PostOptions, name=self.name)
         key, path, kind = find_mask(inputs.files, options.mask_band, kinds=self.mask_kinds)

@@ -51,7 +51,7 @@ from include.processors.post.qa import (
     reflectance_files,
     target_grid,
 )
-from include.processors.products.package import band_inputs
+from include.processors.products.package import SceneHints, band_inputs
 from include.processors.products.sentinel2 import Sentinel2Product, canonical_band
 from include.processors.publish.cog import CogOptions, write_cog
 from include.processors.registry import register
@@ -256,7 +256,13 @@ class S2CloudlessProcessor(Processor):
         started = time.monotonic()
         options = options_for(inputs, self.task_type, S2CloudlessOptions, name=self.name)
         inputs = replace(
-            inputs, files=band_inputs(inputs.files, inputs.collection, inputs.scene.scene_id)
+            inputs,
+            files=band_inputs(
+                inputs.files,
+                inputs.collection,
+                inputs.scene.scene_id,
+                hints=SceneHints.of(inputs.scene),
+            ),
         )
         sources = _sources(inputs)
         grid = _working_grid(sources["B02"].path, options.resolution_m)

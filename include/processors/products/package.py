@@ -277,13 +277,18 @@ def open_package(files: Mapping[str, Path], *, hints: SceneHints | None = None) 
 
 
 def band_inputs(
-    files: Mapping[str, Path], collection: CollectionConfig, scene_id: str | None
+    files: Mapping[str, Path],
+    collection: CollectionConfig,
+    scene_id: str | None,
+    *,
+    hints: SceneHints | None = None,
 ) -> dict[str, Path]:
     """Return a step's input files with a whole product (one archive or folder) unpacked.
 
     A provider package becomes the collection's band files keyed by band name, plus the
     product's metadata files (and Landsat angle bands) keyed by file stem, so processors that
     read bands by key take what a download produced; step outputs pass through unchanged.
+    ``hints`` (``SceneHints.of(scene)``) pick the scene's granule in a SAFE holding several.
 
     Raises:
         InvalidInputError: a product of another sensor, or one lacking a band (named).
@@ -291,7 +296,7 @@ def band_inputs(
     if single_container(files) is None:
         require_sensor(Package("assets", {}), collection, scene_id)
         return dict(files)
-    package = open_package(files)
+    package = open_package(files, hints=hints)
     require_sensor(package, collection, scene_id)
     resolved = resolve_bands(package, collection)
     unpacked: dict[str, Path] = {bf.band.name: bf.path for bf in resolved.bands}

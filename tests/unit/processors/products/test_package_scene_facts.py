@@ -24,7 +24,12 @@ from include.collectors.download import asset_filename
 from include.collectors.stac_api import item_to_scene, select_assets
 from include.common.config import load_collections
 from include.common.errors import InvalidInputError
-from include.processors.products.package import SceneHints, open_package, resolve_bands
+from include.processors.products.package import (
+    SceneHints,
+    band_inputs,
+    open_package,
+    resolve_bands,
+)
 from include.processors.products.sentinel2 import Sentinel2Product, canonical_band
 from tests.helpers import s2_layouts as lay
 from tests.helpers.realdata import realdata
@@ -138,3 +143,16 @@ def test_old_format_safe_without_or_with_a_foreign_tile_is_refused_naming_its_ti
         open_package({"archive": oper_zip})
     with pytest.raises(InvalidInputError, match="no granule of tile 23LLF"):
         open_package({"archive": oper_zip}, hints=SceneHints(tile="23LLF"))
+
+
+def test_band_inputs_of_harmonization_and_post_take_the_scene_granule(oper_zip: Path) -> None:
+    # what nbar, qa-post and s2cloudless call on a download handed to them directly
+    collection = load_collections()["S2_L1C-1"]
+    files = band_inputs({"archive": oper_zip}, collection, "S2A", hints=SceneHints(tile="31TDJ"))
+    assert (
+        "_T31TDJ_" in str(files["B04"])
+        and lay.read_dn(files["B04"]) == lay.band_dn("B04", 10) + 100
+    )
+    assert files["B04"].parents[1] == next(p.parent for k, p in files.items() if "MTD_L1C_TL" in k)
+    with pytest.raises(InvalidInputError, match=r"2 granules \(31TDH, 31TDJ\)"):
+        band_inputs({"archive": oper_zip}, collection, "S2A")
