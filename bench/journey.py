@@ -369,7 +369,7 @@ def instrument(ledger: Ledger) -> None:
     _wrap(ledger, nbar, "harmonize_band", "compute", "harmonize_band (window loop, tiled GTiff)")
     _wrap(ledger, correction, "convert_linear", None, "convert_linear (JP2 -> zstd GTiff)")
     _wrap(ledger, publish, "write_cog", None, "publish band write_cog (-> COG)")
-    _wrap(ledger, publish, "write_indices", None, "publish write_indices (7 index COGs)")
+    _wrap(ledger, publish, "write_indices", None, "publish write_indices (index COGs)")
     _wrap(ledger, publish, "write_quicklook", None, "publish write_quicklook")
     _wrap(ledger, publish, "footprint", None, "publish footprint")
 
