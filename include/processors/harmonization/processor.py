@@ -39,7 +39,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -93,7 +93,7 @@ from include.processors.harmonization.metadata import (
     read_s2_product_metadata,
     s2_unit,
 )
-from include.processors.products.package import SceneHints, band_inputs
+from include.processors.products.package import unpacked_inputs
 from include.processors.products.sentinel2 import Sentinel2Metadata
 from include.processors.publish.cog import CogOptions, Compression
 from include.processors.registry import register
@@ -770,12 +770,7 @@ class NbarProcessor(Processor):
         merged = {**(configured.options if configured else {}), **inputs.args}
         options = NbarOptions.from_args(merged)
         scene_id = safe_component(inputs.scene.scene_id, "scene.scene_id")
-        inputs = replace(
-            inputs,
-            files=band_inputs(
-                inputs.files, collection, inputs.scene.scene_id, hints=SceneHints.of(inputs.scene)
-            ),
-        )
+        inputs = unpacked_inputs(inputs)
         context = scene_context(inputs)
         jobs, quality, left_out = plan_bands(inputs, context, options)
         grid = angle_grid(context, jobs)

@@ -25,7 +25,7 @@ import os
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -49,7 +49,7 @@ from include.processors.correction.common import (
     percent,
 )
 from include.processors.post.masks import KINDS, MaskKind, kind_by_name, kind_for_key
-from include.processors.products.package import SceneHints, band_inputs
+from include.processors.products.package import unpacked_inputs
 from include.processors.publish.cog import CogOptions, write_cog
 from include.processors.publish.stac_item import file_checksum
 from include.processors.registry import register
@@ -377,15 +377,7 @@ class QaPostProcessor(Processor):
             InvalidInputError: no quality mask or no reflectance band among the inputs.
             ProcessingError: GDAL failed.
         """
-        inputs = replace(
-            inputs,
-            files=band_inputs(
-                inputs.files,
-                inputs.collection,
-                inputs.scene.scene_id,
-                hints=SceneHints.of(inputs.scene),
-            ),
-        )
+        inputs = unpacked_inputs(inputs)
         options = options_for(inputs, self.task_type, PostOptions, name=self.name)
         key, path, kind = find_mask(inputs.files, options.mask_band, kinds=self.mask_kinds)
         return post_process(

@@ -27,7 +27,7 @@ import os
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -51,7 +51,7 @@ from include.processors.post.qa import (
     reflectance_files,
     target_grid,
 )
-from include.processors.products.package import SceneHints, band_inputs
+from include.processors.products.package import unpacked_inputs
 from include.processors.products.sentinel2 import Sentinel2Product, canonical_band
 from include.processors.publish.cog import CogOptions, write_cog
 from include.processors.registry import register
@@ -255,15 +255,7 @@ class S2CloudlessProcessor(Processor):
         """
         started = time.monotonic()
         options = options_for(inputs, self.task_type, S2CloudlessOptions, name=self.name)
-        inputs = replace(
-            inputs,
-            files=band_inputs(
-                inputs.files,
-                inputs.collection,
-                inputs.scene.scene_id,
-                hints=SceneHints.of(inputs.scene),
-            ),
-        )
+        inputs = unpacked_inputs(inputs)
         sources = _sources(inputs)
         grid = _working_grid(sources["B02"].path, options.resolution_m)
         probability, valid = cloud_probability(sources, grid)

@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +57,7 @@ from include.processors.products.sentinel2 import (
 
 if TYPE_CHECKING:
     from include.collectors.base import Scene
+    from include.processors.base import ProcessorInputs
 
 log = logging.getLogger(__name__)
 
@@ -274,6 +275,17 @@ def open_package(files: Mapping[str, Path], *, hints: SceneHints | None = None) 
             paths, baseline_hint=hints.baseline, offset_applied=hints.offset_applied
         )
     return Package(label="assets", assets=paths, product=product)
+
+
+def unpacked_inputs(inputs: ProcessorInputs) -> ProcessorInputs:
+    """Return a step's inputs with a provider package among its files unpacked.
+
+    ``band_inputs`` for the inputs' collection and scene (its hints pick the granule).
+    """
+    files = band_inputs(
+        inputs.files, inputs.collection, inputs.scene.scene_id, hints=SceneHints.of(inputs.scene)
+    )
+    return replace(inputs, files=files)
 
 
 def band_inputs(
