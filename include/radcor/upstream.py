@@ -159,7 +159,8 @@ def upstream_activity(activity: Activity) -> dict[str, Any]:
         "last_execution": {
             "status": celery_status(activity.status),
             "task_id": activity.task_instance,
-            "start": _iso(activity.started_at),
+            # a node skipped or kept without running starts and ends when that was decided
+            "start": _iso(activity.started_at or activity.finished_at),
             "end": _iso(activity.finished_at) or "",
             "traceback": activity.error,
         },

@@ -68,10 +68,6 @@ router = APIRouter(
 )
 router.include_router(utils_router)
 UPSTREAM_EXAMPLE = {k: v for k, v in CONF_EXAMPLE.items() if k != "action"}
-_NUMBERS = ("w", "s", "e", "n", "cloud")
-_TRUTHY = {"t", "true", "on", "y", "yes", "1"}
-_FALSY = {"f", "false", "off", "n", "no", "0"}
-"""The strings the upstream's marshmallow ``Boolean`` read as true or false (any case)."""
 
 
 def _body_text(raw: bytes | str) -> str:
@@ -81,67 +77,36 @@ def _body_text(raw: bytes | str) -> str:
         raise InvalidInputError(FieldProblem("body", "is not UTF-8 text", BODY_FIX)) from err
 
 
-def _body_object(raw: Any, content_type: str | None, *, form_ok: bool) -> dict[str, Any] | None:
-    """Return a request body as an object, as the upstream's ``request.get_json()`` read it.
+def _body_object(raw: Any, content_type: str | None, *, form_ok: bool) -> Any:
+    """Return a request body as the upstream's ``request.get_json()`` read it.
 
-    A JSON object sent without ``Content-Type: application/json`` (``curl --data``,
-    ``requests.post(data=json.dumps(...))``) is read as JSON; a form-encoded body is read
-    as its fields when ``form_ok`` (restart's flat names), else refused. Empty: None.
+    A body FastAPI parsed as JSON is returned as is (an object, or the array or value that
+    ``conf_object`` then refuses as every other door does). JSON sent without
+    ``Content-Type: application/json`` (``curl --data``, ``requests.post(data=json.dumps(...))``)
+    is parsed here; a form-encoded body is read as its fields when ``form_ok`` (restart's flat
+    names), else refused. Empty: None.
 
     Raises:
         InvalidInputError: on ``body`` naming what was sent and what to send instead.
     """
-    if raw is None or isinstance(raw, Mapping):
-        return None if raw is None else dict(raw)
-    if not isinstance(raw, bytes | str):
-        raise InvalidInputError(
-            FieldProblem("body", "must be a JSON object, not a JSON array or value", BODY_FIX)
-        )
+    kind = (content_type or "no Content-Type").split(";")[0].strip()
+    if not isinstance(raw, bytes | str) or (isinstance(raw, str) and kind == "application/json"):
+        return raw  # parsed by FastAPI (a JSON string value stays a string)
     text = _body_text(raw).strip()
     if not text:
         return None
-    if text[0] in "{[":
-        try:
-            return _body_object(json.loads(text), None, form_ok=False)
-        except json.JSONDecodeError as err:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        fields = parse_qsl(text, keep_blank_values=True) if "=" in text else []
+        if form_ok and fields and kind in ("application/x-www-form-urlencoded", "no Content-Type"):
+            return dict(fields)
+        if text[0] in "{[":
             message = f"is not valid JSON ({err.msg} at character {err.pos})"
             raise InvalidInputError(FieldProblem("body", message, BODY_FIX)) from err
-    kind = (content_type or "no Content-Type").split(";")[0].strip()
-    fields = parse_qsl(text, keep_blank_values=True) if "=" in text else []
-    if form_ok and fields and kind in ("application/x-www-form-urlencoded", "no Content-Type"):
-        return dict(fields)
-    raise InvalidInputError(
-        FieldProblem("body", f"is not a JSON object (sent as {kind})", BODY_FIX)
-    )
-
-
-def _upstream_values(raw: dict[str, Any]) -> dict[str, Any]:
-    """Read values as the upstream's marshmallow form and search did.
-
-    ``"w": "-45.9"``, ``"cloud": "90"`` and ``"force": "true"`` were valid upstream; any
-    other string is left for validation, which names the field and its fix. A scene id or
-    tile given twice is searched once.
-    """
-    out = dict(raw)
-    for name in _NUMBERS:
-        value = out.get(name)
-        if isinstance(value, str):
-            try:
-                number = float(value)
-            except ValueError:
-                continue
-            if math.isfinite(number):
-                out[name] = number
-    for name in ("scenes", "tiles"):  # the upstream searched each once (set(scenes))
-        values = out.get(name)
-        if isinstance(values, list) and all(isinstance(v, str) for v in values):
-            out[name] = list(dict.fromkeys(values))
-    force = out.get("force")
-    if isinstance(force, str) and force.strip().lower() in _TRUTHY | _FALSY:
-        out["force"] = force.strip().lower() in _TRUTHY
-    elif isinstance(force, int) and not isinstance(force, bool) and force in (0, 1):
-        out["force"] = bool(force)
-    return out
+        raise InvalidInputError(
+            FieldProblem("body", f"is not a JSON object (sent as {kind})", BODY_FIX)
+        ) from err
 
 
 @router.post(
@@ -163,7 +128,7 @@ def upstream_radcor(
     links); the scene entries are the same as the preview's.
     """
     body = _body_object(conf, request.headers.get("content-type"), form_ok=False)
-    raw = {k: v for k, v in _upstream_values(dict(conf_object(body))).items() if v is not None}
+    raw = {k: v for k, v in conf_object(body).items() if v is not None}
     raw.setdefault("action", UPSTREAM_DEFAULT_ACTION)
     validated = validate_request(raw)
     airflow_ops.authorize_dags(user, "GET", DagAccessEntity.RUN, [RADCOR_DAG_ID])
@@ -203,6 +168,10 @@ BodyBytes = Annotated[bytes, Depends(_request_body)]
 def _upstream_restart(request: Request, user: BaseUser, sent: Any) -> JSONResponse:
     """Restart by the query's names and, when the request has one, the body's (query first)."""
     found = _body_object(sent, request.headers.get("content-type"), form_ok=True)
+    if found is not None and not isinstance(found, Mapping):
+        raise InvalidInputError(
+            FieldProblem("body", "must be a JSON object, not a JSON array or value", BODY_FIX)
+        )
     raw = {**(found or {}), **request.query_params}
     check_plain_text(raw.items())
     check_collection_name(raw.get("collection_id"), "collection_id")

@@ -81,33 +81,24 @@ def test_radcor_form_fields_and_arrays_are_refused_naming_the_body(upstream: Ups
     problem = _problems(as_form)["body"]
     assert "application/x-www-form-urlencoded" in problem["message"]
     assert "Content-Type: application/json" in problem["fix"]
-    assert "body" in _problems(as_array)
+    assert _problems(as_array)["conf"]["message"] == "must be a JSON object (got array)"
 
 
-def test_radcor_numbers_and_booleans_given_as_strings_as_the_upstream_form_read_them(
+def test_radcor_strings_for_numbers_and_repeated_ids_get_the_answer_of_every_door(
     upstream: Upstream,
 ) -> None:
-    """The upstream's marshmallow Float/Boolean took ``"-45.9"``, ``"90"`` and ``"false"``."""
-    typed = {k: str(upstream.request[k]) for k in ("w", "s", "e", "n")}
-    strings = {**upstream.request, **typed, "cloud": "100", "force": "false"}
-    assert _scenes(upstream.session.post(f"{upstream.url}/api/radcor", json=strings)) == SCENES_A
-    wrong = {**strings, "cloud": "cloudy", "force": "maybe"}
-    problems = _problems(upstream.session.post(f"{upstream.url}/api/radcor", json=wrong))
-    assert {"cloud", "force"} <= set(problems)
-
-
-def test_radcor_repeated_scenes_and_tiles_are_searched_once_as_upstream(
-    upstream: Upstream,
-) -> None:
-    """The upstream searched ``set(scenes)``; a repeated id was never an error there."""
+    """The upstream's form read ``"-45.9"`` as a number and searched ``set(scenes)``; here the
+    upstream path answers as every other door does: a 400 naming the field and the fix."""
     area = {k: v for k, v in upstream.request.items() if k not in ("w", "s", "e", "n")}
-    url = f"{upstream.url}/api/radcor"
-    scenes = upstream.session.post(url, json={**area, "scenes": [ONE_SCENE, ONE_SCENE]})
-    tiles = upstream.session.post(url, json={**area, "tiles": ["23LLF", "23LLF"]})
-    not_ids = upstream.session.post(url, json={**area, "scenes": [ONE_SCENE, {"id": 1}]})
-    assert _scenes(scenes) == {ONE_SCENE}
-    assert _scenes(tiles) == SCENES_A
-    assert "scenes[1]" in _problems(not_ids)
+    strings = {**upstream.request, "w": str(upstream.request["w"]), "force": "false"}
+    repeated = {**area, "scenes": [ONE_SCENE, ONE_SCENE]}
+    for conf, fields in ((strings, {"w", "force"}), (repeated, {"scenes[1]"})):
+        ours = upstream.session.post(f"{upstream.url}/radcor-api/radcor", json=conf)
+        theirs = upstream.session.post(f"{upstream.url}/api/radcor", json=conf)
+        assert ours.status_code == theirs.status_code == 400
+        assert ours.json()["errors"] == theirs.json()["errors"]
+        assert fields <= set(_problems(theirs))
+    assert "duplicate" in _problems(theirs)["scenes[1]"]["fix"]
 
 
 def test_radcor_credentials_sent_as_text_are_a_400_naming_the_connection(
@@ -180,8 +171,18 @@ def test_restart_reads_every_body_an_upstream_script_sends(
             },
         ),
     }
+    scene_call = calls.pop("POST scene with a list")
     for name, answer in calls.items():
         assert _listed_ids(answer) == ids, name
+    # by scene: every activity of that scene, collection and type, of any run (earlier tests'
+    # runs of the same scene included)
+    assert ids[0] in _listed_ids(scene_call)
+    for activity in scene_call.json()["activities"]:
+        assert (activity["sceneid"], activity["collection_id"], activity["activity_type"]) == (
+            ONE_SCENE,
+            "S2_L1C-1",
+            "download",
+        )
 
 
 def test_restart_bad_bodies_are_400_naming_the_field(upstream: Upstream) -> None:
