@@ -586,6 +586,33 @@ def _check_nbar(
         assert 0.8 < ratio.min() <= ratio.max() < 1.25, (band, ratio.min(), ratio.max())
 
 
+def _check_indices(item: dict[str, Any], path: Path, nir: str, red: str, blue: str) -> None:
+    """The run's default indices only (NDVI, EVI), equal to their formulas on the published bands.
+
+    Both are recomputed here from the band COGs through the item's ``raster:bands`` (spyndex's
+    EVI: G 2.5, C1 6, C2 7.5, L 1) and compared with the stored int16 x scale.
+    """
+    indices = {key for key, asset in item["assets"].items() if "processing:expression" in asset}
+    assert indices == {"NDVI", "EVI"}, indices  # SAVI, NBR... are default: false
+    (n, n_ok, _), (r, r_ok, _), (b, b_ok, _) = (_physical(item, path, x) for x in (nir, red, blue))
+    ndvi_denominator, evi_denominator = n + r, n + 6 * r - 7.5 * b + 1
+    with np.errstate(all="ignore"):
+        expected = {
+            "NDVI": ((n - r) / ndvi_denominator, n_ok & r_ok, np.abs(ndvi_denominator) >= 0.05),
+            "EVI": (2.5 * (n - r) / evi_denominator, n_ok & r_ok & b_ok, evi_denominator >= 0.5),
+        }
+    for key, (formula, inputs_ok, conditioned) in expected.items():
+        stored, valid, _ = _physical(item, path, key)
+        assert item["assets"][key]["raster:bands"][0]["scale"] == pytest.approx(1e-4)
+        assert (valid == (inputs_ok & np.isfinite(formula))).all(), f"{key}: nodata differs"
+        # where the denominator nears 0 a float32 rounding of the inputs moves the index more
+        # than its int16 step: compare the pixels the formula is well conditioned on
+        checked = valid & conditioned
+        error = np.abs(stored[checked] - np.clip(formula[checked], -3.2767, 3.2767)).max()
+        assert checked.sum() > valid.sum() / 2, key
+        assert error <= TOLERANCE, f"{key}: published value off by {error}"
+
+
 def _s2_references(package: pk.S2Package) -> dict[str, tuple[np.ndarray, np.ndarray, Any]]:
     return {
         band: (
@@ -609,6 +636,7 @@ def test_s2_l1c_toa_nbar_publish_harmonizes_the_package(
     )  # fmt: skip
 
     _check_nbar(item, path, _s2_references(package), package.grid.epsg)
+    _check_indices(item, path, nir="B08", red="B04", blue="B02")
     _check_s2_item(item, package)
 
 
@@ -658,6 +686,7 @@ def test_landsat8_l2sp_download_publish_sr_and_st(
     )  # fmt: skip
 
     _check_landsat_l2(item, path, package, [1, 2, 3, 4, 5, 6, 7], "ST_B10")
+    _check_indices(item, path, nir="B5", red="B4", blue="B2")  # OLI numbering
     _check_landsat_item(item, package)
 
 
