@@ -21,12 +21,15 @@ Specification Document (PSD) describes, and the function says which change it ma
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import yaml
 
 from tests.helpers.realdata import realdata
 
@@ -304,3 +307,17 @@ def zip_safe(safe: Path, archive: Path, *, top: str | None = "SAFE") -> Path:
                 inside = path.relative_to(safe.parent if top else safe).as_posix()
                 handle.write(path, inside)
     return archive
+
+
+def recorded_item(cassette: str, collection: str) -> dict[str, Any]:
+    """The first item of ``collection`` in a recorded pystac-client cassette in realdata."""
+    recorded = yaml.safe_load(realdata(cassette).read_text(encoding="utf-8"))
+    for interaction in recorded["interactions"]:
+        try:
+            page = json.loads(interaction["response"]["body"]["string"])
+        except (json.JSONDecodeError, TypeError):
+            continue
+        for feature in page.get("features", []):
+            if feature["collection"] == collection:
+                return dict(feature)
+    raise AssertionError(f"no {collection} item in {cassette}")

@@ -35,8 +35,21 @@ LINEAGE = {
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory) -> tuple[ProcessorResult, Path]:
-    root = tmp_path_factory.mktemp("demo")
-    item = build_demo_catalog(root, scenes=1, size_px=256)[0]
+    out = tmp_path_factory.mktemp("out")
+    result = _publish_demo(tmp_path_factory.mktemp("demo"), out, size_px=256, lineage=LINEAGE)
+    return result, out
+
+
+def _publish_demo(
+    root: Path,
+    out: Path,
+    *,
+    size_px: int,
+    lineage: dict[str, Any] | None = None,
+    args: dict[str, Any] | None = None,
+) -> ProcessorResult:
+    """Publish one demo S2 L2A scene (built under ``root``) to S2_L2A-1 in ``out``."""
+    item = build_demo_catalog(root, scenes=1, size_px=size_px)[0]
     scene = Scene(
         scene_id=item["id"],
         catalog="demo",
@@ -47,18 +60,17 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> tuple[ProcessorResult
         footprint=None,
     )
     files = {k: root / a["href"].lstrip("/") for k, a in item["assets"].items()}
-    out = tmp_path_factory.mktemp("out")
-    result = PublishProcessor().run(
+    return PublishProcessor().run(
         ProcessorInputs(
             scene=scene,
             collection=load_collections()["S2_L2A-1"],
             files=files,
             output_dir=out,
             source_collection="S2_L2A-1",
-            lineage=LINEAGE,
+            lineage=lineage or {},
+            args=args or {},
         )
     )
-    return result, out
 
 
 def item_of(published: tuple[ProcessorResult, Path]) -> dict[str, Any]:
@@ -123,27 +135,8 @@ def test_publish_writes_default_indices_unless_the_run_names_others(
     assert {"NDVI", "EVI", "NDWI", "NDMI"} <= declared
     assert set(item_of(published)["assets"]) & declared == {"NDVI", "EVI"}
     # a run naming indices writes those, declared default: false or not
-    demo = published[1].parent / "named-run"
-    item = build_demo_catalog(demo, scenes=1, size_px=64)[0]
-    files = {k: demo / a["href"].lstrip("/") for k, a in item["assets"].items()}
-    scene = Scene(
-        scene_id=item["id"],
-        catalog="demo",
-        dataset="S2MSI2A",
-        datetime=datetime.fromisoformat(item["properties"]["datetime"]),
-        cloud_pct=0.0,
-        tile="23LLF",
-        footprint=None,
-    )
-    result = PublishProcessor().run(
-        ProcessorInputs(
-            scene=scene,
-            collection=collection,
-            files=files,
-            output_dir=tmp_path,
-            source_collection="S2_L2A-1",
-            args={"indices": ["NDWI", "ndmi"]},
-        )
+    result = _publish_demo(
+        tmp_path / "demo", tmp_path / "out", size_px=64, args={"indices": ["NDWI", "ndmi"]}
     )
     assert result.item is not None
     assert set(result.item["assets"]) & declared == {"NDWI", "NDMI"}

@@ -12,13 +12,11 @@ Two facts a download does not carry itself:
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from include.collectors.download import asset_filename
 from include.collectors.stac_api import item_to_scene, select_assets
@@ -32,22 +30,8 @@ from include.processors.products.package import (
 )
 from include.processors.products.sentinel2 import Sentinel2Product, canonical_band
 from tests.helpers import s2_layouts as lay
-from tests.helpers.realdata import realdata
 
 EARTH_SEARCH = "pystac-client/test_cli/TestCLISearch.test_filter[inprocess].yaml"
-
-
-def _v1_l2a_item() -> dict[str, Any]:
-    recorded = yaml.safe_load(realdata(EARTH_SEARCH).read_text(encoding="utf-8"))
-    for interaction in recorded["interactions"]:
-        try:
-            page = json.loads(interaction["response"]["body"]["string"])
-        except (json.JSONDecodeError, TypeError):
-            continue
-        for feature in page.get("features", []):
-            if feature["collection"] == "sentinel-2-l2a":
-                return dict(feature)
-    raise AssertionError(f"no sentinel-2-l2a item in {EARTH_SEARCH}")
 
 
 def _download(item: dict[str, Any], folder: Path) -> dict[str, Path]:
@@ -72,7 +56,7 @@ def _download(item: dict[str, Any], folder: Path) -> dict[str, Path]:
 def test_earth_search_v1_flag_travels_in_the_scene_and_reads_the_cogs_without_offset(
     tmp_path: Path,
 ) -> None:
-    item = _v1_l2a_item()
+    item = lay.recorded_item(EARTH_SEARCH, "sentinel-2-l2a")
     scene = item_to_scene(item, catalog="earthsearch", dataset="sentinel-2-l2a")
     assert scene.properties["boa_offset_applied"] is True
     assert scene.properties["processing_baseline"] == "05.11"
@@ -98,7 +82,7 @@ def test_earth_search_v1_flag_travels_in_the_scene_and_reads_the_cogs_without_of
 
 def test_earth_search_v1_raster_bands_still_declare_the_offset_the_flag_says_is_applied() -> None:
     """Why the flag, not the asset's ``raster:bands``, decides (Element84/earth-search#9)."""
-    item = _v1_l2a_item()
+    item = lay.recorded_item(EARTH_SEARCH, "sentinel-2-l2a")
     assert item["properties"]["earthsearch:boa_offset_applied"] is True
     cog = item["assets"]["red"]
     assert cog["href"].startswith("https://") and cog["href"].endswith(".tif")
@@ -108,7 +92,7 @@ def test_earth_search_v1_raster_bands_still_declare_the_offset_the_flag_says_is_
 
 
 def test_scene_hints_read_tiles_baselines_and_string_flags() -> None:
-    item = _v1_l2a_item()
+    item = lay.recorded_item(EARTH_SEARCH, "sentinel-2-l2a")
     scene = item_to_scene(item, catalog="earthsearch", dataset="sentinel-2-l2a")
     assert SceneHints.of(replace(scene, tile="T31tdh")).tile == "31TDH"
     assert SceneHints.of(replace(scene, tile="221069")).tile is None  # WRS-2, no granule

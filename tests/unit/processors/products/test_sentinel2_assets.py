@@ -10,13 +10,11 @@ are small rasters of known DN; the metadata files are real MTDs adapted to basel
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from include.collectors.download import asset_filename
 from include.collectors.stac_api import select_assets
@@ -26,23 +24,9 @@ from include.processors.products import Sentinel2Product
 from include.processors.products.package import open_package, resolve_bands
 from include.processors.products.sentinel2 import canonical_band
 from tests.helpers import s2_layouts as lay
-from tests.helpers.realdata import realdata
 
 EARTH_SEARCH = "pystac-client/test_cli/TestCLISearch.test_filter[inprocess].yaml"
 PLANETARY = "pystac-client/test_item_search/TestItemSearch.test_datetime_results.yaml"
-
-
-def _item(cassette: str, collection: str) -> dict[str, Any]:
-    recorded = yaml.safe_load(realdata(cassette).read_text(encoding="utf-8"))
-    for interaction in recorded["interactions"]:
-        try:
-            page = json.loads(interaction["response"]["body"]["string"])
-        except (json.JSONDecodeError, TypeError):
-            continue
-        for feature in page.get("features", []):
-            if feature["collection"] == collection:
-                return dict(feature)
-    raise AssertionError(f"no {collection} item in {cassette}")
 
 
 def _download(item: dict[str, Any], folder: Path, *, baseline: str = "05.11") -> dict[str, Path]:
@@ -72,7 +56,7 @@ def _download(item: dict[str, Any], folder: Path, *, baseline: str = "05.11") ->
 
 
 def test_earth_search_c1_l2a_keys_map_and_take_the_mtd_offsets(tmp_path: Path) -> None:
-    item = _item(EARTH_SEARCH, "sentinel-2-c1-l2a")
+    item = lay.recorded_item(EARTH_SEARCH, "sentinel-2-c1-l2a")
     files = _download(item, tmp_path)
     product = Sentinel2Product.from_files(files)
     assert product.metadata_path == files["product_metadata"]
@@ -93,7 +77,7 @@ def test_earth_search_c1_l2a_keys_map_and_take_the_mtd_offsets(tmp_path: Path) -
 
 
 def test_earth_search_v1_l2a_with_boa_offset_applied_is_not_shifted_twice(tmp_path: Path) -> None:
-    item = _item(EARTH_SEARCH, "sentinel-2-l2a")
+    item = lay.recorded_item(EARTH_SEARCH, "sentinel-2-l2a")
     assert item["properties"]["earthsearch:boa_offset_applied"] is True
     files = _download(item, tmp_path)
     # its product_metadata and *-jp2 originals are s3:// only: the downloader skips them
@@ -108,7 +92,7 @@ def test_earth_search_v1_l2a_with_boa_offset_applied_is_not_shifted_twice(tmp_pa
 
 
 def test_offset_applied_drops_the_mtd_offsets_and_prefers_the_cog(tmp_path: Path) -> None:
-    item = _item(EARTH_SEARCH, "sentinel-2-c1-l2a")
+    item = lay.recorded_item(EARTH_SEARCH, "sentinel-2-c1-l2a")
     files = _download(item, tmp_path)
     original = tmp_path / "red-jp2.jp2"
     lay.write_raster(original, 1, 10)
@@ -120,7 +104,7 @@ def test_offset_applied_drops_the_mtd_offsets_and_prefers_the_cog(tmp_path: Path
 
 
 def test_planetary_computer_hyphenated_metadata_keys_are_read(tmp_path: Path) -> None:
-    item = _item(PLANETARY, "sentinel-2-l2a")
+    item = lay.recorded_item(PLANETARY, "sentinel-2-l2a")
     files = _download(item, tmp_path)
     assert {"product-metadata", "granule-metadata", "datastrip-metadata"} <= set(files)
     product = Sentinel2Product.from_files(files)
@@ -136,6 +120,6 @@ def test_planetary_computer_hyphenated_metadata_keys_are_read(tmp_path: Path) ->
 
 
 def test_planetary_computer_item_ids_carry_no_baseline_but_the_property_does() -> None:
-    item = _item(PLANETARY, "sentinel-2-l2a")
+    item = lay.recorded_item(PLANETARY, "sentinel-2-l2a")
     assert re.search(r"_N\d{4}_", item["id"]) is None  # PC ids drop the N-number
     assert item["properties"]["s2:processing_baseline"] == "02.12"
