@@ -30,10 +30,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import rasterio
-from affine import Affine
-from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
-from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from include.common.config import CollectionConfig
@@ -48,6 +45,7 @@ from include.processors.correction.common import (
     options_for,
     percent,
 )
+from include.processors.grid import Grid, on_grid
 from include.processors.post.masks import KINDS, MaskKind, kind_by_name, kind_for_key
 from include.processors.products.package import unpacked_inputs
 from include.processors.publish.cog import CogOptions, write_cog
@@ -70,40 +68,6 @@ class PostOptions(ProcessorOptions):
     """A scene with at most this share of clear pixels (of valid ones) is ``fully_cloudy``."""
     keep_fully_cloudy: bool = False
     """Keep the files of a fully cloudy scene (publish it) instead of stopping its branch."""
-
-
-@dataclass(frozen=True, slots=True)
-class Grid:
-    """A raster grid: CRS, transform and size."""
-
-    crs: Any
-    transform: Affine
-    width: int
-    height: int
-
-    @classmethod
-    def of(cls, path: Path) -> Grid:
-        """Return the grid of the raster at ``path``.
-
-        Raises:
-            InvalidInputError: when the file cannot be read or is not georeferenced.
-        """
-        try:
-            with rasterio.open(path) as ds:
-                if ds.crs is None:
-                    raise InvalidInputError(
-                        FieldProblem(f"files[{path.name}]", "is not georeferenced", "check it")
-                    )
-                return cls(ds.crs, ds.transform, ds.width, ds.height)
-        except RasterioError as err:
-            raise InvalidInputError(
-                FieldProblem(f"files[{path.name}]", f"cannot be read: {err}", "run it again")
-            ) from err
-
-    @property
-    def resolution(self) -> float:
-        """The pixel width in CRS units."""
-        return abs(self.transform.a)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,18 +139,6 @@ def _strips(grid: Grid) -> list[Window]:
     ]
 
 
-def _warped(ds: Any, grid: Grid, nodata: float | None) -> WarpedVRT:
-    return WarpedVRT(
-        ds,
-        crs=grid.crs,
-        transform=grid.transform,
-        width=grid.width,
-        height=grid.height,
-        resampling=Resampling.nearest,
-        nodata=nodata,
-    )
-
-
 def mask_on_grid(
     mask_path: Path,
     kind: MaskKind,
@@ -223,8 +175,8 @@ def mask_on_grid(
                 }
                 if grid.width >= 256 and grid.height >= 256:
                     profile.update(tiled=True, blockxsize=256, blockysize=256)
-                warped_mask = _warped(mask_ds, grid, kind.nodata)
-                warped_bands = [_warped(ds, grid, ds.nodata) for ds in sources]
+                warped_mask = on_grid(mask_ds, grid, kind.nodata)
+                warped_bands = [on_grid(ds, grid, ds.nodata) for ds in sources]
                 with rasterio.open(tmp, "w", **profile) as out:
                     for window in _strips(grid):
                         values = warped_mask.read(1, window=window)

@@ -42,9 +42,9 @@ from rasterio.vrt import WarpedVRT
 from include.common.errors import FieldProblem, InvalidInputError, ProcessingError
 from include.processors.base import Processor, ProcessorInputs, ProcessorResult
 from include.processors.correction.common import options_for
+from include.processors.grid import Grid
 from include.processors.post.masks import CLOUD_MASK, MaskKind
 from include.processors.post.qa import (
-    Grid,
     PostOptions,
     mask_on_grid,
     post_process,

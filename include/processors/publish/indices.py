@@ -40,15 +40,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 import rasterio
-from affine import Affine
-from rasterio.crs import CRS
-from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
-from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from include.common.config import BandConfig, CollectionConfig, IndexConfig
 from include.common.errors import ConfigError, ProcessingError
+from include.processors.grid import Grid, on_grid
 from include.processors.publish.cog import CogInfo, CogOptions, write_cog
 from include.processors.publish.expressions import Expression, evaluate, parse_expression
 
@@ -291,40 +288,9 @@ INDEX_CACHE_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True, slots=True)
-class _Grid:
-    """A raster's pixel grid: CRS, affine transform and size."""
-
-    crs: CRS
-    transform: Affine
-    width: int
-    height: int
-
-    @property
-    def resolution(self) -> float:
-        return abs(self.transform.a)
-
-    def upsampling_factor(self, fine: _Grid) -> int | None:
-        """Return k when each of this grid's pixels is exactly k x k pixels of ``fine``.
-
-        Same CRS and origin, no rotation, pixels k times larger, covering ``fine``: then nearest
-        neighbour resampling onto ``fine`` is repeating each pixel k times in both directions.
-        """
-        mine, theirs = self.transform, fine.transform
-        if self.crs != fine.crs or (mine.b, mine.d, theirs.b, theirs.d) != (0, 0, 0, 0):
-            return None
-        if (mine.c, mine.f) != (theirs.c, theirs.f) or theirs.a == 0:
-            return None
-        factor = round(mine.a / theirs.a)
-        if factor < 2 or (mine.a, mine.e) != (theirs.a * factor, theirs.e * factor):
-            return None
-        covers = self.width * factor >= fine.width and self.height * factor >= fine.height
-        return factor if covers else None
-
-
-@dataclass(frozen=True, slots=True)
 class _Input:
     path: Path
-    grid: _Grid
+    grid: Grid
     scale: float
     offset: float
     nodata: float | None
@@ -399,7 +365,7 @@ def write_indices(
             )
     needed = sorted({name for d in definitions for name in d.expression.bands})
     inputs = _read_inputs(needed, bands)
-    groups: dict[_Grid, list[IndexDefinition]] = {}
+    groups: dict[Grid, list[IndexDefinition]] = {}
     for definition in definitions:
         finest = min(
             definition.expression.bands, key=lambda name: (inputs[name].grid.resolution, name)
@@ -420,7 +386,7 @@ def _read_inputs(names: Sequence[str], bands: Mapping[str, Path]) -> dict[str, _
                 scale, offset = ds.scales[0], ds.offsets[0]
                 inputs[name] = _Input(
                     path=bands[name],
-                    grid=_Grid(ds.crs, ds.transform, ds.width, ds.height),
+                    grid=Grid(ds.crs, ds.transform, ds.width, ds.height),
                     scale=float(scale),
                     offset=float(offset),
                     nodata=ds.nodata,
@@ -441,7 +407,7 @@ def _read_inputs(names: Sequence[str], bands: Mapping[str, Path]) -> dict[str, _
 def _write_group(
     group: Sequence[IndexDefinition],
     inputs: Mapping[str, _Input],
-    grid: _Grid,
+    grid: Grid,
     dests: Mapping[str, Path],
     options: CogOptions,
     workers: int,
@@ -477,7 +443,7 @@ def _write_group(
             tmp.unlink(missing_ok=True)
 
 
-def _profile(definition: IndexDefinition, grid: _Grid, block: int) -> dict[str, Any]:
+def _profile(definition: IndexDefinition, grid: Grid, block: int) -> dict[str, Any]:
     return {
         "driver": "GTiff",
         "width": grid.width,
@@ -513,23 +479,13 @@ def _stored(definition: IndexDefinition, result: np.ndarray[Any, Any], valid: An
 class _StripReader:
     """Reads one band's rows of the output grid, resampled to it by nearest neighbour."""
 
-    def __init__(self, stack: ExitStack, source: _Input, grid: _Grid) -> None:
+    def __init__(self, stack: ExitStack, source: _Input, grid: Grid) -> None:
         self.dataset = stack.enter_context(rasterio.open(source.path))
         self.width = grid.width
         factor = 1 if source.grid == grid else source.grid.upsampling_factor(grid)
         self.factor = factor or 1
         if factor is None:
-            warped = WarpedVRT(
-                self.dataset,
-                resampling=Resampling.nearest,
-                src_nodata=self.dataset.nodata,
-                nodata=self.dataset.nodata,
-                crs=grid.crs,
-                transform=grid.transform,
-                width=grid.width,
-                height=grid.height,
-            )
-            self.dataset = stack.enter_context(warped)
+            self.dataset = stack.enter_context(on_grid(self.dataset, grid, self.dataset.nodata))
 
     def read(self, row: int, rows: int) -> np.ndarray[Any, Any]:
         """Return output rows ``row`` .. ``row + rows`` (all columns)."""
@@ -546,7 +502,7 @@ class _StripReader:
 def _compute(
     group: Sequence[IndexDefinition],
     inputs: Mapping[str, _Input],
-    grid: _Grid,
+    grid: Grid,
     tmps: Mapping[str, Path],
     rows_per_strip: int,
     workers: int,

@@ -17,11 +17,11 @@ from include.collectors.base import Scene
 from include.common.config import CollectionConfig, IndexConfig, load_collections
 from include.common.errors import ConfigError
 from include.processors.base import ProcessorInputs
+from include.processors.grid import Grid
 from include.processors.publish import PublishProcessor
 from include.processors.publish.cog import CogOptions, validate_cog
 from include.processors.publish.indices import (
     INT16_NODATA,
-    _Grid,
     band_for_symbol,
     catalog_indices,
     resolve_index,
@@ -259,8 +259,8 @@ def test_coarse_band_on_the_fine_grid_equals_gdal_nearest_warp(
 
 
 def test_upsampling_factor_only_for_grids_that_tile_exactly() -> None:
-    def grid(res: float, x0: float = 300000, size: int = 10, crs: str = CRS) -> _Grid:
-        return _Grid(CRS_.from_string(crs), Affine(res, 0, x0, 0, -res, 8600000), size, size)
+    def grid(res: float, x0: float = 300000, size: int = 10, crs: str = CRS) -> Grid:
+        return Grid(CRS_.from_string(crs), Affine(res, 0, x0, 0, -res, 8600000), size, size)
 
     fine = grid(10, size=20)
     assert grid(20).upsampling_factor(fine) == 2
@@ -270,7 +270,7 @@ def test_upsampling_factor_only_for_grids_that_tile_exactly() -> None:
     assert grid(20, size=9).upsampling_factor(fine) is None  # does not cover the fine grid
     assert grid(20, crs="EPSG:32724").upsampling_factor(fine) is None
     assert grid(10, size=20).upsampling_factor(fine) is None  # the same grid: nothing to repeat
-    rotated = _Grid(CRS_.from_string(CRS), Affine(20, 1, 300000, 0, -20, 8600000), 10, 10)
+    rotated = Grid(CRS_.from_string(CRS), Affine(20, 1, 300000, 0, -20, 8600000), 10, 10)
     assert rotated.upsampling_factor(fine) is None
 
 
